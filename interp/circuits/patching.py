@@ -1,0 +1,110 @@
+"""Per-head activation patching: the ablation machinery every method and metric shares.
+
+A head is ablated by overwriting its ``attn.hook_z`` slice (its d_head output before W_O) with
+
+* ``resample``: the same head's output on the paired *negative* prompt (same position), or
+* ``mean``: its mean output over all real positions of the negative prompts.
+
+`patching_scores` is the activation-patching baseline (resample ablation, one head at a time):
+
+    score(l, h) = mean_i [ m_i(full) - m_i(head l.h resampled from negative_i) ]
+
+All hooks are TransformerLens hooks inside `interp.hooks.intervene`, removed when the block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from jaxtyping import Bool, Float
+from transformer_lens import HookedTransformer
+
+from interp.circuits.tasks import CircuitTask
+from interp.hooks import capture, intervene
+
+ABLATIONS = ("resample", "mean")
+
+
+def _z_name(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_z"
+
+
+@torch.no_grad()
+def head_z(model: HookedTransformer, tokens: torch.Tensor) -> list[Float[torch.Tensor, "n pos head d_head"]]:
+    """Every layer's ``hook_z`` on `tokens`."""
+    names = [_z_name(l) for l in range(model.cfg.n_layers)]
+    with capture(model, names) as acts:
+        model(tokens)
+    return [acts[n] for n in names]
+
+
+def real_mask(task: CircuitTask) -> Bool[torch.Tensor, "n pos"]:
+    """True on the real (non-padding) positions of the task's prompts."""
+    return torch.arange(task.pos_tokens.shape[1])[None, :] < task.lengths[:, None]
+
+
+@torch.no_grad()
+def ablation_source(model: HookedTransformer, task: CircuitTask, ablation: str = "resample") -> list[torch.Tensor]:
+    """Per layer, what ablated heads are overwritten with: negative-run z [n, pos, H, d_head]
+    (``resample``) or the mean over real negative positions [H, d_head] (``mean``)."""
+    if ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation {ablation!r}; known: {ABLATIONS}")
+    zs = head_z(model, task.neg_tokens)
+    if ablation == "resample":
+        return zs
+    m = real_mask(task)
+    return [z[m].mean(0) for z in zs]
+
+
+@contextlib.contextmanager
+def ablate_heads(model: HookedTransformer, ablated: Bool[torch.Tensor, "layer head"], source: list[torch.Tensor]) -> Iterator[HookedTransformer]:
+    """Forwards inside the block run with the heads marked True in `ablated` overwritten by `source`."""
+    edits = []
+    for layer in range(model.cfg.n_layers):
+        heads = ablated[layer].nonzero().flatten().tolist()
+        if not heads:
+            continue
+
+        def fn(z, hook, heads=heads, src=source[layer]):
+            z = z.clone()
+            s = src.to(z.dtype)
+            if s.dim() == 2:  # mean: [H, d_head], broadcast over batch and positions
+                z[:, :, heads] = s[heads]
+            else:  # resample: same batch rows and positions
+                z[:, :, heads] = s[: z.shape[0], : z.shape[1], heads]
+            return z
+
+        edits.append((_z_name(layer), fn))
+    with intervene(model, edits):
+        yield model
+
+
+@torch.no_grad()
+def metric_with_ablation(model: HookedTransformer, task: CircuitTask, ablated: Bool[torch.Tensor, "layer head"],
+                         source: list[torch.Tensor]) -> float:
+    """Mean task metric on the positive prompts with the `ablated` heads overwritten."""
+    with ablate_heads(model, ablated, source):
+        return float(task.metric_from_logits(model(task.pos_tokens)).mean())
+
+
+@torch.no_grad()
+def full_metric(model: HookedTransformer, task: CircuitTask) -> float:
+    """Mean task metric of the unablated model on the positive prompts."""
+    return float(task.metric_from_logits(model(task.pos_tokens)).mean())
+
+
+@torch.no_grad()
+def patching_scores(model: HookedTransformer, task: CircuitTask) -> Float[torch.Tensor, "layer head"]:
+    """Activation-patching baseline: metric drop when one head is resampled from the negative run."""
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    src = ablation_source(model, task, "resample")
+    base = full_metric(model, task)
+    scores = torch.zeros(L, H)
+    for layer in range(L):
+        for head in range(H):
+            mask = torch.zeros(L, H, dtype=torch.bool)
+            mask[layer, head] = True
+            scores[layer, head] = base - metric_with_ablation(model, task, mask, src)
+    return scores

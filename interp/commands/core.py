@@ -1,0 +1,129 @@
+"""Core subcommands: demo, build-default, collect, app."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from interp.errors import InterpError
+
+log = logging.getLogger(__name__)
+
+DEMO_PROMPTS = (
+    "When Mary and John went to the store, John gave a drink to",
+    "The war lasted from the year 1732 to the year 17",
+    "The color of a ripe banana is",
+    "The animal that says moo is the",
+    "A window is usually made of",
+)
+
+
+def cmd_demo(args) -> int:
+    import torch
+
+    from interp.models import load_model
+
+    model = load_model(args.model)
+    prompts = args.prompt or list(DEMO_PROMPTS)
+    for p in prompts:
+        toks = model.to_tokens(p)
+        if toks.shape[1] > model.cfg.n_ctx:
+            raise InterpError(f"prompt is {toks.shape[1]} tokens, longer than the model's n_ctx {model.cfg.n_ctx}")
+        with torch.no_grad():
+            probs = model(toks)[0, -1].softmax(-1)
+        top = probs.topk(args.top)
+        preds = ", ".join(f"{model.tokenizer.decode([int(i)])!r} {float(v):.2f}" for v, i in zip(top.values, top.indices))
+        print(f"{p!r} -> {preds}")
+    return 0
+
+
+def cmd_build_default(args) -> int:
+    from interp.build import BuildConfig, train_embedded_model
+    from interp.models import EMBEDDED_DIR
+
+    cfg = BuildConfig.quick() if args.quick else BuildConfig()
+    out = Path(args.out) if args.out else EMBEDDED_DIR
+    _, card = train_embedded_model(cfg, out_dir=out, work_dir=Path(args.work_dir) / ("quick" if args.quick else "full"))
+    print(f"model written to {out}")
+    for k in ("ioi_accuracy", "ioi_logit_diff", "greater_than_prob_diff", "docstring_accuracy", "fact_accuracy", "heldout_loss"):
+        print(f"  {k}: {card[k]}")
+    if not args.skip_saes and not args.quick:
+        from interp.sae.build import build_default_saes  # the shipped SAEs (SAE issue)
+
+        build_default_saes(model_dir=out)
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from interp.activations import CollectConfig, collect_activations
+    from interp.models import load_model
+
+    model = load_model(args.model)
+    cfg = CollectConfig(hooks=args.hooks, n_tokens=args.tokens, source=args.source, seq_len=args.seq_len,
+                        batch_size=args.batch_size, dtype=args.dtype)
+    man = collect_activations(model, cfg, args.out, model_name=args.model, overwrite=args.overwrite)
+    print(f"{man.n_tokens} tokens x {len(man.hooks)} hooks in {man.n_shards} shards -> {args.out}")
+    return 0
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+APP_ENTRY = Path(__file__).resolve().parents[2] / "app" / "main.py"
+
+
+def cmd_app(args) -> int:
+    if not APP_ENTRY.exists():
+        raise InterpError(f"the dashboard is not installed next to the package ({APP_ENTRY} is missing)")
+    if not port_free(args.host, args.port):
+        raise InterpError(f"port {args.port} on {args.host} is already in use; pick another with --port")
+    # app/serve.py = `python -m streamlit` with st.navigation in charge from the first request
+    cmd = [sys.executable, str(APP_ENTRY.parent / "serve.py"), "run", str(APP_ENTRY), "--server.headless", "true",
+           "--server.address", args.host, "--server.port", str(args.port), "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "minimal", "--", "--model", args.model]
+    print(f"interp dashboard: http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
+    return subprocess.call(cmd)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="print what a model predicts on a few prompts")
+    p.add_argument("--model", default="embedded", help="embedded, a local directory, or a TransformerLens name")
+    p.add_argument("--prompt", action="append", help="a prompt (repeatable); default: a few built-in ones")
+    p.add_argument("--top", type=int, default=3, help="how many next tokens to show")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("build-default", help="rebuild the embedded corpus, tokenizer, model (and its SAEs)")
+    p.add_argument("--quick", action="store_true", help="a tiny model in under 2 minutes (for tests)")
+    p.add_argument("--out", help="output directory (default: the package's embedded model)")
+    p.add_argument("--work-dir", default="runs/build-default", help="checkpoints and tokenizer scratch")
+    p.add_argument("--skip-saes", action="store_true", help="do not rebuild the shipped SAEs")
+    p.set_defaults(func=cmd_build_default)
+
+    p = sub.add_parser("collect", help="stream activations at hooks into sharded safetensors")
+    p.add_argument("--model", default="embedded")
+    p.add_argument("--hooks", nargs="+", required=True, help="hook names, NAME or NAME:HEAD (e.g. blocks.1.attn.hook_z:3)")
+    p.add_argument("--tokens", type=int, required=True, help="number of tokens to record")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--source", default="corpus", help="corpus (embedded), a text file, or hf:NAME[:SPLIT[:COLUMN]]")
+    p.add_argument("--seq-len", type=int, help="context length (default: the model's n_ctx)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--overwrite", action="store_true", help="replace a different run in --out")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("app", help="launch the local dashboard")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: localhost only)")
+    p.add_argument("--model", default="embedded", help="model selected at start")
+    p.set_defaults(func=cmd_app)

@@ -1,0 +1,72 @@
+"""CLI: `interp features` (build feature statistics) and `interp report` (export feature reports)."""
+
+from __future__ import annotations
+
+import argparse
+
+from interp.errors import InterpError
+
+
+def cmd_features(args) -> int:
+    import torch
+
+    from interp import features as Fm
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = Fm.StatsConfig(n_tokens=args.tokens, source=args.source, batch_size=args.batch_size, top_k=args.top_k,
+                         seed=args.seed)
+    if (args.sae is None) == (args.neurons is None):
+        raise InterpError("give exactly one of --sae DIR or --neurons LAYER")
+    if args.sae:
+        stats = Fm.build_for_sae_dir(args.sae, cfg, model_name=args.model)
+        out = args.sae
+    else:
+        if not args.out:
+            raise InterpError("--neurons needs --out DIR (where to store the statistics)")
+        from interp.models import load_model
+
+        model = load_model(args.model or "embedded")
+        src = Fm.NeuronSource(model, args.neurons)
+        stats = Fm.build_feature_stats(model, src, cfg, model_name=args.model or "embedded", source_name=f"neurons L{args.neurons}")
+        Fm.save_stats(stats, args.out)
+        out = args.out
+    labelled = sum(1 for lab in stats.labels if "(F1" in lab)
+    dead = sum(1 for lab in stats.labels if lab.startswith("dead"))
+    print(f"{stats.n_features} features over {stats.meta['n_tokens']} tokens in {stats.meta['seconds']:.1f}s: "
+          f"{labelled} with a concept label, {dead} dead -> {out}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from interp.features import load_stats, parse_feature_range
+    from interp.reports import write_report
+
+    stats = load_stats(args.sae)
+    ids = parse_feature_range(args.features, stats.n_features)
+    out = write_report(stats, ids, args.format, args.out, title=args.title or f"Features of {args.sae}")
+    print(f"{len(ids)} features -> {out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("features", help="build feature statistics next to an SAE (for the dashboard and reports)")
+    p.add_argument("--sae", help="SAE directory (SAELens format); the statistics are stored in it")
+    p.add_argument("--neurons", type=int, metavar="LAYER", help="instead of an SAE: the MLP neurons of this layer")
+    p.add_argument("--out", help="with --neurons: directory for the statistics")
+    p.add_argument("--model", help="model name (default: the SAE's metadata.model_name, else embedded)")
+    p.add_argument("--tokens", type=int, default=200_000, help="corpus tokens to stream")
+    p.add_argument("--source", default="corpus", help="corpus (embedded), a text file, or hf:NAME[:SPLIT[:COLUMN]]")
+    p.add_argument("--batch-size", type=int, default=32, help="rows per forward")
+    p.add_argument("--top-k", type=int, default=20, help="top-activating contexts kept per feature")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("report", help="export feature reports (HTML, JSON, Markdown) from stored statistics")
+    p.add_argument("--sae", required=True, help="SAE directory holding feature_stats.*")
+    p.add_argument("--features", default="0-99", help="ids, e.g. 0-99 or 3,7,10-12")
+    p.add_argument("--format", default="html", choices=["html", "json", "md"])
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--title", help="report title")
+    p.set_defaults(func=cmd_report)

@@ -1,0 +1,136 @@
+"""MoE-X subcommands: `interp moex train | eval | games | build`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from interp.errors import InterpError
+
+
+def cmd_train(args) -> int:
+    from interp.moex.layer import MoEXConfig
+    from interp.moex.model import ChessModelConfig
+    from interp.moex.train import TrainConfig, train_chess_model
+
+    if args.data != "chess" and not Path(args.data).is_file():
+        raise InterpError(f"--data must be 'chess' (generated games) or a text file of PGN lines; {args.data!r} is neither")
+    moe = args.arch in ("switch", "moex")
+    if not moe and (args.experts or args.topk):
+        raise InterpError(f"--experts/--topk need a switch or moex architecture, not {args.arch}")
+    experts, topk = (args.experts or 8, args.topk or 2) if moe else (1, 1)
+    d_mlp = args.expert_width if moe else (args.d_mlp or topk * args.expert_width)
+    mlp = MoEXConfig(args.arch, d_model=args.d_model, d_mlp=d_mlp, n_experts=experts, top_k=topk, act=args.act,
+                     router=args.router, balance_coef=args.balance)
+    model = ChessModelConfig(n_layers=args.layers, d_model=args.d_model, n_heads=args.heads, n_ctx=args.n_ctx, seed=args.seed)
+    cfg = TrainConfig(mlp=mlp, model=model, steps=args.steps, batch_size=args.batch_size, lr=args.lr, n_games=args.games,
+                      n_val_games=args.val_games, engine=args.engine, seed=args.seed, upcycle_from=args.upcycle_from,
+                      games_file=None if args.data == "chess" else args.data, checkpoint_every=args.checkpoint_every)
+    res = train_chess_model(cfg, args.out, resume=args.resume)
+    print(f"{args.arch}: validation loss {res.val_loss:.4f} after {res.steps} steps "
+          f"({res.tokens_per_second:.0f} tokens/s, active MLP params/layer {mlp.active_params()}) -> {res.out_dir}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from interp.moex.evaluate import evaluate_chess_model
+
+    ev = evaluate_chess_model(args.dir, layer=args.layer, n_metric_games=args.metric_games, n_legal=args.legal)
+    if args.json:
+        print(json.dumps(ev.to_dict(), indent=2))
+        return 0
+    print(f"{args.dir} ({ev.arch}, layer {ev.layer}, {ev.n_features} units, L0 {ev.l0:.1f})")
+    print(f"  validation loss   {ev.val_loss:.4f}")
+    print(f"  legal-move rate   {ev.legal_move_rate:.3f}")
+    print(f"  coverage          {ev.coverage:.3f}  (t = {ev.coverage_threshold})")
+    print(f"  reconstruction    {ev.reconstruction:.3f}  (t = {ev.reconstruction_threshold})")
+    return 0
+
+
+def cmd_games(args) -> int:
+    from interp.data.chess import ChessDataConfig, generate_games, read_pgn_lines
+
+    if args.check:
+        res = read_pgn_lines(args.check)
+        print(f"{len(res.games)} legal games, {res.skipped} skipped")
+        for r in res.reasons:
+            print(f"  {r}")
+        return 0 if not res.skipped else 1
+    if not args.out:
+        raise InterpError("give --out FILE to write games, or --check FILE to validate one")
+    games = generate_games(ChessDataConfig(n_games=args.n, seed=args.seed, max_chars=args.max_chars, engine=args.engine))
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text("\n".join(games) + "\n")
+    tmp.replace(out)
+    print(f"{len(games)} games -> {out}")
+    return 0
+
+
+def cmd_build(args) -> int:
+    from interp.moex.suite import SuiteScale, build_suite, ship
+
+    scale = SuiteScale.tiny() if args.tiny else SuiteScale()
+    build_suite(args.root, scale)
+    if not args.no_ship:
+        for p in ship(args.root):
+            print(f"shipped {p}")
+    print("for the comparison table run: python benchmarks/moex/run.py --ship")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("moex", help="MoE-X sparse experts on chess: train, evaluate, generate games")
+    msub = p.add_subparsers(dest="moex_command", metavar="MOEX_COMMAND")
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    t = msub.add_parser("train", help="train a character-level chess model with dense / switch / moex MLPs")
+    t.add_argument("--data", default="chess", help="chess (generated games) or a text file with one PGN game per line")
+    t.add_argument("--arch", required=True, choices=["dense-gelu", "dense-relu", "switch", "moex"])
+    t.add_argument("--out", required=True, help="model directory")
+    t.add_argument("--upcycle-from", help="a trained dense chess model directory to upcycle from")
+    t.add_argument("--experts", type=int, help="E (default 8)")
+    t.add_argument("--topk", type=int, help="k experts per token (default 2)")
+    t.add_argument("--expert-width", type=int, default=256, help="D hidden units per expert (dense: d_mlp = k * D)")
+    t.add_argument("--d-mlp", type=int, help="dense hidden width (default: k * expert width = equal active params)")
+    t.add_argument("--act", choices=["relu", "gelu"], help="expert activation (default: moex relu, switch gelu)")
+    t.add_argument("--router", choices=["sparsity", "softmax"], help="router (default: moex sparsity, switch softmax)")
+    t.add_argument("--balance", type=float, default=0.0, help="load-balancing loss weight")
+    t.add_argument("--layers", type=int, default=2)
+    t.add_argument("--d-model", type=int, default=128)
+    t.add_argument("--heads", type=int, default=4)
+    t.add_argument("--n-ctx", type=int, default=256)
+    t.add_argument("--steps", type=int, default=300)
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--games", type=int, default=3000, help="training games")
+    t.add_argument("--val-games", type=int, default=200, help="held-out games")
+    t.add_argument("--engine", default="random", choices=["random", "stockfish"], help="game generator for --data chess")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint-every", type=int, default=100)
+    t.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint")
+    t.set_defaults(func=cmd_train)
+
+    e = msub.add_parser("eval", help="validation loss, legal-move rate, board coverage and reconstruction")
+    e.add_argument("dir", help="a chess model directory (e.g. interp/moex/shipped/moex)")
+    e.add_argument("--layer", type=int, help="which layer's units (default: last)")
+    e.add_argument("--metric-games", type=int, default=300, help="training games used to pick precise features")
+    e.add_argument("--legal", type=int, default=100, help="sampled continuations for the legal-move rate")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    g = msub.add_parser("games", help="generate chess games as PGN lines, or --check a file of them")
+    g.add_argument("--out", help="output text file")
+    g.add_argument("--n", type=int, default=1000)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--max-chars", type=int, default=257)
+    g.add_argument("--engine", default="random", choices=["random", "stockfish"])
+    g.add_argument("--check", help="validate a file of PGN lines: count and list the illegal ones")
+    g.set_defaults(func=cmd_games)
+
+    b = msub.add_parser("build", help="retrain the comparison suite and ship its models into interp/moex/shipped/")
+    b.add_argument("--root", default="runs/moex-bench")
+    b.add_argument("--tiny", action="store_true", help="a seconds-long smoke build")
+    b.add_argument("--no-ship", action="store_true")
+    b.set_defaults(func=cmd_build)

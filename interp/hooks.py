@@ -1,0 +1,147 @@
+"""Context managers that capture or intervene on a TransformerLens model; the model is never mutated.
+
+A *hook spec* names a TransformerLens hook point and, optionally, one attention head:
+``"blocks.1.hook_resid_post"`` or ``"blocks.1.attn.hook_z:3"`` (head 3 of layer 1's ``hook_z``,
+i.e. that head's d_head-dim output before W_O, as SAELens' ``hook_head_index`` uses it).
+
+    with capture(model, ["blocks.0.hook_resid_post"]) as acts:
+        model(tokens)
+    acts["blocks.0.hook_resid_post"]  # [batch, pos, d_model]
+
+    with intervene(model, {"blocks.0.attn.hook_z": zero_head(3)}):
+        logits = model(tokens)       # head 0.3 zero-ablated; hooks removed on exit
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from transformer_lens import HookedTransformer
+
+from interp.errors import InterpError
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """A hook point name plus an optional head index (for per-head hooks like ``attn.hook_z``)."""
+
+    name: str
+    head: int | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.head is None else f"{self.name}:{self.head}"
+
+    @property
+    def safe(self) -> str:
+        """A file-system-safe name, e.g. ``blocks.1.attn.hook_z.h3``."""
+        return self.name if self.head is None else f"{self.name}.h{self.head}"
+
+    def select(self, act: torch.Tensor) -> torch.Tensor:
+        """Cut this spec's slice out of the hook's activation ([..., head, d_head] -> [..., d_head])."""
+        return act if self.head is None else act[..., self.head, :]
+
+
+def parse_hook(model: HookedTransformer, spec: str | HookSpec) -> HookSpec:
+    """Validate a hook spec against `model`; unknown names get the closest valid suggestions."""
+    if isinstance(spec, HookSpec):
+        hs = spec
+    else:
+        name, _, head = str(spec).partition(":")
+        try:
+            hs = HookSpec(name, int(head) if head else None)
+        except ValueError:
+            raise InterpError(f"bad head index in hook {spec!r}; write NAME:HEAD, e.g. blocks.0.attn.hook_z:3") from None
+    if hs.name not in model.hook_dict:
+        close = difflib.get_close_matches(hs.name, list(model.hook_dict), n=3, cutoff=0.4)
+        hint = f"; closest valid: {', '.join(close)}" if close else ""
+        raise InterpError(f"unknown hook {hs.name!r} for this model{hint}")
+    if hs.head is not None:
+        if not any(hs.name.endswith(s) for s in ("hook_z", "hook_q", "hook_k", "hook_v", "hook_result", "hook_pattern", "hook_attn_scores")):
+            raise InterpError(f"hook {hs.name!r} has no head dimension; a head index needs attn.hook_z/q/k/v/result")
+        if not 0 <= hs.head < model.cfg.n_heads:
+            raise InterpError(f"head {hs.head} out of range: the model has {model.cfg.n_heads} heads per layer")
+    return hs
+
+
+def hook_dim(model: HookedTransformer, spec: HookSpec) -> int:
+    """Width of the activation a spec yields (run once on a 2-token input)."""
+    acts = {}
+    with capture(model, [spec]) as acts:
+        model(torch.zeros(1, 2, dtype=torch.long))
+    return acts[str(spec)].shape[-1]
+
+
+@contextlib.contextmanager
+def capture(model: HookedTransformer, specs: list[str | HookSpec], detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the activations at `specs` during forwards inside the block (last forward wins)."""
+    parsed = [parse_hook(model, s) for s in specs]
+    store: dict[str, torch.Tensor] = {}
+
+    def make(hs: HookSpec):
+        def fn(act, hook):
+            a = hs.select(act)
+            store[str(hs)] = a.detach() if detach else a
+
+        return fn
+
+    with model.hooks(fwd_hooks=[(hs.name, make(hs)) for hs in parsed]):
+        yield store
+
+
+@contextlib.contextmanager
+def intervene(model: HookedTransformer, edits: dict[str, Callable] | list[tuple[str, Callable]]) -> Iterator[HookedTransformer]:
+    """Run forwards with TransformerLens hooks `fn(act, hook) -> act`; all are removed on exit."""
+    items = list(edits.items()) if isinstance(edits, dict) else list(edits)
+    for name, _ in items:
+        parse_hook(model, name)
+    with model.hooks(fwd_hooks=items):
+        yield model
+
+
+def zero_head(head: int) -> Callable:
+    """Hook for ``attn.hook_z``: zero one head's output."""
+
+    def fn(z, hook):
+        z = z.clone()
+        z[:, :, head] = 0.0
+        return z
+
+    return fn
+
+
+def mean_head(head: int, mean_z: torch.Tensor) -> Callable:
+    """Hook for ``attn.hook_z``: replace one head's output by a fixed mean ([d_head] or [pos, d_head])."""
+
+    def fn(z, hook):
+        z = z.clone()
+        m = mean_z.to(z.dtype)
+        z[:, :, head] = m[: z.shape[1]] if m.dim() == 2 else m
+        return z
+
+    return fn
+
+
+def sae_edit(sae, edit: Callable[[torch.Tensor], torch.Tensor], head: int | None = None) -> Callable:
+    """Hook that edits SAE latents while keeping the SAE error term, so only the edit moves:
+
+        x' = x + decode(edit(encode(x))) - decode(encode(x))
+
+    `edit` maps latents [..., d_sae] -> edited latents. For per-head SAEs (``hook_z`` with
+    ``hook_head_index``) pass `head` and only that head's slice is edited. An identity `edit`
+    leaves the activation exactly unchanged (up to float error)."""
+
+    def fn(act, hook):
+        x = act if head is None else act[..., head, :]
+        feats = sae.encode(x.to(sae.dtype))
+        delta = (sae.decode(edit(feats.clone())) - sae.decode(feats)).to(act.dtype)
+        if head is None:
+            return act + delta
+        out = act.clone()
+        out[..., head, :] = x + delta
+        return out
+
+    return fn

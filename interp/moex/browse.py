@@ -1,0 +1,131 @@
+"""What the MoE-X dashboard page shows: routing statistics, a per-unit summary, top contexts.
+
+All functions take a loaded chess model (`load_chess_model`) and a list of games; none draws.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from interp.data.chess import BoardProperties, property_names
+from interp.errors import InterpError
+from interp.moex.evaluate import feature_activations, hidden_activations, square_heatmap
+from interp.moex.layer import MoEXConfig, hidden_hook_name
+from interp.moex.metrics import THRESHOLDS
+from interp.moex.model import SHIPPED_DIR
+
+
+def shipped_games(path: str | Path = SHIPPED_DIR / "games.json") -> dict[str, list[str]]:
+    """{"train": [...], "val": [...]}: the games shipped next to the models (for offline browsing)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InterpError(f"no shipped games at {p}; run `python benchmarks/moex/run.py --ship`")
+    return json.loads(p.read_text())
+
+
+def shipped_comparison(path: str | Path = SHIPPED_DIR / "comparison.json") -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise InterpError(f"no comparison table at {p}; run `python benchmarks/moex/run.py --ship`")
+    return json.loads(p.read_text())
+
+
+class RoutingStats(NamedTuple):
+    expert_load: np.ndarray
+    """[E] fraction of tokens routed to each expert"""
+    active_per_token: np.ndarray
+    """[tokens] number of z units > 0 per token"""
+    active_when_chosen: np.ndarray
+    """[E] mean units > 0 of an expert over the tokens routed to it"""
+    estimated_when_chosen: np.ndarray
+    """[E] the router's estimate of the same (sparsity router; NaN for softmax)"""
+
+
+@torch.no_grad()
+def routing_stats(model, mlp: MoEXConfig, games: list[str], n_ctx: int, layer: int) -> RoutingStats:
+    if not mlp.is_moe:
+        raise InterpError(f"{mlp.arch} has no router")
+    block = model.blocks[layer].mlp
+    E, D = mlp.n_experts, mlp.d_mlp
+    names = [f"blocks.{layer}.mlp.hook_gates", f"blocks.{layer}.mlp.hook_moex_z", f"blocks.{layer}.ln2.hook_normalized"]
+    from interp.moex.train import games_to_tensor
+
+    toks = games_to_tensor(games, n_ctx)[:, :-1]
+    _, cache = model.run_with_cache(toks, names_filter=lambda n: n in names)
+    gates = cache[names[0]].reshape(-1, E)
+    z = cache[names[1]].reshape(-1, E, D)
+    chosen = gates != 0
+    active = (z > 0).sum(-1).float()  # [T, E]
+    cnt = chosen.sum(0).clamp(min=1)
+    est = np.full(E, np.nan)
+    if mlp.router == "sparsity":
+        x = cache[names[2]].reshape(-1, mlp.d_model)
+        est = ((block.expected_active(x) * chosen).sum(0) / cnt).numpy()
+    return RoutingStats(chosen.float().mean(0).numpy(), active.sum(1).numpy(), ((active * chosen).sum(0) / cnt).numpy(), est)
+
+
+class UnitTable(NamedTuple):
+    acts: torch.Tensor
+    """[positions, F] unit activations at each '.' before a white move"""
+    props: BoardProperties
+    firing_rate: np.ndarray
+    """[F] fraction of positions where the unit is > 0"""
+    best_property: list[str]
+    """[F] the square:piece cell the unit detects best (best F1 over the coverage thresholds)"""
+    best_f1: np.ndarray
+    best_threshold: np.ndarray
+    """[F] the t of 'fires above t * max activation' that gives best_f1"""
+
+
+@torch.no_grad()
+def unit_table(model, mlp: MoEXConfig, games: list[str], n_ctx: int, layer: int) -> UnitTable:
+    acts, props = feature_activations(model, hidden_hook_name(mlp, layer), games, n_ctx)
+    p = torch.as_tensor(props.one_hot()).float()
+    max_F = acts.max(0).values
+    best = torch.zeros(acts.shape[1])
+    best_idx = torch.zeros(acts.shape[1], dtype=torch.long)
+    best_t = torch.zeros(acts.shape[1])
+    for t in THRESHOLDS:  # the same classifiers as the coverage metric
+        fires = ((acts > t * max_F) & (max_F > 0)).float()
+        f1 = 2 * (fires.T @ p) / (fires.sum(0)[:, None] + p.sum(0)[None, :]).clamp(min=1e-9)
+        val, idx = f1.max(1)
+        better = val > best
+        best, best_idx, best_t = torch.where(better, val, best), torch.where(better, idx, best_idx), torch.where(better, t, best_t)
+    names = property_names()
+    return UnitTable(acts, props, (acts > 0).float().mean(0).numpy(), [names[i] for i in best_idx.tolist()],
+                     best.numpy(), best_t.numpy())
+
+
+def unit_heatmap(table: UnitTable, unit: int, piece: str | None = None) -> np.ndarray:
+    """[8, 8] mean activation of `unit` where each square holds `piece` (None = any piece)."""
+    if not 0 <= unit < table.acts.shape[1]:
+        raise InterpError(f"unit {unit} out of range (0..{table.acts.shape[1] - 1})")
+    return square_heatmap(table.acts[:, unit].numpy(), table.props, piece)
+
+
+@torch.no_grad()
+def top_contexts(model, mlp: MoEXConfig, games: list[str], n_ctx: int, layer: int, unit: int, n: int = 8,
+                 left: int = 24) -> list[dict]:
+    """The `n` characters (over all positions of `games`) where `unit` is largest, with text before them."""
+    h = hidden_activations(model, hidden_hook_name(mlp, layer), games, n_ctx)
+    if not 0 <= unit < h.shape[-1]:
+        raise InterpError(f"unit {unit} out of range (0..{h.shape[-1] - 1})")
+    a = h[..., unit]
+    for g, text in enumerate(games):  # padding after a game's end is not a context
+        a[g, max(len(text) - 1, 0):] = float("-inf")
+    vals, flat = a.reshape(-1).topk(min(n, a.numel()))
+    out = []
+    for v, f in zip(vals.tolist(), flat.tolist()):
+        g, pos = divmod(f, a.shape[1])
+        if v == float("-inf"):
+            break
+        text = games[g]
+        out.append({"game": g, "position": pos, "activation": v, "context": text[max(0, pos - left): pos],
+                    "char": text[pos], "next": text[pos + 1: pos + 4]})
+    return out
+

@@ -1,0 +1,112 @@
+"""Board-state interpretability metrics of Karvonen et al. (2024), for any feature source.
+
+Features are the columns of an activation matrix A [N positions, F] (MoE-X units, dense MLP
+neurons, SAE latents, Switch units); properties are a boolean matrix P [N, C] (e.g. "e4 holds a
+white pawn" for every square x 13 piece classes). A feature f at threshold t is the classifier
+"A[:, f] > t * max_f", where max_f is f's largest activation on the reference (training) set.
+
+* coverage = max_t  mean_{c : P[:, c] has a positive}  max_f F1(f at t, c)
+* reconstruction: for each t, keep the (f, c) pairs whose classifier is >= `min_precision` precise
+  with >= `min_firings` firings on the training positions; on held-out positions predict
+  c = 1 wherever any kept feature for c fires; reconstruction = max_t micro-F1 of the predicted
+  board against the true board (over all positions x properties).
+
+Both are computed with one [F, N] x [N, C] matrix product per threshold.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float
+
+from interp.errors import InterpError
+
+THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(10))
+
+
+class CoverageResult(NamedTuple):
+    score: float
+    threshold: float
+    best_f1: np.ndarray
+    """[C] best F1 of any feature per property at the best threshold (NaN for absent properties)"""
+    best_feature: np.ndarray
+    """[C] index of that feature"""
+
+
+class ReconstructionResult(NamedTuple):
+    score: float
+    threshold: float
+    n_kept_pairs: int
+    """(feature, property) pairs >= min_precision precise at that threshold"""
+    properties_predicted: int
+    """properties with at least one kept feature"""
+
+
+def _as_tensors(acts, props):
+    a = torch.as_tensor(np.asarray(acts) if not torch.is_tensor(acts) else acts, dtype=torch.float32)
+    p = torch.as_tensor(np.asarray(props) if not torch.is_tensor(props) else props).to(torch.float32)
+    if a.dim() != 2 or p.dim() != 2 or a.shape[0] != p.shape[0]:
+        raise InterpError(f"need acts [N, F] and props [N, C] with the same N, got {tuple(a.shape)} and {tuple(p.shape)}")
+    if a.shape[0] == 0:
+        raise InterpError("no positions to score")
+    return a, p
+
+
+def feature_max(acts: Float[torch.Tensor, "N F"]) -> Float[torch.Tensor, "F"]:
+    return torch.as_tensor(acts, dtype=torch.float32).max(0).values
+
+
+def _fires(acts_NF: torch.Tensor, max_F: torch.Tensor, t: float) -> torch.Tensor:
+    # a feature that never goes above 0 never fires (else t = 0 would make it fire everywhere)
+    return ((acts_NF > t * max_F) & (max_F > 0)).to(torch.float32)
+
+
+def coverage(acts: Float[torch.Tensor, "N F"], props: Bool[torch.Tensor, "N C"], thresholds=THRESHOLDS,
+             max_F: torch.Tensor | None = None) -> CoverageResult:
+    """Mean over present properties of the best F1 of any feature, maximised over thresholds."""
+    a, p = _as_tensors(acts, props)
+    max_F = feature_max(a) if max_F is None else torch.as_tensor(max_F, dtype=torch.float32)
+    n_pos_C = p.sum(0)
+    present = n_pos_C > 0
+    if not present.any():
+        raise InterpError("no property is ever true in these positions")
+    best = None
+    for t in thresholds:
+        f = _fires(a, max_F, t)
+        tp_FC = f.T @ p
+        f1_FC = 2 * tp_FC / (f.sum(0)[:, None] + n_pos_C[None, :]).clamp(min=1e-9)
+        vals, idx = f1_FC.max(0)
+        score = vals[present].mean().item()
+        if best is None or score > best[0]:
+            best = (score, t, vals, idx)
+    score, t, vals, idx = best
+    f1 = vals.numpy().astype(float)
+    f1[~present.numpy()] = np.nan
+    return CoverageResult(score, t, f1, idx.numpy())
+
+
+def reconstruction(acts_train: Float[torch.Tensor, "N F"], props_train: Bool[torch.Tensor, "N C"],
+                   acts_test: Float[torch.Tensor, "M F"], props_test: Bool[torch.Tensor, "M C"],
+                   thresholds=THRESHOLDS, min_precision: float = 0.95, min_firings: int = 10) -> ReconstructionResult:
+    """F1 of the board predicted on test positions from features that are precise on training positions."""
+    a_tr, p_tr = _as_tensors(acts_train, props_train)
+    a_te, p_te = _as_tensors(acts_test, props_test)
+    if a_tr.shape[1] != a_te.shape[1] or p_tr.shape[1] != p_te.shape[1]:
+        raise InterpError("train and test must have the same features and properties")
+    max_F = feature_max(a_tr)
+    n_true = p_te.sum().item()
+    best = None
+    for t in thresholds:
+        f_tr = _fires(a_tr, max_F, t)
+        n_fire_F = f_tr.sum(0)
+        tp_FC = f_tr.T @ p_tr
+        keep_FC = (tp_FC >= min_precision * n_fire_F[:, None]) & (n_fire_F[:, None] >= min_firings)
+        pred_MC = (_fires(a_te, max_F, t) @ keep_FC.to(torch.float32)) > 0
+        tp = (pred_MC & (p_te > 0)).sum().item()
+        f1 = 2 * tp / max(pred_MC.sum().item() + n_true, 1e-9)
+        if best is None or f1 > best.score:
+            best = ReconstructionResult(f1, t, int(keep_FC.sum()), int(keep_FC.any(0).sum()))
+    return best

@@ -1,0 +1,48 @@
+"""Upcycling: an MoE layer initialised from a trained dense MLP.
+
+The M dense neurons are dealt out to the E experts of width D: the neuron order is a fresh random
+permutation for every pass over the M neurons, and expert e takes the next D of them (so with
+E * D = c * M every neuron sits in about c experts). Copies get 1% noise so that experts
+holding the same neuron can drift apart. The decoder is scaled by M / D: with
+gates summing to 1 over k experts that each hold D of the M neurons, the expected output then
+matches the dense MLP's. Everything outside the MLPs is copied unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from interp.errors import InterpError
+from interp.moex.layer import DenseMLP, MoEMLP, MoEXConfig
+
+
+@torch.no_grad()
+def upcycle_mlp(dense: DenseMLP, cfg: MoEXConfig, seed: int = 0, noise: float = 0.01) -> MoEMLP:
+    """A new `MoEMLP(cfg)` whose experts are copies of `dense`'s neurons (see module docstring)."""
+    if not isinstance(dense, DenseMLP):
+        raise InterpError(f"upcycling needs a dense MLP, got {type(dense).__name__}")
+    if not cfg.is_moe:
+        raise InterpError(f"upcycling target must be switch or moex, got {cfg.arch}")
+    if cfg.d_model != dense.cfg.d_model:
+        raise InterpError(f"d_model mismatch: dense {dense.cfg.d_model} vs MoE {cfg.d_model}")
+    g = torch.Generator().manual_seed(seed)
+    M, E, D = dense.cfg.d_mlp, cfg.n_experts, cfg.d_mlp
+    passes = -(-E * D // M)
+    order = torch.cat([torch.randperm(M, generator=g) for _ in range(passes)])[: E * D].reshape(E, D)
+    moe = MoEMLP(cfg)
+    W_in, b_in, W_out = dense.W_in.detach(), dense.b_in.detach(), dense.W_out.detach()
+    jitter = lambda t: t * (1 + noise * torch.randn(t.shape, generator=g))  # noqa: E731
+    moe.W_enc.copy_(jitter(W_in[:, order].permute(1, 0, 2)))  # [E, d, D]
+    moe.b_enc.copy_(b_in[order])
+    moe.W_dec.copy_(W_out[order] * (M / D))  # [E, D, d]
+    moe.b_dec.copy_(dense.b_out.detach())
+    return moe
+
+
+@torch.no_grad()
+def upcycle_model(dense_model, cfg: MoEXConfig, seed: int = 0):
+    """Replace every dense MLP of `dense_model` (in place) with its upcycled MoE; returns the model."""
+    for block in dense_model.blocks:
+        block.mlp = upcycle_mlp(block.mlp, cfg, seed=seed)
+    dense_model.setup()
+    return dense_model

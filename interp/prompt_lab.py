@@ -1,0 +1,222 @@
+"""Prompt lab: run one prompt, look inside, and compare a clean run with an ablated one.
+
+* `prepare`: tokens of a prompt (BOS first); longer than n_ctx -> keep BOS + the last n_ctx - 1
+  tokens and say so (`Prepared.truncated`); an empty prompt is an `InterpError`.
+* `next_tokens`: the next-token distribution (top k).
+* `top_features`: per token, the k strongest features of a feature source (SAE latents, neurons).
+* `attention`: the attention pattern of every head of one layer.
+* `Ablation` + `compare`: zero- or mean-ablate heads (`interp.hooks.zero_head` / `mean_head` on
+  ``attn.hook_z``) and clamp SAE features (zero / scale / set, through `interp.hooks.sae_edit`,
+  which keeps the SAE error term), then report clean vs ablated next-token distributions and a
+  chosen logit difference ``logit[a] - logit[b]`` at the last position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from interp.errors import InterpError
+from interp.hooks import HookSpec, capture, intervene, mean_head, parse_hook, sae_edit, zero_head
+
+CLAMP_OPS = ("zero", "scale", "set")
+HEAD_MODES = ("zero", "mean")
+
+
+@dataclass
+class Prepared:
+    """A tokenized prompt, ready to run."""
+
+    tokens: Int[Tensor, "1 T"]
+    str_tokens: list[str]
+    truncated: bool
+    n_original: int  # tokens before truncation (with BOS)
+
+
+def prepare(model: HookedTransformer, prompt: str) -> Prepared:
+    if not prompt or not prompt.strip():
+        raise InterpError("the prompt is empty; type some text")
+    toks = model.to_tokens(prompt, truncate=False)  # BOS first
+    n = toks.shape[1]
+    truncated = n > model.cfg.n_ctx
+    if truncated:
+        toks = torch.cat([toks[:, :1], toks[:, n - model.cfg.n_ctx + 1 :]], dim=1)
+    return Prepared(toks, model.to_str_tokens(toks[0]), truncated, n)
+
+
+@dataclass
+class TokenProb:
+    token: str
+    token_id: int
+    prob: float
+    logit: float
+
+
+@torch.no_grad()
+def predict(model: HookedTransformer, tokens: Int[Tensor, "1 T"], k: int = 10) -> list[TokenProb]:
+    """The clean next-token distribution (top k) at the last position."""
+    return next_tokens(model(tokens)[0, -1], model, k)
+
+
+def next_tokens(logits_V: Float[Tensor, "V"], model: HookedTransformer, k: int = 10) -> list[TokenProb]:
+    probs = logits_V.float().softmax(-1)
+    top = probs.topk(min(k, len(probs)))
+    return [TokenProb(model.tokenizer.decode([int(i)]), int(i), float(p), float(logits_V[i])) for p, i in zip(top.values, top.indices)]
+
+
+@torch.no_grad()
+def top_features(model: HookedTransformer, source, tokens: Int[Tensor, "1 T"], k: int = 5) -> list[list[tuple[int, float]]]:
+    """For each position, the `k` features of `source` with the largest value (only those > 0)."""
+    with capture(model, [source.hook]) as store:
+        model(tokens)
+    feats = source.encode(store[str(source.hook)])[0]  # [T, F]
+    top = feats.topk(min(k, feats.shape[-1]), dim=-1)
+    return [[(int(i), float(v)) for v, i in zip(vs, ix) if v > 0] for vs, ix in zip(top.values, top.indices)]
+
+
+@torch.no_grad()
+def attention(model: HookedTransformer, tokens: Int[Tensor, "1 T"], layer: int) -> Float[Tensor, "H T T"]:
+    if not 0 <= layer < model.cfg.n_layers:
+        raise InterpError(f"layer {layer} out of range: the model has {model.cfg.n_layers} layers")
+    name = f"blocks.{layer}.attn.hook_pattern"
+    with capture(model, [name]) as store:
+        model(tokens)
+    return store[name][0]
+
+
+@torch.no_grad()
+def mean_z(model: HookedTransformer, layer: int, n_rows: int = 16, seed: int = 0) -> Float[Tensor, "H d_head"]:
+    """Mean of ``blocks.L.attn.hook_z`` over `n_rows` rows of the embedded corpus (for mean ablation)."""
+    from interp.activations import text_source, token_rows
+
+    docs, _ = text_source("corpus", seed)
+    rows = torch.stack([r for _, r in zip(range(n_rows), token_rows(model, docs, min(64, model.cfg.n_ctx)))])
+    name = f"blocks.{layer}.attn.hook_z"
+    with capture(model, [name]) as store:
+        model(rows)
+    return store[name][:, 1:].mean(dim=(0, 1))
+
+
+@dataclass
+class Clamp:
+    """Edit one SAE feature: zero it, scale it by `value`, or set it to `value` (where it is active,
+    for 'scale'; everywhere, for 'set' and 'zero')."""
+
+    feature: int
+    op: str = "zero"
+    value: float = 0.0
+
+    def __post_init__(self):
+        if self.op not in CLAMP_OPS:
+            raise InterpError(f"unknown clamp {self.op!r}; use one of {', '.join(CLAMP_OPS)}")
+
+
+@dataclass
+class Ablation:
+    """What to change in the ablated run."""
+
+    heads: list[tuple[int, int]] = field(default_factory=list)  # (layer, head) pairs
+    head_mode: str = "zero"  # zero | mean
+    clamps: list[Clamp] = field(default_factory=list)  # SAE feature edits (need `sae`)
+
+    def __post_init__(self):
+        if self.head_mode not in HEAD_MODES:
+            raise InterpError(f"unknown head ablation {self.head_mode!r}; use zero or mean")
+
+    @property
+    def empty(self) -> bool:
+        return not self.heads and not self.clamps
+
+
+def ablation_hooks(model: HookedTransformer, ab: Ablation, sae=None, means: dict[int, Tensor] | None = None) -> list[tuple[str, object]]:
+    """TransformerLens hooks for `ab` (validated against the model and SAE)."""
+    hooks: list[tuple[str, object]] = []
+    for layer, head in ab.heads:
+        if not 0 <= layer < model.cfg.n_layers or not 0 <= head < model.cfg.n_heads:
+            raise InterpError(f"head {layer}.{head} does not exist: the model has {model.cfg.n_layers} layers x {model.cfg.n_heads} heads")
+        name = f"blocks.{layer}.attn.hook_z"
+        if ab.head_mode == "zero":
+            hooks.append((name, zero_head(head)))
+        else:
+            m = (means or {}).get(layer)
+            if m is None:
+                m = mean_z(model, layer)
+            hooks.append((name, mean_head(head, m[head])))
+    if ab.clamps:
+        if sae is None:
+            raise InterpError("clamping features needs an SAE; pick one in the sidebar")
+        d_sae = int(sae.cfg.d_sae)
+        for c in ab.clamps:
+            if not 0 <= c.feature < d_sae:
+                raise InterpError(f"feature id {c.feature} out of range: this SAE has features 0..{d_sae - 1}")
+        clamps = list(ab.clamps)
+
+        def edit(f):
+            for c in clamps:
+                if c.op == "zero":
+                    f[..., c.feature] = 0.0
+                elif c.op == "scale":
+                    f[..., c.feature] = f[..., c.feature] * c.value
+                else:
+                    f[..., c.feature] = c.value
+            return f
+
+        md = sae.cfg.metadata
+        spec = parse_hook(model, HookSpec(md.hook_name, getattr(md, "hook_head_index", None)))
+        hooks.append((spec.name, sae_edit(sae, edit, head=spec.head)))
+    return hooks
+
+
+@dataclass
+class Comparison:
+    """Clean vs ablated run of one prompt, at the last position."""
+
+    clean: list[TokenProb]
+    ablated: list[TokenProb]
+    clean_logit_diff: float | None
+    ablated_logit_diff: float | None
+    kl: float  # KL(clean || ablated) of the next-token distributions
+    target: tuple[str, str] | None
+
+
+def token_id(model: HookedTransformer, token: str) -> int:
+    """The id of a single token, e.g. ' Mary'; a clear error if the text is several tokens."""
+    if not token:
+        raise InterpError("give a token for the logit difference, e.g. ' Mary'")
+    ids = model.to_tokens(token, prepend_bos=False)[0]
+    if len(ids) != 1:
+        raise InterpError(f"{token!r} is {len(ids)} tokens, not one; pick a single token (mind the leading space)")
+    return int(ids[0])
+
+
+@torch.no_grad()
+def compare(model: HookedTransformer, tokens: Int[Tensor, "1 T"], ab: Ablation, sae=None, target: tuple[str, str] | None = None,
+            k: int = 10, means: dict[int, Tensor] | None = None) -> Comparison:
+    """Run clean and ablated; `target` = (a, b) gives the logit difference logit[a] - logit[b]."""
+    ids = (token_id(model, target[0]), token_id(model, target[1])) if target else None
+    clean = model(tokens)[0, -1]
+    with intervene(model, ablation_hooks(model, ab, sae, means)):
+        abl = model(tokens)[0, -1]
+    lp, lq = clean.float().log_softmax(-1), abl.float().log_softmax(-1)
+    kl = float((lp.exp() * (lp - lq)).sum())
+    diff = (lambda lg: float(lg[ids[0]] - lg[ids[1]])) if ids else (lambda lg: None)
+    return Comparison(next_tokens(clean, model, k), next_tokens(abl, model, k), diff(clean), diff(abl), kl, target)
+
+
+def parse_heads(text: str) -> list[tuple[int, int]]:
+    """'0.1, 1.3' -> [(0, 1), (1, 3)]."""
+    out = []
+    for part in text.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            a, b = part.split(".")
+            out.append((int(a), int(b)))
+        except ValueError:
+            raise InterpError(f"bad head {part!r}; write LAYER.HEAD, e.g. 1.3") from None
+    return out

@@ -1,0 +1,365 @@
+"""Train SAEs with SAELens, fed from our activation store (one model pass for many SAEs).
+
+    cached activations (interp.activations) -> SAELens TrainingSAE + SAETrainer.step -> SAE dir
+
+`fit_sae` is the training loop, top to bottom. The SAE architectures, their losses, the
+optimizer / lr schedule, dead-latent tracking, activation normalisation and checkpoint state
+are all SAELens' own (`TrainingSAE` subclasses, `SAETrainer.step`, `ActivationScaler`,
+`SAETrainer.save_checkpoint` / `load_trainer_state`); this module only feeds batches from disk
+(or from a tensor) and decides when to log and checkpoint. Training is
+``tokens // batch_size`` steps of Adam on
+
+    L = ||x - x_hat||^2 + (architecture's sparsity / auxiliary loss)
+
+with activations scaled so that E||x|| = sqrt(d_in) (SAELens "expected_average_only_in"; the
+factor is folded into the saved weights). A run killed mid-way resumes from
+``<out>.partial/ckpt`` at the step it last saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from jaxtyping import Float
+from tqdm.auto import tqdm
+
+from interp.errors import InterpError
+from interp.sae.config import SAETrainConfig
+from interp.sae.io import replace_dir, save_sae, to_inference
+
+log = logging.getLogger(__name__)
+
+CURVE_EVERY = 10  # steps between training-curve points
+NORM_BATCHES = 8  # batches used to estimate the activation scaling factor
+
+
+def make_training_sae(cfg: SAETrainConfig, d_in: int, metadata: dict):
+    """A fresh SAELens training SAE for `cfg` (seeded)."""
+    import sae_lens as sl
+    from sae_lens.saes.sae import SAEMetadata
+
+    common = dict(d_in=d_in, d_sae=cfg.d_sae, normalize_activations="expected_average_only_in",
+                  metadata=SAEMetadata(**metadata))
+    warm = max(1, cfg.steps // 20)  # sparsity-penalty warm-up for the L1/L0 architectures
+    # BatchTopK's inference threshold is an EMA of each batch's smallest kept activation; SAELens'
+    # default rate (0.01) needs thousands of steps, so short CPU runs use a faster one.
+    thr_lr = min(0.2, max(0.01, 5.0 / cfg.steps))
+    if cfg.arch == "topk":
+        sae_cfg = sl.TopKTrainingSAEConfig(k=cfg.k, aux_loss_coefficient=cfg.aux_coef, **common)
+    elif cfg.arch == "batchtopk":
+        sae_cfg = sl.BatchTopKTrainingSAEConfig(k=float(cfg.k), aux_loss_coefficient=cfg.aux_coef, topk_threshold_lr=thr_lr, **common)
+    elif cfg.arch == "matryoshka":
+        widths = sorted({max(cfg.k, cfg.d_sae // 8), max(cfg.k, cfg.d_sae // 4), max(cfg.k, cfg.d_sae // 2), cfg.d_sae})
+        sae_cfg = sl.MatryoshkaBatchTopKTrainingSAEConfig(k=float(cfg.k), matryoshka_widths=widths,
+                                                          aux_loss_coefficient=cfg.aux_coef, topk_threshold_lr=thr_lr, **common)
+    elif cfg.arch == "standard":
+        sae_cfg = sl.StandardTrainingSAEConfig(l1_coefficient=cfg.l1, l1_warm_up_steps=warm, **common)
+    elif cfg.arch == "gated":
+        sae_cfg = sl.GatedTrainingSAEConfig(l1_coefficient=cfg.l1, l1_warm_up_steps=warm, **common)
+    else:  # jumprelu
+        sae_cfg = sl.JumpReLUTrainingSAEConfig(l0_coefficient=cfg.l1, l0_warm_up_steps=warm, **common)
+    torch.manual_seed(cfg.seed)
+    cls = {"topk": sl.TopKTrainingSAE, "batchtopk": sl.BatchTopKTrainingSAE, "matryoshka": sl.MatryoshkaBatchTopKTrainingSAE,
+           "standard": sl.StandardTrainingSAE, "gated": sl.GatedTrainingSAE, "jumprelu": sl.JumpReLUTrainingSAE}[cfg.arch]
+    return cls(sae_cfg)
+
+
+@dataclass
+class FitResult:
+    """A trained SAELens training SAE and how its training went."""
+
+    sae: object  # sae_lens TrainingSAE (activation scaling already folded in)
+    curve: list[dict]  # [{step, tokens, loss, mse, l0, explained_variance}, ...] on training batches
+    steps: int
+    seconds: float  # wall time of the steps run in this call
+    resumed_from: int  # 0, or the checkpoint step this run continued from
+
+
+def _save_checkpoint(trainer, ckpt_dir: Path, state: dict) -> None:
+    """SAELens' own checkpoint (weights, optimizer, scheduler, scaler, sparsity) + our state.json,
+    written beside and renamed over the previous one."""
+    tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    trainer.save_checkpoint(checkpoint_name=tmp.name, base_path=tmp.parent)
+    (tmp / "state.json").write_text(json.dumps(state))
+    replace_dir(tmp, ckpt_dir)
+
+
+def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], metadata: dict,
+            ckpt_dir: Path | None = None, data_id: str = "") -> FitResult:
+    """Train one SAE on `batches` ([batch_size, d_in] float32) with SAELens; resumable from `ckpt_dir`.
+
+    `batches` must be deterministic: on resume the first `step` batches are skipped."""
+    from sae_lens import SAETrainer
+    from sae_lens.config import SAETrainerConfig
+
+    sae = make_training_sae(cfg, d_in, metadata)
+    steps = cfg.steps
+    tcfg = SAETrainerConfig(
+        total_training_samples=steps * cfg.batch_size, train_batch_size_samples=cfg.batch_size, lr=cfg.lr, lr_end=cfg.lr,
+        lr_warm_up_steps=int(cfg.warmup_frac * steps), lr_decay_steps=int(cfg.decay_frac * steps),
+        dead_feature_window=cfg.dead_window, feature_sampling_window=max(steps + 1, 2), device="cpu",
+    )
+    trainer = SAETrainer(cfg=tcfg, sae=sae, data_provider=iter(()))
+
+    # Resume from the last checkpoint if it is one of this exact run.
+    start, curve = 0, []
+    state_file = ckpt_dir / "state.json" if ckpt_dir else None
+    if state_file is not None and state_file.exists():
+        state = json.loads(state_file.read_text())
+        if state.get("config") == cfg.to_dict() and state.get("data") == data_id:
+            trainer.load_trainer_state(ckpt_dir)
+            sae.load_weights_from_checkpoint(ckpt_dir)
+            start, curve = int(state["step"]), state["curve"]
+            log.info("resuming %s from checkpoint step %d/%d", cfg.hook, start, steps)
+        else:
+            log.info("ignoring a checkpoint of a different run in %s", ckpt_dir)
+    first = next(batches, None)
+    if first is None:
+        raise InterpError("no training activations")
+    if start == 0:
+        # SAELens' scaler, estimated on the first batches (which are then trained on as usual).
+        est = [first] + [b for _, b in zip(range(NORM_BATCHES - 1), batches)]
+        if not all(torch.isfinite(b).all() for b in est):
+            bad = next(i for i, b in enumerate(est) if not torch.isfinite(b).all())
+            raise InterpError(f"non-finite (NaN/inf) activations at step {bad} (hook {cfg.hook}); stopping")
+        trainer.activation_scaler.estimate_scaling_factor(d_in, iter(est), n_batches_for_norm_estimate=len(est))
+        # SAELens 6 starts b_dec at zero; starting it at the data mean (as dictionary_learning and
+        # sparsify do) saves many steps on hooks with a large mean component (hook_z, resid).
+        with torch.no_grad():
+            x = trainer.activation_scaler.scale(torch.cat(est))
+            sae.b_dec.copy_(x.mean(0))
+            if cfg.data_init:
+                # Decoder rows start as directions of real (centred) activations, encoder tied to
+                # them, so every latent begins next to data it can fire on (fewer dead latents
+                # in a short CPU run). Norms keep SAELens' decoder_init_norm.
+                g = torch.Generator().manual_seed(cfg.seed)
+                idx = torch.randint(len(x), (cfg.d_sae,), generator=g)
+                dirs = x[idx] - x.mean(0)
+                dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+                sae.W_dec.copy_(dirs * sae.W_dec.norm(dim=-1, keepdim=True))
+                sae.W_enc.copy_(sae.W_dec.T)
+        pending = iter(est)
+    else:
+        for _ in range(start - 1):  # `first` was batch 0
+            next(batches)
+        pending = iter(())
+
+    t0 = time.time()
+    bar = tqdm(total=steps, initial=start, desc=f"train {cfg.arch} SAE {cfg.hook}", unit="step", leave=False)
+    for step in range(start, steps):
+        batch = next(pending, None)
+        if batch is None:
+            batch = next(batches, None)
+        if batch is None:
+            raise InterpError(f"ran out of activations at step {step}")
+        if not torch.isfinite(batch).all():
+            raise InterpError(f"non-finite (NaN/inf) activations at step {step} (hook {cfg.hook}); stopping")
+        trainer.maybe_reset_sparsity()
+        out = trainer.step(batch)
+        trainer.n_training_steps += 1  # SAETrainer.step leaves this to its caller
+        if not torch.isfinite(out.loss):
+            raise InterpError(f"training diverged: non-finite loss at step {step} (hook {cfg.hook}); lower --lr")
+        if step % CURVE_EVERY == 0 or step == steps - 1:
+            with torch.no_grad():
+                err = (out.sae_out - out.sae_in).pow(2).sum(-1).mean()
+                var = (out.sae_in - out.sae_in.mean(0)).pow(2).sum(-1).mean()
+                l0 = (out.feature_acts != 0).float().sum(-1).mean()
+            curve.append({"step": step, "tokens": (step + 1) * cfg.batch_size, "loss": round(out.loss.item(), 5),
+                          "mse": round(err.item(), 5), "l0": round(l0.item(), 3),
+                          "explained_variance": round(1 - (err / var).item(), 5)})
+            bar.set_postfix(loss=f"{out.loss.item():.4f}", l0=f"{l0.item():.1f}", ev=f"{curve[-1]['explained_variance']:.3f}")
+        bar.update(1)
+        if ckpt_dir is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
+            _save_checkpoint(trainer, ckpt_dir, {"step": step + 1, "curve": curve, "config": cfg.to_dict(), "data": data_id})
+    bar.close()
+    seconds = time.time() - t0
+
+    if trainer.activation_scaler.scaling_factor is not None:
+        sae.fold_activation_norm_scaling_factor(trainer.activation_scaler.scaling_factor)
+        trainer.activation_scaler.scaling_factor = None
+    trainer.set_final_sae_metadata()
+    sae.eval()
+    return FitResult(sae=sae, curve=curve, steps=steps, seconds=seconds, resumed_from=start)
+
+
+def tensor_batches(acts: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Endless shuffled full batches from an in-memory [N, d] tensor, one permutation per epoch."""
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(len(acts), generator=g)
+        for j in range(0, len(acts) - batch_size + 1, batch_size):
+            yield acts[perm[j : j + batch_size]].float()
+
+
+def store_batches(store, hook: str, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Endless shuffled full batches of one hook streamed from an `ActivationStore` (epoch after
+    epoch, a new shuffle each; at most two shards in memory)."""
+    epoch = 0
+    while True:
+        for b in store.iter_batches(hook, batch_size, shuffle=True, seed=seed + 1000 * epoch):
+            if len(b) == batch_size:
+                yield b
+        epoch += 1
+
+
+def train_sae_on_tensor(acts: Float[torch.Tensor, "n d"], arch: str = "topk", d_sae: int = 512, k: int | None = None,
+                        l1: float | None = None, steps: int | None = None, epochs: float | None = None,
+                        batch_size: int = 1024, lr: float = 1e-3, seed: int = 0, hook_name: str | None = None,
+                        hook_head_index: int | None = None, model_name: str | None = None):
+    """Train an SAELens SAE in memory on activations `acts` [N, d] and return the inference `SAE`.
+
+    Length: `steps` optimizer steps, or `epochs` passes over `acts` (default: 20 epochs, at
+    least 200 steps). `batch_size` is capped at N. Same SAELens loop as `train_saes`."""
+    if acts.dim() != 2 or len(acts) == 0:
+        raise InterpError(f"acts must be a non-empty [N, d] tensor, got shape {tuple(acts.shape)}")
+    bad = (~torch.isfinite(acts)).any(-1).nonzero()
+    if len(bad):
+        raise InterpError(f"non-finite (NaN/inf) activations at row {int(bad[0])} (step 0); stopping")
+    batch_size = min(batch_size, len(acts))
+    if steps is None:
+        steps = int((epochs if epochs is not None else 20) * len(acts) / batch_size)
+        steps = steps if epochs is not None else max(200, steps)
+    steps = max(1, steps)
+    cfg = SAETrainConfig(hook=hook_name or "tensor", model=model_name or "", arch=arch, d_sae=d_sae, k=k, l1=l1,
+                         tokens=steps * batch_size, lr=lr, batch_size=batch_size, seed=seed, checkpoint_every=0,
+                         dead_window=max(5, min(40, steps // 10)))
+    meta = {"model_name": model_name, "hook_name": hook_name, "hook_head_index": hook_head_index}
+    res = fit_sae(cfg, acts.shape[1], tensor_batches(acts.detach().cpu(), batch_size, seed), meta)
+    return to_inference(res.sae)
+
+
+@dataclass
+class TrainResult:
+    """One SAE trained by `train_saes`."""
+
+    out_dir: Path
+    config: SAETrainConfig
+    metrics: dict
+    train_seconds: float
+    resumed_from: int
+    skipped: bool = False  # already trained with this exact config
+    curve: list = field(default_factory=list)
+
+
+def acts_dir_for(model_name: str, hooks: list[str], n_tokens: int, seed: int = 0) -> Path:
+    """Default cache directory for the activations of one collection."""
+    from interp.models import model_id
+
+    h = hashlib.sha256(json.dumps([model_name, sorted(hooks), n_tokens, seed]).encode()).hexdigest()[:10]
+    return Path("runs") / "acts" / f"{model_id(model_name)}-{h}"
+
+
+def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir: str | Path | None = None,
+               act_tokens: int | None = None, eval_tokens: int = 16384, model=None, overwrite: bool = True,
+               keep_acts: bool = True, on_result=None) -> tuple[list[TrainResult], float]:
+    """Train several SAEs from ONE model pass: collect every hook's activations once
+    (`collect_activations`, float16 shards), then train each SAE from disk, evaluate it, save it.
+
+    `act_tokens` activation vectors are collected (default: the largest `tokens`); SAEs that ask
+    for more train for several epochs. `on_result(TrainResult)` is called as each SAE is saved.
+    Returns the results and the collection time in seconds."""
+    from interp.activations import ActivationStore, CollectConfig, collect_activations
+    from interp.hooks import parse_hook
+    from interp.models import load_model
+    from interp.sae.eval import evaluate_sae
+
+    if not cfgs or len(cfgs) != len(out_dirs):
+        raise InterpError("give one output directory per SAE config")
+    if len({c.model for c in cfgs}) != 1:
+        raise InterpError("SAEs trained from one activation pass must share a model")
+    if len({str(Path(o).resolve()) for o in out_dirs}) != len(out_dirs):
+        raise InterpError("two SAEs would be written to the same output directory")
+    model_name = cfgs[0].model
+    model = model if model is not None else load_model(model_name)
+    specs = [str(parse_hook(model, c.hook)) for c in cfgs]
+    cfgs = [replace(c, hook=s) for c, s in zip(cfgs, specs)]
+    hooks = list(dict.fromkeys(specs))
+
+    todo = []
+    results: list[TrainResult | None] = []
+    for c, o in zip(cfgs, out_dirs):
+        o = Path(o)
+        done = _finished_config(o)
+        if done == c.to_dict() and not overwrite:
+            log.info("%s already holds this SAE; skipping", o)
+            results.append(TrainResult(o, c, json.loads((o / "metrics.json").read_text()), 0.0, 0, skipped=True))
+        else:
+            results.append(None)
+            todo.append((len(results) - 1, c, o))
+    if not todo:
+        return results, 0.0  # type: ignore[return-value]
+
+    act_tokens = act_tokens or max(c.tokens for _, c, _ in todo)
+    todo_hooks = list(dict.fromkeys(c.hook for _, c, _ in todo))
+    acts = Path(acts_dir) if acts_dir else acts_dir_for(model_name, todo_hooks, act_tokens)
+    t0 = time.time()
+    ccfg = CollectConfig(hooks=todo_hooks, n_tokens=act_tokens, dtype="float16")
+    reuse = False
+    if (acts / "manifest.json").exists():
+        # Reuse an identical collection (finished or interrupted), or a finished one that already
+        # holds every hook needed with enough tokens; replace anything else.
+        from dataclasses import asdict
+
+        from interp.activations import Manifest
+
+        try:
+            old = Manifest.read(acts)
+        except InterpError:
+            old = None
+        same = old is not None and old.config == {**asdict(ccfg), "seq_len": model.cfg.n_ctx, "model": model_name}
+        reuse = (old is not None and old.complete and old.model == model_name and set(todo_hooks) <= set(old.hooks)
+                 and old.n_tokens >= act_tokens and old.seq_len == model.cfg.n_ctx)
+        if not (same or reuse):
+            shutil.rmtree(acts)
+    if not reuse:
+        collect_activations(model, ccfg, acts, model_name=model_name)
+    collect_s = time.time() - t0
+    store = ActivationStore(acts)
+    data_id = f"{store.manifest.corpus}:{store.manifest.n_tokens}:{store.manifest.config.get('seq_len')}"
+    for i, c, o in todo:
+        if store.manifest.n_tokens < c.batch_size:
+            raise InterpError(f"only {store.manifest.n_tokens} activations collected, fewer than one batch ({c.batch_size})")
+        hs = parse_hook(model, c.hook)
+        meta = {"model_name": model_name, "hook_name": hs.name, "hook_head_index": hs.head,
+                "context_size": store.manifest.seq_len, "prepend_bos": True, "interp_train_config": c.to_dict()}
+        partial = o.with_name(o.name + ".partial")
+        partial.mkdir(parents=True, exist_ok=True)
+        res = fit_sae(c, store.manifest.d[c.hook], store_batches(store, c.hook, c.batch_size, c.seed), meta,
+                      ckpt_dir=partial / "ckpt", data_id=data_id)
+        metrics = evaluate_sae(to_inference(res.sae), model, n_tokens=eval_tokens).metrics
+        extra = {"train_tokens": res.steps * c.batch_size, "train_seconds": round(res.seconds, 1),
+                 "activation_tokens": store.manifest.n_tokens, "arch": c.arch, "hook": c.hook, "config": c.to_dict()}
+        save_sae(res.sae, o, metrics=metrics, curve=res.curve, extra=extra)
+        shutil.rmtree(partial, ignore_errors=True)
+        log.info("%s: %s", o, {k: round(v, 4) for k, v in metrics.items() if k in ("l0", "explained_variance", "ce_loss_score")})
+        results[i] = TrainResult(o, c, metrics, res.seconds, res.resumed_from, curve=res.curve)
+        if on_result is not None:
+            on_result(results[i])
+    if not keep_acts and acts_dir is None:
+        shutil.rmtree(acts, ignore_errors=True)
+    return results, collect_s  # type: ignore[return-value]
+
+
+def _finished_config(out: Path) -> dict | None:
+    f = out / "metrics.json"
+    if not f.exists() or not (out / "sae_weights.safetensors").exists():
+        return None
+    try:
+        return json.loads(f.read_text()).get("config")
+    except json.JSONDecodeError:
+        return None
+
+
+def train_sae(cfg: SAETrainConfig, out_dir: str | Path, **kw) -> TrainResult:
+    """Train one SAE (see `train_saes`)."""
+    return train_saes([cfg], [out_dir], **kw)[0][0]

@@ -1,0 +1,154 @@
+"""Inference-time unlearning: edit chosen SAE latents inside hooks; the model's weights never change.
+
+At each hook the SAE error term is kept (`interp.hooks.sae_edit`):
+x' = x + decode(edit(encode(x))) - decode(encode(x)), so only the edited features move. The edits:
+
+    zero:   a_i -> 0
+    scale:  a_i -> factor * a_i
+    clamp:  a_i -> -multiplier * typical_i   where a_i > 0 (active), else unchanged
+
+(`typical_i` = the feature's mean activation on forget tokens where active; Farrell et al., 2024
+clamp to a fixed negative value, here it is relative so one multiplier fits every feature.)
+
+An `UnlearnSpec` names SAE directories, hooks, features and the intervention; it saves to JSON
+and re-applies with one call::
+
+    spec = UnlearnSpec.load("colors.json")
+    with apply_spec(model, spec):
+        logits = model(tokens)   # the model with "colors" forgotten; hooks removed on exit
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from transformer_lens import HookedTransformer
+
+from interp.errors import InterpError
+from interp.hooks import sae_edit
+from interp.unlearn import saes as S
+
+METHODS = ("clamp", "zero", "scale")
+
+
+def latent_edit(method: str, features: list[int], typical: list[float], value: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The edit of latents [..., d_sae] for one intervention (module docstring)."""
+    if method not in METHODS:
+        raise InterpError(f"unknown SAE intervention {method!r}; use one of {', '.join(METHODS)}")
+    idx = torch.tensor(features, dtype=torch.long)
+    typ = torch.tensor(typical, dtype=torch.float32)
+
+    def edit(f: torch.Tensor) -> torch.Tensor:
+        sel = f[..., idx.to(f.device)]
+        if method == "zero":
+            new = torch.zeros_like(sel)
+        elif method == "scale":
+            new = sel * value
+        else:
+            new = torch.where(sel > 0, (-value * typ).to(sel.device, sel.dtype).expand_as(sel), sel)
+        f[..., idx.to(f.device)] = new
+        return f
+
+    return edit
+
+
+@dataclass
+class FeatureEdit:
+    """The features edited at one SAE."""
+
+    sae_dir: str  # SAE directory (SAELens format)
+    hook: str  # hook spec the SAE reads, e.g. blocks.2.hook_resid_post (must match its cfg metadata)
+    features: list[int]  # latent indices
+    typical: list[float]  # typical activation of each feature (the clamp's unit)
+    labels: list[str] = field(default_factory=list)  # human-readable label per feature (informational)
+
+    def __post_init__(self):
+        if len(self.typical) != len(self.features):
+            raise InterpError(f"edit at {self.hook}: {len(self.features)} features but {len(self.typical)} typical activations")
+        if not self.features:
+            raise InterpError(f"edit at {self.hook} names no features")
+
+
+@dataclass
+class UnlearnSpec:
+    """Everything needed to re-apply an unlearning: which features, where, and how."""
+
+    edits: list[FeatureEdit]  # one per SAE
+    method: str = "clamp"  # zero | scale | clamp
+    value: float = 20.0  # clamp: multiplier of the typical activation; scale: factor; zero: ignored
+    concepts: list[str] = field(default_factory=list)  # names of the forgotten concepts (informational)
+    model: str = "embedded"  # the model the features were chosen on (informational)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise InterpError(f"unknown SAE intervention {self.method!r}; use one of {', '.join(METHODS)}")
+        if not self.edits:
+            raise InterpError("an unlearning spec needs at least one SAE edit")
+        self.edits = [e if isinstance(e, FeatureEdit) else FeatureEdit(**e) for e in self.edits]
+
+    def save(self, path: str | Path) -> Path:
+        """Write JSON atomically (temp file, rename)."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, p)
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> "UnlearnSpec":
+        p = Path(path)
+        if not p.is_file():
+            raise InterpError(f"unlearning spec {p} does not exist")
+        try:
+            d = json.loads(p.read_text())
+            return cls(**d)
+        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
+            raise InterpError(f"{p} is not an unlearning spec: {str(e).splitlines()[0][:160]}") from None
+
+
+def merge_specs(specs: list[UnlearnSpec]) -> UnlearnSpec:
+    """One spec forgetting several concepts: edits at the same SAE are united (the larger typical
+    activation wins for a shared feature). All specs must use the same method and value."""
+    if len({(s.method, s.value) for s in specs}) > 1:
+        raise InterpError("specs to merge must use the same method and value")
+    by_sae: dict[tuple[str, str], dict[int, tuple[float, str]]] = {}
+    for s in specs:
+        for e in s.edits:
+            d = by_sae.setdefault((e.sae_dir, e.hook), {})
+            labels = e.labels or [""] * len(e.features)
+            for f, t, lab in zip(e.features, e.typical, labels):
+                if f not in d or t > d[f][0]:
+                    d[f] = (t, lab)
+    edits = [FeatureEdit(sd, h, list(d), [v[0] for v in d.values()], [v[1] for v in d.values()]) for (sd, h), d in by_sae.items()]
+    return UnlearnSpec(edits, specs[0].method, specs[0].value, [c for s in specs for c in s.concepts], specs[0].model)
+
+
+def spec_hooks(model: HookedTransformer, spec: UnlearnSpec, saes: dict | None = None) -> list[tuple[str, Callable]]:
+    """TransformerLens (name, hook) pairs for a spec, after checking every SAE fits the model, its
+    hook, and that every named feature exists. `saes` maps sae_dir -> loaded SAE (loaded if absent)."""
+    saes = {} if saes is None else saes
+    hooks = []
+    for e in spec.edits:
+        sae = saes.get(e.sae_dir)
+        if sae is None:
+            sae = saes[e.sae_dir] = S.load(e.sae_dir)
+        hs = S.check_fits(model, sae, e.hook, path=e.sae_dir)
+        S.check_features(sae, e.features, path=e.sae_dir)
+        hooks.append((hs.name, sae_edit(sae, latent_edit(spec.method, e.features, e.typical, spec.value), head=hs.head)))
+    return hooks
+
+
+@contextlib.contextmanager
+def apply_spec(model: HookedTransformer, spec: UnlearnSpec | str | Path, saes: dict | None = None) -> Iterator[HookedTransformer]:
+    """Run forwards inside the block with the spec's features edited; hooks are removed on exit."""
+    if not isinstance(spec, UnlearnSpec):
+        spec = UnlearnSpec.load(spec)
+    with model.hooks(fwd_hooks=spec_hooks(model, spec, saes)):
+        yield model

@@ -1,0 +1,66 @@
+"""AppTest for the Unlearning page: run a clamp on a tiny SAE, read the numbers, follow a feature link."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from interp.models import load_model
+from test_features_fixtures import save_tiny_sae
+
+MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+
+
+@pytest.fixture(scope="module")
+def sae_root(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("saes")
+    save_tiny_sae(load_model("embedded"), root / "embedded" / "tiny", d_sae=32, k=4)
+    old = os.environ.get("INTERP_SAE_ROOT")
+    os.environ["INTERP_SAE_ROOT"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("INTERP_SAE_ROOT", None)
+    else:
+        os.environ["INTERP_SAE_ROOT"] = old
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=300)
+    at.run()
+    at.switch_page("pages/unlearning.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_unlearning_page_runs_and_links_to_features(sae_root):
+    at = _page()
+    assert at.title[0].value == "Unlearning"
+    assert at.multiselect(key="unl_concepts").value == ["colors"]
+    assert at.multiselect(key="unl_saes").value[0].endswith("tiny")
+    at.number_input(key="unl_n").set_value(3)
+    at.number_input(key="unl_thr").set_value(1.0)  # the tiny SAE's features are dense
+    at.button(key="unl_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    labels = [m.label for m in at.metric]
+    assert "Forget accuracy" in labels and "Retain accuracy" in labels and "Unlearning score" in labels
+    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
+    frames = [df.value for df in at.dataframe]
+    assert any(list(f.columns[:3]) == ["prompt", "before", "after"] for f in frames)
+    feats = next(f for f in frames if "feature" in f.columns)
+    assert 1 <= len(feats) <= 3 and {"score", "freq_forget", "freq_retain", "label"} <= set(feats.columns)
+    at.button(key="unl_open").click().run()
+    assert at.session_state["feature_id"] == int(feats.iloc[0]["feature"])
+    assert at.session_state["sae_dir"].endswith("tiny")
+
+
+def test_unlearning_page_errors_without_concept(sae_root):
+    at = _page()
+    at.multiselect(key="unl_concepts").set_value([]).run()
+    at.button(key="unl_run").click().run()
+    assert any("pick at least one concept" in e.value for e in at.error) and not at.exception
