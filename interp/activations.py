@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from interp.alloc import tune_malloc
 from interp.data import corpus as C
 from interp.errors import InterpError
 from interp.hooks import HookSpec, capture, parse_hook
@@ -107,7 +108,7 @@ class CollectConfig:
     """What `collect_activations` records."""
 
     hooks: list[str]  # hook specs, NAME or NAME:HEAD
-    n_tokens: int  # tokens to record (rounded up to whole rows)
+    n_tokens: int  # tokens to record (rounded up to whole rows; the last shard may be short)
     source: str = "corpus"  # "corpus", a text file, or hf:NAME[:SPLIT[:COLUMN]]
     seq_len: int | None = None  # context length; default the model's n_ctx
     batch_size: int = 32  # rows per forward
@@ -166,7 +167,7 @@ def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: s
         raise InterpError(f"context length {seq_len} is longer than the model's n_ctx {model.cfg.n_ctx}")
     docs, corpus_id = text_source(cfg.source, cfg.seed)
     rows_needed = -(-cfg.n_tokens // seq_len)
-    n_shards = -(-rows_needed // cfg.shard_rows)
+    n_shards = -(-rows_needed // cfg.shard_rows)  # the last one holds only the rows still needed
     out = Path(out_dir)
     run_cfg = {**asdict(cfg), "seq_len": seq_len, "model": model_name}
 
@@ -195,7 +196,7 @@ def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: s
         dims = {str(s): store[str(s)].shape[-1] for s in specs}
     if man is None:
         man = Manifest(model=model_name, hooks=[str(s) for s in specs], d=dims, dtype=cfg.dtype, seq_len=seq_len,
-                       n_tokens=n_shards * cfg.shard_rows * seq_len, corpus=corpus_id, config=run_cfg,
+                       n_tokens=rows_needed * seq_len, corpus=corpus_id, config=run_cfg,
                        n_shards=n_shards, shard_rows=cfg.shard_rows)
         man.write(out)
     for s in specs:
@@ -208,13 +209,15 @@ def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: s
         next(rows, None)
     dtype = _DTYPES[cfg.dtype]
     stop = _stop_layer(specs, model.cfg.n_layers)
-    bar = tqdm(total=n_shards * cfg.shard_rows * seq_len, initial=man.shards_done * cfg.shard_rows * seq_len,
+    bar = tqdm(total=rows_needed * seq_len, initial=man.shards_done * cfg.shard_rows * seq_len,
                unit="tok", unit_scale=True, desc="collect activations")
+    tune_malloc()
     for shard in range(man.shards_done, n_shards):
         tok_rows, acts = [], {str(s): [] for s in specs}
         n_rows = 0
-        while n_rows < cfg.shard_rows:
-            batch = [r for _, r in zip(range(min(cfg.batch_size, cfg.shard_rows - n_rows)), rows)]
+        shard_rows = min(cfg.shard_rows, rows_needed - shard * cfg.shard_rows)
+        while n_rows < shard_rows:
+            batch = [r for _, r in zip(range(min(cfg.batch_size, shard_rows - n_rows)), rows)]
             if not batch:
                 break
             toks = torch.stack(batch)

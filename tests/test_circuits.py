@@ -103,6 +103,38 @@ def test_discrete_sae_on_tiny_model(tiny, tmp_path):
         DiscreteSAEConfig(position="first")
 
 
+def test_qkv_edges_use_the_receivers_input_codes(tiny):
+    """Receiver codes replace the sender's own codes on the receiving side; head_inputs reduces
+    hook_q/k/v exactly like a hand computation; the option yields 3 edge maps whose max is the edges."""
+    from interp.circuits.discrete_sae import head_inputs
+    from interp.circuits.patching import real_mask
+    from interp.circuits.tasks import ioi_task
+    from interp.hooks import capture
+
+    pos = torch.tensor([[[[3]], [[4]]], [[[3]], [[5]]]])
+    neg = torch.tensor([[[[3]], [[4]]], [[[9]], [[4]]]])
+    recv_pos = torch.tensor([[[[0]], [[8]]], [[[0]], [[8]]]])  # receiver code 8 on both positive prompts
+    recv_neg = torch.tensor([[[[0]], [[8]]], [[[0]], [[7]]]])  # (3, 8) also co-occurs on a negative prompt
+    assert edge_scores(pos, neg, recv_pos, recv_neg)[0, 0, 1, 0] == 0
+    recv_neg = torch.tensor([[[[0]], [[7]]], [[[0]], [[7]]]])
+    assert edge_scores(pos, neg, recv_pos, recv_neg)[0, 0, 1, 0] == 1  # (3, 8) is positive-only
+
+    t = ioi_task(tiny, n=3, seed=1)
+    mask = real_mask(t)
+    inp = head_inputs(tiny, t.pos_tokens, mask, "mean")
+    assert inp.shape == (3, 3, 2, 2, 16)
+    with torch.no_grad(), capture(tiny, ["blocks.1.attn.hook_k"]) as a:
+        tiny(t.pos_tokens)
+    k = a["blocks.1.attn.hook_k"][0, : int(t.lengths[0])].mean(0)  # prompt 0, real positions, [head, d_head]
+    assert torch.allclose(inp[1, 0, 1], k, atol=1e-5)
+    last = head_inputs(tiny, t.pos_tokens, mask, "last")
+    assert torch.allclose(last[1, 0, 1], a["blocks.1.attn.hook_k"][0, int(t.lengths[0]) - 1], atol=1e-5)
+
+    r = discrete_sae_scores(tiny, t, DiscreteSAEConfig(n_train=3, steps=5, d_sae=16, qkv_edges=True))
+    assert r.qkv_edge_scores.shape == (3, 2, 2, 2, 2) and torch.equal(r.edge_scores, r.qkv_edge_scores.amax(0))
+    assert r.qkv_edge_scores[:, 1].sum() == 0  # no edges out of the last layer
+
+
 # ---- tasks and JSONL validation ----
 
 def test_builtin_tasks_have_equal_lengths_and_metric(tiny):
@@ -194,6 +226,19 @@ def test_acdc_huge_tau_prunes_everything(tiny):
     # only the 6 edges into the output (2 layers x (2 heads + MLP)) are tested: once they are gone,
     # no node has an outgoing edge left, so every other edge goes untested
     assert r.n_tested == 6
+
+
+def test_acdc_starting_at_the_tested_layer_gives_the_full_forward_result(tiny):
+    from interp.circuits.acdc import ACDCConfig, acdc
+    from interp.circuits.tasks import ioi_task
+
+    t = ioi_task(tiny, n=4, seed=2)
+    full = acdc(tiny, t, ACDCConfig(tau=1e-4), reuse_upstream=False)
+    fast = acdc(tiny, t, ACDCConfig(tau=1e-4), reuse_upstream=True)
+    assert 0 < int(full.kept_edges.sum()) < full.kept_edges.numel()  # a tau that keeps some edges and drops others
+    assert torch.equal(full.kept_edges, fast.kept_edges) and torch.equal(full.kept_nodes, fast.kept_nodes)
+    assert torch.allclose(full.node_scores, fast.node_scores, atol=1e-6) and full.n_tested == fast.n_tested
+    assert _no_hooks(tiny)
 
 
 def test_removed_edges_patch_exactly_the_edge(tiny):

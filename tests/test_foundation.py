@@ -97,6 +97,16 @@ def test_capture_and_intervene_leave_the_model_unchanged(model):
     assert all(len(h.fwd_hooks) == 0 for h in model.hook_dict.values())
 
 
+def test_collect_writes_no_more_rows_than_asked(model, tmp_path):
+    cfg = CollectConfig(hooks=["blocks.0.hook_resid_post"], n_tokens=(2 * 8 + 3) * 32 - 5, seq_len=32, batch_size=4, shard_rows=8)
+    man = collect_activations(model, cfg, tmp_path / "a")
+    store = ActivationStore(tmp_path / "a")
+    assert man.n_shards == 3 and man.n_tokens == 19 * 32
+    assert [len(store.tokens(i)) for i in range(3)] == [8, 8, 3]
+    assert store.shard("blocks.0.hook_resid_post", 2).shape == (3 * 32, model.cfg.d_model)
+    assert sum(len(b) for b in store.iter_batches("blocks.0.hook_resid_post", 7, seed=0)) == 19 * 31
+
+
 def test_collect_writes_exact_activations_and_resumes(model, tmp_path):
     cfg = CollectConfig(hooks=["blocks.1.hook_resid_post", "blocks.0.attn.hook_z:2"], n_tokens=3 * 8 * 32, seq_len=32,
                         batch_size=4, shard_rows=8)

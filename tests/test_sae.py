@@ -97,6 +97,46 @@ def test_train_sae_on_tensor_is_deterministic():
     assert torch.equal(a.W_dec, b.W_dec)
 
 
+def test_sparse_topk_decoder_matches_saelens_dense_topk(monkeypatch):
+    """Our TopK training SAE (embedding_bag decoder) gives SAELens' dense loss and gradients,
+    with and without dead latents (AuxK active)."""
+    import sae_lens as sl
+
+    from interp.sae.train import make_training_sae
+
+    import torch.nn.functional as F
+
+    cfg = SAETrainConfig(hook="h", d_sae=64, k=4, tokens=4096)
+    ours = make_training_sae(cfg, 16, {})
+    assert ours.cfg.rescale_acts_by_decoder_norm  # SAELens' TopK training default, which the sparse path must follow
+    with torch.no_grad():
+        ours.W_dec.mul_(torch.rand(64, 1, generator=torch.Generator().manual_seed(2)) + 0.5)  # unequal decoder norms
+    assert type(ours).__name__ == "SparseDecodeTopKTrainingSAE" and isinstance(ours, sl.TopKTrainingSAE)
+    dense = sl.TopKTrainingSAE(ours.cfg)
+    dense.load_state_dict(ours.state_dict())
+    x = torch.randn(32, 16, generator=torch.Generator().manual_seed(1))
+    bags = []
+    real_bag = F.embedding_bag
+    monkeypatch.setattr(F, "embedding_bag", lambda *a, **k: bags.append(1) or real_bag(*a, **k))  # count sparse decodes
+    for dead in (None, torch.arange(64) % 3 == 0):
+        outs = []
+        for sae in (ours, dense):
+            sae.zero_grad()
+            step = sl.saes.sae.TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=dead, n_training_steps=0,
+                                                  is_logging_step=False)
+            out = sae.training_forward_pass(step)
+            out.loss.backward()
+            outs.append((out, {n: p.grad.clone() for n, p in sae.named_parameters()}))
+        (o1, g1), (o2, g2) = outs
+        assert torch.allclose(o1.loss, o2.loss, rtol=1e-5) and torch.allclose(o1.sae_out, o2.sae_out, atol=1e-5)
+        assert torch.equal(o1.feature_acts, o2.feature_acts)
+        assert (o1.feature_acts != 0).sum(-1).max() <= 4
+        for n in g2:
+            assert torch.allclose(g1[n], g2[n], atol=1e-5, rtol=1e-4), n
+        assert ("auxiliary_reconstruction_loss" in o1.losses) and (o1.losses["auxiliary_reconstruction_loss"] > 0) == (dead is not None)
+    assert len(bags) == 2  # one sparse decode per forward of ours; the dense class never uses it
+
+
 def test_saved_sae_loads_in_plain_saelens_and_lists(tmp_path):
     from sae_lens import SAE
 

@@ -15,7 +15,8 @@ Head (node) score = over the head's outgoing edges, the sum of |score| (EAP) or 
     /tmp/ac-venv/bin/python benchmarks/circuits/autocircuit_run.py IN.json OUT.json
 
 IN.json: {"model_dir", "tasks": [{"task", "seed", "reference": [[l, h], ...], "clean": [[ids]],
-"corrupt": [[ids]], "answers": [[ids]], "wrong": [[ids]]}], "taus": [..]}. All prompts of one
+"corrupt": [[ids]], "answers": [[ids]], "wrong": [[ids]], "acdc": true}], "taus": [..]} ("acdc":
+false runs only EAP on that entry, since ACDC is the slow one). All prompts of one
 entry must have the same token count. OUT.json: one row per (task, seed, method) with node
 scores, node ROC AUC against the reference, and wall seconds.
 """
@@ -101,6 +102,8 @@ def main(inp: str, outp: str) -> None:
             "auto-circuit acdc": (lambda: acdc_prune_scores(model, dl, None, tao_exps=spec.get("tau_exps", [-2]),
                                                             tao_bases=spec.get("tau_bases", [1]), faithfulness_target="kl_div"), "max"),
         }
+        if not entry.get("acdc", True):
+            runs.pop("auto-circuit acdc")
         for name, (fn, reduce) in runs.items():
             t0 = time.perf_counter()
             ps = fn()

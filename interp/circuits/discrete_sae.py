@@ -15,8 +15,17 @@ and Reliable Circuit Identification in Language Models").
 
 Options beyond the paper (all off by default): ``top_k_codes`` > 1, ``per_layer`` SAEs (one SAE
 per layer instead of one shared), other SAELens architectures (``arch="topk"``), ``unit_norm``
-(every head vector scaled to norm 1, so quiet heads are not all lumped into one code), and
-``threshold="faithful"`` in `interp.circuits.run` (choose the cut by the model's own metric).
+(every head vector scaled to norm 1, so quiet heads are not all lumped into one code),
+``qkv_edges`` (below), and ``threshold="faithful"`` in `interp.circuits.run` (choose the cut by
+the model's own metric).
+
+q/k/v-specific edges (``qkv_edges=True``): a head reads the residual stream three ways, so an
+edge u -> v is really three edges, into v's query, key or value. Each head's query, key and value
+vectors (TransformerLens ``hook_q`` / ``hook_k`` / ``hook_v``, [pos, d_head], reduced over
+positions like the outputs) get codes from one more SAE per input kind, shared by all heads;
+score(u -> v via x) = the distinct (code of u's output, code of v's x input) pairs seen together
+on a positive prompt and never on a negative one. ``edge_scores`` is then the max over q/k/v and
+``qkv_edge_scores`` keeps all three.
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ class DiscreteSAEConfig:
     per_layer: bool = False  # one SAE per layer instead of one shared by all heads
     edges: bool = True  # also compute code co-occurrence edge scores
     unit_norm: bool = False  # scale every head-output vector to norm 1 first (small heads get codes too)
+    qkv_edges: bool = False  # edges into each head's q, k and v input separately (see module docstring)
     seed: int = 0  # SAE initialisation seed
 
     def __post_init__(self):
@@ -72,6 +82,7 @@ class DiscreteSAEResult(NamedTuple):
     edge_scores: Float[torch.Tensor, "layer head layer head"]  # positive-only code pairs, u -> v
     codes_pos: Int[torch.Tensor, "n layer head k"]  # codes on positive prompts
     codes_neg: Int[torch.Tensor, "n layer head k"]  # codes on negative prompts
+    qkv_edge_scores: Float[torch.Tensor, "3 layer head layer head"] | None = None  # u -> v via q, k, v (qkv_edges)
 
 
 @torch.no_grad()
@@ -87,6 +98,29 @@ def head_outputs(model: HookedTransformer, tokens: torch.Tensor, mask: torch.Ten
         else:
             outs.append(o[torch.arange(o.shape[0]), lengths - 1])
     return torch.stack(outs, 1)
+
+
+@torch.no_grad()
+def head_inputs(model: HookedTransformer, tokens: torch.Tensor, mask: torch.Tensor, position: str = "mean") -> Float[torch.Tensor, "3 n layer head d_head"]:
+    """Each head's query, key and value vectors (``hook_q/k/v``), reduced over positions like
+    `head_outputs`."""
+    from interp.hooks import capture
+
+    L = model.cfg.n_layers
+    names = [f"blocks.{l}.attn.hook_{x}" for x in "qkv" for l in range(L)]
+    with capture(model, names) as acts:
+        model(tokens)
+    lengths = mask.sum(1)
+    out = []
+    for name in names:
+        a = acts[name]  # [n, pos, head, d_head]
+        if a.shape[2] != model.cfg.n_heads:  # grouped-query attention: one k/v per group, shared by its heads
+            a = a.repeat_interleave(model.cfg.n_heads // a.shape[2], dim=2)
+        if position == "mean":
+            out.append((a * mask[:, :, None, None].to(a.dtype)).sum(1) / lengths[:, None, None])
+        else:
+            out.append(a[torch.arange(a.shape[0]), lengths - 1])
+    return torch.stack(out).view(3, L, *out[0].shape).transpose(1, 2)
 
 
 def train_code_sae(acts: Float[torch.Tensor, "N d"], cfg: DiscreteSAEConfig):
@@ -141,16 +175,20 @@ def node_scores(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> Float[torch
     return out
 
 
-def edge_scores(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> Float[torch.Tensor, "layer head layer head"]:
+def edge_scores(codes_pos: torch.Tensor, codes_neg: torch.Tensor, recv_pos: torch.Tensor | None = None,
+                recv_neg: torch.Tensor | None = None) -> Float[torch.Tensor, "layer head layer head"]:
     """Per head pair u -> v (layer(u) < layer(v)): distinct co-occurring code pairs on positive
-    prompts that never co-occur on negative ones."""
+    prompts that never co-occur on negative ones. `recv_*` (default: the same codes) are the codes
+    read on the receiving side, e.g. of v's query input."""
     n, L, H, k = codes_pos.shape
+    recv_pos = codes_pos if recv_pos is None else recv_pos
+    recv_neg = codes_neg if recv_neg is None else recv_neg
 
-    def pairs(codes, lu, hu, lv, hv):
+    def pairs(codes, recv, lu, hu, lv, hv):
         s = set()
         for i in range(codes.shape[0]):
             for a in codes[i, lu, hu].tolist():
-                for b in codes[i, lv, hv].tolist():
+                for b in recv[i, lv, hv].tolist():
                     if a >= 0 and b >= 0:
                         s.add((a, b))
         return s
@@ -160,7 +198,7 @@ def edge_scores(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> Float[torch
         for lv in range(lu + 1, L):
             for hu in range(H):
                 for hv in range(H):
-                    out[lu, hu, lv, hv] = len(pairs(codes_pos, lu, hu, lv, hv) - pairs(codes_neg, lu, hu, lv, hv))
+                    out[lu, hu, lv, hv] = len(pairs(codes_pos, recv_pos, lu, hu, lv, hv) - pairs(codes_neg, recv_neg, lu, hu, lv, hv))
     return out
 
 
@@ -191,4 +229,15 @@ def discrete_sae_scores(model: HookedTransformer, task: CircuitTask, cfg: Discre
         codes_neg = to_codes(sae, scale, o_neg, cfg.top_k_codes)
     nodes = node_scores(codes_pos, codes_neg)
     edges = edge_scores(codes_pos, codes_neg) if cfg.edges else torch.zeros(L, H, L, H)
-    return DiscreteSAEResult(nodes, edges, codes_pos, codes_neg)
+    qkv = None
+    if cfg.qkv_edges:
+        i_pos = head_inputs(model, t.pos_tokens, mask, cfg.position)  # [3, n, L, H, d_head]
+        i_neg = head_inputs(model, t.neg_tokens, mask, cfg.position)
+        per_x = []
+        for x in range(3):
+            sae, scale = train_code_sae(torch.cat([i_pos[x], i_neg[x]]).reshape(-1, i_pos.shape[-1]), cfg)
+            rp, rn = to_codes(sae, scale, i_pos[x], cfg.top_k_codes), to_codes(sae, scale, i_neg[x], cfg.top_k_codes)
+            per_x.append(edge_scores(codes_pos, codes_neg, rp, rn))
+        qkv = torch.stack(per_x)
+        edges = qkv.amax(0)
+    return DiscreteSAEResult(nodes, edges, codes_pos, codes_neg, qkv)

@@ -164,7 +164,7 @@ def run_method(model: HookedTransformer, task: CircuitTask, method: str, cfg: Ci
     if method == "discrete-sae":
         sae_cfg = DiscreteSAEConfig(**{**asdict(cfg.sae), "seed": seed})
         r = discrete_sae_scores(model, task, sae_cfg)
-        scores, edges = r.node_scores, (r.edge_scores if sae_cfg.edges else None)
+        scores, edges = r.node_scores, (r.edge_scores if sae_cfg.edges or sae_cfg.qkv_edges else None)
         threshold = "positive" if threshold == "auto" else threshold
     elif method == "patching":
         scores, edges = patching_scores(model, small).abs(), None

@@ -28,7 +28,7 @@ def cmd_circuits(args) -> int:
     methods = list(METHODS) if args.method == "all" else [args.method]
     try:
         sae = DiscreteSAEConfig(n_train=args.n_train, position=args.position, arch=args.arch, top_k_codes=args.top_k_codes,
-                                per_layer=args.per_layer, steps=args.sae_steps)
+                                per_layer=args.per_layer, steps=args.sae_steps, qkv_edges=args.qkv_edges)
         ac = ACDCConfig(tau=args.tau, objective=args.objective, level=args.acdc_level)
     except ValueError as e:
         raise InterpError(str(e)) from None
@@ -62,6 +62,7 @@ def register(sub) -> None:
     p.add_argument("--arch", default="standard", choices=["standard", "topk"], help="discrete-sae: SAELens architecture")
     p.add_argument("--top-k-codes", type=int, default=1, help="discrete-sae: codes per (prompt, head); 1 = argmax")
     p.add_argument("--per-layer", action="store_true", help="discrete-sae: one SAE per layer instead of one shared")
+    p.add_argument("--qkv-edges", action="store_true", help="discrete-sae: score edges into each head's q, k and v input separately")
     p.add_argument("--sae-steps", type=int, default=DEFAULT_SAE_STEPS, help="discrete-sae: SAE training steps")
     p.add_argument("--tau", type=float, default=0.01, help="ACDC: pruning threshold")
     p.add_argument("--objective", default="kl", choices=["kl", "metric"], help="ACDC: what tau thresholds")

@@ -18,6 +18,7 @@ factor is folded into the saved weights). A run killed mid-way resumes from
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -31,6 +32,7 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
+from interp.alloc import tune_malloc
 from interp.errors import InterpError
 from interp.sae.config import SAETrainConfig
 from interp.sae.io import replace_dir, save_sae, to_inference
@@ -39,6 +41,52 @@ log = logging.getLogger(__name__)
 
 CURVE_EVERY = 10  # steps between training-curve points
 NORM_BATCHES = 8  # batches used to estimate the activation scaling factor
+
+
+@functools.cache
+def _sparse_topk_class():
+    """SAELens' `TopKTrainingSAE` with a decoder that reads only the k active latents of a row.
+
+    SAELens decodes TopK codes with a dense [batch, d_sae] @ [d_sae, d_in] product, 97% of
+    whose terms are zero at k=32 of 1024. Its own sparse switch (`use_sparse_activations`)
+    builds a COO tensor whose backward fails on the CPU ("Could not run 'aten::view' with
+    arguments from the 'SparseCPU' backend", SAELens 6.54 / torch 2.13). So this subclass keeps
+    the top-k values and indices from the encoder and decodes with `F.embedding_bag` (a
+    weighted sum of k decoder rows per token), which has fast forward and backward kernels.
+    Everything else (init, losses, AuxK, saving) is SAELens' class; the math is the same, and
+    `tests/test_sae.py` checks the loss and every gradient against the dense class."""
+    import sae_lens as sl
+    import torch.nn.functional as F
+
+    class SparseDecodeTopKTrainingSAE(sl.TopKTrainingSAE):
+        _active: tuple | None = None  # (dense codes returned by encode, top-k values, top-k indices)
+
+        def encode_with_hidden_pre(self, x):
+            if self.hook_sae_acts_post._forward_hooks:
+                return super().encode_with_hidden_pre(x)
+            sae_in = self.process_sae_in(x)
+            hidden_pre = self.hook_sae_acts_pre(sae_in @ self.W_enc + self.b_enc)
+            if self.cfg.rescale_acts_by_decoder_norm:
+                hidden_pre = hidden_pre * self.W_dec.norm(dim=-1)
+            vals, idx = torch.topk(hidden_pre, k=self.cfg.k, dim=-1, sorted=False)
+            vals = vals.relu()
+            with torch.no_grad():  # dense codes for SAELens' firing statistics; gradients flow through `vals`
+                codes = torch.zeros_like(hidden_pre).scatter_(-1, idx, vals)
+            self._active = (codes, vals, idx)
+            return codes, hidden_pre
+
+        def decode(self, feature_acts):
+            act, self._active = self._active, None
+            if act is None or act[0] is not feature_acts or feature_acts.dim() != 2:
+                return super().decode(feature_acts)
+            _, vals, idx = act
+            if self.cfg.rescale_acts_by_decoder_norm:  # SAELens' act_times_W_dec, on the k active latents only
+                vals = vals / self.W_dec.norm(dim=-1)[idx]
+            out = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum") + self.b_dec
+            out = self.run_time_activation_norm_fn_out(self.hook_sae_recons(out))
+            return self.reshape_fn_out(out, self.d_head)
+
+    return SparseDecodeTopKTrainingSAE
 
 
 def make_training_sae(cfg: SAETrainConfig, d_in: int, metadata: dict):
@@ -67,7 +115,7 @@ def make_training_sae(cfg: SAETrainConfig, d_in: int, metadata: dict):
     else:  # jumprelu
         sae_cfg = sl.JumpReLUTrainingSAEConfig(l0_coefficient=cfg.l1, l0_warm_up_steps=warm, **common)
     torch.manual_seed(cfg.seed)
-    cls = {"topk": sl.TopKTrainingSAE, "batchtopk": sl.BatchTopKTrainingSAE, "matryoshka": sl.MatryoshkaBatchTopKTrainingSAE,
+    cls = {"topk": _sparse_topk_class(), "batchtopk": sl.BatchTopKTrainingSAE, "matryoshka": sl.MatryoshkaBatchTopKTrainingSAE,
            "standard": sl.StandardTrainingSAE, "gated": sl.GatedTrainingSAE, "jumprelu": sl.JumpReLUTrainingSAE}[cfg.arch]
     return cls(sae_cfg)
 
@@ -102,6 +150,7 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
     from sae_lens import SAETrainer
     from sae_lens.config import SAETrainerConfig
 
+    tune_malloc()
     sae = make_training_sae(cfg, d_in, metadata)
     steps = cfg.steps
     tcfg = SAETrainerConfig(
