@@ -192,7 +192,7 @@ def main() -> None:
                                  "edge ROC AUC": fmt(s["edge_auc"]), "F1": fmt(s["f1"]),
                                  "faithfulness": fmt(s["faithfulness"]), "seconds": fmt(s["seconds"], 2), "seeds": args.variant_seeds})
         if args.variant_seeds:
-            variant_rows.append({"task": task, "discrete-sae variant": "diagnostic, no codes: ||o_pos - o_neg|| per head",
+            variant_rows.append({"task": task, "discrete-sae variant": "diagnostic, no codes: norm of (o_pos - o_neg) per head",
                                  "node ROC AUC": fmt(raw_difference_auc(model, task, ref, args.variant_seeds, sae_cfg.n_train)),
                                  "edge ROC AUC": "n/a", "F1": "n/a", "faithfulness": "n/a", "seconds": "n/a", "seeds": args.variant_seeds})
         for n in [int(x) for x in args.sweep.split(",") if x]:

@@ -101,12 +101,21 @@ def meets_targets(m: dict) -> bool:
             and m.get("l0", 1e9) <= TARGETS["l0_max"] + 1e-6 and m.get("frac_alive", 0) >= TARGETS["frac_alive"])
 
 
+UNSTABLE_CE_GAP = 0.01  # nats: below this, ablating the hook barely matters and ce_loss_score is noise
+
+
 def write_readme(root: str | Path | None = None) -> Path:
     """saes/README.md: a table of every SAE under `root` with its metrics (generated)."""
     root = Path(root) if root else SAES_ROOT
-    rows = []
+    rows, notes = [], []
     for s in list_saes(root):
         m = s.metrics
+        gap = m.get("ce_loss_with_ablation", float("nan")) - m.get("ce_loss_without_sae", float("nan"))
+        if gap < UNSTABLE_CE_GAP:  # also False for NaN
+            notes.append(f"- `{Path(s.path).relative_to(root)}`: zero-ablating `{s.hook}` raises the loss by only {gap:.4f} nats "
+                         f"(clean {m['ce_loss_without_sae']:.4f}, with the SAE {m['ce_loss_with_sae']:.4f}), so ce_loss_score, "
+                         "a ratio of two tiny differences, says little here; kl_div_score and explained_variance are the "
+                         "meaningful numbers for this hook.")
         f = lambda k: f"{m[k]:.3f}" if isinstance(m.get(k), (int, float)) else "-"  # noqa: E731
         target = ("yes" if meets_targets(m) else "no") if "hook_resid_post" in s.hook else "n/a"
         size = (Path(s.path) / "sae_weights.safetensors").stat().st_size / 2**20
@@ -125,6 +134,7 @@ def write_readme(root: str | Path | None = None) -> Path:
         "l2_ratio | relative_reconstruction_bias | frac_alive | freq_over_1_percent | freq_over_10_percent | train tokens | weights MiB | "
         "meets targets |\n"
         "|" + "---|" * 19 + "\n" + "\n".join(rows) + "\n"
+        + ("\nWhere ce_loss_score is not informative (generated from the same metrics):\n\n" + "\n".join(notes) + "\n" if notes else "")
     )
     out = root / "README.md"
     out.parent.mkdir(parents=True, exist_ok=True)
