@@ -82,7 +82,9 @@ def main() -> None:
 
     bare(), ours()  # warm-up
     # interleave repeats so that machine load affects both sides alike; keep the best of each
-    tb, to = min(bare() for _ in range(args.repeats)), min(ours() for _ in range(args.repeats))
+    tb = to = float("inf")
+    for _ in range(args.repeats):
+        tb, to = min(tb, bare()), min(to, ours())
     n_tok = n_rows * seq
     rss, secs = _peak_rss_mb(args.big_tokens, args.batch_size)
     table = [
@@ -94,7 +96,9 @@ def main() -> None:
     ]
     body = (
         "### Activation collection (`python benchmarks/collect_bench.py`)\n\n"
-        f"Embedded model, batch {args.batch_size} x {seq} tokens, {n_tok:,} tokens, best of {args.repeats}.\n\n"
+        f"Embedded model, batch {args.batch_size} x {seq} tokens, {n_tok:,} tokens, best of {args.repeats} interleaved runs, "
+        f"torch threads {torch.get_num_threads()}. Both sides run in one process after a warm-up of each, so both get "
+        "the heap setting collection applies (`interp.alloc.tune_malloc`).\n\n"
         + markdown_table(table)
     )
     update_section("collect", body)
