@@ -66,3 +66,25 @@ def test_bad_inputs_show_one_line_errors(tmp_path):
     at.button(key="circ_run").click().run()
     assert not at.exception
     assert "line 1: missing field answer" in at.error[0].value
+
+
+def test_run_now_passes_the_discrete_sae_options(monkeypatch):
+    """The options expander reaches the method: the config discrete-sae runs with is recorded."""
+    import interp.circuits.run as R
+
+    seen = []
+    real = R.discrete_sae_scores
+    monkeypatch.setattr(R, "discrete_sae_scores", lambda model, task, cfg: seen.append(cfg) or real(model, task, cfg))
+    at = _circuits_page()
+    at.multiselect(key="circ_methods").set_value(["discrete-sae"]).run()
+    at.selectbox(key="circ_pos").set_value("last").run()
+    at.number_input(key="circ_topk").set_value(2).run()
+    at.checkbox(key="circ_perlayer").check().run()
+    at.checkbox(key="circ_qkv").check().run()
+    at.button(key="circ_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert len(seen) == 1
+    cfg = seen[0]
+    assert (cfg.position, cfg.top_k_codes, cfg.per_layer, cfg.qkv_edges, cfg.unit_norm) == ("last", 2, True, True, False)
+    assert any("ioi on embedded" in s.value for s in at.subheader)

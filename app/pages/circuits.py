@@ -12,6 +12,7 @@ st.caption("Circuit discovery from discretized SAE codes (O'Neill & Bui, 2024) a
            "attribution patching (EAP) and ACDC. The reference circuit is the smallest head set an exhaustive greedy "
            "resample-ablation search found that keeps 90% of the task metric; it is a yardstick, not ground truth.")
 
+from interp.circuits.discrete_sae import DiscreteSAEConfig  # noqa: E402
 from interp.circuits.run import METHODS, CircuitConfig, CircuitResult, run_circuits  # noqa: E402
 from interp.circuits.views import circuit_dot, comparison_frame, roc_frame, saved_results, scores_frame  # noqa: E402
 
@@ -22,8 +23,19 @@ if mode == "Run now":
     if task == "custom JSONL file":
         task = c1.text_input("Path to a JSONL task (positive, negative, answer, wrong_answer)", key="circ_task_file")
     methods = c2.multiselect("Methods", list(METHODS), default=["discrete-sae", "patching", "eap"], key="circ_methods",
-                             help="ACDC tests every edge with a forward pass: about a minute on the embedded model")
+                             help="ACDC tests every edge with a forward pass: 10 s to 2 min per seed on the embedded model")
     seeds = c3.number_input("Seeds", 1, 20, 1, key="circ_seeds")
+    with st.expander("discrete-sae options (defaults follow the paper)"):
+        o1, o2, o3 = st.columns(3)
+        position = o1.selectbox("Head output", ["mean", "last"], key="circ_pos",
+                                help="averaged over positions (paper) or at the last position")
+        arch = o1.selectbox("SAE architecture", ["standard", "topk"], key="circ_arch", help="standard = ReLU + L1 (paper)")
+        top_k_codes = o2.number_input("Codes per (prompt, head)", 1, 8, 1, key="circ_topk", help="1 = argmax latent (paper)")
+        n_train = o2.number_input("SAE training pairs", 2, 250, 10, key="circ_ntrain")
+        per_layer = o3.checkbox("One SAE per layer", key="circ_perlayer")
+        unit_norm = o3.checkbox("Unit-norm head vectors", key="circ_unit")
+        qkv_edges = o3.checkbox("q/k/v-specific edges", key="circ_qkv",
+                                help="score edges into each head's query, key and value input separately")
     if st.button("Run", type="primary", key="circ_run"):
         try:
             if not task:
@@ -32,8 +44,10 @@ if mode == "Run now":
                 raise InterpError("choose at least one method")
             with st.spinner("Finding circuits (a missing reference circuit is built first)..."):
                 model = load_model_cached(current_model_name())
+                sae_cfg = DiscreteSAEConfig(n_train=int(n_train), position=position, arch=arch, top_k_codes=int(top_k_codes),
+                                            per_layer=per_layer, unit_norm=unit_norm, qkv_edges=qkv_edges)
                 st.session_state["circuit_result"] = run_circuits(current_model_name(), task, methods,
-                                                                  CircuitConfig(seeds=int(seeds)), model=model)
+                                                                  CircuitConfig(seeds=int(seeds), sae=sae_cfg), model=model)
         except Exception as e:  # shown as one line, never a trace
             show_error(e)
 else:
