@@ -2,7 +2,7 @@
 ACDC (ours, TransformerLens 3) and auto-circuit's EAP and ACDC (peer, transformer-lens 2.18 in a
 separate venv), on IOI, greater-than and docstring, in one run.
 
-    python benchmarks/circuits/run.py                 # the README table (about an hour: two single-thread processes)
+    python benchmarks/circuits/run.py                 # the README table (about 40 minutes: two single-thread processes)
     python benchmarks/circuits/run.py --quick         # a smoke run (2 seeds, no sweep, no peer)
 
 Every method is scored against the stored reference circuit (interp/circuits/reference/; built
@@ -77,22 +77,24 @@ def start_peer(python: str, spec: dict):
     proc = subprocess.Popen([python, str(Path(__file__).parent / "autocircuit_run.py"), str(inp), str(out)],
                             stdout=log_f, stderr=subprocess.STDOUT, text=True, env=env)
     log.info("auto-circuit peer started (log: %s)", work / "log.txt")
-    return proc, out, work / "log.txt"
+    return proc, out, log_f
 
 
 def finish_peer(handle, timeout: int) -> list[dict]:
     """Wait for the peer started by `start_peer`; its rows, or [] (with a log line)."""
     if handle is None:
         return []
-    proc, out, log_path = handle
+    proc, out, log_f = handle
     try:
         rc = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         log.warning("auto-circuit run exceeded %ss; peer rows skipped", timeout)
         return []
+    finally:
+        log_f.close()
     if rc != 0:
-        log.warning("auto-circuit run failed: %s", (log_path.read_text().strip().splitlines() or ["?"])[-1])
+        log.warning("auto-circuit run failed: %s", (Path(log_f.name).read_text().strip().splitlines() or ["?"])[-1])
         return []
     return json.loads(out.read_text())
 

@@ -170,7 +170,9 @@ def acdc(model: HookedTransformer, task: CircuitTask, cfg: ACDCConfig | None = N
     forward (slower, same result; kept for the test that proves it)."""
     cfg = cfg or ACDCConfig()
     L, H = model.cfg.n_layers, model.cfg.n_heads
-    full_logits = model(task.pos_tokens)
+    pre_names = [f"blocks.{l}.hook_resid_pre" for l in range(L)]
+    with capture(model, pre_names) as pre:  # the residual stream each edge test starts from (below)
+        full_logits = model(task.pos_tokens)
     full_logp = full_logits[torch.arange(len(task)), task.lengths - 1].log_softmax(-1)
     full_m = float(task.metric_from_logits(full_logits).mean())
     if cfg.level == "node":
@@ -181,9 +183,7 @@ def acdc(model: HookedTransformer, task: CircuitTask, cfg: ACDCConfig | None = N
     # Each test therefore starts the forward at layer l from the cached residual stream (about
     # half the block compute of a full forward on this 4-layer model; same numbers, tested).
     pos_src = source_outputs(model, task.pos_tokens)
-    with capture(model, [f"blocks.{l}.hook_resid_pre" for l in range(L)]) as pre:
-        model(task.pos_tokens)
-    resid_pre = [pre[f"blocks.{l}.hook_resid_pre"] for l in range(L)]
+    resid_pre = [pre[n] for n in pre_names]
     S = L * (H + 1)
     src_layer = torch.arange(S) // (H + 1)
     is_head = torch.arange(S) % (H + 1) < H

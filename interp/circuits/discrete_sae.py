@@ -40,6 +40,7 @@ from transformer_lens import HookedTransformer
 
 from interp.circuits.patching import head_z, real_mask
 from interp.circuits.tasks import CircuitTask
+from interp.hooks import capture
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +86,20 @@ class DiscreteSAEResult(NamedTuple):
     qkv_edge_scores: Float[torch.Tensor, "3 layer head layer head"] | None = None  # u -> v via q, k, v (qkv_edges)
 
 
+def _reduce_positions(a: Float[torch.Tensor, "n pos ..."], mask: torch.Tensor, position: str) -> Float[torch.Tensor, "n ..."]:
+    """Mean over the real (unpadded) positions, or the last real position."""
+    lengths = mask.sum(1)
+    if position == "mean":
+        m = mask.view(*mask.shape, *([1] * (a.dim() - 2))).to(a.dtype)
+        return (a * m).sum(1) / lengths.view(-1, *([1] * (a.dim() - 2)))
+    return a[torch.arange(a.shape[0]), lengths - 1]
+
+
 @torch.no_grad()
 def head_outputs(model: HookedTransformer, tokens: torch.Tensor, mask: torch.Tensor, position: str = "mean") -> Float[torch.Tensor, "n layer head d_model"]:
     """What each head writes to the residual stream, z @ W_O, reduced over positions."""
-    outs = []
-    lengths = mask.sum(1)
-    for layer, z in enumerate(head_z(model, tokens)):
-        o = torch.einsum("bphd,hdm->bphm", z, model.W_O[layer])
-        if position == "mean":
-            m = mask[:, :, None, None].to(o.dtype)
-            outs.append((o * m).sum(1) / lengths[:, None, None])
-        else:
-            outs.append(o[torch.arange(o.shape[0]), lengths - 1])
+    outs = [_reduce_positions(torch.einsum("bphd,hdm->bphm", z, model.W_O[layer]), mask, position)
+            for layer, z in enumerate(head_z(model, tokens))]
     return torch.stack(outs, 1)
 
 
@@ -104,22 +107,16 @@ def head_outputs(model: HookedTransformer, tokens: torch.Tensor, mask: torch.Ten
 def head_inputs(model: HookedTransformer, tokens: torch.Tensor, mask: torch.Tensor, position: str = "mean") -> Float[torch.Tensor, "3 n layer head d_head"]:
     """Each head's query, key and value vectors (``hook_q/k/v``), reduced over positions like
     `head_outputs`."""
-    from interp.hooks import capture
-
     L = model.cfg.n_layers
     names = [f"blocks.{l}.attn.hook_{x}" for x in "qkv" for l in range(L)]
     with capture(model, names) as acts:
         model(tokens)
-    lengths = mask.sum(1)
     out = []
     for name in names:
         a = acts[name]  # [n, pos, head, d_head]
         if a.shape[2] != model.cfg.n_heads:  # grouped-query attention: one k/v per group, shared by its heads
             a = a.repeat_interleave(model.cfg.n_heads // a.shape[2], dim=2)
-        if position == "mean":
-            out.append((a * mask[:, :, None, None].to(a.dtype)).sum(1) / lengths[:, None, None])
-        else:
-            out.append(a[torch.arange(a.shape[0]), lengths - 1])
+        out.append(_reduce_positions(a, mask, position))
     return torch.stack(out).view(3, L, *out[0].shape).transpose(1, 2)
 
 
@@ -228,9 +225,8 @@ def discrete_sae_scores(model: HookedTransformer, task: CircuitTask, cfg: Discre
         codes_pos = to_codes(sae, scale, o_pos, cfg.top_k_codes)
         codes_neg = to_codes(sae, scale, o_neg, cfg.top_k_codes)
     nodes = node_scores(codes_pos, codes_neg)
-    edges = edge_scores(codes_pos, codes_neg) if cfg.edges else torch.zeros(L, H, L, H)
     qkv = None
-    if cfg.qkv_edges:
+    if cfg.qkv_edges:  # replaces the co-occurrence edges
         i_pos = head_inputs(model, t.pos_tokens, mask, cfg.position)  # [3, n, L, H, d_head]
         i_neg = head_inputs(model, t.neg_tokens, mask, cfg.position)
         per_x = []
@@ -240,4 +236,6 @@ def discrete_sae_scores(model: HookedTransformer, task: CircuitTask, cfg: Discre
             per_x.append(edge_scores(codes_pos, codes_neg, rp, rn))
         qkv = torch.stack(per_x)
         edges = qkv.amax(0)
+    else:
+        edges = edge_scores(codes_pos, codes_neg) if cfg.edges else torch.zeros(L, H, L, H)
     return DiscreteSAEResult(nodes, edges, codes_pos, codes_neg, qkv)
