@@ -1,0 +1,291 @@
+"""The only code that writes or replaces a user's path: atomic files and directories, locks,
+checksums, and the user data directory.
+
+Guarantees:
+* a file is written to a temporary sibling, flushed, fsync'd and renamed over the target, so a
+  reader sees the old file or the new one, never half of one;
+* a directory output is built in a sibling `.<name>.tmp-<pid>` directory and renamed into place;
+  an existing directory is replaced only with `overwrite=True` and only if it is this kind of run
+  (its marker file is there) unless the caller says otherwise; the old directory is renamed aside
+  first and deleted last, so a crash never leaves neither;
+* a run directory written by several processes is guarded by `RunLock` (`.lock` naming the holder).
+
+Generated state (references, caches) lives under `user_data_dir()` (`$INTERP_HOME`, default
+`~/.cache/interp`), never inside the installed package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+from interp.errors import InterpError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def user_data_dir(*parts: str) -> Path:
+    """`$INTERP_HOME/parts...` (default `~/.cache/interp`), created on demand."""
+    root = Path(os.environ.get("INTERP_HOME") or Path.home() / ".cache" / "interp").expanduser()
+    p = root.joinpath(*parts)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def refuse_package_path(path: str | Path) -> None:
+    """One-line error if `path` lies inside the installed `interp` package (the library never writes there)."""
+    p = Path(path).expanduser().resolve()
+    if p == PACKAGE_DIR or PACKAGE_DIR in p.parents:
+        raise InterpError(f"refusing to write into the installed package ({p}); give a path outside {PACKAGE_DIR}")
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(str(d), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_parent_writable(path: str | Path, what: str = "output") -> Path:
+    """The resolved `path` after checking that its parent exists (or can be made) and is a writable directory."""
+    p = Path(path).expanduser()
+    parent = p.parent if str(p.parent) else Path(".")
+    anc = parent
+    while not anc.exists():
+        if anc.parent == anc:
+            break
+        anc = anc.parent
+    if anc.exists() and not anc.is_dir():
+        raise InterpError(f"{what} {p}: {anc} is a file, not a directory")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise InterpError(f"{what} {p}: {anc} is not writable")
+    return p
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (temp sibling, fsync, rename)."""
+    p = check_parent_writable(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.is_dir():
+        raise InterpError(f"{p} is a directory; expected a file path")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(p.parent)
+    return p
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj, indent: int | None = 2) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False, default=str) + "\n")
+
+
+def atomic_save_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """`safetensors.torch.save_file` through a temp sibling and a rename."""
+    from safetensors.torch import save_file
+
+    p = check_parent_writable(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(p.parent)
+    return p
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def verify_checksum(path: str | Path, expected: str, what: str = "file") -> None:
+    """One-line error naming the file when it is missing, truncated or altered."""
+    p = Path(path)
+    if not p.is_file():
+        raise InterpError(f"{what} {p} is missing")
+    got = sha256_file(p)
+    if got != expected:
+        raise InterpError(f"{what} {p} is corrupt or truncated (sha256 {got[:12]} != recorded {expected[:12]})")
+
+
+def check_output_dir(out: str | Path, *, marker: str | None, overwrite: bool, what: str = "output directory") -> Path:
+    """Validate an output directory before any work starts.
+
+    * does not exist: fine;
+    * exists and is a file: error (never replaced);
+    * exists, empty: fine;
+    * exists and holds `marker` (it is this kind of run): fine only with `overwrite` (or the caller resumes);
+    * exists and is anything else: refused even with `overwrite` unless `marker` is None.
+    """
+    p = check_parent_writable(out, what)
+    refuse_package_path(p)
+    if not p.exists():
+        return p
+    if not p.is_dir():
+        raise InterpError(f"{what} {p} is a file; give a directory path (nothing was changed)")
+    if not any(p.iterdir()):
+        return p
+    ours = marker is None or (p / marker).exists()
+    if not ours:
+        raise InterpError(f"{what} {p} exists and is not an interp {marker.split('.')[0]} run; choose another path (nothing was changed)")
+    if not overwrite:
+        raise InterpError(f"{what} {p} exists; pass --overwrite to replace it (nothing was changed)")
+    return p
+
+
+def _tmp_sibling(out: Path, tag: str = "tmp") -> Path:
+    return out.with_name(f".{out.name}.{tag}-{os.getpid()}-{int(time.time() * 1000) % 10**9}")
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | Path, *, overwrite: bool = False, marker: str | None = None) -> Iterator[Path]:
+    """Build a directory in a temporary sibling and move it into place when the block succeeds.
+
+        with atomic_dir("saes/x", overwrite=args.overwrite, marker="cfg.json") as tmp:
+            (tmp / "cfg.json").write_text(...)
+
+    On error the temporary directory is removed and `out` is untouched. An existing `out` is
+    checked with `check_output_dir` first, then renamed aside, replaced, and deleted last."""
+    out = check_output_dir(out, marker=marker, overwrite=overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(out)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, out)
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished directory `tmp` to `out`; an existing `out` is renamed aside and removed last."""
+    old = None
+    if out.exists():
+        old = _tmp_sibling(out, "old")
+        os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        if old is not None and not out.exists():
+            os.rename(old, out)
+        raise
+    _fsync_dir(out.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class RunLock:
+    """An exclusive lock file `DIR/.lock` naming its holder (host, pid, command).
+
+    A second writer gets a one-line error naming the holder. A lock left by a dead process on
+    this host is taken over."""
+
+    def __init__(self, run_dir: str | Path, what: str = "run"):
+        self.dir = Path(run_dir)
+        self.path = self.dir / ".lock"
+        self.what = what
+        self._held = False
+
+    def _holder(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self) -> "RunLock":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        for _ in range(2):
+            try:
+                fd = os.open(str(self.path), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                h = self._holder()
+                if h.get("host") == me["host"] and isinstance(h.get("pid"), int) and not _pid_alive(h["pid"]):
+                    with contextlib.suppress(OSError):
+                        self.path.unlink()
+                    continue
+                raise InterpError(
+                    f"{self.what} {self.dir} is in use by pid {h.get('pid', '?')} on {h.get('host', '?')} since "
+                    f"{h.get('since', '?')}; wait for it or remove {self.path} if that process is gone"
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self._held = True
+            return self
+        raise InterpError(f"could not take the lock {self.path}")
+
+    def release(self) -> None:
+        if self._held:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            self._held = False
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        return e.errno == errno.EPERM
+    return True
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for an OSError: what happened to which path."""
+    what = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.ENOTDIR: "not a directory",
+        errno.EISDIR: "is a directory",
+        errno.ENOENT: "no such file or directory",
+        errno.EROFS: "read-only file system",
+        errno.EDQUOT: "disk quota exceeded",
+    }.get(e.errno or -1, e.strerror or type(e).__name__)
+    return f"{e.filename}: {what}" if e.filename else what

@@ -1,0 +1,138 @@
+"""interp.io (atomic writes, locks, checksums) and interp.device (device/dtype resolution)."""
+
+import os
+
+import pytest
+import torch
+
+from interp.device import resolve_device, resolve_dtype
+from interp.errors import InterpError
+from interp.io import (
+    RunLock,
+    atomic_dir,
+    atomic_write_json,
+    atomic_write_text,
+    check_output_dir,
+    refuse_package_path,
+    sha256_file,
+    verify_checksum,
+)
+
+
+def test_auto_device_is_cpu_without_accelerators(monkeypatch):
+    monkeypatch.delenv("INTERP_DEVICE", raising=False)
+    if torch.cuda.is_available():
+        pytest.skip("machine has CUDA")
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device(None) == torch.device("cpu")
+
+
+def test_cuda_without_cuda_is_one_line(monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("machine has CUDA")
+    with pytest.raises(InterpError, match=r"^--device cuda: CUDA is not available"):
+        resolve_device("cuda")
+    monkeypatch.setenv("INTERP_DEVICE", "cuda:1")
+    with pytest.raises(InterpError, match="CUDA is not available"):
+        resolve_device()
+    with pytest.raises(InterpError, match="expected one of"):
+        resolve_device("tpu")
+
+
+def test_dtype_names_and_refusals(monkeypatch):
+    monkeypatch.delenv("INTERP_DTYPE", raising=False)
+    assert resolve_dtype(None) is torch.float32
+    assert resolve_dtype("bf16") is torch.bfloat16
+    with pytest.raises(InterpError, match="expected one of float32, bfloat16, float16"):
+        resolve_dtype("int8")
+    with pytest.raises(InterpError, match="float16 is not supported on the CPU"):
+        resolve_dtype("float16", torch.device("cpu"))
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
+    p = tmp_path / "a.json"
+    p.write_text("old")
+    atomic_write_json(p, {"x": 1})
+    assert p.read_text() == '{\n  "x": 1\n}\n'
+    assert sorted(os.listdir(tmp_path)) == ["a.json"]
+
+
+def test_atomic_write_refuses_nan_and_keeps_old(tmp_path):
+    p = tmp_path / "a.json"
+    atomic_write_text(p, "old")
+    with pytest.raises(ValueError):
+        atomic_write_json(p, {"x": float("nan")})
+    assert p.read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["a.json"]
+
+
+def test_atomic_dir_failure_leaves_target_untouched(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "cfg.json").write_text("1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out, overwrite=True, marker="cfg.json") as tmp:
+            (tmp / "cfg.json").write_text("2")
+            raise RuntimeError("boom")
+    assert (out / "cfg.json").read_text() == "1"
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
+def test_atomic_dir_replaces_own_kind_only_with_overwrite(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "cfg.json").write_text("1")
+    with pytest.raises(InterpError, match="pass --overwrite"):
+        with atomic_dir(out, marker="cfg.json"):
+            pass
+    with atomic_dir(out, overwrite=True, marker="cfg.json") as tmp:
+        (tmp / "cfg.json").write_text("2")
+    assert (out / "cfg.json").read_text() == "2"
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
+def test_foreign_directory_and_file_are_never_replaced(tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    (d / "me.jpg").write_bytes(b"\xff")
+    with pytest.raises(InterpError, match="is not an interp cfg run"):
+        check_output_dir(d, marker="cfg.json", overwrite=True)
+    f = tmp_path / "notes.txt"
+    f.write_text("keep")
+    with pytest.raises(InterpError, match="is a file"):
+        check_output_dir(f, marker="cfg.json", overwrite=True)
+    assert (d / "me.jpg").read_bytes() == b"\xff" and f.read_text() == "keep"
+
+
+def test_package_dir_is_refused():
+    import interp
+
+    with pytest.raises(InterpError, match="refusing to write into the installed package"):
+        refuse_package_path(os.path.join(os.path.dirname(interp.__file__), "circuits", "x.json"))
+
+
+def test_lock_names_holder_and_is_released(tmp_path):
+    with RunLock(tmp_path, "collect run"):
+        with pytest.raises(InterpError, match=rf"in use by pid {os.getpid()}"):
+            RunLock(tmp_path, "collect run").acquire()
+    assert not (tmp_path / ".lock").exists()
+    RunLock(tmp_path).acquire().release()
+
+
+def test_stale_lock_of_dead_pid_is_taken_over(tmp_path):
+    import json
+    import socket
+
+    (tmp_path / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": 2**22 + 12345}))
+    with RunLock(tmp_path):
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+
+
+def test_checksum_detects_truncation(tmp_path):
+    p = tmp_path / "shard.bin"
+    p.write_bytes(b"abcdef")
+    h = sha256_file(p)
+    verify_checksum(p, h)
+    p.write_bytes(b"abc")
+    with pytest.raises(InterpError, match="corrupt or truncated"):
+        verify_checksum(p, h, "shard")
