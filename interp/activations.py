@@ -208,7 +208,9 @@ def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: s
     for _ in range(man.shards_done * cfg.shard_rows):
         next(rows, None)
     dtype = _DTYPES[cfg.dtype]
-    stop = _stop_layer(specs, model.cfg.n_layers)
+    from interp.forward import FastCapture
+
+    forward = FastCapture(model, specs)  # the quickest forward giving these hooks' activations (interp/forward.py)
     bar = tqdm(total=rows_needed * seq_len, initial=man.shards_done * cfg.shard_rows * seq_len,
                unit="tok", unit_scale=True, desc="collect activations")
     tune_malloc()
@@ -221,8 +223,7 @@ def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: s
             if not batch:
                 break
             toks = torch.stack(batch)
-            with torch.no_grad(), capture(model, specs) as store:
-                model(toks, stop_at_layer=stop)
+            store = forward(toks)
             tok_rows.append(toks)
             n_rows += len(toks)
             for k in acts:

@@ -49,7 +49,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_games(args) -> int:
-    from interp.data.chess import ChessDataConfig, generate_games, read_pgn_lines
+    from interp.data.chess import ChessDataConfig, build_game_store, read_game_store, read_pgn_lines
+    from interp.io import atomic_write_text, check_parent_writable
 
     if args.check:
         res = read_pgn_lines(args.check)
@@ -57,14 +58,21 @@ def cmd_games(args) -> int:
         for r in res.reasons:
             print(f"  {r}")
         return 0 if not res.skipped else 1
-    if not args.out:
-        raise InterpError("give --out FILE to write games, or --check FILE to validate one")
-    games = generate_games(ChessDataConfig(n_games=args.n, seed=args.seed, max_chars=args.max_chars, engine=args.engine))
-    out = Path(args.out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("\n".join(games) + "\n")
-    tmp.replace(out)
-    print(f"{len(games)} games -> {out}")
+    cfg = ChessDataConfig(n_games=args.n, seed=args.seed, max_chars=args.max_chars, engine=args.engine,
+                          stockfish_nodes=args.nodes, random_fraction=args.random_fraction)
+    if args.out:
+        out = check_parent_writable(args.out, "--out")
+        if out.is_dir():
+            raise InterpError(f"--out {out} is a directory; give a file path (nothing was changed)")
+        if out.exists() and not args.overwrite:
+            raise InterpError(f"--out {out} exists; pass --overwrite to replace it (nothing was changed)")
+    store = build_game_store(cfg, args.store, workers=args.workers)
+    rate = f" ({store.games_per_second:.2f} games/s)" if store.games_per_second else ""
+    print(f"{store.n_available} games in {store.path}{rate}")
+    if args.out:
+        games = read_game_store(store.path, args.n)
+        atomic_write_text(args.out, "\n".join(games) + "\n")
+        print(f"{len(games)} games -> {args.out}")
     return 0
 
 
@@ -81,6 +89,8 @@ def cmd_build(args) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from interp.data.chess import ChessDataConfig
+
     p = sub.add_parser("moex", help="MoE-X sparse experts on chess: train, evaluate, generate games")
     msub = p.add_subparsers(dest="moex_command", metavar="MOEX_COMMAND")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
@@ -120,12 +130,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
 
-    g = msub.add_parser("games", help="generate chess games as PGN lines, or --check a file of them")
-    g.add_argument("--out", help="output text file")
-    g.add_argument("--n", type=int, default=1000)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--max-chars", type=int, default=257)
-    g.add_argument("--engine", default="random", choices=["random", "stockfish"])
+    gd = ChessDataConfig()
+    g = msub.add_parser("games", help="generate chess games into the resumable game store (and --out a PGN file), or --check a file")
+    g.add_argument("--n", type=int, default=gd.n_games, help="games the store should hold (it grows; a killed run resumes)")
+    g.add_argument("--workers", type=int, default=1, help="parallel generator processes (one Stockfish each)")
+    g.add_argument("--store", help="root directory of game stores (default: $INTERP_HOME/chess)")
+    g.add_argument("--out", help="also write the first --n games to this text file, one PGN line each")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    g.add_argument("--seed", type=int, default=gd.seed)
+    g.add_argument("--max-chars", type=int, default=gd.max_chars, help="cut games at this many characters")
+    g.add_argument("--engine", default=gd.engine, choices=["stockfish", "random"])
+    g.add_argument("--nodes", type=int, default=gd.stockfish_nodes, help="Stockfish node limit per move")
+    g.add_argument("--random-fraction", type=float, default=gd.random_fraction, help="share of weighted-random games mixed in")
     g.add_argument("--check", help="validate a file of PGN lines: count and list the illegal ones")
     g.set_defaults(func=cmd_games)
 
