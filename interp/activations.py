@@ -29,7 +29,7 @@ from transformer_lens import HookedTransformer
 from interp.alloc import tune_malloc
 from interp.data import corpus as C
 from interp.errors import InterpError
-from interp.hooks import HookSpec, capture, parse_hook
+from interp.hooks import HookSpec, capture, parse_hook, stop_layer
 
 log = logging.getLogger(__name__)
 
@@ -248,17 +248,6 @@ def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: s
     man.complete = True
     man.write(out)
     return man
-
-
-def _stop_layer(specs: list[HookSpec], n_layers: int) -> int | None:
-    """The layer after the deepest hook, so the forward skips the blocks (and unembedding) no hook
-    needs; None when a hook lies outside the blocks (e.g. ln_final)."""
-    import re
-
-    layers = [re.match(r"blocks\.(\d+)\.", s.name) for s in specs]
-    if any(m is None for m in layers):
-        return None
-    return max(int(m.group(1)) for m in layers) + 1  # stop_at_layer=n_layers skips ln_final + unembed
 
 
 class ActivationStore:
