@@ -20,6 +20,7 @@ pinned piece, and the four castling rights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -374,7 +375,14 @@ def read_game_store(store: str | Path, n_games: int | None = None, verify: bool 
 
 def load_or_generate(cfg: ChessDataConfig, root: str | Path | None = None, workers: int = 1) -> list[str]:
     """Games 0 .. n_games - 1 for `cfg`, from the store under `root` (default `user_data_dir('chess')`),
-    generated first where missing."""
+    generated first where missing. A store that already holds them is only read (no lock), so
+    training can start while a generator is still adding games to the same store."""
+    store = (default_store_root() if root is None else Path(root)) / cfg.store_name()
+    if (store / STORE_MARKER).is_file():
+        man = _read_manifest(store)
+        if all(str(c) in man["chunks"] for c in range(-(-cfg.n_games // CHUNK))):
+            with contextlib.suppress(InterpError):  # a damaged chunk: fall through to regeneration
+                return read_game_store(store, cfg.n_games)
     gs = build_game_store(cfg, root, workers=workers)
     return read_game_store(gs.path, cfg.n_games)
 
