@@ -108,9 +108,10 @@ def test_features_page_navigation_and_search(sae_root):
     at.number_input(key="_fid_input").set_value(2).run()
     at.text_input(key="p:features:token_query").input(" Mary").run()
     hits = F.features_for_token(stats, " Mary")
-    buttons = [b for b in at.button if b.key and b.key.startswith("tokhit")]
-    assert [b.key for b in buttons] == [f"tokhit{h.feature}" for h in hits]
-    assert buttons[0].label.startswith(f"#{hits[0].feature} {stats.labels[hits[0].feature][:20]}")
+    buttons = {b.key: b for b in at.button if b.key and b.key.startswith("tokhit")}
+    assert set(buttons) == {f"tokhit{h.feature}" for h in hits}
+    for h in hits:  # every hit button carries the label, not only a tooltip
+        assert buttons[f"tokhit{h.feature}"].label.startswith(f"#{h.feature} {stats.labels[h.feature][:20]}")
     at.text_input(key="p:features:token_query").input("zzqq-nope").run()
     assert any("not in the vocabulary" in e.value for e in at.error)
     at.text_input(key="p:features:label_query").input("→").run()
@@ -168,6 +169,9 @@ def test_crafted_stats_show_one_error_line(sae_root, tmp_path):
     meta = json.loads((d / F.META_FILE).read_text())
     meta["labels"] = meta["labels"][:3]  # wrong length
     (d / F.META_FILE).write_text(json.dumps(meta))
+    from app.common import _list_saes
+
+    _list_saes.clear()
     at = _app("pages/features.py", sae_dir=str(d))
     assert len(at.error) == 1 and "wrong length" in at.error[0].value and "\n" not in at.error[0].value
     assert not at.exception

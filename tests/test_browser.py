@@ -72,7 +72,7 @@ def sae_root(tmp_path_factory):
     model = load_model("embedded")
     cfg = F.StatsConfig(n_tokens=4096, top_k=8, reservoir=16, n_quantile=4)
     # "a_tiny": latent 0 is dense (a large encoder bias: it fires on every token, strongest of all)
-    a = save_tiny_sae(model, root / "embedded" / "a_tiny", d_sae=32, k=4, dense_bias=8.0)
+    a = save_tiny_sae(model, root / "embedded" / "a_tiny", d_sae=32, k=4, dense_bias=20.0)
     F.build_for_sae_dir(a, cfg, model=model)
     b = save_tiny_sae(model, root / "embedded" / "b_tiny", d_sae=24, k=4, seed=3)
     F.build_for_sae_dir(b, cfg, model=model)

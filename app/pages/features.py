@@ -34,7 +34,7 @@ by_name = {s.name: s for s in sources}
 
 # the source: the sidebar's SAE unless the user picked another unit kind here
 kinds = {"sae": "SAE latents (the sidebar's SAE)", "neurons": "MLP neurons"}
-kind = st.radio("Units", list(kinds), format_func=kinds.get, horizontal=True, key=ps.key("kind"))
+kind = st.radio("Units", list(kinds), format_func=kinds.get, horizontal=True, **ps.widget("kind"))
 if kind == "sae":
     if not sae_dir:
         st.info("Pick an SAE in the sidebar (none found for this model yet), or browse MLP neurons.")
@@ -45,7 +45,7 @@ else:
         st.info("This model is attention-only: it has no MLP neurons.")
         st.stop()
     ps.default("neuron_layer", 0)
-    layer = st.selectbox("Layer", list(range(n_layers)), key=ps.key("neuron_layer"))
+    layer = st.selectbox("Layer", list(range(n_layers)), **ps.widget("neuron_layer"))
     src = by_name[f"MLP neurons L{layer}"]
 stats_dir = src.stats_dir
 sel_key = f"{src.kind}:{stats_dir}"  # widgets that depend on the source are keyed by it
@@ -102,8 +102,8 @@ c1, c2, c3, c4, c5 = st.columns([2, 1, 1, 3, 3])
 c1.number_input(f"Feature id (0..{n - 1})", min_value=0, step=1, key="_fid_input", on_change=_sync_id)
 c2.button("◀ previous", on_click=_step, args=(-1,), width="stretch")
 c3.button("next ▶", on_click=_step, args=(1,), width="stretch")
-tok_q = c4.text_input("Which features fire on token…", placeholder="e.g. ' Mary' (mind the leading space)", key=ps.key("token_query"))
-lab_q = c5.text_input("Search labels", placeholder="e.g. colors", key=ps.key("label_query"))
+tok_q = c4.text_input("Which features fire on token…", placeholder="e.g. ' Mary' (mind the leading space)", **ps.widget("token_query"))
+lab_q = c5.text_input("Search labels", placeholder="e.g. colors", **ps.widget("label_query"))
 
 if tok_q:
     with guarded("token search"):
@@ -129,7 +129,7 @@ if lab_q:
         st.caption("No label matches.")
 
 with st.expander("Search every SAE and neuron layer of this model (label, token, or #id)"):
-    q_all = st.text_input("Search all sources", key=ps.key("search_all"), placeholder="e.g. colors, ' Mary', #12")
+    q_all = st.text_input("Search all sources", **ps.widget("search_all"), placeholder="e.g. colors, ' Mary', #12")
     if q_all:
         with guarded("search"):
             stores = {s.name: load_stats_cached(s.stats_dir) for s in sources if F.has_stats(s.stats_dir)}

@@ -39,14 +39,14 @@ def _use_example():
 
 with st.expander("Load a task example (sets the prompt and both answer tokens)"):
     c1, c2 = st.columns([1, 3])
-    task = c1.selectbox("Task", TASKS, key=ps.key("task"))
+    task = c1.selectbox("Task", TASKS, **ps.widget("task"))
     with guarded("task examples"):
         ex = _examples(current_model_name(), task)
-        c2.selectbox("Example", ex, key=ps.key("example"), format_func=lambda e: f"{e[0]}  → {e[1]!r} vs {e[2]!r}",
+        c2.selectbox("Example", ex, **ps.widget("example"), format_func=lambda e: f"{e[0]}  → {e[1]!r} vs {e[2]!r}",
                      on_change=_use_example, index=None, placeholder="pick an example")
 
 ps.default("prompt", DEFAULT_PROMPT)
-prompt = st.text_area("Prompt", height=90, key=ps.key("prompt"))
+prompt = st.text_area("Prompt", height=90, **ps.widget("prompt"))
 st.session_state["lab_prompt"] = prompt  # other pages may read the current prompt
 try:
     prep = P.prepare(model, prompt)
@@ -97,11 +97,11 @@ with tab_tok:
         if ps.get("source") not in choices:
             ps["source"] = choices[0]
         c1, c2, c3 = st.columns([3, 1, 1])
-        pick = c1.selectbox("Feature source (its hook)", choices, key=ps.key("source"))
+        pick = c1.selectbox("Feature source (its hook)", choices, **ps.widget("source"))
         ps.default("k", 3)
-        k = c2.slider("Features per token", 1, 10, key=ps.key("k"))
+        k = c2.slider("Features per token", 1, 10, **ps.widget("k"))
         ps.default("colour_by", 0)
-        fid = c3.number_input("Colour the prompt by feature", min_value=0, step=1, key=ps.key("colour_by"))
+        fid = c3.number_input("Colour the prompt by feature", min_value=0, step=1, **ps.widget("colour_by"))
         with guarded("features per token"):
             src = _source(pick)
             labels = _labels(pick)
@@ -131,12 +131,12 @@ with tab_next:
 
 with tab_attn:
     ps.default("attn_layer", 0)
-    layer = st.selectbox("Layer", list(range(cfg.n_layers)), key=ps.key("attn_layer"))
+    layer = st.selectbox("Layer", list(range(cfg.n_layers)), **ps.widget("attn_layer"))
     with guarded("attention"):
         pat = P.attention(model, prep.tokens, int(layer))
         toks = [f"{i}:{t}" for i, t in enumerate(prep.str_tokens)]
         ps.default("attn_heads", list(range(min(4, cfg.n_heads))))
-        heads = st.multiselect("Heads", list(range(cfg.n_heads)), key=ps.key("attn_heads"))
+        heads = st.multiselect("Heads", list(range(cfg.n_heads)), **ps.widget("attn_heads"))
         recs = [{"head": h, "query": toks[q], "key": toks[kk], "attention": float(pat[h, q, kk])}
                 for h in heads for q in range(len(toks)) for kk in range(q + 1)]
         if recs:
@@ -155,19 +155,19 @@ with tab_abl:
     ps.default("heads", [])
     c1, c2 = st.columns(2)
     with c1:
-        heads_sel = st.multiselect("Ablate attention heads (layer.head)", all_heads, key=ps.key("heads"))
-        mode = st.radio("Head ablation", P.HEAD_MODES, horizontal=True, key=ps.key("head_mode"),
+        heads_sel = st.multiselect("Ablate attention heads (layer.head)", all_heads, **ps.widget("heads"))
+        mode = st.radio("Head ablation", P.HEAD_MODES, horizontal=True, **ps.widget("head_mode"),
                         help="zero: the head's output is 0; mean: the head's mean output over corpus text")
     with c2:
         ps.default("clamp_ids", "")
-        clamp_ids = st.text_input("Clamp SAE features (ids, comma-separated)", key=ps.key("clamp_ids"),
+        clamp_ids = st.text_input("Clamp SAE features (ids, comma-separated)", **ps.widget("clamp_ids"),
                                   disabled=not sae_dir, placeholder="e.g. 3, 17")
-        op = st.radio("Clamp", P.CLAMP_OPS, horizontal=True, key=ps.key("clamp_op"))
+        op = st.radio("Clamp", P.CLAMP_OPS, horizontal=True, **ps.widget("clamp_op"))
         ps.default("clamp_val", 0.0)
-        val = st.number_input("Value (scale factor or set value)", key=ps.key("clamp_val"))
+        val = st.number_input("Value (scale factor or set value)", **ps.widget("clamp_val"))
     t1, t2 = st.columns(2)
-    ta = t1.text_input("Logit difference: token A", key=ps.key("tok_a"))
-    tb = t2.text_input("minus token B", key=ps.key("tok_b"))
+    ta = t1.text_input("Logit difference: token A", **ps.widget("tok_a"))
+    tb = t2.text_input("minus token B", **ps.widget("tok_b"))
     st.caption(f"Answer tokens: {ps.get('answers_why', '')}")
     with guarded("ablation"):
         clamps = []
