@@ -7,8 +7,8 @@
 * `attention`: the attention pattern of every head of one layer.
 * `feature_values`: one feature's value on every token of the prompt (Neuronpedia's custom-text view).
 * `Ablation` + `compare`: zero- or mean-ablate heads (`interp.hooks.zero_head` / `mean_head` on
-  ``attn.hook_z``) and clamp SAE features (zero / scale / set, through `interp.hooks.sae_edit`,
-  which keeps the SAE error term), then report clean vs ablated next-token distributions, the
+  ``attn.hook_z``) and edit SAE features with the project's one vocabulary (`interp.edits`:
+  zero / scale / set / clamp, applied through `edit_hook`, which keeps the SAE error term), then report clean vs ablated next-token distributions, the
   tokens whose logits moved most, and a chosen logit difference ``logit[a] - logit[b]`` at the
   last position.
 * `known_answers` / `task_examples`: the right and wrong answer of a prompt where a task defines
@@ -29,10 +29,11 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from interp.device import device_of
+from interp.edits import MODES as CLAMP_OPS
+from interp.edits import LatentEdit, edit_hook
 from interp.errors import InterpError
-from interp.hooks import HookSpec, capture, intervene, mean_head, parse_hook, sae_edit, zero_head
+from interp.hooks import HookSpec, capture, intervene, mean_head, parse_hook, zero_head
 
-CLAMP_OPS = ("zero", "scale", "set")
 HEAD_MODES = ("zero", "mean")
 
 
@@ -121,26 +122,12 @@ def mean_z(model: HookedTransformer, layer: int, n_rows: int = 16, seed: int = 0
 
 
 @dataclass
-class Clamp:
-    """Edit one SAE feature: zero it, scale it by `value`, or set it to `value` (where it is active,
-    for 'scale'; everywhere, for 'set' and 'zero')."""
-
-    feature: int
-    op: str = "zero"
-    value: float = 0.0
-
-    def __post_init__(self):
-        if self.op not in CLAMP_OPS:
-            raise InterpError(f"unknown clamp {self.op!r}; use one of {', '.join(CLAMP_OPS)}")
-
-
-@dataclass
 class Ablation:
     """What to change in the ablated run."""
 
     heads: list[tuple[int, int]] = field(default_factory=list)  # (layer, head) pairs
     head_mode: str = "zero"  # zero | mean
-    clamps: list[Clamp] = field(default_factory=list)  # SAE feature edits (need `sae`)
+    clamps: list[LatentEdit] = field(default_factory=list)  # SAE latent edits (interp.edits; need `sae`)
 
     def __post_init__(self):
         if self.head_mode not in HEAD_MODES:
@@ -168,25 +155,9 @@ def ablation_hooks(model: HookedTransformer, ab: Ablation, sae=None, means: dict
     if ab.clamps:
         if sae is None:
             raise InterpError("clamping features needs an SAE; pick one in the sidebar")
-        d_sae = int(sae.cfg.d_sae)
-        for c in ab.clamps:
-            if not 0 <= c.feature < d_sae:
-                raise InterpError(f"feature id {c.feature} out of range: this SAE has features 0..{d_sae - 1}")
-        clamps = list(ab.clamps)
-
-        def edit(f):
-            for c in clamps:
-                if c.op == "zero":
-                    f[..., c.feature] = 0.0
-                elif c.op == "scale":
-                    f[..., c.feature] = f[..., c.feature] * c.value
-                else:
-                    f[..., c.feature] = c.value
-            return f
-
         md = sae.cfg.metadata
         spec = parse_hook(model, HookSpec(md.hook_name, getattr(md, "hook_head_index", None)))
-        hooks.append((spec.name, sae_edit(sae, edit, head=spec.head)))
+        hooks.append((spec.name, edit_hook(sae, ab.clamps, head=spec.head)))
     return hooks
 
 

@@ -190,8 +190,10 @@ def test_prompt_lab_answers_ablation_and_bad_prompts(sae_root):
     at.text_input(key="p:lab:clamp_ids").input("3").run()
     at.radio(key="p:lab:clamp_op").set_value("set").run()
     assert not at.exception and not at.error
+    at.radio(key="p:lab:clamp_op").set_value("clamp").run()
+    assert not at.exception and not at.error
     at.text_input(key="p:lab:clamp_ids").input("999").run()
-    assert any("out of range" in e.value for e in at.error)
+    assert any("feature 999 does not exist" in e.value for e in at.error)
     assert html.count('data-testid="token-features"') == 1  # the other tabs still work
     at.text_input(key="p:lab:tok_a").input(" Mary and").run()
     assert any("not one" in e.value for e in at.error)

@@ -1,20 +1,16 @@
 """Bad input to `interp features` / `interp report`: one line on stderr, exit 2, no traceback,
-nothing written or changed, and the check happens before any work (no model is loaded)."""
+nothing written or changed, and the check happens before any work. Most cases call the CLI in
+process (fast); one goes through a real subprocess with tests/faults.py `run_cli`."""
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import pytest
 
+from faults import assert_clean_error, assert_tree_unchanged, run_cli, tree_snapshot
 from interp.cli import main
 from test_features_fixtures import save_tiny_sae
 
-
-def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(root.rglob("*"))}
+_snapshot = tree_snapshot
 
 
 def _clean_error(capsys, argv: list[str], match: str) -> str:
@@ -52,7 +48,7 @@ def test_report_bad_inputs(capsys, tmp_path, sae_with_stats, monkeypatch):
                  "out of range")
     _clean_error(capsys, ["report", "--sae", str(sae_with_stats), "--features", "x-y", "--out", str(tmp_path / "r.html")], "bad feature list")
     _clean_error(capsys, ["report", "--sae", str(tmp_path), "--out", str(tmp_path / "r.html")], "no feature statistics yet")
-    assert _snapshot(tmp_path) == before  # nothing written, the user's file untouched
+    assert_tree_unchanged(tmp_path, before)  # nothing written, the user's file untouched
 
 
 @pytest.mark.parametrize("extra,match", [(["--tokens", "0"], "--tokens must be positive"),
@@ -63,7 +59,7 @@ def test_report_bad_inputs(capsys, tmp_path, sae_with_stats, monkeypatch):
 def test_features_bad_numbers(capsys, sae_with_stats, extra, match):
     before = _snapshot(sae_with_stats)
     _clean_error(capsys, ["features", "--sae", str(sae_with_stats), *extra], match)
-    assert _snapshot(sae_with_stats) == before
+    assert_tree_unchanged(sae_with_stats, before)
 
 
 def test_features_bad_paths_and_nan_sae(capsys, tmp_path, model):
@@ -82,4 +78,13 @@ def test_features_bad_paths_and_nan_sae(capsys, tmp_path, model):
     save_file(w, str(d / "sae_weights.safetensors"))
     before = _snapshot(d)
     _clean_error(capsys, ["features", "--sae", str(d), "--tokens", "256"], "NaN or Inf")
-    assert _snapshot(d) == before  # no statistics written for a broken SAE
+    assert_tree_unchanged(d, before)  # no statistics written for a broken SAE
+
+
+def test_report_to_a_file_path_in_a_subprocess(tmp_path, sae_with_stats):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine")
+    before = tree_snapshot(tmp_path)
+    r = run_cli(["report", "--sae", str(sae_with_stats), "--features", "0-999999999", "--out", str(a_file / "r.html")])
+    assert_clean_error(r, "is a file, not a directory")
+    assert_tree_unchanged(tmp_path, before)

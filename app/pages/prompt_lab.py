@@ -162,20 +162,22 @@ with tab_abl:
         ps.default("clamp_ids", "")
         clamp_ids = st.text_input("Clamp SAE features (ids, comma-separated)", **ps.widget("clamp_ids"),
                                   disabled=not sae_dir, placeholder="e.g. 3, 17")
-        op = st.radio("Clamp", P.CLAMP_OPS, horizontal=True, **ps.widget("clamp_op"))
+        op = st.radio("Edit (interp.edits)", P.CLAMP_OPS, horizontal=True, **ps.widget("clamp_op"),
+                      help="zero: 0 · scale: value × a · set: value everywhere · clamp: −value where active (negative clamp)")
         ps.default("clamp_val", 0.0)
-        val = st.number_input("Value (scale factor or set value)", **ps.widget("clamp_val"))
+        val = st.number_input("Value (scale factor, set value, or clamp magnitude)", **ps.widget("clamp_val"))
     t1, t2 = st.columns(2)
     ta = t1.text_input("Logit difference: token A", **ps.widget("tok_a"))
     tb = t2.text_input("minus token B", **ps.widget("tok_b"))
     st.caption(f"Answer tokens: {ps.get('answers_why', '')}")
     with guarded("ablation"):
-        clamps = []
+        ids = []
         for part in clamp_ids.replace(" ", "").split(","):
             if part:
                 if not part.isdigit():
                     raise InterpError(f"bad feature id {part!r}; give whole numbers like 3, 17")
-                clamps.append(P.Clamp(int(part), op, float(val)))
+                ids.append(int(part))
+        clamps = [P.LatentEdit(op, ids, float(val))] if ids else []
         ab = P.Ablation(heads=P.parse_heads(", ".join(heads_sel)), head_mode=mode, clamps=clamps)
         sae = load_sae_cached(sae_dir) if clamps else None
         means = {l: mean_z_cached(current_model_name(), l) for l, _ in ab.heads} if mode == "mean" else None

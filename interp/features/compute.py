@@ -38,7 +38,7 @@ from interp.errors import InterpError
 from interp.features import accumulators as A
 from interp.features.firing import f1_from_counts
 from interp.features.labels import ConceptMatcher, make_labels
-from interp.features.sources import FeatureSource, SaeSource, layer_of
+from interp.features.sources import FeatureSource, SaeSource
 from interp.features.store import FORMAT_VERSION, FeatureStore, save_stats
 from interp.progress import Progress, ProgressFn
 
@@ -196,7 +196,7 @@ def build_feature_stats(model: HookedTransformer, source: FeatureSource, cfg: St
     `progress(done_tokens, total_tokens, message)` is called after every batch."""
     from interp.activations import text_source, token_rows
     from interp.device import device_of
-    from interp.hooks import capture
+    from interp.hooks import capture, stop_layer
 
     hs, F = source.hook, source.n_features
     dev = device_of(model)
@@ -208,8 +208,7 @@ def build_feature_stats(model: HookedTransformer, source: FeatureSource, cfg: St
     if tok is None:
         raise InterpError("this model has no tokenizer, so feature statistics cannot read text")
     bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-    layer = layer_of(hs.name)
-    stop = layer + 1 if layer is not None and layer + 1 < model.cfg.n_layers else None
+    stop = stop_layer(model, [hs])  # the one answer to "stop the forward after this hook's layer"
     docs, corpus_id = text_source(cfg.source, cfg.seed)
     rows = token_rows(model, docs, seq_len)
     concepts = corpus_defines_concepts(cfg.source)

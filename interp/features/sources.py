@@ -12,7 +12,6 @@ residual stream (``directions(model) -> [F, d_model]``) for logit effects.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
@@ -41,9 +40,11 @@ class FeatureSource(Protocol):
 
 
 def layer_of(name: str) -> int | None:
-    """The block index in a hook name (``blocks.3.hook_resid_post`` -> 3), None outside blocks."""
-    m = re.match(r"blocks\.(\d+)\.", name)
-    return int(m.group(1)) if m else None
+    """The block index in a hook name (``blocks.3.hook_resid_post`` -> 3), None outside blocks
+    (interp.hooks.hook_layer, imported late: reading statistics must not import TransformerLens)."""
+    from interp.hooks import hook_layer
+
+    return hook_layer(name)
 
 
 def to_residual(model: HookedTransformer, hook: HookSpec, dirs: Float[Tensor, "F d"]) -> Float[Tensor, "F d_model"] | None:
