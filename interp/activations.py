@@ -264,7 +264,9 @@ def _run(model, cfg: CollectConfig, specs: list[HookSpec], src: TextSource, man:
     for _ in range(man.shards_done * cfg.shard_rows):
         next(rows, None)
     dtype = _DTYPES[cfg.dtype]
-    stop = stop_layer(model, specs)
+    from interp.forward import FastCapture
+
+    forward = FastCapture(model, specs)  # the quickest forward giving these hooks' activations (interp/forward.py)
     device = model.cfg.device
     bar = tqdm(total=rows_needed * seq_len, initial=man.shards_done * cfg.shard_rows * seq_len,
                unit="tok", unit_scale=True, desc="collect activations")
@@ -278,8 +280,7 @@ def _run(model, cfg: CollectConfig, specs: list[HookSpec], src: TextSource, man:
             if not batch:
                 break
             toks = torch.stack(batch)
-            with torch.no_grad(), capture(model, specs) as store:
-                model(toks.to(device), stop_at_layer=stop)
+            store = forward(toks.to(device))
             tok_rows.append(toks)
             n_rows += len(toks)
             for k in acts:
