@@ -39,6 +39,9 @@ MODELS = {
                                      d_vocab=50257, act_fn="gelu_new", normalization_type="LN", model_name="gpt2-size-random"),
     "embedded": None,
 }
+GPU_NOTE = ("\n\n**GPU** (`bash benchmarks/gpu_check.sh`: collect, train-sae, eval-sae, features, circuits "
+            "discrete-sae and eap, unlearn and a short MoE-X training with `--device cuda` beside the CPU run): "
+            "not run yet; the machines these numbers come from have no GPU.")
 HOOK_LAYER = {"gpt2-small-size (random)": 6, "embedded": 2}
 
 
@@ -121,7 +124,7 @@ def main() -> None:
     body = ("`python benchmarks/scale_bench.py` (collection: %d tokens; SAE training: %d tokens per run, TopK d_sae = "
             "4 x d_model, k = 32, batch 4096; one thread; each number from its own child process). The machine was "
             "shared with other jobs, so absolute speeds vary; the ratios compare runs made minutes apart.\n\n"
-            % (a.collect_tokens, a.sae_tokens)) + markdown_table(rows)
+            % (a.collect_tokens, a.sae_tokens)) + markdown_table(rows) + GPU_NOTE
     update_section("scale", body)
     print(body)
 
