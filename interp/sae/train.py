@@ -334,11 +334,11 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
     return FitResult(sae=sae, curve=curve, steps=steps, seconds=seconds, resumed_from=start)
 
 
-def tensor_batches(acts: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    """Endless shuffled full batches from an in-memory [N, d] tensor, one permutation per epoch."""
+def tensor_batches(acts: torch.Tensor, batch_size: int, seed: int, shuffle: bool = True) -> Iterator[torch.Tensor]:
+    """Endless full batches from an in-memory [N, d] tensor, one permutation per epoch (or in order)."""
     g = torch.Generator().manual_seed(seed)
     while True:
-        perm = torch.randperm(len(acts), generator=g)
+        perm = torch.randperm(len(acts), generator=g) if shuffle else torch.arange(len(acts))
         for j in range(0, len(acts) - batch_size + 1, batch_size):
             yield acts[perm[j : j + batch_size]].float()
 
@@ -357,12 +357,13 @@ def store_batches(store, hook: str, batch_size: int, seed: int, shuffle: bool = 
 
 def train_sae_on_tensor(acts: Float[torch.Tensor, "n d"], arch: str = "topk", d_sae: int = 512, k: int | None = None,
                         l1: float | None = None, steps: int | None = None, epochs: float | None = None,
-                        batch_size: int = 1024, lr: float = 1e-3, seed: int = 0, hook_name: str | None = None,
-                        hook_head_index: int | None = None, model_name: str | None = None):
+                        batch_size: int = 1024, lr: float | None = None, seed: int = 0, hook_name: str | None = None,
+                        hook_head_index: int | None = None, model_name: str | None = None, **recipe):
     """Train an SAELens SAE in memory on activations `acts` [N, d] and return the inference `SAE`.
 
     Length: `steps` optimizer steps, or `epochs` passes over `acts` (default: 20 epochs, at
-    least 200 steps). `batch_size` is capped at N. Same SAELens loop as `train_saes`."""
+    least 200 steps). `batch_size` is capped at N. Same SAELens loop and default recipe as
+    `train_saes`; `recipe` overrides `SAETrainConfig`'s recipe fields (optimizer, normalize, ...)."""
     if acts.dim() != 2 or len(acts) == 0:
         raise InterpError(f"acts must be a non-empty [N, d] tensor, got shape {tuple(acts.shape)}")
     bad = (~torch.isfinite(acts)).any(-1).nonzero()
@@ -375,9 +376,9 @@ def train_sae_on_tensor(acts: Float[torch.Tensor, "n d"], arch: str = "topk", d_
     steps = max(1, steps)
     cfg = SAETrainConfig(hook=hook_name or "tensor", model=model_name or "", arch=arch, d_sae=d_sae, k=k, l1=l1,
                          tokens=steps * batch_size, lr=lr, batch_size=batch_size, seed=seed, checkpoint_every=0,
-                         dead_window=max(5, min(40, steps // 10)))
+                         dead_window=max(5, min(40, steps // 10)), **recipe)
     meta = {"model_name": model_name, "hook_name": hook_name, "hook_head_index": hook_head_index}
-    res = fit_sae(cfg, acts.shape[1], tensor_batches(acts.detach().cpu(), batch_size, seed), meta)
+    res = fit_sae(cfg, acts.shape[1], tensor_batches(acts.detach(), batch_size, seed, cfg.shuffle), meta, device=acts.device)
     return to_inference(res.sae)
 
 
