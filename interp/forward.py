@@ -167,10 +167,10 @@ class FastCapture:
                 log.info("fast forward unavailable (%s); collecting through HookedTransformer", why)
 
     def _hooked(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        from interp.activations import _stop_layer
+        from interp.hooks import stop_layer
 
         with torch.no_grad(), capture(self.model, self.specs) as store:
-            self.model(tokens, stop_at_layer=_stop_layer(self.specs, self.model.cfg.n_layers))
+            self.model(tokens, stop_at_layer=stop_layer(self.model, self.specs))
         return dict(store)
 
     def __call__(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
