@@ -37,8 +37,13 @@ def cmd_train_sae(args) -> int:
         v = getattr(args, name)
         if v is not None and v <= 0:
             raise InterpError(f"--{name.replace('_', '-')} must be positive, got {v}")
+    from dataclasses import replace
+
+    from interp.data.sources import spec_from_args
+
     results, collect_s = train_saes(cfgs, outs, acts_dir=args.acts_dir, act_tokens=args.act_tokens,
-                                    eval_tokens=args.eval_tokens, overwrite=args.overwrite, device=getattr(args, "device", None))
+                                    eval_tokens=args.eval_tokens, overwrite=args.overwrite, device=getattr(args, "device", None),
+                                    source=replace(spec_from_args(args), seed=0))  # --seed is the SAE's, not the corpus'
     print(f"collected activations in {collect_s:.1f}s")
     for r in results:
         m = r.metrics
@@ -133,6 +138,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--act-tokens", type=int, help="activations to collect (default: --tokens; fewer means several epochs)")
     p.add_argument("--acts-dir", help="activation cache directory (default: runs/acts/<model>-<hash>)")
     p.add_argument("--eval-tokens", type=int, default=16384, help="held-out tokens for the metrics")
+    from interp.data.sources import add_source_args
+
+    add_source_args(p)
     p.set_defaults(func=cmd_train_sae)
 
     p = sub.add_parser("eval-sae", help="SAEBench core metrics of a SAELens-format SAE directory")
