@@ -23,10 +23,17 @@ def main() -> None:
     model_dir, sae_dir, tokens_file, n_features, out = sys.argv[1:6]
     torch.set_num_threads(int(__import__("os").environ.get("BENCH_THREADS", "2")))
     from transformer_lens import HookedTransformer, HookedTransformerConfig
-    from transformers import AutoTokenizer
+    from transformers import PreTrainedTokenizerFast
 
     cfg = json.loads((Path(model_dir) / "config.json").read_text())
-    tok = AutoTokenizer.from_pretrained(str(Path(model_dir) / "tokenizer"))
+    # the tokenizer was saved by transformers 5 (class name TokenizersBackend, unknown to the 4.x
+    # this venv has): read its tokenizer.json directly, with the special tokens of its config
+    tcfg = json.loads((Path(model_dir) / "tokenizer" / "tokenizer_config.json").read_text())
+    special = {k: tcfg[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token") if isinstance(tcfg.get(k), str)}
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(Path(model_dir) / "tokenizer" / "tokenizer.json"), **special)
+    # TransformerLens 2.x re-loads a tokenizer by name unless it says it adds BOS itself; the token
+    # rows given below already start with BOS, so this changes no input
+    tok.init_kwargs.update(name_or_path=str(Path(model_dir) / "tokenizer"), add_bos_token=True)
     model = HookedTransformer(HookedTransformerConfig(**cfg, device="cpu"), tokenizer=tok)
     model.load_state_dict(load_file(str(Path(model_dir) / "model.safetensors")), strict=False)
     model.eval()
