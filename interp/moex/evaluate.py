@@ -30,13 +30,17 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def hidden_activations(model, hook: str, games: list[str], n_ctx: int, batch_size: int = 16) -> torch.Tensor:
-    """[G, n_ctx, F] activations at `hook` for each game (padded games are cut to n_ctx), on the CPU."""
+def hidden_activations(model, hook: str, games: list[str], n_ctx: int, batch_size: int = 16, progress=None) -> torch.Tensor:
+    """[G, n_ctx, F] activations at `hook` for each game (padded games are cut to n_ctx), on the CPU.
+
+    `progress(done_games, total_games)` after each batch."""
     toks = games_to_tensor(games, n_ctx, device_of(model))[:, :-1]
     outs = []
     for i in range(0, len(games), batch_size):
         _, cache = model.run_with_cache(toks[i:i + batch_size], names_filter=hook)
         outs.append(cache[hook].float().cpu())
+        if progress is not None:
+            progress(min(i + batch_size, len(games)), len(games))
     return torch.cat(outs)
 
 
