@@ -47,9 +47,9 @@ def result_path(model: str, task: str) -> Path:
     return RESULTS / f"{model}__{task}.json"
 
 
-def run(model_name: str, seeds: int, acdc_seeds: int, n_eval: int, quick: bool) -> None:
+def run(model_name: str, seeds: int, acdc_seeds: int, n_eval: int, quick: bool, tasks=TASKS) -> None:
     model = load_named_model(model_name)
-    for task in TASKS:
+    for task in tasks:
         cfg = CircuitConfig(seeds=seeds, n_eval=n_eval)
         res = run_circuits(model_name, task, ["discrete-sae", "patching", "eap", "eap-ig"], cfg, model=model, reference=None)
         legacy = run_circuits(model_name, task, ["discrete-sae"], replace(cfg, sae=DiscreteSAEConfig.legacy()), model=model,
@@ -92,7 +92,11 @@ def table() -> str:
         for task in TASKS:
             path = result_path(model_name, task)
             if not path.exists():
-                parts.append(f"\n**{model_name} / {task}**: not run (no {path.relative_to(ROOT)}).")
+                why = ""
+                if model_name == "embedded-attn":
+                    why = (" The partial attention-only model has no such behaviour (see its model card), so its metric "
+                           "does not separate positive from negative prompts: there is no circuit to find.")
+                parts.append(f"\n**{model_name} / {task}**: not run (no {path.relative_to(ROOT)}).{why}")
                 continue
             res = CircuitResult.load(path)
             if model is None:
@@ -179,6 +183,7 @@ def main() -> None:
     r.add_argument("--acdc-seeds", type=int, default=3)
     r.add_argument("--n-eval", type=int, default=40)
     r.add_argument("--quick", action="store_true")
+    r.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     sub.add_parser("table")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -186,7 +191,7 @@ def main() -> None:
     if a.cmd == "run":
         if a.quick:
             a.seeds, a.n_eval = 1, 8
-        run(a.model, a.seeds, a.acdc_seeds, a.n_eval, a.quick)
+        run(a.model, a.seeds, a.acdc_seeds, a.n_eval, a.quick, a.tasks)
     else:
         body = table()
         update_section("circuits", "## Circuits\n\n" + body)
