@@ -148,7 +148,8 @@ def verify_checksum(path: str | Path, expected: str, what: str = "file") -> None
         raise InterpError(f"{what} {p} is corrupt or truncated (sha256 {got[:12]} != recorded {expected[:12]})")
 
 
-def check_output_dir(out: str | Path, *, marker: str | None, overwrite: bool, what: str = "output directory") -> Path:
+def check_output_dir(out: str | Path, *, marker: str | None, overwrite: bool, what: str = "output directory",
+                     allow_package: bool = False) -> Path:
     """Validate an output directory before any work starts.
 
     * does not exist: fine;
@@ -156,14 +157,17 @@ def check_output_dir(out: str | Path, *, marker: str | None, overwrite: bool, wh
     * exists, empty: fine;
     * exists and holds `marker` (it is this kind of run): fine only with `overwrite` (or the caller resumes);
     * exists and is anything else: refused even with `overwrite` unless `marker` is None.
-    """
+
+    A path inside the installed package is refused unless `allow_package` (only the builders of
+    shipped weights pass it)."""
     p = check_parent_writable(out, what)
-    refuse_package_path(p)
+    if not allow_package:
+        refuse_package_path(p)
     if not p.exists():
         return p
     if not p.is_dir():
         raise InterpError(f"{what} {p} is a file; give a directory path (nothing was changed)")
-    if not any(p.iterdir()):
+    if not any(c.name != ".lock" for c in p.iterdir()):  # empty, or only the lock of a run that never started
         return p
     ours = marker is None or (p / marker).exists()
     if not ours:
@@ -178,7 +182,8 @@ def _tmp_sibling(out: Path, tag: str = "tmp") -> Path:
 
 
 @contextlib.contextmanager
-def atomic_dir(out: str | Path, *, overwrite: bool = False, marker: str | None = None) -> Iterator[Path]:
+def atomic_dir(out: str | Path, *, overwrite: bool = False, marker: str | None = None,
+               allow_package: bool = False) -> Iterator[Path]:
     """Build a directory in a temporary sibling and move it into place when the block succeeds.
 
         with atomic_dir("saes/x", overwrite=args.overwrite, marker="cfg.json") as tmp:
@@ -186,7 +191,7 @@ def atomic_dir(out: str | Path, *, overwrite: bool = False, marker: str | None =
 
     On error the temporary directory is removed and `out` is untouched. An existing `out` is
     checked with `check_output_dir` first, then renamed aside, replaced, and deleted last."""
-    out = check_output_dir(out, marker=marker, overwrite=overwrite)
+    out = check_output_dir(out, marker=marker, overwrite=overwrite, allow_package=allow_package)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(out)
     tmp.mkdir()
@@ -196,6 +201,39 @@ def atomic_dir(out: str | Path, *, overwrite: bool = False, marker: str | None =
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     replace_dir(tmp, out)
+
+
+def clean_stale_siblings(out: str | Path) -> list[Path]:
+    """Tidy what a killed `atomic_dir` / `replace_dir` of a dead process left beside `out`.
+
+    A temporary build (``.<name>.tmp-<pid>-*``) is removed. A renamed-aside old directory
+    (``.<name>.old-<pid>-*``) is moved back to `out` when `out` is missing (the kill fell between
+    the two renames), else removed. Siblings of live processes are left alone. Returns what was removed."""
+    out = Path(out)
+    removed: list[Path] = []
+    if not out.parent.is_dir():
+        return removed
+    for sib in sorted(out.parent.glob(f".{out.name}.*-*-*")):
+        tag, _, rest = sib.name[len(out.name) + 2:].partition("-")
+        pid = rest.split("-")[0]
+        if tag not in ("tmp", "old") or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if tag == "old" and not out.exists():
+            os.rename(sib, out)
+            continue
+        shutil.rmtree(sib, ignore_errors=True) if sib.is_dir() else sib.unlink(missing_ok=True)
+        removed.append(sib)
+    return removed
+
+
+def remove_stale_temp_files(d: str | Path) -> None:
+    """Delete the ``.<name>.<random>.tmp`` files that atomic writes of a killed process left in `d`
+    (call it only while holding the directory's `RunLock`)."""
+    d = Path(d)
+    if d.is_dir():
+        for f in d.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                f.unlink()
 
 
 def replace_dir(tmp: Path, out: Path) -> None:

@@ -18,6 +18,7 @@ factor is folded into the saved weights). A run killed mid-way resumes from
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -35,7 +36,8 @@ from tqdm.auto import tqdm
 from interp.alloc import tune_malloc
 from interp.errors import InterpError
 from interp.sae.config import SAETrainConfig
-from interp.sae.io import replace_dir, save_sae, to_inference
+from interp.sae.io import save_sae, to_inference
+from interp.sae.optim import normalize_decoder_rows, project_decoder_grad, to_eval_weights, use_signum
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +96,17 @@ def make_training_sae(cfg: SAETrainConfig, d_in: int, metadata: dict):
     import sae_lens as sl
     from sae_lens.saes.sae import SAEMetadata
 
-    common = dict(d_in=d_in, d_sae=cfg.d_sae, normalize_activations="expected_average_only_in",
+    common = dict(d_in=d_in, d_sae=cfg.d_sae, normalize_activations="expected_average_only_in" if cfg.normalize else "none",
                   metadata=SAEMetadata(**metadata))
     warm = max(1, cfg.steps // 20)  # sparsity-penalty warm-up for the L1/L0 architectures
     # BatchTopK's inference threshold is an EMA of each batch's smallest kept activation; SAELens'
     # default rate (0.01) needs thousands of steps, so short CPU runs use a faster one.
     thr_lr = min(0.2, max(0.01, 5.0 / cfg.steps))
     if cfg.arch == "topk":
-        sae_cfg = sl.TopKTrainingSAEConfig(k=cfg.k, aux_loss_coefficient=cfg.aux_coef, **common)
+        # unit_norm_decoder: sparsify keeps ||W_dec row|| = 1 explicitly, so SAELens' reparametrisation
+        # (codes times ||W_dec row||) is switched off; the saved SAE is a plain SAELens TopK SAE.
+        sae_cfg = sl.TopKTrainingSAEConfig(k=cfg.k, aux_loss_coefficient=cfg.aux_coef,
+                                           rescale_acts_by_decoder_norm=not cfg.unit_norm_decoder, **common)
     elif cfg.arch == "batchtopk":
         sae_cfg = sl.BatchTopKTrainingSAEConfig(k=float(cfg.k), aux_loss_coefficient=cfg.aux_coef, topk_threshold_lr=thr_lr, **common)
     elif cfg.arch == "matryoshka":
@@ -131,47 +136,124 @@ class FitResult:
     resumed_from: int  # 0, or the checkpoint step this run continued from
 
 
-def _save_checkpoint(trainer, ckpt_dir: Path, state: dict) -> None:
-    """SAELens' own checkpoint (weights, optimizer, scheduler, scaler, sparsity) + our state.json,
-    written beside and renamed over the previous one."""
-    tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    trainer.save_checkpoint(checkpoint_name=tmp.name, base_path=tmp.parent)
-    (tmp / "state.json").write_text(json.dumps(state))
-    replace_dir(tmp, ckpt_dir)
+KEEP_CHECKPOINTS = 2  # the newest two are kept, so a checkpoint damaged mid-write still leaves one good one
+CKPT_MANIFEST = "manifest.json"
+
+
+def _save_checkpoint(trainer, ckpt_root: Path, state: dict) -> None:
+    """SAELens' own checkpoint (weights, optimizer, scheduler, scaler, sparsity) + our state, in
+    ``ckpt_root/step_NNNNNNNN`` (built beside, renamed into place), then a manifest with the sha256
+    of every file, written last; older checkpoints beyond the newest `KEEP_CHECKPOINTS` are removed."""
+    from interp.io import atomic_dir, atomic_write_json, sha256_file
+
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    out = ckpt_root / f"step_{state['step']:08d}"
+    with atomic_dir(out, overwrite=True, marker=CKPT_MANIFEST) as tmp:
+        trainer.save_checkpoint(checkpoint_name=tmp.name, base_path=tmp.parent)
+        (tmp / "state.json").write_text(json.dumps(state))
+        files = {f.name: sha256_file(f) for f in sorted(tmp.iterdir()) if f.is_file()}
+        atomic_write_json(tmp / CKPT_MANIFEST, {"step": state["step"], "sha256": files})
+    for old in _checkpoints(ckpt_root)[KEEP_CHECKPOINTS:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _checkpoints(ckpt_root: Path) -> list[Path]:
+    """Checkpoint directories, newest first."""
+    if not ckpt_root.is_dir():
+        return []
+    return sorted((p for p in ckpt_root.glob("step_*") if p.is_dir()), key=lambda p: p.name, reverse=True)
+
+
+def _verify_checkpoint(ck: Path) -> dict:
+    """state.json of checkpoint `ck` after checking every file against its manifest's sha256;
+    `InterpError` naming what is wrong."""
+    from interp.io import verify_checksum
+
+    try:
+        man = json.loads((ck / CKPT_MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError):
+        raise InterpError(f"checkpoint {ck.name} has no readable {CKPT_MANIFEST} (interrupted while saving)") from None
+    for name, digest in man.get("sha256", {}).items():
+        verify_checksum(ck / name, digest, what=f"checkpoint file {ck.name}/{name}")
+    return json.loads((ck / "state.json").read_text())
+
+
+def _config_diff(old: dict, new: dict) -> str:
+    keys = sorted(set(old) | set(new))
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
+
+
+def _load_checkpoint(trainer, sae, ck: Path) -> None:
+    """SAELens' `load_trainer_state` + `load_weights_from_checkpoint`, except that
+    `trainer_state.pt` (a pickle SAELens writes with torch.save) is read with
+    ``torch.load(weights_only=True)``: PyTorch's restricted unpickler, tensors and plain
+    containers only. (SAELens' own loader calls torch.load relying on the default.)"""
+    from sae_lens.constants import ACTIVATION_SCALER_CFG_FILENAME, TRAINER_STATE_FILENAME
+
+    trainer.activation_scaler.load(ck / ACTIVATION_SCALER_CFG_FILENAME)
+    st = torch.load(ck / TRAINER_STATE_FILENAME, map_location=trainer.cfg.device, weights_only=True)
+    trainer.optimizer.load_state_dict(st["optimizer"])
+    trainer.lr_scheduler.load_state_dict(st["lr_scheduler"])
+    for k in ("n_training_samples", "n_training_steps", "act_freq_scores", "n_forward_passes_since_fired",
+              "n_frac_active_samples", "started_fine_tuning"):
+        setattr(trainer, k, st[k])
+    for name, sd in st["coefficient_schedulers"].items():
+        trainer.coefficient_schedulers[name].load_state_dict(sd)
+    sae.load_weights_from_checkpoint(ck)
+
+
+def _resume(trainer, sae, ckpt_root: Path | None, cfg: SAETrainConfig, data_id: str) -> tuple[int, list]:
+    """(step, curve) of the newest good checkpoint of this exact run, loaded into `trainer`/`sae`;
+    (0, []) when there is none. Corrupt checkpoints are reported and skipped; one of a different
+    configuration is reported with what differs, and training starts fresh."""
+    for ck in _checkpoints(ckpt_root) if ckpt_root is not None else []:
+        try:
+            state = _verify_checkpoint(ck)
+        except (InterpError, OSError, json.JSONDecodeError) as e:
+            log.warning("skipping damaged checkpoint %s: %s", ck, e)
+            continue
+        if state.get("config") != cfg.to_dict() or state.get("data") != data_id:
+            what = _config_diff(state.get("config") or {}, cfg.to_dict()) or f"activations {state.get('data')} -> {data_id}"
+            log.warning("checkpoint %s is of a different run (%s); starting fresh", ck, what)
+            return 0, []
+        try:
+            _load_checkpoint(trainer, sae, ck)
+        except Exception as e:  # a file that passed its checksum but does not load: treat as damaged
+            log.warning("skipping checkpoint %s that does not load: %s", ck, str(e).splitlines()[0][:160] if str(e) else type(e).__name__)
+            continue
+        log.info("resuming %s from checkpoint step %d/%d", cfg.hook, state["step"], cfg.steps)
+        return int(state["step"]), state["curve"]
+    if ckpt_root is not None and _checkpoints(ckpt_root):
+        log.warning("no usable checkpoint in %s; starting fresh", ckpt_root)
+    return 0, []
 
 
 def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], metadata: dict,
-            ckpt_dir: Path | None = None, data_id: str = "") -> FitResult:
-    """Train one SAE on `batches` ([batch_size, d_in] float32) with SAELens; resumable from `ckpt_dir`.
+            ckpt_dir: Path | None = None, data_id: str = "", device: str | torch.device | None = None) -> FitResult:
+    """Train one SAE on `batches` ([batch_size, d_in]) with SAELens on `device` (default cpu), in
+    float32 whatever the batches' dtype; resumable from `ckpt_dir`.
 
     `batches` must be deterministic: on resume the first `step` batches are skipped."""
     from sae_lens import SAETrainer
     from sae_lens.config import SAETrainerConfig
 
     tune_malloc()
-    sae = make_training_sae(cfg, d_in, metadata)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    sae = make_training_sae(cfg, d_in, metadata).to(device)
     steps = cfg.steps
+    lr = cfg.resolved_lr
     tcfg = SAETrainerConfig(
-        total_training_samples=steps * cfg.batch_size, train_batch_size_samples=cfg.batch_size, lr=cfg.lr, lr_end=cfg.lr,
+        total_training_samples=steps * cfg.batch_size, train_batch_size_samples=cfg.batch_size, lr=lr, lr_end=lr,
         lr_warm_up_steps=int(cfg.warmup_frac * steps), lr_decay_steps=int(cfg.decay_frac * steps),
-        dead_feature_window=cfg.dead_window, feature_sampling_window=max(steps + 1, 2), device="cpu",
+        dead_feature_window=cfg.dead_window, feature_sampling_window=max(steps + 1, 2), device=str(device),
     )
     trainer = SAETrainer(cfg=tcfg, sae=sae, data_provider=iter(()))
+    if cfg.optimizer == "signum":
+        use_signum(trainer, lr)
+    grad_hook = project_decoder_grad(sae) if cfg.unit_norm_decoder else None
 
-    # Resume from the last checkpoint if it is one of this exact run.
-    start, curve = 0, []
-    state_file = ckpt_dir / "state.json" if ckpt_dir else None
-    if state_file is not None and state_file.exists():
-        state = json.loads(state_file.read_text())
-        if state.get("config") == cfg.to_dict() and state.get("data") == data_id:
-            trainer.load_trainer_state(ckpt_dir)
-            sae.load_weights_from_checkpoint(ckpt_dir)
-            start, curve = int(state["step"]), state["curve"]
-            log.info("resuming %s from checkpoint step %d/%d", cfg.hook, start, steps)
-        else:
-            log.info("ignoring a checkpoint of a different run in %s", ckpt_dir)
+    # Resume from the newest good checkpoint of this exact run.
+    start, curve = _resume(trainer, sae, ckpt_dir, cfg, data_id)
     first = next(batches, None)
     if first is None:
         raise InterpError("no training activations")
@@ -181,21 +263,27 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
         if not all(torch.isfinite(b).all() for b in est):
             bad = next(i for i, b in enumerate(est) if not torch.isfinite(b).all())
             raise InterpError(f"non-finite (NaN/inf) activations at step {bad} (hook {cfg.hook}); stopping")
-        trainer.activation_scaler.estimate_scaling_factor(d_in, iter(est), n_batches_for_norm_estimate=len(est))
+        est = [b.to(device, torch.float32) for b in est]
+        if cfg.normalize:
+            trainer.activation_scaler.estimate_scaling_factor(d_in, iter(est), n_batches_for_norm_estimate=len(est))
         # SAELens 6 starts b_dec at zero; starting it at the data mean (as dictionary_learning and
         # sparsify do) saves many steps on hooks with a large mean component (hook_z, resid).
         with torch.no_grad():
             x = trainer.activation_scaler.scale(torch.cat(est))
             sae.b_dec.copy_(x.mean(0))
+            if cfg.unit_norm_decoder and not cfg.data_init:
+                # sparsify's init: decoder = encoder transposed, rows at unit norm
+                sae.W_dec.copy_(sae.W_enc.T)
+                normalize_decoder_rows(sae)
             if cfg.data_init:
                 # Decoder rows start as directions of real (centred) activations, encoder tied to
                 # them, so every latent begins next to data it can fire on (fewer dead latents
                 # in a short CPU run). Norms keep SAELens' decoder_init_norm.
                 g = torch.Generator().manual_seed(cfg.seed)
-                idx = torch.randint(len(x), (cfg.d_sae,), generator=g)
+                idx = torch.randint(len(x), (cfg.d_sae,), generator=g).to(device)
                 dirs = x[idx] - x.mean(0)
                 dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-                sae.W_dec.copy_(dirs * sae.W_dec.norm(dim=-1, keepdim=True))
+                sae.W_dec.copy_(dirs if cfg.unit_norm_decoder else dirs * sae.W_dec.norm(dim=-1, keepdim=True))
                 sae.W_enc.copy_(sae.W_dec.T)
         pending = iter(est)
     else:
@@ -214,8 +302,10 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
         if not torch.isfinite(batch).all():
             raise InterpError(f"non-finite (NaN/inf) activations at step {step} (hook {cfg.hook}); stopping")
         trainer.maybe_reset_sparsity()
-        out = trainer.step(batch)
+        out = trainer.step(batch.to(torch.float32))  # (moves the batch to the SAE's device)
         trainer.n_training_steps += 1  # SAETrainer.step leaves this to its caller
+        if cfg.unit_norm_decoder:
+            normalize_decoder_rows(sae)
         if not torch.isfinite(out.loss):
             raise InterpError(f"training diverged: non-finite loss at step {step} (hook {cfg.hook}); lower --lr")
         if step % CURVE_EVERY == 0 or step == steps - 1:
@@ -232,6 +322,9 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
             _save_checkpoint(trainer, ckpt_dir, {"step": step + 1, "curve": curve, "config": cfg.to_dict(), "data": data_id})
     bar.close()
     seconds = time.time() - t0
+    if grad_hook is not None:
+        grad_hook.remove()
+    to_eval_weights(trainer)  # schedule-free: the averaged weights are the trained SAE
 
     if trainer.activation_scaler.scaling_factor is not None:
         sae.fold_activation_norm_scaling_factor(trainer.activation_scaler.scaling_factor)
@@ -241,21 +334,22 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
     return FitResult(sae=sae, curve=curve, steps=steps, seconds=seconds, resumed_from=start)
 
 
-def tensor_batches(acts: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    """Endless shuffled full batches from an in-memory [N, d] tensor, one permutation per epoch."""
+def tensor_batches(acts: torch.Tensor, batch_size: int, seed: int, shuffle: bool = True) -> Iterator[torch.Tensor]:
+    """Endless full batches from an in-memory [N, d] tensor, one permutation per epoch (or in order)."""
     g = torch.Generator().manual_seed(seed)
     while True:
-        perm = torch.randperm(len(acts), generator=g)
+        perm = torch.randperm(len(acts), generator=g) if shuffle else torch.arange(len(acts))
         for j in range(0, len(acts) - batch_size + 1, batch_size):
             yield acts[perm[j : j + batch_size]].float()
 
 
-def store_batches(store, hook: str, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    """Endless shuffled full batches of one hook streamed from an `ActivationStore` (epoch after
-    epoch, a new shuffle each; at most two shards in memory)."""
+def store_batches(store, hook: str, batch_size: int, seed: int, shuffle: bool = True) -> Iterator[torch.Tensor]:
+    """Endless full batches of one hook streamed from an `ActivationStore` (epoch after epoch, a
+    new shuffle each; at most two shards in memory). `shuffle=False` keeps the model's order
+    (whole context rows together, as sparsify trains)."""
     epoch = 0
     while True:
-        for b in store.iter_batches(hook, batch_size, shuffle=True, seed=seed + 1000 * epoch):
+        for b in store.iter_batches(hook, batch_size, shuffle=shuffle, seed=seed + 1000 * epoch):
             if len(b) == batch_size:
                 yield b
         epoch += 1
@@ -263,12 +357,13 @@ def store_batches(store, hook: str, batch_size: int, seed: int) -> Iterator[torc
 
 def train_sae_on_tensor(acts: Float[torch.Tensor, "n d"], arch: str = "topk", d_sae: int = 512, k: int | None = None,
                         l1: float | None = None, steps: int | None = None, epochs: float | None = None,
-                        batch_size: int = 1024, lr: float = 1e-3, seed: int = 0, hook_name: str | None = None,
-                        hook_head_index: int | None = None, model_name: str | None = None):
+                        batch_size: int = 1024, lr: float | None = None, seed: int = 0, hook_name: str | None = None,
+                        hook_head_index: int | None = None, model_name: str | None = None, **recipe):
     """Train an SAELens SAE in memory on activations `acts` [N, d] and return the inference `SAE`.
 
     Length: `steps` optimizer steps, or `epochs` passes over `acts` (default: 20 epochs, at
-    least 200 steps). `batch_size` is capped at N. Same SAELens loop as `train_saes`."""
+    least 200 steps). `batch_size` is capped at N. Same SAELens loop and default recipe as
+    `train_saes`; `recipe` overrides `SAETrainConfig`'s recipe fields (optimizer, normalize, ...)."""
     if acts.dim() != 2 or len(acts) == 0:
         raise InterpError(f"acts must be a non-empty [N, d] tensor, got shape {tuple(acts.shape)}")
     bad = (~torch.isfinite(acts)).any(-1).nonzero()
@@ -281,9 +376,9 @@ def train_sae_on_tensor(acts: Float[torch.Tensor, "n d"], arch: str = "topk", d_
     steps = max(1, steps)
     cfg = SAETrainConfig(hook=hook_name or "tensor", model=model_name or "", arch=arch, d_sae=d_sae, k=k, l1=l1,
                          tokens=steps * batch_size, lr=lr, batch_size=batch_size, seed=seed, checkpoint_every=0,
-                         dead_window=max(5, min(40, steps // 10)))
+                         dead_window=max(5, min(40, steps // 10)), **recipe)
     meta = {"model_name": model_name, "hook_name": hook_name, "hook_head_index": hook_head_index}
-    res = fit_sae(cfg, acts.shape[1], tensor_batches(acts.detach().cpu(), batch_size, seed), meta)
+    res = fit_sae(cfg, acts.shape[1], tensor_batches(acts.detach(), batch_size, seed, cfg.shuffle), meta, device=acts.device)
     return to_inference(res.sae)
 
 
@@ -300,27 +395,71 @@ class TrainResult:
     curve: list = field(default_factory=list)
 
 
-def acts_dir_for(model_name: str, hooks: list[str], n_tokens: int, seed: int = 0) -> Path:
+def acts_dir_for(model_name: str, hooks: list[str], n_tokens: int, seed: int = 0, source=None) -> Path:
     """Default cache directory for the activations of one collection."""
+    from dataclasses import asdict
+
     from interp.models import model_id
 
-    h = hashlib.sha256(json.dumps([model_name, sorted(hooks), n_tokens, seed]).encode()).hexdigest()[:10]
+    key = [model_name, sorted(hooks), n_tokens, seed] + ([asdict(source)] if source is not None and source.source != "corpus" else [])
+    h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return Path("runs") / "acts" / f"{model_id(model_name)}-{h}"
 
 
-def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir: str | Path | None = None,
-               act_tokens: int | None = None, eval_tokens: int = 16384, model=None, overwrite: bool = True,
-               keep_acts: bool = True, on_result=None) -> tuple[list[TrainResult], float]:
-    """Train several SAEs from ONE model pass: collect every hook's activations once
-    (`collect_activations`, float16 shards), then train each SAE from disk, evaluate it, save it.
+def estimate_train_bytes(cfg: SAETrainConfig, d_in: int) -> int:
+    """Rough peak memory of training one SAE, in bytes (float32): weights, gradients and two
+    optimizer buffers (Adam's moments; schedule-free's z uses one) of W_enc + W_dec, plus the
+    per-batch [batch, d_sae] pre-activations with their gradient and codes, and the batch itself."""
+    params = 2 * cfg.d_sae * d_in + cfg.d_sae + d_in
+    return 4 * (4 * params + 3 * cfg.batch_size * cfg.d_sae + 4 * cfg.batch_size * d_in)
 
-    `act_tokens` activation vectors are collected (default: the largest `tokens`); SAEs that ask
-    for more train for several epochs. `on_result(TrainResult)` is called as each SAE is saved.
-    Returns the results and the collection time in seconds."""
-    from interp.activations import ActivationStore, CollectConfig, collect_activations
-    from interp.hooks import parse_hook
+
+def _available_bytes(device: torch.device) -> int | None:
+    import os
+
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_training_fits(cfg: SAETrainConfig, d_in: int, device: torch.device) -> None:
+    """One-line `InterpError` (with the estimate) when an SAE cannot fit in the device's memory."""
+    need, have = estimate_train_bytes(cfg, d_in), _available_bytes(device)
+    if have is not None and need > have:
+        raise InterpError(f"training an SAE with d_sae={cfg.d_sae} on {cfg.hook} (d_in={d_in}, batch {cfg.batch_size}) needs "
+                          f"about {_gib(need)}, more than the {_gib(have)} of {device.type} memory here; lower --d-sae or --batch-size")
+
+
+def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir: str | Path | None = None,
+               act_tokens: int | None = None, eval_tokens: int = 16384, model=None, overwrite: bool = False,
+               keep_acts: bool = True, on_result=None, device: str | None = None,
+               source: "SourceSpec | None" = None) -> tuple[list[TrainResult], float]:
+    """Train several SAEs from ONE model pass: collect every hook's activations once
+    (`collect_activations`, float16 shards, through the fast forward of `interp.forward`), then
+    train each SAE from disk on the model's device in float32, evaluate it, save it.
+
+    Everything is checked before the model runs: output directories (an existing SAE directory is
+    replaced only with `overwrite`; a file or another kind of directory never), memory for each
+    SAE, disk for the activations. `act_tokens` activation vectors are collected (default: the
+    largest `tokens`); SAEs that ask for more train for several epochs. A directory that already
+    holds the same finished config is skipped unless `overwrite`. `on_result(TrainResult)` is
+    called as each SAE is saved. `source` (`interp.data.sources.SourceSpec`: text, JSONL, parquet,
+    dataset directory or hf:NAME, context size, BOS) defaults to the embedded corpus at the
+    model's context. Returns the results and the collection time in seconds."""
+    from interp.activations import CollectConfig, Manifest
+    from interp.data.sources import SourceSpec
+    from interp.device import device_of
+    from interp.hooks import hook_dim, parse_hook
+    from interp.io import RunLock, check_output_dir
     from interp.models import load_model
-    from interp.sae.eval import evaluate_sae
+    from interp.sae.io import CFG, model_loading_info
 
     if not cfgs or len(cfgs) != len(out_dirs):
         raise InterpError("give one output directory per SAE config")
@@ -328,50 +467,95 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
         raise InterpError("SAEs trained from one activation pass must share a model")
     if len({str(Path(o).resolve()) for o in out_dirs}) != len(out_dirs):
         raise InterpError("two SAEs would be written to the same output directory")
-    model_name = cfgs[0].model
-    model = model if model is not None else load_model(model_name)
-    specs = [str(parse_hook(model, c.hook)) for c in cfgs]
-    cfgs = [replace(c, hook=s) for c, s in zip(cfgs, specs)]
-    hooks = list(dict.fromkeys(specs))
 
     todo = []
     results: list[TrainResult | None] = []
     for c, o in zip(cfgs, out_dirs):
         o = Path(o)
-        done = _finished_config(o)
-        if done == c.to_dict() and not overwrite:
-            log.info("%s already holds this SAE; skipping", o)
+        if _finished_config(o) == c.to_dict() and not overwrite:
+            log.info("%s already holds this SAE; skipping (pass overwrite to retrain)", o)
             results.append(TrainResult(o, c, json.loads((o / "metrics.json").read_text()), 0.0, 0, skipped=True))
-        else:
-            results.append(None)
-            todo.append((len(results) - 1, c, o))
+            continue
+        check_output_dir(o, marker=CFG, overwrite=overwrite, what="SAE output directory")
+        partial = _partial(o)
+        if partial.exists() and not partial.is_dir():
+            raise InterpError(f"{partial} is a file, in the way of the training checkpoints; move it (nothing was changed)")
+        results.append(None)
+        todo.append((len(results) - 1, c, o))
     if not todo:
         return results, 0.0  # type: ignore[return-value]
 
+    model_name = cfgs[0].model
+    model = model if model is not None else load_model(model_name, **({"device": device} if device else {}))
+    dev = device_of(model)
+    todo = [(i, replace(c, hook=str(parse_hook(model, c.hook))), o) for i, c, o in todo]
+    dims = {c.hook: hook_dim(model, parse_hook(model, c.hook)) for _, c, _ in todo}
+    for _, c, _ in todo:
+        check_training_fits(c, dims[c.hook], dev)
+
     act_tokens = act_tokens or max(c.tokens for _, c, _ in todo)
     todo_hooks = list(dict.fromkeys(c.hook for _, c, _ in todo))
-    acts = Path(acts_dir) if acts_dir else acts_dir_for(model_name, todo_hooks, act_tokens)
-    t0 = time.time()
-    ccfg = CollectConfig(hooks=todo_hooks, n_tokens=act_tokens, dtype="float16")
+    src = source or SourceSpec()
+    acts = Path(acts_dir) if acts_dir else acts_dir_for(model_name, todo_hooks, act_tokens, source=src)
+    loading = model_loading_info(model)
+    ccfg = CollectConfig(hooks=todo_hooks, n_tokens=act_tokens, dtype="float16", source=src.source, text_field=src.text_field,
+                         split=src.split, seq_len=src.context_size, prepend_bos=src.prepend_bos, seed=src.seed)
+    seq_len = src.context_size or model.cfg.n_ctx
+    if seq_len > model.cfg.n_ctx:
+        raise InterpError(f"--context-size {seq_len} is longer than the model's context of {model.cfg.n_ctx}")
     reuse = False
     if (acts / "manifest.json").exists():
-        # Reuse an identical collection (finished or interrupted), or a finished one that already
-        # holds every hook needed with enough tokens; replace anything else.
-        from dataclasses import asdict
-
-        from interp.activations import Manifest
-
+        # Reuse a finished collection that was made by the same model, loading policy, source,
+        # context size and BOS policy and holds every hook needed with enough tokens. Anything else
+        # is left to `collect_activations` (it resumes the identical run, refuses a different one).
         try:
             old = Manifest.read(acts)
         except InterpError:
             old = None
-        same = old is not None and old.config == {**asdict(ccfg), "seq_len": model.cfg.n_ctx, "model": model_name}
+        oc = old.config if old is not None else {}
         reuse = (old is not None and old.complete and old.model == model_name and set(todo_hooks) <= set(old.hooks)
-                 and old.n_tokens >= act_tokens and old.seq_len == model.cfg.n_ctx)
-        if not (same or reuse):
-            shutil.rmtree(acts)
+                 and old.n_tokens >= act_tokens and old.seq_len == seq_len and oc.get("processing") == loading.get("processing")
+                 and all(oc.get(k) == getattr(ccfg, k) for k in ("source", "text_field", "split", "prepend_bos", "seed")))
     if not reuse:
-        collect_activations(model, ccfg, acts, model_name=model_name)
+        need = act_tokens * sum(dims[h] for h in todo_hooks) * 2
+        root = next(p for p in [acts, *acts.parents] if p.exists())
+        free = shutil.disk_usage(root).free
+        if need > free:
+            raise InterpError(f"collecting {act_tokens} tokens at {len(todo_hooks)} hook(s) needs about {_gib(need)} of disk "
+                              f"in {acts}, but only {_gib(free)} is free; lower --act-tokens")
+    try:
+        with contextlib.ExitStack() as locks:
+            for _, _, o in todo:  # one training per run directory, taken before the model runs
+                locks.enter_context(RunLock(_partial(o), what="SAE training"))
+            collect_s = _collect_and_fit(model, model_name, todo, results, acts, ccfg, reuse, loading, dev, eval_tokens, on_result,
+                                         own_cache=acts_dir is None)
+    finally:  # keep a .partial only while it holds a resumable checkpoint
+        for _, _, o in todo:
+            p = _partial(o)
+            if p.is_dir() and ((o / CFG).exists() or not any(p.iterdir())):
+                shutil.rmtree(p, ignore_errors=True)
+    if not keep_acts and acts_dir is None:
+        shutil.rmtree(acts, ignore_errors=True)
+    return results, collect_s  # type: ignore[return-value]
+
+
+def _collect_and_fit(model, model_name, todo, results, acts, ccfg, reuse, loading, dev, eval_tokens, on_result,
+                     own_cache: bool) -> float:
+    """The work of `train_saes` once everything is checked and locked: collect, then train,
+    evaluate and save each SAE. Returns the collection time."""
+    from interp.activations import ActivationStore, collect_activations
+    from interp.hooks import parse_hook
+    from interp.sae.eval import evaluate_sae
+
+    t0 = time.time()
+    if not reuse:
+        try:
+            collect_activations(model, ccfg, acts, model_name=model_name)
+        except InterpError as e:
+            if own_cache and "holds a different collect run" in str(e):  # our own cache dir: rebuilt (atomically)
+                collect_activations(model, ccfg, acts, model_name=model_name, overwrite=True)
+            else:
+                raise
     collect_s = time.time() - t0
     store = ActivationStore(acts)
     data_id = f"{store.manifest.corpus}:{store.manifest.n_tokens}:{store.manifest.config.get('seq_len')}"
@@ -380,23 +564,26 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
             raise InterpError(f"only {store.manifest.n_tokens} activations collected, fewer than one batch ({c.batch_size})")
         hs = parse_hook(model, c.hook)
         meta = {"model_name": model_name, "hook_name": hs.name, "hook_head_index": hs.head,
-                "context_size": store.manifest.seq_len, "prepend_bos": True, "interp_train_config": c.to_dict()}
-        partial = o.with_name(o.name + ".partial")
-        partial.mkdir(parents=True, exist_ok=True)
-        res = fit_sae(c, store.manifest.d[c.hook], store_batches(store, c.hook, c.batch_size, c.seed), meta,
-                      ckpt_dir=partial / "ckpt", data_id=data_id)
-        metrics = evaluate_sae(to_inference(res.sae), model, n_tokens=eval_tokens).metrics
+                "context_size": store.manifest.seq_len, "prepend_bos": True, "dataset_path": store.manifest.corpus,
+                "model_from_pretrained_kwargs": loading.get("processing") or {}, "interp_model_loading": loading,
+                "interp_train_config": c.to_dict()}
+        res = fit_sae(c, store.manifest.d[c.hook], store_batches(store, c.hook, c.batch_size, c.seed, c.shuffle), meta,
+                      ckpt_dir=_partial(o) / "ckpt", data_id=data_id, device=dev)
+        metrics = evaluate_sae(to_inference(res.sae).to(dev), model, n_tokens=eval_tokens).metrics
         extra = {"train_tokens": res.steps * c.batch_size, "train_seconds": round(res.seconds, 1),
                  "activation_tokens": store.manifest.n_tokens, "arch": c.arch, "hook": c.hook, "config": c.to_dict()}
-        save_sae(res.sae, o, metrics=metrics, curve=res.curve, extra=extra)
-        shutil.rmtree(partial, ignore_errors=True)
+        save_sae(res.sae, o, metrics=metrics, curve=res.curve, extra=extra, overwrite=True)  # (checked before any work)
+        shutil.rmtree(_partial(o) / "ckpt", ignore_errors=True)
         log.info("%s: %s", o, {k: round(v, 4) for k, v in metrics.items() if k in ("l0", "explained_variance", "ce_loss_score")})
         results[i] = TrainResult(o, c, metrics, res.seconds, res.resumed_from, curve=res.curve)
         if on_result is not None:
             on_result(results[i])
-    if not keep_acts and acts_dir is None:
-        shutil.rmtree(acts, ignore_errors=True)
-    return results, collect_s  # type: ignore[return-value]
+    return collect_s
+
+
+def _partial(out: Path) -> Path:
+    """Where a run in progress keeps its resumable checkpoints (removed when the SAE is saved)."""
+    return out.with_name(out.name + ".partial")
 
 
 def _finished_config(out: Path) -> dict | None:
