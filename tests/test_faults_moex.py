@@ -38,6 +38,26 @@ def _one_line_error(p: subprocess.CompletedProcess, match: str) -> None:
     assert "Traceback" not in p.stderr
 
 
+@pytest.fixture
+def cli(tmp_path, capsys, monkeypatch):
+    """`interp ...` in this process (no interpreter start-up per call) -> CompletedProcess-like result."""
+    from interp.cli import main
+
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args):
+        capsys.readouterr()
+        try:
+            rc = main(list(args))
+        except SystemExit as e:  # argparse errors
+            rc = e.code
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), rc, out.out, out.err)
+
+    return run
+
+
 def _snapshot(d: Path) -> dict:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
@@ -80,10 +100,10 @@ def test_kill_9_during_train_then_resume_is_bit_identical(tmp_path):
     assert ca["val_loss"] == cb["val_loss"] and ca["tokens"] == cb["tokens"]
 
 
-def test_out_that_is_a_file_or_a_foreign_directory_is_refused(tmp_path):
+def test_out_that_is_a_file_or_a_foreign_directory_is_refused(tmp_path, cli):
     f = tmp_path / "notes.txt"
     f.write_text("mine")
-    _one_line_error(_cli(tmp_path, "moex", "train", "--arch", "dense-gelu", *DENSE, "--steps", "2", "--out", str(f)),
+    _one_line_error(cli("moex", "train", "--arch", "dense-gelu", *DENSE, "--steps", "2", "--out", str(f)),
                     "is a file")
     assert f.read_text() == "mine"
     d = tmp_path / "photos"
@@ -91,59 +111,57 @@ def test_out_that_is_a_file_or_a_foreign_directory_is_refused(tmp_path):
     (d / "a.jpg").write_bytes(b"\xff\xd8")
     before = _snapshot(d)
     for extra in ([], ["--overwrite"], ["--resume"]):
-        p = _cli(tmp_path, "moex", "train", "--arch", "dense-gelu", "--engine", "random", "--steps", "2", "--out", str(d), *extra)
+        p = cli("moex", "train", "--arch", "dense-gelu", "--engine", "random", "--steps", "2", "--out", str(d), *extra)
         _one_line_error(p, "photos")
     assert _snapshot(d) == before
 
 
-def test_bad_inputs_are_one_line_errors(tmp_path):
+def test_bad_inputs_are_one_line_errors(tmp_path, cli):
     binary = tmp_path / "games.pgn"
     binary.write_bytes(bytes(range(256)) * 4)
-    _one_line_error(_cli(tmp_path, "moex", "train", "--arch", "dense-gelu", "--data", str(binary), "--out", str(tmp_path / "o")),
+    _one_line_error(cli("moex", "train", "--arch", "dense-gelu", "--data", str(binary), "--out", str(tmp_path / "o")),
                     "binary content")
     assert not (tmp_path / "o").exists()
-    _one_line_error(_cli(tmp_path, "moex", "games", "--check", str(binary)), "binary content")
+    _one_line_error(cli("moex", "games", "--check", str(binary)), "binary content")
     junk = tmp_path / "junk.txt"
     junk.write_text("hello\nworld\n")
-    _one_line_error(_cli(tmp_path, "moex", "train", "--arch", "moex", "--data", str(junk), "--out", str(tmp_path / "o")),
+    _one_line_error(cli("moex", "train", "--arch", "moex", "--data", str(junk), "--out", str(tmp_path / "o")),
                     "holds no legal game")
     bad = tmp_path / "badcfg"
     bad.mkdir()
     (bad / "cfg.json").write_text("{not json")
-    _one_line_error(_cli(tmp_path, "moex", "eval", str(bad)), "is not valid JSON")
-    _one_line_error(_cli(tmp_path, "moex", "train", "--arch", "moex", "--out", str(bad), "--overwrite"), "is not valid JSON")
+    _one_line_error(cli("moex", "eval", str(bad)), "is not valid JSON")
+    _one_line_error(cli("moex", "train", "--arch", "moex", "--out", str(bad), "--overwrite"), "is not valid JSON")
     assert (bad / "cfg.json").read_text() == "{not json"
 
 
-def test_checkpoint_and_weights_of_another_architecture(tmp_path):
+def test_checkpoint_and_weights_of_another_architecture(tmp_path, cli):
     from interp.moex.model import load_chess_model
 
     base = ["moex", "train", *TINY, "--steps", "4", "--checkpoint-every", "2"]
-    assert _cli(tmp_path, *base, "--arch", "moex", "--out", str(tmp_path / "m")).returncode == 0
-    assert _cli(tmp_path, "moex", "train", *DENSE, "--steps", "4", "--arch", "dense-relu", "--out", str(tmp_path / "d")).returncode == 0
+    assert cli(*base, "--arch", "moex", "--out", str(tmp_path / "m")).returncode == 0
+    assert cli("moex", "train", *DENSE, "--steps", "4", "--arch", "dense-relu", "--out", str(tmp_path / "d")).returncode == 0
     # weights of a MoE-X model behind a dense cfg.json
     (tmp_path / "d" / "model.safetensors").write_bytes((tmp_path / "m" / "model.safetensors").read_bytes())
     with pytest.raises(InterpError, match="do not match its cfg.json"):
         load_chess_model(tmp_path / "d")
     # upcycling from a MoE model, resuming a switch run from a moex checkpoint
-    _one_line_error(_cli(tmp_path, *base, "--arch", "moex", "--upcycle-from", str(tmp_path / "m"), "--out", str(tmp_path / "u")),
+    _one_line_error(cli(*base, "--arch", "moex", "--upcycle-from", str(tmp_path / "m"), "--out", str(tmp_path / "u")),
                     "upcycling needs a dense one")
-    p = subprocess.run([sys.executable, "-c", "from interp.moex.train import *; from tests.test_faults_moex import _stop; _stop()"],
-                       cwd=ROOT, env=_env(tmp_path) | {"MOEX_OUT": str(tmp_path / "s")}, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-800:]
-    _one_line_error(_cli(tmp_path, *base, "--arch", "switch", "--out", str(tmp_path / "s"), "--resume"), "mlp.arch: moex -> switch")
+    _stop(str(tmp_path / "s"))
+    _one_line_error(cli(*base, "--arch", "switch", "--out", str(tmp_path / "s"), "--resume"), "mlp.arch: moex -> switch")
 
 
-def _stop():  # a moex run stopped at step 2 (checkpoint left) with the TINY settings
-    from interp.cli import main  # noqa: F401  (same defaults as the CLI)
+def _stop(out: str):  # a moex run stopped at step 2 (checkpoint left) with the TINY settings
+    import argparse
+
     from interp.commands.moex import register, train_config_from_args
     from interp.moex.train import train_chess_model
-    import argparse
 
     ap = argparse.ArgumentParser()
     register(ap.add_subparsers())
     args = ap.parse_args(["moex", "train", "--arch", "moex", *TINY, "--steps", "4", "--checkpoint-every", "2",
-                          "--out", os.environ["MOEX_OUT"]])
+                          "--out", out])
     train_chess_model(train_config_from_args(args), args.out, stop_at=2)
 
 
@@ -170,8 +188,6 @@ def test_game_store_resumes_regenerates_damage_and_ignores_worker_count(tmp_path
     one = build_game_store(cfg, tmp_path / "a", workers=1)
     assert one.n_available == 2 * CHUNK
     games = read_game_store(one.path)
-    two = build_game_store(cfg, tmp_path / "b", workers=2)
-    assert read_game_store(two.path) == games  # game i depends on (settings, seed, i) only
     chunk = one.path / "chunk-000001.txt"
     chunk.write_text(chunk.read_text()[:100])  # truncated by a crash
     with pytest.raises(InterpError, match="fewer than the 200"):
@@ -183,3 +199,14 @@ def test_game_store_resumes_regenerates_damage_and_ignores_worker_count(tmp_path
     (one.path / "manifest.json").write_text("garbage")
     with pytest.raises(InterpError, match="not a readable game-store manifest"):
         build_game_store(cfg, tmp_path / "a")
+
+
+@pytest.mark.skipif(__import__("interp.data.chess", fromlist=["x"]).find_stockfish() is None,
+                    reason="no stockfish binary (apt-get install -y stockfish)")
+def test_stockfish_store_is_the_same_for_any_worker_count(tmp_path):
+    from interp.data.chess import CHUNK, ChessDataConfig, build_game_store, clean_games, read_game_store
+
+    cfg = ChessDataConfig(n_games=2 * CHUNK, seed=2, max_chars=24, stockfish_nodes=20)
+    one = read_game_store(build_game_store(cfg, tmp_path / "a", workers=1).path)
+    two = read_game_store(build_game_store(cfg, tmp_path / "b", workers=2).path)  # two spawned processes
+    assert one == two and len(set(one)) > 20 and clean_games(one).skipped == 0  # 24-character games: few distinct

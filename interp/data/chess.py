@@ -260,13 +260,14 @@ def _good_chunks(store: Path, man: dict) -> set[int]:
 _WORKER_ENGINE = None
 
 
-def _worker_init(stockfish_path: str | None) -> None:
+def _worker_init(stockfish_path: str | None, in_worker: bool = True) -> None:
     import atexit
 
     global _WORKER_ENGINE
     if stockfish_path is not None:
         _WORKER_ENGINE = open_stockfish(stockfish_path)
-        atexit.register(_WORKER_ENGINE.quit)
+        if in_worker:  # the main process quits its engine itself (in build_game_store's finally)
+            atexit.register(_WORKER_ENGINE.quit)
 
 
 def _worker_chunk(args) -> tuple[int, list[str]]:
@@ -331,6 +332,8 @@ def build_game_store(cfg: ChessDataConfig, root: str | Path | None = None, worke
         t0, made = time.perf_counter(), 0
         if need:
             log.info("generating %d chunk(s) of %d %s games with %d worker(s) into %s", len(need), CHUNK, cfg.engine, workers, store)
+            # random games are cheap: spawning processes (each re-importing the caller) costs more than it saves
+            workers = 1 if cfg.engine == "random" else min(workers, len(need))
             ctx = mp.get_context("spawn")
             sf = cfg.stockfish_path if cfg.engine == "stockfish" else None
             jobs = [(cfg, c) for c in need]
@@ -339,7 +342,7 @@ def build_game_store(cfg: ChessDataConfig, root: str | Path | None = None, worke
             try:
                 it = pool.imap_unordered(_worker_chunk, jobs) if pool else map(_worker_chunk, jobs)
                 if pool is None:
-                    _worker_init(sf)
+                    _worker_init(sf, in_worker=False)
                 bar = tqdm(it, total=len(need), desc=f"{cfg.engine} game chunks", leave=False)
                 for c, games in bar:
                     p = _chunk_path(store, c)
