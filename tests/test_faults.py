@@ -221,3 +221,31 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
         got = tree_snapshot(out)
         assert got == want, f"kill {i}: resumed run differs from the uninterrupted one"
         assert not [p for p in out.parent.iterdir() if p.name.startswith(f".run{i}.")], "temporary siblings left behind"
+
+
+@pytest.mark.slow
+def test_app_sigterm_stops_streamlit_and_frees_the_port():
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen([sys.executable, "-m", "interp", "app", "--port", str(port)], env=cli_env(),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail("the dashboard did not come up in 240 s")
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+    with socket.socket() as s:  # Streamlit (the child) is gone too: the port binds again
+        s.bind(("127.0.0.1", port))
