@@ -400,3 +400,18 @@ def test_stockfish_games_are_legal_and_deterministic():
     cfg = ChessDataConfig(n_games=2, seed=3, max_chars=60, engine="stockfish", stockfish_nodes=200)
     a = generate_games(cfg)
     assert a == generate_games(cfg) and clean_games(a).skipped == 0
+
+
+def test_best_property_per_feature_needs_enough_firings():
+    from interp.moex.metrics import best_property_per_feature
+
+    # feature 0 fires exactly where property 1 holds (F1 = 1); feature 1 fires once, on property 0;
+    # feature 2 fires on 3 of 4 positions of property 0's 2 -> F1 = 2*2 / (3 + 2) = 0.8
+    acts = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 1.0], [0.0, 5.0, 1.0], [0.0, 0.0, 0.0]])
+    props = torch.tensor([[False, True], [True, True], [True, False], [False, False]])
+    best = best_property_per_feature(acts, props, thresholds=(0.0,), min_firings=2)
+    assert best.f1[0] == pytest.approx(1.0) and best.index[0] == 1
+    assert np.isnan(best.f1[1])  # one firing: no F1, however lucky
+    assert best.f1[2] == pytest.approx(0.8) and best.index[2] == 0
+    loose = best_property_per_feature(acts, props, thresholds=(0.0,), min_firings=1)
+    assert loose.f1[1] == pytest.approx(2 * 1 / (1 + 2)) and loose.index[1] == 0

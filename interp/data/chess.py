@@ -331,9 +331,9 @@ def build_game_store(cfg: ChessDataConfig, root: str | Path | None = None, worke
         total = -(-cfg.n_games // CHUNK)
         t0, made = time.perf_counter(), 0
         if need:
-            log.info("generating %d chunk(s) of %d %s games with %d worker(s) into %s", len(need), CHUNK, cfg.engine, workers, store)
             # random games are cheap: spawning processes (each re-importing the caller) costs more than it saves
             workers = 1 if cfg.engine == "random" else min(workers, len(need))
+            log.info("generating %d chunk(s) of %d %s games with %d worker(s) into %s", len(need), CHUNK, cfg.engine, workers, store)
             ctx = mp.get_context("spawn")
             sf = cfg.stockfish_path if cfg.engine == "stockfish" else None
             jobs = [(cfg, c) for c in need]

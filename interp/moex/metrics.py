@@ -60,8 +60,10 @@ def feature_max(acts: Float[torch.Tensor, "N F"]) -> Float[torch.Tensor, "F"]:
 
 
 def _fires(acts_NF: torch.Tensor, max_F: torch.Tensor, t: float) -> torch.Tensor:
-    # a feature that never goes above 0 never fires (else t = 0 would make it fire everywhere)
-    return ((acts_NF > t * max_F) & (max_F > 0)).to(torch.float32)
+    """The shared firing rule (interp.features.firing: above t * max, never for a feature whose max <= 0), as floats."""
+    from interp.features.firing import fires
+
+    return fires(acts_NF, max_F, t).to(torch.float32)
 
 
 def coverage(acts: Float[torch.Tensor, "N F"], props: Bool[torch.Tensor, "N C"], thresholds=THRESHOLDS,
@@ -131,14 +133,14 @@ def best_property_per_feature(acts: Float[torch.Tensor, "N F"], props: Bool[torc
     """
     a, p = _as_tensors(acts, props)
     max_F = feature_max(a) if max_F is None else torch.as_tensor(max_F, dtype=torch.float32)
-    n_pos_C = p.sum(0)
     F_ = a.shape[1]
     best = torch.full((F_,), -1.0)
     best_idx = torch.zeros(F_, dtype=torch.long)
     best_t = torch.zeros(F_)
+    from interp.features.firing import firing_f1
+
     for t in thresholds:
-        f = _fires(a, max_F, t)
-        f1_FC = 2 * (f.T @ p) / (f.sum(0)[:, None] + n_pos_C[None, :]).clamp(min=1e-9)
+        f1_FC = firing_f1(a, p > 0, max_F, t)
         val, idx = f1_FC.max(1)
         better = val > best
         best, best_idx, best_t = torch.where(better, val, best), torch.where(better, idx, best_idx), torch.where(better, t, best_t)
