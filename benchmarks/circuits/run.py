@@ -83,7 +83,7 @@ def table() -> str:
              "MIB's edge fractions over the head→head edges a method scores. Node AUC: against the stored reference "
              "(content-keyed), with the layer-only ranking (earlier layers first / later first) and the std of a random "
              "ranking's AUC beside it. Time: discovery wall time per seed (mean ± std), on a 2-core machine shared by "
-             "seven jobs (load average about 17), so absolute times are inflated and only ratios mean anything. "
+             "seven jobs (load average 17 to 33 during the runs), so absolute times are inflated and only ratios mean anything. "
              "discrete-sae reads its codes on one fixed prompt set per task (seed 20000): its std covers the SAE "
              "initialisation and the 10 training prompts only; its time after seed 0 reuses the head outputs."]
     targets: list[str] = []
@@ -116,6 +116,9 @@ def table() -> str:
                     head += f"; paper's discrete-sae AUC {PAPER[task]:.3f}"
             else:
                 head += "; no stored reference (node AUC n/a)"
+            if not res.separates:
+                head += (". **The metric does not separate positive from negative prompts on this model: there is no "
+                         "circuit to find, and the numbers below measure noise.**")
             rows = ["| method | seeds | CPR (resample) | CMD (resample) | CPR (mean) | CMD (mean) | edge CPR | node AUC | time (s) |",
                     "|---|---|---|---|---|---|---|---|---|"]
             for m in ORDER:
