@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._readme import markdown_table, update_section  # noqa: E402
 
 MODELS = {
+    "embedded": None,
     "gpt2-small-size (random)": dict(n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, n_ctx=128,
                                      d_vocab=50257, act_fn="gelu_new", normalization_type="LN", model_name="gpt2-size-random"),
-    "embedded": None,
 }
 GPU_NOTE = ("\n\n**GPU** (`bash benchmarks/gpu_check.sh`: collect, train-sae, eval-sae, features, circuits "
             "discrete-sae and eap, unlearn and a short MoE-X training with `--device cuda` beside the CPU run): "
@@ -92,7 +92,9 @@ def _run(name: str, part: str, tokens: int) -> dict:
     r = subprocess.run([sys.executable, __file__, "--child", name, part, str(tokens)], capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{name} {part} failed:\n{r.stderr[-3000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    print(f"{name} {part} {tokens} tokens: {json.dumps(res)}", flush=True)
+    return res
 
 
 def main() -> None:
