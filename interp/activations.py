@@ -159,8 +159,15 @@ class Manifest:
         tmp.rename(path / "manifest.json")
 
 
-def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: str | Path, model_name: str = "embedded", overwrite: bool = False) -> Manifest:
-    """Run `model` over `cfg.source` and stream the activations at `cfg.hooks` into `out_dir`."""
+def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: str | Path, model_name: str = "embedded", overwrite: bool = False,
+                        parallel=None) -> Manifest:
+    """Run `model` over `cfg.source` and stream the activations at `cfg.hooks` into `out_dir`.
+
+    Under torchrun (`parallel`, see `interp.distributed`), rank r writes shards r, r+W, ...
+    and skips the shards already on disk (resumable per rank); rank 0 alone writes the manifest."""
+    from interp import distributed as dist
+
+    par = parallel or dist.LOCAL
     specs = [parse_hook(model, h) for h in cfg.hooks]
     seq_len = cfg.seq_len or model.cfg.n_ctx
     if seq_len > model.cfg.n_ctx:
@@ -171,37 +178,44 @@ def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: s
     out = Path(out_dir)
     run_cfg = {**asdict(cfg), "seq_len": seq_len, "model": model_name}
 
-    if out.exists() and any(out.iterdir()):
-        try:
-            old = Manifest.read(out)
-        except InterpError:
-            old = None
-        if old is not None and old.config == run_cfg and not overwrite:
-            if old.complete:
-                log.info("%s already holds this run; nothing to do", out)
-                return old
-            log.info("resuming %s at shard %d/%d", out, old.shards_done, old.n_shards)
-            man = old
-        elif overwrite:
-            shutil.rmtree(out)
-            man = None
-        else:
-            raise InterpError(f"{out} already holds a different run; pass --overwrite to replace it")
-    else:
-        man = None
-    out.mkdir(parents=True, exist_ok=True)
-
     with torch.no_grad(), capture(model, specs) as store:
         model(torch.zeros(1, 2, dtype=torch.long))
         dims = {str(s): store[str(s)].shape[-1] for s in specs}
-    if man is None:
-        man = Manifest(model=model_name, hooks=[str(s) for s in specs], d=dims, dtype=cfg.dtype, seq_len=seq_len,
-                       n_tokens=rows_needed * seq_len, corpus=corpus_id, config=run_cfg,
-                       n_shards=n_shards, shard_rows=cfg.shard_rows)
-        man.write(out)
-    for s in specs:
-        (out / s.safe).mkdir(exist_ok=True)
-    (out / "tokens").mkdir(exist_ok=True)
+
+    def setup() -> Manifest:
+        if out.exists() and any(out.iterdir()):
+            try:
+                old = Manifest.read(out)
+            except InterpError:
+                old = None
+            if old is not None and old.config == run_cfg and not overwrite:
+                if old.complete:
+                    log.info("%s already holds this run; nothing to do", out)
+                    return old
+                log.info("resuming %s at shard %d/%d", out, old.shards_done, old.n_shards)
+                man = old
+            elif overwrite:
+                shutil.rmtree(out)
+                man = None
+            else:
+                raise InterpError(f"{out} already holds a different run; pass --overwrite to replace it")
+        else:
+            man = None
+        out.mkdir(parents=True, exist_ok=True)
+        if man is None:
+            man = Manifest(model=model_name, hooks=[str(s) for s in specs], d=dims, dtype=cfg.dtype, seq_len=seq_len,
+                           n_tokens=rows_needed * seq_len, corpus=corpus_id, config=run_cfg,
+                           n_shards=n_shards, shard_rows=cfg.shard_rows)
+            man.write(out)
+        for s in specs:
+            (out / s.safe).mkdir(exist_ok=True)
+        (out / "tokens").mkdir(exist_ok=True)
+        return man
+
+    man = dist.agree(par, setup if par.is_writer else None)  # rank 0 prepares the directory; all ranks agree on errors
+    man = man if par.is_writer else Manifest.read(out)
+    if man.complete:
+        return man
 
     rows = token_rows(model, docs, seq_len)
     # Skip the rows of shards already written (the stream is deterministic).
@@ -210,12 +224,18 @@ def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: s
     dtype = _DTYPES[cfg.dtype]
     stop = _stop_layer(specs, model.cfg.n_layers)
     bar = tqdm(total=rows_needed * seq_len, initial=man.shards_done * cfg.shard_rows * seq_len,
-               unit="tok", unit_scale=True, desc="collect activations")
+               unit="tok", unit_scale=True, desc="collect activations", disable=not par.is_writer)
     tune_malloc()
     for shard in range(man.shards_done, n_shards):
         tok_rows, acts = [], {str(s): [] for s in specs}
         n_rows = 0
         shard_rows = min(cfg.shard_rows, rows_needed - shard * cfg.shard_rows)
+        name = f"shard_{shard:05d}.safetensors"
+        if par.active and (not par.owns_shard(shard) or (out / "tokens" / name).exists()):
+            for _ in range(shard_rows):  # another rank's shard, or one this rank already wrote
+                next(rows, None)
+            bar.update(shard_rows * seq_len)
+            continue
         while n_rows < shard_rows:
             batch = [r for _, r in zip(range(min(cfg.batch_size, shard_rows - n_rows)), rows)]
             if not batch:
@@ -230,7 +250,6 @@ def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: s
             bar.update(toks.numel())
         if not tok_rows:
             raise InterpError(f"the source {cfg.source!r} ran out of text after {shard} shards; ask for fewer tokens")
-        name = f"shard_{shard:05d}.safetensors"
         for s in specs:
             tmp = out / s.safe / (name + ".tmp")
             a = torch.cat(acts[str(s)])
@@ -241,11 +260,15 @@ def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: s
         tmp = out / "tokens" / (name + ".tmp")
         save_file({"tokens": torch.cat(tok_rows).to(torch.int32)}, str(tmp))
         tmp.rename(out / "tokens" / name)
-        man.shards_done = shard + 1
-        man.write(out)
+        if not par.active:
+            man.shards_done = shard + 1
+            man.write(out)
     bar.close()
-    man.complete = True
-    man.write(out)
+    dist.barrier(par)  # every rank's shards are on disk
+    man.shards_done, man.complete = n_shards, True
+    if par.is_writer:
+        man.write(out)
+    dist.barrier(par)
     return man
 
 

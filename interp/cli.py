@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "interp.commands.circuits",
     "interp.commands.unlearn",
     "interp.commands.moex",
+    "interp.commands.scale",
 )
 
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for `--nproc`, which relaunches this command under torchrun
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = args.func(args)
     except InterpError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if not getattr(e, "quiet", False):  # quiet: another rank (rank 0) already printed it
+            print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

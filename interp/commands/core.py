@@ -65,7 +65,9 @@ def cmd_collect(args) -> int:
     model = load_model(args.model)
     cfg = CollectConfig(hooks=args.hooks, n_tokens=args.tokens, source=args.source, seq_len=args.seq_len,
                         batch_size=args.batch_size, dtype=args.dtype)
-    man = collect_activations(model, cfg, args.out, model_name=args.model, overwrite=args.overwrite)
+    from interp.commands.scale import parallel_from_args
+
+    man = collect_activations(model, cfg, args.out, model_name=args.model, overwrite=args.overwrite, parallel=parallel_from_args(args))
     print(f"{man.n_tokens} tokens x {len(man.hooks)} hooks in {man.n_shards} shards -> {args.out}")
     return 0
 
@@ -120,7 +122,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--overwrite", action="store_true", help="replace a different run in --out")
-    p.set_defaults(func=cmd_collect)
+    from interp.commands.scale import add_launch_args, parallel_command
+
+    add_launch_args(p)
+    p.set_defaults(func=parallel_command(cmd_collect))
 
     p = sub.add_parser("app", help="launch the local dashboard")
     p.add_argument("--port", type=int, default=8501)

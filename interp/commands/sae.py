@@ -28,11 +28,12 @@ def _configs(args) -> tuple[list, list[Path]]:
 
 
 def cmd_train_sae(args) -> int:
+    from interp.commands.scale import parallel_from_args
     from interp.sae.train import train_saes
 
     cfgs, outs = _configs(args)
     results, collect_s = train_saes(cfgs, outs, acts_dir=args.acts_dir, act_tokens=args.act_tokens,
-                                    eval_tokens=args.eval_tokens, overwrite=True)
+                                    eval_tokens=args.eval_tokens, overwrite=True, parallel=parallel_from_args(args))
     print(f"collected activations in {collect_s:.1f}s")
     for r in results:
         m = r.metrics
@@ -110,7 +111,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--act-tokens", type=int, help="activations to collect (default: --tokens; fewer means several epochs)")
     p.add_argument("--acts-dir", help="activation cache directory (default: runs/acts/<model>-<hash>)")
     p.add_argument("--eval-tokens", type=int, default=16384, help="held-out tokens for the metrics")
-    p.set_defaults(func=cmd_train_sae)
+    from interp.commands.scale import add_launch_args, parallel_command
+
+    add_launch_args(p, distribute_hooks=True)
+    p.set_defaults(func=parallel_command(cmd_train_sae))
 
     p = sub.add_parser("eval-sae", help="SAEBench core metrics of a SAELens-format SAE directory")
     p.add_argument("dir", help="SAE directory (cfg.json + sae_weights.safetensors)")

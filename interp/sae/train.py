@@ -33,6 +33,8 @@ from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from interp.alloc import tune_malloc
+from interp import distributed as dist
+from interp.distributed import DataParallelSync, Parallel
 from interp.errors import InterpError
 from interp.sae.config import SAETrainConfig
 from interp.sae.io import replace_dir, save_sae, to_inference
@@ -143,14 +145,17 @@ def _save_checkpoint(trainer, ckpt_dir: Path, state: dict) -> None:
 
 
 def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], metadata: dict,
-            ckpt_dir: Path | None = None, data_id: str = "") -> FitResult:
+            ckpt_dir: Path | None = None, data_id: str = "", sync: DataParallelSync | None = None) -> FitResult:
     """Train one SAE on `batches` ([batch_size, d_in] float32) with SAELens; resumable from `ckpt_dir`.
 
-    `batches` must be deterministic: on resume the first `step` batches are skipped."""
+    `batches` must be deterministic: on resume the first `step` batches are skipped. Data
+    parallel: `batches` are this rank's slices of the global batches and `sync` averages the
+    gradients over ranks (`interp.distributed.DataParallelSync`); only its writer checkpoints."""
     from sae_lens import SAETrainer
     from sae_lens.config import SAETrainerConfig
 
     tune_malloc()
+    sync = sync or DataParallelSync()
     sae = make_training_sae(cfg, d_in, metadata)
     steps = cfg.steps
     tcfg = SAETrainerConfig(
@@ -177,7 +182,7 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
         raise InterpError("no training activations")
     if start == 0:
         # SAELens' scaler, estimated on the first batches (which are then trained on as usual).
-        est = [first] + [b for _, b in zip(range(NORM_BATCHES - 1), batches)]
+        est = sync.gather_batches([first] + [b for _, b in zip(range(NORM_BATCHES - 1), batches)])
         if not all(torch.isfinite(b).all() for b in est):
             bad = next(i for i, b in enumerate(est) if not torch.isfinite(b).all())
             raise InterpError(f"non-finite (NaN/inf) activations at step {bad} (hook {cfg.hook}); stopping")
@@ -204,7 +209,8 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
         pending = iter(())
 
     t0 = time.time()
-    bar = tqdm(total=steps, initial=start, desc=f"train {cfg.arch} SAE {cfg.hook}", unit="step", leave=False)
+    bar = tqdm(total=steps, initial=start, desc=f"train {cfg.arch} SAE {cfg.hook}", unit="step", leave=False,
+               disable=not sync.writer)
     for step in range(start, steps):
         batch = next(pending, None)
         if batch is None:
@@ -214,21 +220,21 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
         if not torch.isfinite(batch).all():
             raise InterpError(f"non-finite (NaN/inf) activations at step {step} (hook {cfg.hook}); stopping")
         trainer.maybe_reset_sparsity()
-        out = trainer.step(batch)
+        out = sync.step(trainer, batch)
         trainer.n_training_steps += 1  # SAETrainer.step leaves this to its caller
         if not torch.isfinite(out.loss):
             raise InterpError(f"training diverged: non-finite loss at step {step} (hook {cfg.hook}); lower --lr")
         if step % CURVE_EVERY == 0 or step == steps - 1:
             with torch.no_grad():
-                err = (out.sae_out - out.sae_in).pow(2).sum(-1).mean()
-                var = (out.sae_in - out.sae_in.mean(0)).pow(2).sum(-1).mean()
-                l0 = (out.feature_acts != 0).float().sum(-1).mean()
-            curve.append({"step": step, "tokens": (step + 1) * cfg.batch_size, "loss": round(out.loss.item(), 5),
+                err = sync.mean((out.sae_out - out.sae_in).pow(2).sum(-1).mean())
+                var = sync.mean((out.sae_in - out.sae_in.mean(0)).pow(2).sum(-1).mean())
+                l0 = sync.mean((out.feature_acts != 0).float().sum(-1).mean())
+            curve.append({"step": step, "tokens": (step + 1) * cfg.batch_size, "loss": round(sync.mean(out.loss.detach()).item(), 5),
                           "mse": round(err.item(), 5), "l0": round(l0.item(), 3),
                           "explained_variance": round(1 - (err / var).item(), 5)})
             bar.set_postfix(loss=f"{out.loss.item():.4f}", l0=f"{l0.item():.1f}", ev=f"{curve[-1]['explained_variance']:.3f}")
         bar.update(1)
-        if ckpt_dir is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
+        if ckpt_dir is not None and sync.writer and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
             _save_checkpoint(trainer, ckpt_dir, {"step": step + 1, "curve": curve, "config": cfg.to_dict(), "data": data_id})
     bar.close()
     seconds = time.time() - t0
@@ -310,13 +316,15 @@ def acts_dir_for(model_name: str, hooks: list[str], n_tokens: int, seed: int = 0
 
 def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir: str | Path | None = None,
                act_tokens: int | None = None, eval_tokens: int = 16384, model=None, overwrite: bool = True,
-               keep_acts: bool = True, on_result=None) -> tuple[list[TrainResult], float]:
+               keep_acts: bool = True, on_result=None, parallel: Parallel | None = None) -> tuple[list[TrainResult], float]:
     """Train several SAEs from ONE model pass: collect every hook's activations once
     (`collect_activations`, float16 shards), then train each SAE from disk, evaluate it, save it.
 
     `act_tokens` activation vectors are collected (default: the largest `tokens`); SAEs that ask
     for more train for several epochs. `on_result(TrainResult)` is called as each SAE is saved.
-    Returns the results and the collection time in seconds."""
+    Under torchrun, `parallel` (`interp.distributed.from_env`) splits the collection by shards
+    and the training by batch rows (or by SAE with `distribute_hooks`); rank 0 returns every
+    result. Returns the results and the collection time in seconds."""
     from interp.activations import ActivationStore, CollectConfig, collect_activations
     from interp.hooks import parse_hook
     from interp.models import load_model
@@ -328,6 +336,8 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
         raise InterpError("SAEs trained from one activation pass must share a model")
     if len({str(Path(o).resolve()) for o in out_dirs}) != len(out_dirs):
         raise InterpError("two SAEs would be written to the same output directory")
+    par = parallel or dist.LOCAL
+    dist.agree(par, lambda: [par.local_batch(c.batch_size) for c in cfgs])  # uneven budgets fail on every rank, before any work
     model_name = cfgs[0].model
     model = model if model is not None else load_model(model_name)
     specs = [str(parse_hook(model, c.hook)) for c in cfgs]
@@ -368,33 +378,52 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
         same = old is not None and old.config == {**asdict(ccfg), "seq_len": model.cfg.n_ctx, "model": model_name}
         reuse = (old is not None and old.complete and old.model == model_name and set(todo_hooks) <= set(old.hooks)
                  and old.n_tokens >= act_tokens and old.seq_len == model.cfg.n_ctx)
-        if not (same or reuse):
+        if not (same or reuse) and par.is_writer:
             shutil.rmtree(acts)
+        dist.barrier(par)
     if not reuse:
-        collect_activations(model, ccfg, acts, model_name=model_name)
+        collect_activations(model, ccfg, acts, model_name=model_name, parallel=par)
     collect_s = time.time() - t0
     store = ActivationStore(acts)
     data_id = f"{store.manifest.corpus}:{store.manifest.n_tokens}:{store.manifest.config.get('seq_len')}"
-    for i, c, o in todo:
+    if par.active and par.is_writer:
+        log.info("training %d SAE(s) on %d ranks (%s): global batch %s", len(todo), par.world_size,
+                 "each rank its own SAEs" if par.distribute_hooks else "data parallel",
+                 ", ".join(f"{c.batch_size} ({par.local_batch(c.batch_size)} per rank)" for _, c, _ in todo))
+    for j, (i, c, o) in enumerate(todo):
+        if not par.trains(j, len(todo)):
+            continue
+        sync = par.sync()
         if store.manifest.n_tokens < c.batch_size:
             raise InterpError(f"only {store.manifest.n_tokens} activations collected, fewer than one batch ({c.batch_size})")
         hs = parse_hook(model, c.hook)
         meta = {"model_name": model_name, "hook_name": hs.name, "hook_head_index": hs.head,
                 "context_size": store.manifest.seq_len, "prepend_bos": True, "interp_train_config": c.to_dict()}
         partial = o.with_name(o.name + ".partial")
-        partial.mkdir(parents=True, exist_ok=True)
-        res = fit_sae(c, store.manifest.d[c.hook], store_batches(store, c.hook, c.batch_size, c.seed), meta,
-                      ckpt_dir=partial / "ckpt", data_id=data_id)
+        if sync.writer:
+            partial.mkdir(parents=True, exist_ok=True)
+        res = fit_sae(c, store.manifest.d[c.hook], par.rank_slice(store_batches(store, c.hook, c.batch_size, c.seed)), meta,
+                      ckpt_dir=partial / "ckpt", data_id=data_id, sync=sync)
+        if not sync.writer:
+            continue
         metrics = evaluate_sae(to_inference(res.sae), model, n_tokens=eval_tokens).metrics
         extra = {"train_tokens": res.steps * c.batch_size, "train_seconds": round(res.seconds, 1),
-                 "activation_tokens": store.manifest.n_tokens, "arch": c.arch, "hook": c.hook, "config": c.to_dict()}
+                 "activation_tokens": store.manifest.n_tokens, "arch": c.arch, "hook": c.hook, "config": c.to_dict(),
+                 "world_size": par.world_size, "global_batch": c.batch_size,
+                 "parallel": ("hooks" if par.distribute_hooks else "data") if par.active else "none"}
         save_sae(res.sae, o, metrics=metrics, curve=res.curve, extra=extra)
         shutil.rmtree(partial, ignore_errors=True)
         log.info("%s: %s", o, {k: round(v, 4) for k, v in metrics.items() if k in ("l0", "explained_variance", "ce_loss_score")})
         results[i] = TrainResult(o, c, metrics, res.seconds, res.resumed_from, curve=res.curve)
         if on_result is not None:
             on_result(results[i])
-    if not keep_acts and acts_dir is None:
+    if par.active:  # every rank returns every result: read those another rank saved
+        dist.barrier(par)
+        for i, c, o in todo:
+            if results[i] is None:
+                m = json.loads((o / "metrics.json").read_text())
+                results[i] = TrainResult(o, c, m, m.get("train_seconds", 0.0), 0)
+    if not keep_acts and acts_dir is None and par.is_writer:
         shutil.rmtree(acts, ignore_errors=True)
     return results, collect_s  # type: ignore[return-value]
 
