@@ -367,7 +367,8 @@ def _is_local(host: str) -> bool:
     return addr.startswith("127.") or addr in {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None)}
 
 
-def wait_for_endpoint(host: str, port: int, timeout_s: float, what: str = "rendezvous") -> None:
+def wait_for_endpoint(host: str, port: int, timeout_s: float, what: str = "rendezvous",
+                      hint: str = "start the first node, check the address and the firewall") -> None:
     """One-line error unless HOST:PORT accepts a TCP connection within `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     last = None
@@ -380,8 +381,7 @@ def wait_for_endpoint(host: str, port: int, timeout_s: float, what: str = "rende
         if time.monotonic() >= deadline:
             break
         time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
-    raise InterpError(f"cannot reach the {what} at {host}:{port} within {timeout_s:g}s ({_first_line(last)}); "
-                      f"start the first node, check the address and the firewall")
+    raise InterpError(f"cannot reach the {what} at {host}:{port} within {timeout_s:g}s ({_first_line(last)}); {hint}")
 
 
 def strip_launch_args(argv: Sequence[str]) -> list[str]:
@@ -445,15 +445,18 @@ def launch(argv: Sequence[str], nproc: int, nnodes: int = 1, rdzv_endpoint: str 
 def _report_failure(e) -> int:
     """One line for a failed job. Exit code 2 from every failed rank means rank 0 already
     printed the user error; anything else (a signal, a crash) is named here."""
-    import signal as _signal
+    import signal
 
     fails = sorted(e.failures.items())
     if all(f.exitcode == 2 for _, f in fails):
         return 2
-    rank, f = next(((r, f) for r, f in fails if f.exitcode != 2), fails[0])
+    # The cause, not the ranks the agent stopped afterwards (SIGTERM): the earliest other failure.
+    cause = [(r, f) for r, f in fails if f.exitcode != 2 and f.exitcode != -signal.SIGTERM] or \
+            [(r, f) for r, f in fails if f.exitcode != 2]
+    rank, f = min(cause, key=lambda rf: (rf[1].timestamp, rf[0]))
     if f.exitcode < 0:
         try:
-            why = f"was killed by {_signal.Signals(-f.exitcode).name}"
+            why = f"was killed by {signal.Signals(-f.exitcode).name}"
         except ValueError:
             why = f"was killed by signal {-f.exitcode}"
     else:

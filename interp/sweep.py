@@ -204,7 +204,7 @@ def _scalars(d: dict, prefix: str = "", depth: int = 1) -> dict:
 # The driver
 
 
-def check_ray_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+def check_ray_address(address: str, timeout_s: float | None = None) -> None:
     """One-line error unless a Ray head answers at ADDRESS (HOST:PORT or ray://HOST:PORT) within
     `timeout_s`; Ray's own `ray.init` would wait much longer before failing."""
     from interp.distributed import parse_endpoint, wait_for_endpoint
@@ -215,7 +215,8 @@ def check_ray_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) ->
     except InterpError:
         raise InterpError(f"--ray {address!r}: expected auto, HOST:PORT or ray://HOST:PORT") from None
     try:
-        wait_for_endpoint(host, port, timeout_s, what="Ray cluster")
+        wait_for_endpoint(host, port, RAY_CONNECT_TIMEOUT_S if timeout_s is None else timeout_s, what="Ray cluster",
+                          hint="start it with `ray start --head`, check the address and the firewall")
     except InterpError as e:
         raise InterpError(f"--ray {address}: {e}") from None
 

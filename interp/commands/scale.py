@@ -115,9 +115,11 @@ def cmd_sweep(args) -> int:
         trials = sae_trials(base, arch=args.arch, d_sae=args.d_sae, k=args.k, l1=args.l1, lr=args.lr, **_parse_grid(args.grid))
         cols = ["id", "status", "arch", "d_sae", "k", "l1", "lr", "l0", "explained_variance", "ce_loss_score", "frac_alive", "seconds"]
     else:
-        command = [c for c in (args.command or []) if c != "--"]
+        import shlex
+
+        command = shlex.split(args.command or "")
         if not command:
-            raise InterpError("a command sweep needs the interp subcommand after --, e.g. -- unlearn --concept animals")
+            raise InterpError('a command sweep needs --command, e.g. --command "unlearn --concept animals --sae DIR"')
         trials = cmd_trials(command, **_parse_grid(args.grid))
         cols = None
     res = run_sweep(trials, args.out, ray=args.ray, workers=args.workers, cpus_per_trial=args.cpus_per_trial,
@@ -140,8 +142,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Run a grid of trials as Ray tasks (--ray auto: a local instance; --ray HOST:PORT: a "
                                    "cluster) or in a local process pool. One results table (OUT/results.md, results.json); "
                                    "a rerun skips finished trials. SAE grid: interp sweep sae --hook H --arch topk --d-sae 256 512 "
-                                   "--k 16 32. Command grid: interp sweep cmd --grid value=-25,-50 -- unlearn --concept animals --sae S")
-    p.add_argument("kind", choices=["sae", "cmd"], help="sae: SAE trainings; cmd: the interp subcommand after --")
+                                   "--k 16 32. Command grid: interp sweep cmd --grid value=-25,-50 --command 'unlearn --concept animals --sae S'")
+    p.add_argument("kind", choices=["sae", "cmd"], help="sae: SAE trainings; cmd: the interp command given by --command")
     p.add_argument("--out", required=True, help="sweep directory (trials/, results.md, results.json)")
     p.add_argument("--ray", help="auto (start a local Ray instance) or HOST:PORT / ray://HOST:PORT of a cluster; "
                                  "default: a local process pool")
@@ -163,5 +165,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--checkpoint-every", type=int, default=100)
     g.add_argument("--acts-dir", help="shared activation cache (default: OUT/acts)")
     g.add_argument("--eval-tokens", type=int, default=16384)
-    p.add_argument("command", nargs=argparse.REMAINDER, help="cmd sweeps: -- SUBCOMMAND ARGS (it must accept --json FILE)")
+    p.add_argument("--command", help='cmd sweeps: the interp command line to sweep, quoted, e.g. "unlearn --concept animals" '
+                                     "(it must accept --json FILE)")
     p.set_defaults(func=cmd_sweep)
