@@ -156,8 +156,9 @@ def init(device: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> Par
     from interp.device import resolve_device
 
     dev = resolve_device(device)
-    backend = "nccl" if dev.type == "cuda" else "gloo"
-    if backend == "nccl":
+    # On GPUs, nccl for cuda tensors and gloo for the CPU ones (object collectives, CPU-side state).
+    backend = "cpu:gloo,cuda:nccl" if dev.type == "cuda" else "gloo"
+    if dev.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     addr = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
     try:

@@ -118,9 +118,22 @@ def test_killed_rank_fails_the_job_and_the_rerun_resumes_with_nothing_lost(dp_ru
     cmd = [sys.executable, "-m", "interp", "train-sae", "--nproc", "2", "--hook", HOOK, *SAE_ARGS, "--out", "killed",
            "--acts-dir", "acts"]  # the activations of dp_run are reused: no collection
     p = subprocess.Popen(cmd, cwd=root, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    state = root / "killed.partial" / "ckpt" / "state.json"
+    partial = root / "killed.partial"
+
+    def states() -> list[int]:
+        """Steps of the finished checkpoints (the layout is the SAE trainer's: find its state.json
+        files, leaving out temporary directories of a checkpoint being written)."""
+        steps = []
+        for f in partial.rglob("state.json") if partial.exists() else []:
+            if not any(".tmp" in part for part in f.relative_to(partial).parts):
+                try:
+                    steps.append(json.loads(f.read_text())["step"])
+                except (OSError, ValueError, KeyError):
+                    pass
+        return steps
+
     deadline = time.time() + 240
-    while not state.exists() and p.poll() is None and time.time() < deadline:
+    while not states() and p.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     pid = _rank_pid(p, 1)
     assert pid is not None and p.poll() is None, "the run ended before a checkpoint could be interrupted"
@@ -130,7 +143,7 @@ def test_killed_rank_fails_the_job_and_the_rerun_resumes_with_nothing_lost(dp_ru
     assert "error: rank 1 was killed by SIGKILL; the other ranks were stopped. Rerun the same command to resume from the last checkpoint" in stderr
     assert "Traceback" not in stderr
     assert not (out / "sae_weights.safetensors").exists()  # nothing half-written
-    saved = json.loads(state.read_text())["step"]
+    saved = max(states())
     assert 0 < saved < 96
 
     r = subprocess.run(cmd, cwd=root, env=_env(), capture_output=True, text=True, timeout=300)
