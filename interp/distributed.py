@@ -449,11 +449,12 @@ def _report_failure(e) -> int:
     import signal
 
     fails = sorted(e.failures.items())
-    if all(f.exitcode == 2 for _, f in fails):
-        return 2
-    # The cause, not the ranks the agent stopped afterwards (SIGTERM): the earliest other failure.
-    cause = [(r, f) for r, f in fails if f.exitcode != 2 and f.exitcode != -signal.SIGTERM] or \
-            [(r, f) for r, f in fails if f.exitcode != 2]
+    # The cause, not the ranks the agent stopped afterwards (SIGTERM).
+    cause = [(r, f) for r, f in fails if f.exitcode not in (2, -signal.SIGTERM)]
+    if not cause:
+        if any(f.exitcode == 2 for _, f in fails):
+            return 2  # a user error: rank 0 printed it; the agent stopped the ranks still exiting
+        cause = fails
     rank, f = min(cause, key=lambda rf: (rf[1].timestamp, rf[0]))
     if f.exitcode < 0:
         try:
