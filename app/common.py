@@ -1,15 +1,27 @@
-"""Shared dashboard state: the sidebar (model, SAE, navigation) and cached heavy objects.
+"""Shared dashboard widgets and state: the sidebar (model, SAE, device), cached heavy objects,
+and the helpers every page uses.
 
-Pages read the current choice with `current_model_name()` / `current_sae_dir()` and load heavy
-objects through the `st.cache_resource` loaders here, so every page shares one copy.
+* `current_model_name()` / `current_sae_dir()` / `current_device()`: the sidebar's choices.
+* `load_model_cached` / `load_sae_cached` / `load_stats_cached`: one shared copy per setting.
+* `progress_box(label)`: a context manager giving an `interp.progress.ProgressFn`
+  ``(done, total, message)`` that drives `st.progress`; pass it to any library call that takes
+  ``progress=``.
+* `show_error(e)` / `guarded()`: one readable line (`st.error`), never a traceback; the rest of
+  the page keeps working.
+* `page_state(page)`: per-page state in `st.session_state` that survives navigation, also for
+  widgets (give a widget ``key=ps.key(name)`` and its default through ``ps.default(name, v)``).
+
 Pages compute nothing themselves: they call `interp` and draw the result.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import streamlit as st
 
@@ -18,6 +30,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from interp.errors import InterpError  # noqa: E402
+
+log = logging.getLogger("interp.app")
 
 
 def _leave_pages_folder_mode() -> None:
@@ -51,21 +65,64 @@ def model_root() -> Path:
     return Path(os.environ.get("INTERP_MODEL_ROOT", ROOT / "models"))
 
 
+# ----------------------------------------------------------------------------- device
+DEVICE_KEY = "device"  # session key of the sidebar's device choice ("auto", "cpu", "cuda", "cuda:1", "mps")
+
+
+def device_options() -> list[str]:
+    """'auto' and 'cpu', plus every accelerator torch can see here (cuda, cuda:N, mps)."""
+    import torch
+
+    opts = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        opts.append("cuda")
+        opts += [f"cuda:{i}" for i in range(1, torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        opts.append("mps")
+    return opts
+
+
+def _default_device() -> str:
+    """`interp app --device D` (after `--` in argv), else $INTERP_DEVICE, else auto."""
+    args = sys.argv[1:]
+    if "--device" in args and args.index("--device") + 1 < len(args):
+        return args[args.index("--device") + 1]
+    return os.environ.get("INTERP_DEVICE") or "auto"
+
+
+def current_device() -> str:
+    """The sidebar's device, resolved (`interp.device.resolve_device`) to a concrete name like 'cpu'."""
+    from interp.device import resolve_device
+
+    return str(resolve_device(st.session_state.get(DEVICE_KEY) or _default_device()))
+
+
 @st.cache_resource(show_spinner="Loading model...")
-def load_model_cached(name: str):
+def _load_model(name: str, device: str):
     import torch
 
     from interp.models import load_model
 
     torch.set_grad_enabled(False)
-    return load_model(name)
+    return load_model(name, device=device)
+
+
+def load_model_cached(name: str, device: str | None = None):
+    """The model `name` on `device` (default: the sidebar's device); one copy per (name, device)."""
+    return _load_model(name, device or current_device())
 
 
 @st.cache_resource(show_spinner="Loading SAE...")
-def load_sae_cached(path: str):
-    from interp.features import load_sae_dir
+def _load_sae(path: str, device: str):
+    from interp.sae.io import load_sae
 
-    return load_sae_dir(path)
+    return load_sae(path, device=device)
+
+
+def load_sae_cached(path: str, device: str | None = None):
+    """The SAE in `path` on `device` (default: the sidebar's device); one copy per (path, device)."""
+    return _load_sae(str(path), device or current_device())
 
 
 @st.cache_resource(show_spinner="Loading feature statistics...", max_entries=8)
@@ -85,10 +142,14 @@ def load_stats_cached(path: str):
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def mean_z_cached(model_name: str, layer: int):
+def _mean_z(model_name: str, layer: int, device: str):
     from interp.prompt_lab import mean_z
 
-    return mean_z(load_model_cached(model_name), layer)
+    return mean_z(load_model_cached(model_name, device), layer)
+
+
+def mean_z_cached(model_name: str, layer: int):
+    return _mean_z(model_name, layer, current_device())
 
 
 def local_models() -> list[str]:
@@ -141,6 +202,7 @@ def sidebar() -> None:
             models.append(cur)
         st.selectbox("Model", models, index=models.index(cur), key="_model_pick",
                      on_change=lambda: st.session_state.update(model_name=st.session_state["_model_pick"], sae_dir=None))
+        device_picker()
         try:
             saes = saes_for_model(cur)
         except InterpError as e:
@@ -163,6 +225,121 @@ def sidebar() -> None:
         st.caption(f"{info.arch} · {hook} · d_sae {info.d_sae}")
 
 
+def device_picker() -> None:
+    """Sidebar device choice (auto / cpu / cuda / mps as available here); models and SAEs load on it."""
+    from interp.device import resolve_device
+
+    opts = device_options()
+    cur = st.session_state.get(DEVICE_KEY) or _default_device()
+    if cur not in opts:
+        opts.append(cur)
+    st.selectbox("Device", opts, index=opts.index(cur), key="_device_pick",
+                 help="auto = cuda, then mps, then cpu. Models and SAEs are loaded on this device.",
+                 on_change=lambda: st.session_state.update({DEVICE_KEY: st.session_state["_device_pick"]}))
+    st.session_state[DEVICE_KEY] = cur
+    try:
+        st.caption(f"running on {resolve_device(cur)}")
+    except InterpError as e:
+        show_error(e)
+        st.session_state[DEVICE_KEY] = "auto"
+
+
+# ----------------------------------------------------------------------------- page state
+PAGE_PREFIX = "p:"
+
+
+class PageState:
+    """State of one page in `st.session_state`, under keys ``p:<page>:<name>``.
+
+    Streamlit deletes a widget's state when a run does not draw it (another page is open);
+    `keep_page_state()` (called by app/main.py on every run) re-assigns every ``p:`` key, which
+    turns it into user state that Streamlit keeps. So a widget created with ``key=ps.key(name)``
+    comes back with its value after navigation. Give such widgets their default through
+    `default()`, never ``value=``/``index=`` (Streamlit warns when both are set). Not for buttons,
+    download buttons or file uploaders (their state cannot be assigned)."""
+
+    def __init__(self, page: str):
+        self.page = page
+
+    def key(self, name: str) -> str:
+        return f"{PAGE_PREFIX}{self.page}:{name}"
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return st.session_state.get(self.key(name), default)
+
+    def __getitem__(self, name: str) -> Any:
+        return st.session_state[self.key(name)]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        st.session_state[self.key(name)] = value
+
+    def __contains__(self, name: str) -> bool:
+        return self.key(name) in st.session_state
+
+    def pop(self, name: str, default: Any = None) -> Any:
+        return st.session_state.pop(self.key(name), default)
+
+    def default(self, name: str, value: Any) -> Any:
+        """Set `name` to `value` unless it already has a value; returns the current value."""
+        return st.session_state.setdefault(self.key(name), value)
+
+
+def page_state(page: str) -> PageState:
+    return PageState(page)
+
+
+def keep_page_state() -> None:
+    """Keep every page's state across navigation (see `PageState`); app/main.py calls it first."""
+    for k in list(st.session_state.keys()):
+        if isinstance(k, str) and k.startswith(PAGE_PREFIX):
+            st.session_state[k] = st.session_state[k]
+
+
+# ----------------------------------------------------------------------------- progress and errors
+@contextmanager
+def progress_box(label: str = "Working...") -> Iterator:
+    """``with progress_box("Scanning") as cb: lib_call(..., progress=cb)``: the library's
+    ``(done, total, message)`` callbacks drive one `st.progress` bar, removed when the block ends.
+    Updates are throttled to whole percents (each one is a message to the browser)."""
+    slot = st.empty()
+    bar = slot.progress(0.0, text=label)
+    last = [-1]
+
+    def cb(done: int, total: int | None, message: str = "") -> None:
+        frac = min(max(done / total, 0.0), 1.0) if total else 0.0
+        pct = int(frac * 100)
+        if pct != last[0]:
+            last[0] = pct
+            text = f"{label} {message}".strip() if message and message != label else label
+            bar.progress(frac, text=f"{text} ({done:,}/{total:,})" if total else text)
+
+    try:
+        yield cb
+    finally:
+        slot.empty()
+
+
+def _is_control_flow(e: BaseException) -> bool:
+    """Streamlit's st.stop / st.rerun / st.switch_page work by raising; never swallow those."""
+    from streamlit.runtime.scriptrunner import RerunException, StopException
+
+    return isinstance(e, (RerunException, StopException))
+
+
+@contextmanager
+def guarded(what: str = "") -> Iterator[None]:
+    """Run a block of a page; any error becomes one `st.error` line (InterpError as is, anything
+    else as ``Type: message``, the traceback only in the log) and the page goes on after it."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - the page must keep working whatever a block raises
+        if _is_control_flow(e):
+            raise
+        if not isinstance(e, InterpError):
+            log.exception("error in the dashboard%s", f" ({what})" if what else "")
+        show_error(e, what)
+
+
 def show_chart(c, **kw) -> None:
     """st.altair_chart without altair's JSON-schema validation on every rerun: validating the
     whole Vega-Lite spec costs ~60 ms per chart, most of a warm page; the specs are fixed in code
@@ -173,6 +350,15 @@ def show_chart(c, **kw) -> None:
     st.altair_chart(c, **kw)
 
 
-def show_error(e: Exception) -> None:
-    """One clear line on screen, never a stack trace."""
-    st.error(str(e) if isinstance(e, InterpError) else f"{type(e).__name__}: {e}")
+def error_line(e: BaseException, what: str = "") -> str:
+    """One line for an error: InterpError's own message, else ``Type: first line``."""
+    msg = str(e).strip() if isinstance(e, InterpError) else f"{type(e).__name__}: {str(e).strip()}"
+    first = (msg.splitlines() or [type(e).__name__])[0]
+    if len(first) > 400:
+        first = first[:400] + "…"
+    return f"{what}: {first}" if what else first
+
+
+def show_error(e: BaseException, what: str = "") -> None:
+    """One clear line on screen (`st.error`), never a stack trace."""
+    st.error(error_line(e, what), icon=":material/error:")

@@ -29,7 +29,7 @@ from transformer_lens import HookedTransformer
 from interp.alloc import tune_malloc
 from interp.data import corpus as C
 from interp.errors import InterpError
-from interp.hooks import HookSpec, capture, parse_hook
+from interp.hooks import HookSpec, capture, parse_hook, stop_layer
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,9 @@ def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: s
     for _ in range(man.shards_done * cfg.shard_rows):
         next(rows, None)
     dtype = _DTYPES[cfg.dtype]
-    stop = _stop_layer(specs, model.cfg.n_layers)
+    from interp.forward import FastCapture
+
+    forward = FastCapture(model, specs)  # the quickest forward giving these hooks' activations (interp/forward.py)
     bar = tqdm(total=rows_needed * seq_len, initial=man.shards_done * cfg.shard_rows * seq_len,
                unit="tok", unit_scale=True, desc="collect activations", disable=not par.is_writer)
     tune_malloc()
@@ -241,8 +243,7 @@ def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: s
             if not batch:
                 break
             toks = torch.stack(batch)
-            with torch.no_grad(), capture(model, specs) as store:
-                model(toks, stop_at_layer=stop)
+            store = forward(toks)
             tok_rows.append(toks)
             n_rows += len(toks)
             for k in acts:
@@ -270,17 +271,6 @@ def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: s
         man.write(out)
     dist.barrier(par)
     return man
-
-
-def _stop_layer(specs: list[HookSpec], n_layers: int) -> int | None:
-    """The layer after the deepest hook, so the forward skips the blocks (and unembedding) no hook
-    needs; None when a hook lies outside the blocks (e.g. ln_final)."""
-    import re
-
-    layers = [re.match(r"blocks\.(\d+)\.", s.name) for s in specs]
-    if any(m is None for m in layers):
-        return None
-    return max(int(m.group(1)) for m in layers) + 1  # stop_at_layer=n_layers skips ln_final + unembed
 
 
 class ActivationStore:

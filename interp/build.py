@@ -8,6 +8,7 @@ Checkpoints (safetensors) are written every `ckpt_every` steps, and a rerun resu
 
 from __future__ import annotations
 
+import io as _io
 import json
 import logging
 import math
@@ -16,12 +17,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from interp import model_card
+from interp import io, model_card
 from interp.data import corpus as C
 from interp.data.tokenizer import train_tokenizer
+from interp.device import device_of
 from interp.models import EMBEDDED_DIR, build_from_config, save_model
 
 log = logging.getLogger(__name__)
@@ -99,8 +101,12 @@ def _train_phase(model, data: torch.Tensor, *, steps: int, lr: float, warmup: in
     ckpt, meta_path, opt_path = work / f"{tag}_ckpt.safetensors", work / f"{tag}_ckpt.json", work / f"{tag}_ckpt_opt.pt"
     if ckpt.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        if meta.get("config") == asdict(cfg):
-            model.load_state_dict(load_file(str(ckpt)))
+        intact = meta.get("sha256") in (None, io.sha256_file(ckpt)) and (
+            meta.get("opt_sha256") in (None, io.sha256_file(opt_path) if opt_path.exists() else ""))
+        if not intact:
+            log.warning("%s: checkpoint in %s does not match its manifest (corrupt or truncated); starting over", tag, work)
+        if meta.get("config") == asdict(cfg) and intact:
+            model.load_state_dict(load_file(str(ckpt), device=str(device_of(model))))
             opt.load_state_dict(torch.load(opt_path, weights_only=True))
             start, curve = meta["step"], meta["curve"]
             log.info("%s: resuming from step %d", tag, start)
@@ -113,7 +119,7 @@ def _train_phase(model, data: torch.Tensor, *, steps: int, lr: float, warmup: in
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        batch = data[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
+        batch = data[order[step * cfg.batch_size : (step + 1) * cfg.batch_size].to(data.device)]
         loss = model(batch, return_type="loss")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -123,19 +129,28 @@ def _train_phase(model, data: torch.Tensor, *, steps: int, lr: float, warmup: in
             curve.append([step, round(loss.item(), 4)])
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{(step + 1 - start) * cfg.batch_size * cfg.n_ctx / (time.time() - t0):.0f}")
         if (step + 1) % cfg.ckpt_every == 0 and step + 1 < steps:
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(work / f"{tag}_ckpt.tmp"))
-            torch.save(opt.state_dict(), work / f"{tag}_ckpt_opt.tmp")
-            (work / f"{tag}_ckpt.tmp").rename(ckpt)
-            (work / f"{tag}_ckpt_opt.tmp").rename(opt_path)
-            meta_path.write_text(json.dumps({"step": step + 1, "curve": curve, "config": asdict(cfg)}))
+            # The meta file is written last: a crash between the three writes leaves the previous
+            # step's meta, whose step the weights no longer match, so meta carries the weights' hash.
+            io.atomic_save_safetensors(dict(model.state_dict()), ckpt)
+            buf = _io.BytesIO()
+            torch.save(opt.state_dict(), buf)  # the optimizer state is a pickle (PyTorch's format); see README
+            io.atomic_write_bytes(opt_path, buf.getvalue())
+            io.atomic_write_json(meta_path, {"step": step + 1, "curve": curve, "config": asdict(cfg),
+                                             "sha256": io.sha256_file(ckpt), "opt_sha256": io.sha256_file(opt_path)})
     model.eval()
     return curve
 
 
-def train_embedded_model(cfg: BuildConfig, out_dir: str | Path = EMBEDDED_DIR, work_dir: str | Path = "runs/embedded"):
-    """Build corpus, tokenizer and model; write `out_dir` (model, tokenizer, model_card.json)."""
+def train_embedded_model(cfg: BuildConfig, out_dir: str | Path = EMBEDDED_DIR, work_dir: str | Path = "runs/embedded",
+                         device: str | torch.device | None = "cpu"):
+    """Build corpus, tokenizer and model on `device` (default cpu: the shipped weights are built on
+    the CPU so a rebuild is bit-reproducible; None = `resolve_device`); write `out_dir` (model,
+    tokenizer, model_card.json)."""
     from transformers import AutoTokenizer
 
+    from interp.device import resolve_device
+
+    dev = resolve_device(device)
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -152,22 +167,22 @@ def train_embedded_model(cfg: BuildConfig, out_dir: str | Path = EMBEDDED_DIR, w
         n_heads=cfg.n_heads, d_mlp=cfg.d_mlp, d_vocab=d_vocab, act_fn="gelu", normalization_type="LN",
         model_name="embedded", seed=cfg.seed,
     )
-    model = build_from_config(model_cfg, tokenizer=tokenizer)
+    model = build_from_config(model_cfg, tokenizer=tokenizer, device=dev)
+    data = data.to(dev)
 
     phase1, phase1_meta = work / "phase1.safetensors", work / "phase1.json"
     if phase1.exists() and phase1_meta.exists() and json.loads(phase1_meta.read_text())["key"] == cfg.phase1_key():
-        model.load_state_dict(load_file(str(phase1)))
+        model.load_state_dict(load_file(str(phase1), device=str(dev)))
         curve = json.loads(phase1_meta.read_text())["curve"]
         log.info("phase 1 already done in %s; reusing it", work)
     else:
         curve = _train_phase(model, data, steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup, cfg=cfg, seed=cfg.seed, work=work, tag="phase1")
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(work / "phase1.tmp"))
-        (work / "phase1.tmp").rename(phase1)
-        phase1_meta.write_text(json.dumps({"key": cfg.phase1_key(), "curve": curve}))
+        io.atomic_save_safetensors(dict(model.state_dict()), phase1)
+        io.atomic_write_json(phase1_meta, {"key": cfg.phase1_key(), "curve": curve})
     curve2: list = []
     if cfg.phase2_steps:
         docs2 = C.generate_corpus(cfg.phase2_docs, seed=cfg.seed + 1, code_frac=cfg.phase2_code_frac)
-        curve2 = _train_phase(model, _pack(tokenizer, docs2, cfg.n_ctx), steps=cfg.phase2_steps, lr=cfg.phase2_lr,
+        curve2 = _train_phase(model, _pack(tokenizer, docs2, cfg.n_ctx).to(dev), steps=cfg.phase2_steps, lr=cfg.phase2_lr,
                               warmup=cfg.phase2_warmup, cfg=cfg, seed=cfg.seed + 1, work=work, tag="phase2")
 
     card = model_card.evaluate(model, n=cfg.eval_n, docs=heldout_docs)
@@ -179,7 +194,6 @@ def train_embedded_model(cfg: BuildConfig, out_dir: str | Path = EMBEDDED_DIR, w
     card["train_tokens"] = (cfg.steps + cfg.phase2_steps) * cfg.batch_size * cfg.n_ctx
     card["train_curve"] = curve + [[cfg.steps + s, v] for s, v in curve2]
     out = save_model(model, out_dir)
-    (out / "model_card.json.tmp").write_text(json.dumps(card, indent=2))
-    (out / "model_card.json.tmp").rename(out / "model_card.json")
+    io.atomic_write_json(out / "model_card.json", card)
     log.info("model card: %s", {k: card[k] for k in ("ioi_accuracy", "greater_than_prob_diff", "docstring_accuracy", "fact_accuracy")})
     return model, card

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -70,9 +71,57 @@ def parse_hook(model: HookedTransformer, spec: str | HookSpec) -> HookSpec:
 def hook_dim(model: HookedTransformer, spec: HookSpec) -> int:
     """Width of the activation a spec yields (run once on a 2-token input)."""
     acts = {}
-    with capture(model, [spec]) as acts:
-        model(torch.zeros(1, 2, dtype=torch.long))
+    with torch.no_grad(), capture(model, [spec]) as acts:
+        model(torch.zeros(1, 2, dtype=torch.long, device=model.cfg.device), stop_at_layer=stop_layer(model, [spec]))
     return acts[str(spec)].shape[-1]
+
+
+_LAYER_RE = re.compile(r"^blocks\.(\d+)\.")
+
+
+def hook_layer(name: str | HookSpec) -> int | None:
+    """The block index a hook name lives in (``blocks.3.attn.hook_z`` -> 3); None outside the blocks."""
+    m = _LAYER_RE.match(name.name if isinstance(name, HookSpec) else str(name).partition(":")[0])
+    return int(m.group(1)) if m else None
+
+
+def stop_layer(model: HookedTransformer | int, hooks: list[str | HookSpec]) -> int | None:
+    """The one answer to "where can the forward stop": the `stop_at_layer` value that runs exactly the
+    blocks up to the deepest of `hooks` and skips the rest (and ln_final/unembed).
+
+    ``blocks.L.*`` -> L + 1 (``stop_at_layer=n_layers`` still skips ln_final and the unembedding);
+    ``hook_embed`` / ``hook_pos_embed`` alone -> 0; None (run everything) when a hook lies after the
+    blocks (``ln_final.*``) or `hooks` is empty. Pass it to ``model(..., stop_at_layer=...)``."""
+    if not hooks:
+        return None
+    layers = []
+    for h in hooks:
+        name = h.name if isinstance(h, HookSpec) else str(h).partition(":")[0]
+        layer = hook_layer(name)
+        if layer is None:
+            if name in ("hook_embed", "hook_pos_embed", "hook_tokens"):
+                layer = -1
+            else:
+                return None
+        layers.append(layer)
+    return max(layers) + 1
+
+
+def prompt_tokens(model: HookedTransformer, text: str | list[str], truncate: bool = False,
+                  prepend_bos: bool | None = None) -> torch.Tensor:
+    """`model.to_tokens(text)` on the model's device, refusing a prompt longer than the context.
+
+    A prompt of more than ``n_ctx`` tokens is an `InterpError` naming both lengths, unless
+    `truncate` (then the first ``n_ctx`` tokens are kept, as TransformerLens' `to_tokens` would
+    silently do)."""
+    toks = model.to_tokens(text, prepend_bos=prepend_bos, truncate=False)
+    n_ctx = model.cfg.n_ctx
+    if toks.shape[1] > n_ctx:
+        if not truncate:
+            raise InterpError(f"prompt is {toks.shape[1]} tokens, longer than the model's context of {n_ctx}; "
+                              "shorten it or ask for truncation (--truncate)")
+        toks = toks[:, :n_ctx]
+    return toks.to(model.cfg.device)
 
 
 @contextlib.contextmanager

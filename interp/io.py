@@ -148,7 +148,8 @@ def verify_checksum(path: str | Path, expected: str, what: str = "file") -> None
         raise InterpError(f"{what} {p} is corrupt or truncated (sha256 {got[:12]} != recorded {expected[:12]})")
 
 
-def check_output_dir(out: str | Path, *, marker: str | None, overwrite: bool, what: str = "output directory") -> Path:
+def check_output_dir(out: str | Path, *, marker: str | None, overwrite: bool, what: str = "output directory",
+                     allow_package: bool = False) -> Path:
     """Validate an output directory before any work starts.
 
     * does not exist: fine;
@@ -156,9 +157,12 @@ def check_output_dir(out: str | Path, *, marker: str | None, overwrite: bool, wh
     * exists, empty: fine;
     * exists and holds `marker` (it is this kind of run): fine only with `overwrite` (or the caller resumes);
     * exists and is anything else: refused even with `overwrite` unless `marker` is None.
-    """
+
+    A path inside the installed package is refused unless `allow_package` (only the builders of
+    shipped weights pass it)."""
     p = check_parent_writable(out, what)
-    refuse_package_path(p)
+    if not allow_package:
+        refuse_package_path(p)
     if not p.exists():
         return p
     if not p.is_dir():
@@ -178,7 +182,8 @@ def _tmp_sibling(out: Path, tag: str = "tmp") -> Path:
 
 
 @contextlib.contextmanager
-def atomic_dir(out: str | Path, *, overwrite: bool = False, marker: str | None = None) -> Iterator[Path]:
+def atomic_dir(out: str | Path, *, overwrite: bool = False, marker: str | None = None,
+               allow_package: bool = False) -> Iterator[Path]:
     """Build a directory in a temporary sibling and move it into place when the block succeeds.
 
         with atomic_dir("saes/x", overwrite=args.overwrite, marker="cfg.json") as tmp:
@@ -186,7 +191,7 @@ def atomic_dir(out: str | Path, *, overwrite: bool = False, marker: str | None =
 
     On error the temporary directory is removed and `out` is untouched. An existing `out` is
     checked with `check_output_dir` first, then renamed aside, replaced, and deleted last."""
-    out = check_output_dir(out, marker=marker, overwrite=overwrite)
+    out = check_output_dir(out, marker=marker, overwrite=overwrite, allow_package=allow_package)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(out)
     tmp.mkdir()

@@ -6,6 +6,8 @@
 * docstring accuracy: the argmax next token after the last ``:param`` is the right argument.
 * fact accuracy per category: the argmax next token is the first token of the answer.
 * loss: mean next-token cross-entropy on held-out corpus documents.
+
+Every tensor is made on the model's device, so the card evaluates a CUDA model in place.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from transformer_lens import HookedTransformer
 
 from interp.data import corpus as C
+from interp.device import device_of
 
 
 def _first_token(model: HookedTransformer, s: str) -> int:
@@ -27,26 +30,28 @@ def last_logits(model: HookedTransformer, texts: list[str], batch_size: int = 64
     for i in range(0, len(texts), batch_size):
         chunk = texts[i : i + batch_size]
         toks = model.to_tokens(chunk, padding_side="right")
-        lengths = torch.tensor([model.to_tokens(t).shape[1] for t in chunk])
-        logits = model(toks)
-        out.append(logits[torch.arange(len(chunk)), lengths - 1])
+        dev = device_of(model)
+        lengths = torch.tensor([model.to_tokens(t).shape[1] for t in chunk], device=dev)
+        logits = model(toks.to(dev))
+        out.append(logits[torch.arange(len(chunk), device=dev), lengths - 1])
     return torch.cat(out)
 
 
 def year_token_ids(model: HookedTransformer) -> torch.Tensor:
     """Token ids of "00".."99" (without a leading space), in order."""
-    return torch.tensor([_first_token(model, f"{y:02d}") for y in range(100)])
+    return torch.tensor([_first_token(model, f"{y:02d}") for y in range(100)], device=device_of(model))
 
 
 @torch.no_grad()
 def evaluate(model: HookedTransformer, n: int = 200, docs: list[str] | None = None) -> dict:
     """All model-card numbers on held-out prompts (seed `corpus.HELDOUT_SEED`)."""
     card: dict = {}
+    dev = device_of(model)
     ioi = C.ioi_prompts(n)
     lg = last_logits(model, [p.text for p in ioi])
-    io = torch.tensor([_first_token(model, " " + p.meta["io"]) for p in ioi])
-    s = torch.tensor([_first_token(model, " " + p.meta["s"]) for p in ioi])
-    ar = torch.arange(len(ioi))
+    io = torch.tensor([_first_token(model, " " + p.meta["io"]) for p in ioi], device=dev)
+    s = torch.tensor([_first_token(model, " " + p.meta["s"]) for p in ioi], device=dev)
+    ar = torch.arange(len(ioi), device=dev)
     diff = lg[ar, io] - lg[ar, s]
     card["ioi_accuracy"] = float((diff > 0).float().mean())
     card["ioi_logit_diff"] = float(diff.mean())
@@ -58,24 +63,24 @@ def evaluate(model: HookedTransformer, n: int = 200, docs: list[str] | None = No
 
     ds = C.docstring_prompts(n)
     pred = last_logits(model, [p.text for p in ds]).argmax(-1)
-    ans = torch.tensor([_first_token(model, p.answer) for p in ds])
+    ans = torch.tensor([_first_token(model, p.answer) for p in ds], device=dev)
     card["docstring_accuracy"] = float((pred == ans).float().mean())
 
     facts = {}
     for cat in C.CATEGORIES:
         ps = C.fact_prompts(cat)
         pred = last_logits(model, [p.text for p in ps]).argmax(-1)
-        ans = torch.tensor([_first_token(model, p.answer) for p in ps])
+        ans = torch.tensor([_first_token(model, p.answer) for p in ps], device=dev)
         facts[cat] = float((pred == ans).float().mean())
     card["fact_accuracy"] = facts
 
     if docs:
         losses = []
         for i in range(0, len(docs), 32):
-            toks = model.to_tokens(docs[i : i + 32], padding_side="right")[:, : model.cfg.n_ctx]
+            toks = model.to_tokens(docs[i : i + 32], padding_side="right")[:, : model.cfg.n_ctx].to(dev)
             mask = toks != model.tokenizer.pad_token_id
             mask[:, 0] = True  # BOS shares the pad id; it is a real input
-            logits = model(toks)
+            logits = model(toks).float()
             lp = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), toks[:, 1:].flatten(), reduction="none")
             m = mask[:, 1:].flatten().float()
             losses.append((lp * m).sum() / m.sum())

@@ -247,28 +247,70 @@ def _tcfg(tmp_path, arch="moex", steps=4, **kw):
 
     moe = arch in ("moex", "switch")
     mlp = MoEXConfig(arch, d_model=16, d_mlp=8 if moe else 16, n_experts=4 if moe else 1, top_k=2 if moe else 1)
+    kw = {"checkpoint_every": 0, **kw}
     return TrainConfig(mlp=mlp, model=ChessModelConfig(n_layers=1, d_model=16, n_heads=2, n_ctx=48), steps=steps,
-                       batch_size=4, warmup=2, n_games=16, n_val_games=6, cache_dir=str(tmp_path / "games"),
-                       checkpoint_every=0, **kw)
+                       batch_size=4, warmup=2, n_games=16, n_val_games=6, engine="random", store=str(tmp_path / "games"), **kw)
 
 
-def test_train_resume_matches_uninterrupted_and_wrong_arch_errors(tmp_path):
+def _weights(d):
     from safetensors.torch import load_file
 
+    return load_file(str(d / "model.safetensors"))
+
+
+def test_train_resume_is_bit_identical_and_checks_the_config(tmp_path):
     from interp.moex.train import train_chess_model
 
-    cfg = _tcfg(tmp_path)
-    train_chess_model(cfg, tmp_path / "a")
-    assert train_chess_model(cfg, tmp_path / "b", stop_at=2) is None
-    assert (tmp_path / "b" / "checkpoint" / "optimizer.safetensors").is_file()
-    with pytest.raises(InterpError, match="checkpoint in .* is a moex model"):
-        train_chess_model(_tcfg(tmp_path, arch="switch"), tmp_path / "b", resume=True)
+    cfg = _tcfg(tmp_path, steps=6)
+    full = train_chess_model(cfg, tmp_path / "a")
+    assert train_chess_model(cfg, tmp_path / "b", stop_at=3) is None
+    assert (tmp_path / "b" / "checkpoint" / "step-000003" / "optimizer.safetensors").is_file()
+    with pytest.raises(InterpError, match=r"--resume: the checkpoint in .* another config \(.*mlp.arch: moex -> switch;"):
+        train_chess_model(_tcfg(tmp_path, arch="switch", steps=6), tmp_path / "b", resume=True)
+    with pytest.raises(InterpError, match=r"another config \(lr: 0.001 -> 0.002\)"):
+        train_chess_model(_tcfg(tmp_path, steps=6, lr=2e-3), tmp_path / "b", resume=True)
+    with pytest.raises(InterpError, match="holds a checkpoint at step 3; pass --resume"):
+        train_chess_model(cfg, tmp_path / "b")
     res = train_chess_model(cfg, tmp_path / "b", resume=True)
-    assert res.resumed_from == 2 and not (tmp_path / "b" / "checkpoint").exists()
-    wa, wb = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
-    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
-    with pytest.raises(InterpError, match="holds a moex model"):
+    assert res.resumed_from == 3 and not (tmp_path / "b" / "checkpoint").exists()
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)  # bit-identical
+    assert res.tokens == full.tokens and res.val_loss == full.val_loss
+    with pytest.raises(InterpError, match="holds a trained model; pass --overwrite"):
         train_chess_model(_tcfg(tmp_path, arch="dense-gelu"), tmp_path / "a")
+    with pytest.raises(InterpError, match="nothing to resume"):
+        train_chess_model(cfg, tmp_path / "a", resume=True)
+    with pytest.raises(InterpError, match="holds no checkpoint to resume"):
+        train_chess_model(cfg, tmp_path / "new", resume=True)
+    assert not (tmp_path / "new").exists()
+
+
+def test_resume_skips_a_truncated_checkpoint(tmp_path):
+    from interp.moex.train import train_chess_model
+
+    cfg = _tcfg(tmp_path, steps=6, checkpoint_every=2)
+    train_chess_model(cfg, tmp_path / "a")
+    assert train_chess_model(cfg, tmp_path / "b", stop_at=5) is None
+    ckpt = tmp_path / "b" / "checkpoint"
+    man = json.loads((ckpt / "manifest.json").read_text())
+    assert sorted(man["checkpoints"], key=int) == ["4", "5"]  # the last two are kept
+    p = ckpt / "step-000005" / "model.safetensors"
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])  # a crash mid-write
+    res = train_chess_model(cfg, tmp_path / "b", resume=True)
+    assert res.resumed_from == 4
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_learning_curve_is_recorded(tmp_path):
+    from interp.moex.model import read_cfg
+    from interp.moex.train import train_chess_model
+
+    res = train_chess_model(_tcfg(tmp_path, steps=4, eval_every=2), tmp_path / "a")
+    assert [p["step"] for p in res.curve] == [2, 4]
+    assert res.curve[-1]["val_loss"] == res.val_loss and 0 <= res.curve[0]["legal_move_rate"] <= 1
+    assert res.curve[-1]["tokens"] == res.tokens > res.curve[0]["tokens"] > 0
+    assert read_cfg(tmp_path / "a")["curve"] == res.curve
 
 
 def test_upcycle_train_and_evaluate(tmp_path):
@@ -294,6 +336,7 @@ def test_games_file_with_illegal_lines(tmp_path):
     f.write_text("\n".join(games[:5] + [";1.e4 e5 2.Qxf7", "garbage"] + games[5:]) + "\n")
     tr, va = split_games(_tcfg(tmp_path, games_file=str(f)))
     assert len(tr) == 4 and len(va) == 6 and ";1.e4 e5 2.Qxf7" not in tr + va
+    assert va == games[:6] and tr == games[6:]  # the first games are held out
 
 
 # ---------- CLI ----------

@@ -13,7 +13,7 @@ from interp.errors import InterpError
 from interp.hooks import capture
 from interp.unlearn import (
     Concept, FeatureEdit, FeatureStats, SelectConfig, SweepRow, EvalResult, UnlearnConfig, UnlearnSpec, apply_spec,
-    best_row, builtin_concept, evaluate_spec, feature_stats, latent_edit, load_concept_file, merge_concepts,
+    best_row, builtin_concept, evaluate_spec, feature_stats, load_concept_file, merge_concepts,
     merge_specs, pareto, resolve_concept, retain_corpus, run_unlearning, select_features, unlearning_score,
 )
 from interp.unlearn.baselines import FinetuneConfig, finetune_unlearn, mean_difference_direction, project_out
@@ -66,15 +66,6 @@ def no_hooks_left(model) -> bool:
 
 
 # ---- interventions -------------------------------------------------------------------------------
-
-def test_clamp_zero_scale_formulas_on_a_hand_example():
-    f = torch.tensor([[0.5, 1.0, 0.0, 4.0]])
-    assert latent_edit("clamp", [0, 2], [1.0, 2.0], 3.0)(f.clone()).tolist() == [[-3.0, 1.0, 0.0, 4.0]]  # inactive 2 stays 0
-    assert latent_edit("zero", [1, 3], [1.0, 1.0], 0.0)(f.clone()).tolist() == [[0.5, 0.0, 0.0, 0.0]]
-    assert latent_edit("scale", [3], [9.0], -0.5)(f.clone()).tolist() == [[0.5, 1.0, 0.0, -2.0]]
-    with pytest.raises(InterpError, match="unknown SAE intervention"):
-        latent_edit("erase", [0], [1.0], 1.0)
-
 
 def test_identity_edit_leaves_logits_unchanged(model, sae_dir):
     toks = model.to_tokens(TEXT)

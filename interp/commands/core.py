@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,12 +30,17 @@ def cmd_demo(args) -> int:
 
     from interp.models import load_model
 
-    model = load_model(args.model)
+    from interp.hooks import prompt_tokens
+
+    if args.top < 1:
+        raise InterpError(f"--top {args.top}: must be at least 1")
     prompts = args.prompt or list(DEMO_PROMPTS)
+    if any(not p.strip() for p in prompts):
+        raise InterpError("--prompt is empty")
+    model = load_model(args.model, device=args.device, dtype=args.dtype, processing=args.processing)
+    args.top = min(args.top, model.cfg.d_vocab)
     for p in prompts:
-        toks = model.to_tokens(p)
-        if toks.shape[1] > model.cfg.n_ctx:
-            raise InterpError(f"prompt is {toks.shape[1]} tokens, longer than the model's n_ctx {model.cfg.n_ctx}")
+        toks = prompt_tokens(model, p, truncate=args.truncate)
         with torch.no_grad():
             probs = model(toks)[0, -1].softmax(-1)
         top = probs.topk(args.top)
@@ -45,8 +53,24 @@ def cmd_build_default(args) -> int:
     from interp.build import BuildConfig, train_embedded_model
     from interp.models import EMBEDDED_DIR
 
+    from interp import io
+
+    if args.attn_only:
+        try:
+            from interp.build_attn import EMBEDDED_ATTN_DIR, AttnBuildConfig, train_attn_model
+        except ImportError:
+            raise InterpError("this version of interp has no attention-only model builder (interp.build_attn)") from None
+        cfg = AttnBuildConfig.quick() if args.quick else AttnBuildConfig()
+        out = Path(args.out) if args.out else EMBEDDED_ATTN_DIR
+        io.check_output_dir(out, marker="model.safetensors", overwrite=True, allow_package=args.out is None)
+        _, card = train_attn_model(cfg, out_dir=out, work_dir=Path(args.work_dir) / ("attn-quick" if args.quick else "attn-full"))
+        print(f"model written to {out}")
+        return 0
     cfg = BuildConfig.quick() if args.quick else BuildConfig()
     out = Path(args.out) if args.out else EMBEDDED_DIR
+    # A user-given --out must be empty, new, or a model this command wrote (never another directory).
+    io.check_output_dir(out, marker="model.safetensors", overwrite=True, allow_package=args.out is None)
+    io.check_parent_writable(Path(args.work_dir) / "x", "--work-dir")
     _, card = train_embedded_model(cfg, out_dir=out, work_dir=Path(args.work_dir) / ("quick" if args.quick else "full"))
     print(f"model written to {out}")
     for k in ("ioi_accuracy", "ioi_logit_diff", "greater_than_prob_diff", "docstring_accuracy", "fact_accuracy", "heldout_loss"):
@@ -82,20 +106,58 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-APP_ENTRY = Path(__file__).resolve().parents[2] / "app" / "main.py"
+def app_entry() -> Path:
+    """app/main.py: beside the package in a source checkout, else the installed top-level `app` package."""
+    here = Path(__file__).resolve().parents[2] / "app" / "main.py"
+    if here.exists():
+        return here
+    spec = importlib.util.find_spec("app")
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            if (Path(loc) / "main.py").exists() and (Path(loc) / "serve.py").exists():
+                return Path(loc) / "main.py"
+    raise InterpError("the dashboard (the `app` package) is not installed; reinstall interp (pip install .)")
 
 
 def cmd_app(args) -> int:
-    if not APP_ENTRY.exists():
-        raise InterpError(f"the dashboard is not installed next to the package ({APP_ENTRY} is missing)")
+    if not 0 < args.port < 65536:
+        raise InterpError(f"--port {args.port}: expected 1-65535")
+    entry = app_entry()
     if not port_free(args.host, args.port):
-        raise InterpError(f"port {args.port} on {args.host} is already in use; pick another with --port")
+        raise InterpError(f"port {args.port} on {args.host} is already in use (or {args.host} is not an address of this machine); pick another with --port")
     # app/serve.py = `python -m streamlit` with st.navigation in charge from the first request
-    cmd = [sys.executable, str(APP_ENTRY.parent / "serve.py"), "run", str(APP_ENTRY), "--server.headless", "true",
+    cmd = [sys.executable, str(entry.parent / "serve.py"), "run", str(entry), "--server.headless", "true",
            "--server.address", args.host, "--server.port", str(args.port), "--browser.gatherUsageStats", "false",
            "--client.toolbarMode", "minimal", "--", "--model", args.model]
     print(f"interp dashboard: http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
-    return subprocess.call(cmd)
+    return run_child(cmd)
+
+
+def run_child(cmd: list[str]) -> int:
+    """Run `cmd` and forward SIGTERM / SIGINT / SIGHUP to it, then wait for it to exit, so stopping
+    `interp app` never leaves Streamlit serving the port. The child's exit code is returned."""
+    child = subprocess.Popen(cmd, env=dict(os.environ))
+    forwarded: list[int] = []
+
+    def forward(signum, frame):
+        forwarded.append(signum)
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        while True:
+            try:
+                rc = child.wait(timeout=10 if forwarded else None)
+                break
+            except subprocess.TimeoutExpired:  # the child ignored the signal for 10 s: stop it for good
+                child.kill()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if forwarded:
+        return 0 if forwarded[0] in (signal.SIGTERM, signal.SIGINT) else 128 + forwarded[0]
+    return rc
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -103,6 +165,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="embedded", help="embedded, a local directory, or a TransformerLens name")
     p.add_argument("--prompt", action="append", help="a prompt (repeatable); default: a few built-in ones")
     p.add_argument("--top", type=int, default=3, help="how many next tokens to show")
+    p.add_argument("--truncate", action="store_true", help="cut prompts longer than the model's context instead of refusing them")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("build-default", help="rebuild the embedded corpus, tokenizer, model (and its SAEs)")
@@ -110,6 +173,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output directory (default: the package's embedded model)")
     p.add_argument("--work-dir", default="runs/build-default", help="checkpoints and tokenizer scratch")
     p.add_argument("--skip-saes", action="store_true", help="do not rebuild the shipped SAEs")
+    p.add_argument("--attn-only", action="store_true", help="build the attention-only model embedded-attn instead")
     p.set_defaults(func=cmd_build_default)
 
     p = sub.add_parser("collect", help="stream activations at hooks into sharded safetensors")

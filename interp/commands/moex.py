@@ -9,34 +9,47 @@ from pathlib import Path
 from interp.errors import InterpError
 
 
-def cmd_train(args) -> int:
+def train_config_from_args(args):
+    """The TrainConfig the `moex train` options describe (every default comes from TrainConfig)."""
     from interp.moex.layer import MoEXConfig
     from interp.moex.model import ChessModelConfig
-    from interp.moex.train import TrainConfig, train_chess_model
+    from interp.moex.train import TrainConfig
 
     if args.data != "chess" and not Path(args.data).is_file():
         raise InterpError(f"--data must be 'chess' (generated games) or a text file of PGN lines; {args.data!r} is neither")
     moe = args.arch in ("switch", "moex")
     if not moe and (args.experts or args.topk):
         raise InterpError(f"--experts/--topk need a switch or moex architecture, not {args.arch}")
-    experts, topk = (args.experts or 8, args.topk or 2) if moe else (1, 1)
-    d_mlp = args.expert_width if moe else (args.d_mlp or topk * args.expert_width)
+    base = TrainConfig().mlp
+    experts, topk = (args.experts or base.n_experts, args.topk or base.top_k) if moe else (1, 1)
+    d_mlp = args.expert_width if moe else (args.d_mlp or (args.topk or base.top_k) * args.expert_width)
     mlp = MoEXConfig(args.arch, d_model=args.d_model, d_mlp=d_mlp, n_experts=experts, top_k=topk, act=args.act,
                      router=args.router, balance_coef=args.balance)
     model = ChessModelConfig(n_layers=args.layers, d_model=args.d_model, n_heads=args.heads, n_ctx=args.n_ctx, seed=args.seed)
-    cfg = TrainConfig(mlp=mlp, model=model, steps=args.steps, batch_size=args.batch_size, lr=args.lr, n_games=args.games,
-                      n_val_games=args.val_games, engine=args.engine, seed=args.seed, upcycle_from=args.upcycle_from,
-                      games_file=None if args.data == "chess" else args.data, checkpoint_every=args.checkpoint_every)
-    res = train_chess_model(cfg, args.out, resume=args.resume)
-    print(f"{args.arch}: validation loss {res.val_loss:.4f} after {res.steps} steps "
-          f"({res.tokens_per_second:.0f} tokens/s, active MLP params/layer {mlp.active_params()}) -> {res.out_dir}")
+    return TrainConfig(mlp=mlp, model=model, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                       n_games=args.games, n_val_games=args.val_games, engine=args.engine, stockfish_nodes=args.nodes,
+                       seed=args.seed, upcycle_from=args.upcycle_from, games_file=None if args.data == "chess" else args.data,
+                       checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, store=args.store)
+
+
+def cmd_train(args) -> int:
+    from interp.moex.train import train_chess_model
+
+    cfg = train_config_from_args(args)
+    res = train_chess_model(cfg, args.out, resume=args.resume, overwrite=args.overwrite,
+                            device=getattr(args, "device", None), workers=args.workers)
+    last = res.curve[-1] if res.curve else {}
+    print(f"{args.arch}: validation loss {res.val_loss:.4f}, legal-move rate {last.get('legal_move_rate', float('nan')):.3f} "
+          f"after {res.steps} steps ({res.tokens:,} tokens, {res.train_seconds:.0f} s, {res.tokens_per_second:.0f} tokens/s, "
+          f"active MLP params/layer {cfg.mlp.active_params():,}) -> {res.out_dir}")
     return 0
 
 
 def cmd_eval(args) -> int:
     from interp.moex.evaluate import evaluate_chess_model
 
-    ev = evaluate_chess_model(args.dir, layer=args.layer, n_metric_games=args.metric_games, n_legal=args.legal)
+    ev = evaluate_chess_model(args.dir, layer=args.layer, n_metric_games=args.metric_games, n_legal=args.legal,
+                              device=getattr(args, "device", None))
     if args.json:
         print(json.dumps(ev.to_dict(), indent=2))
         return 0
@@ -49,7 +62,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_games(args) -> int:
-    from interp.data.chess import ChessDataConfig, generate_games, read_pgn_lines
+    from interp.data.chess import ChessDataConfig, build_game_store, read_game_store, read_pgn_lines
+    from interp.io import atomic_write_text, check_parent_writable
 
     if args.check:
         res = read_pgn_lines(args.check)
@@ -57,14 +71,21 @@ def cmd_games(args) -> int:
         for r in res.reasons:
             print(f"  {r}")
         return 0 if not res.skipped else 1
-    if not args.out:
-        raise InterpError("give --out FILE to write games, or --check FILE to validate one")
-    games = generate_games(ChessDataConfig(n_games=args.n, seed=args.seed, max_chars=args.max_chars, engine=args.engine))
-    out = Path(args.out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("\n".join(games) + "\n")
-    tmp.replace(out)
-    print(f"{len(games)} games -> {out}")
+    cfg = ChessDataConfig(n_games=args.n, seed=args.seed, max_chars=args.max_chars, engine=args.engine,
+                          stockfish_nodes=args.nodes, random_fraction=args.random_fraction)
+    if args.out:
+        out = check_parent_writable(args.out, "--out")
+        if out.is_dir():
+            raise InterpError(f"--out {out} is a directory; give a file path (nothing was changed)")
+        if out.exists() and not args.overwrite:
+            raise InterpError(f"--out {out} exists; pass --overwrite to replace it (nothing was changed)")
+    store = build_game_store(cfg, args.store, workers=args.workers)
+    rate = f" ({store.games_per_second:.2f} games/s)" if store.games_per_second else ""
+    print(f"{store.n_available} games in {store.path}{rate}")
+    if args.out:
+        games = read_game_store(store.path, args.n)
+        atomic_write_text(args.out, "\n".join(games) + "\n")
+        print(f"{len(games)} games -> {args.out}")
     return 0
 
 
@@ -81,35 +102,47 @@ def cmd_build(args) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from interp.data.chess import ChessDataConfig
+    from interp.moex.train import TrainConfig
+
     p = sub.add_parser("moex", help="MoE-X sparse experts on chess: train, evaluate, generate games")
     msub = p.add_subparsers(dest="moex_command", metavar="MOEX_COMMAND")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
-    t = msub.add_parser("train", help="train a character-level chess model with dense / switch / moex MLPs")
-    t.add_argument("--data", default="chess", help="chess (generated games) or a text file with one PGN game per line")
+    td = TrainConfig()
+    t = msub.add_parser("train", help="train a character-level chess model with dense / switch / moex MLPs",
+                        description="Defaults are TrainConfig's: 4 layers, d_model 256, Stockfish games "
+                                    "(hours on a CPU, minutes on a GPU: --device cuda).")
+    t.add_argument("--data", default="chess", help="chess (the generated game store) or a text file with one PGN game per line")
     t.add_argument("--arch", required=True, choices=["dense-gelu", "dense-relu", "switch", "moex"])
-    t.add_argument("--out", required=True, help="model directory")
+    t.add_argument("--out", required=True, help="model directory (new, or one of ours with --resume / --overwrite)")
+    t.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint in --out")
+    t.add_argument("--overwrite", action="store_true", help="start over, replacing the chess model or checkpoint in --out")
     t.add_argument("--upcycle-from", help="a trained dense chess model directory to upcycle from")
-    t.add_argument("--experts", type=int, help="E (default 8)")
-    t.add_argument("--topk", type=int, help="k experts per token (default 2)")
-    t.add_argument("--expert-width", type=int, default=256, help="D hidden units per expert (dense: d_mlp = k * D)")
+    t.add_argument("--experts", type=int, help=f"E (default {td.mlp.n_experts})")
+    t.add_argument("--topk", type=int, help=f"k experts per token (default {td.mlp.top_k})")
+    t.add_argument("--expert-width", type=int, default=td.mlp.d_mlp, help="D hidden units per expert (dense: d_mlp = k * D)")
     t.add_argument("--d-mlp", type=int, help="dense hidden width (default: k * expert width = equal active params)")
     t.add_argument("--act", choices=["relu", "gelu"], help="expert activation (default: moex relu, switch gelu)")
     t.add_argument("--router", choices=["sparsity", "softmax"], help="router (default: moex sparsity, switch softmax)")
-    t.add_argument("--balance", type=float, default=0.0, help="load-balancing loss weight")
-    t.add_argument("--layers", type=int, default=2)
-    t.add_argument("--d-model", type=int, default=128)
-    t.add_argument("--heads", type=int, default=4)
-    t.add_argument("--n-ctx", type=int, default=256)
-    t.add_argument("--steps", type=int, default=300)
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--games", type=int, default=3000, help="training games")
-    t.add_argument("--val-games", type=int, default=200, help="held-out games")
-    t.add_argument("--engine", default="random", choices=["random", "stockfish"], help="game generator for --data chess")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--checkpoint-every", type=int, default=100)
-    t.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint")
+    t.add_argument("--balance", type=float, default=td.mlp.balance_coef, help="load-balancing loss weight")
+    t.add_argument("--layers", type=int, default=td.model.n_layers)
+    t.add_argument("--d-model", type=int, default=td.model.d_model)
+    t.add_argument("--heads", type=int, default=td.model.n_heads)
+    t.add_argument("--n-ctx", type=int, default=td.model.n_ctx)
+    t.add_argument("--steps", type=int, default=td.steps)
+    t.add_argument("--batch-size", type=int, default=td.batch_size)
+    t.add_argument("--lr", type=float, default=td.lr)
+    t.add_argument("--warmup", type=int, default=td.warmup)
+    t.add_argument("--games", type=int, default=td.n_games, help="training games")
+    t.add_argument("--val-games", type=int, default=td.n_val_games, help="held-out games (the first of the sequence)")
+    t.add_argument("--engine", default=td.engine, choices=["stockfish", "random"], help="game generator for --data chess")
+    t.add_argument("--nodes", type=int, default=td.stockfish_nodes, help="Stockfish node limit per move")
+    t.add_argument("--store", default=td.store, help="root of the game stores (default: $INTERP_HOME/chess)")
+    t.add_argument("--workers", type=int, default=1, help="game-generation processes if the store lacks games")
+    t.add_argument("--seed", type=int, default=td.seed)
+    t.add_argument("--checkpoint-every", type=int, default=td.checkpoint_every)
+    t.add_argument("--eval-every", type=int, default=td.eval_every, help="steps between learning-curve points (0 = end only)")
     t.set_defaults(func=cmd_train)
 
     e = msub.add_parser("eval", help="validation loss, legal-move rate, board coverage and reconstruction")
@@ -120,12 +153,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
 
-    g = msub.add_parser("games", help="generate chess games as PGN lines, or --check a file of them")
-    g.add_argument("--out", help="output text file")
-    g.add_argument("--n", type=int, default=1000)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--max-chars", type=int, default=257)
-    g.add_argument("--engine", default="random", choices=["random", "stockfish"])
+    gd = ChessDataConfig()
+    g = msub.add_parser("games", help="generate chess games into the resumable game store (and --out a PGN file), or --check a file")
+    g.add_argument("--n", type=int, default=gd.n_games, help="games the store should hold (it grows; a killed run resumes)")
+    g.add_argument("--workers", type=int, default=1, help="parallel generator processes (one Stockfish each)")
+    g.add_argument("--store", help="root directory of game stores (default: $INTERP_HOME/chess)")
+    g.add_argument("--out", help="also write the first --n games to this text file, one PGN line each")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    g.add_argument("--seed", type=int, default=gd.seed)
+    g.add_argument("--max-chars", type=int, default=gd.max_chars, help="cut games at this many characters")
+    g.add_argument("--engine", default=gd.engine, choices=["stockfish", "random"])
+    g.add_argument("--nodes", type=int, default=gd.stockfish_nodes, help="Stockfish node limit per move")
+    g.add_argument("--random-fraction", type=float, default=gd.random_fraction, help="share of weighted-random games mixed in")
     g.add_argument("--check", help="validate a file of PGN lines: count and list the illegal ones")
     g.set_defaults(func=cmd_games)
 

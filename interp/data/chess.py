@@ -20,6 +20,7 @@ pinned piece, and the four castling rights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -43,7 +44,6 @@ STOI = {c: i for i, c in enumerate(VOCAB)}
 PIECE_CLASSES = ("empty", "P", "N", "B", "R", "Q", "K", "p", "n", "b", "r", "q", "k")
 """The 13 classes of a square: empty, white pieces (upper case), black pieces (lower case)."""
 EXTRA_PROPERTIES = ("in_check", "white_has_pin", "white_kingside", "white_queenside", "black_kingside", "black_queenside")
-DEFAULT_CACHE = Path("runs/chess")
 
 
 def encode(text: str) -> list[int]:
@@ -63,26 +63,38 @@ class ChessDataConfig:
     n_games: int = 2000
     """how many games to generate"""
     seed: int = 0
-    """games are a pure function of (engine, seed, index)"""
+    """games are a pure function of (engine settings, seed, index)"""
     max_chars: int = 257
     """stop a game once its string reaches this length (a model sees n_ctx + 1 characters)"""
-    engine: str = "random"
-    """random (weighted-random legal moves) or stockfish (needs the `stockfish` binary)"""
+    engine: str = "stockfish"
+    """stockfish (Stockfish self-play, needs the `stockfish` binary) or random (weighted-random legal moves)"""
     stockfish_path: str = "stockfish"
     """binary name or path for engine=stockfish"""
-    stockfish_nodes: int = 2000
-    """node limit per Stockfish move (deterministic, fast)"""
+    stockfish_nodes: int = 300
+    """node limit per Stockfish move (deterministic with one thread; low = fast and weak)"""
+    random_fraction: float = 0.0
+    """with engine=stockfish, the fraction of games that are weighted-random instead (more unusual positions)"""
 
     def __post_init__(self):
         if self.n_games < 1:
             raise InterpError("n_games must be >= 1")
         if self.max_chars < 8:
             raise InterpError("max_chars must be >= 8")
-        if self.engine not in ("random", "stockfish"):
-            raise InterpError(f"unknown chess engine {self.engine!r}; use random or stockfish")
+        if self.engine not in ENGINES:
+            raise InterpError(f"unknown chess engine {self.engine!r}; use {' or '.join(ENGINES)}")
+        if self.stockfish_nodes < 1:
+            raise InterpError("stockfish_nodes must be >= 1")
+        if not 0.0 <= self.random_fraction <= 1.0:
+            raise InterpError(f"random_fraction must be in [0, 1], got {self.random_fraction}")
 
-    def cache_name(self) -> str:
-        return f"{self.engine}_s{self.seed}_n{self.n_games}_c{self.max_chars}.json"
+    def store_name(self) -> str:
+        """The game store's directory name: every setting that changes a game, never n_games (a store grows)."""
+        if self.engine == "random":
+            return f"random_s{self.seed}_c{self.max_chars}"
+        return f"stockfish_s{self.seed}_c{self.max_chars}_n{self.stockfish_nodes}_r{self.random_fraction:g}"
+
+
+ENGINES = ("stockfish", "random")
 
 
 def _move_weight(board: chess.Board, move: chess.Move) -> float:
@@ -110,6 +122,10 @@ def _append_move(text: str, board: chess.Board, move: chess.Move) -> str:
     return f"{text} {san}"
 
 
+def _game_rng(seed: int, index: int) -> random.Random:
+    return random.Random(seed * 1_000_003 + index)
+
+
 def random_game(rng: random.Random, max_chars: int) -> str:
     """One weighted-random game, stopped at game end or once it reaches `max_chars` characters."""
     board, text = chess.Board(), ";"
@@ -132,48 +148,243 @@ def find_stockfish(name: str = "stockfish") -> str | None:
     return None
 
 
-def stockfish_games(cfg: ChessDataConfig) -> list[str]:
-    """Stockfish self-play: per game a skill level in 0..20, and 1 in 5 moves drawn from MultiPV 3."""
+def open_stockfish(path: str = "stockfish"):
+    """A python-chess UCI engine on one thread (deterministic under a node limit)."""
     import chess.engine
 
-    binary = find_stockfish(cfg.stockfish_path)
+    binary = find_stockfish(path)
     if binary is None:
-        raise InterpError(f"stockfish binary {cfg.stockfish_path!r} not found; `apt-get install -y stockfish` or use engine=random")
-    games = []
-    with chess.engine.SimpleEngine.popen_uci(binary) as eng:
-        eng.configure({"Threads": 1, "Hash": 16})
-        for i in tqdm(range(cfg.n_games), desc="stockfish games", leave=False):
-            rng = random.Random(cfg.seed * 1_000_003 + i)
-            eng.configure({"Skill Level": rng.randint(0, 20)})
-            board, text = chess.Board(), ";"
-            while not board.is_game_over(claim_draw=False) and len(text) < cfg.max_chars:
-                infos = eng.analyse(board, chess.engine.Limit(nodes=cfg.stockfish_nodes), multipv=3, game=i)
-                cands = [inf["pv"][0] for inf in infos if inf.get("pv")]
-                move = rng.choice(cands) if rng.random() < 0.2 else cands[0]
-                text = _append_move(text, board, move)
-                board.push(move)
-            games.append(text[: cfg.max_chars])
-    return games
+        raise InterpError(f"stockfish binary {path!r} not found; `apt-get install -y stockfish` or use engine=random")
+    eng = chess.engine.SimpleEngine.popen_uci(binary)
+    eng.configure({"Threads": 1, "Hash": 16})
+    return eng
 
 
-def generate_games(cfg: ChessDataConfig) -> list[str]:
+MULTIPV = 4
+"""candidate moves Stockfish reports per position; a 'weaker' move is drawn among them"""
+
+
+def stockfish_game(eng, cfg: ChessDataConfig, index: int) -> str:
+    """Game `index` of Stockfish self-play.
+
+    Variety and strength: each side of each game gets a deviation probability p in
+    {0.02, 0.1, 0.25, 0.4}; at each move, with probability p, the move is drawn uniformly from
+    Stockfish's top `MULTIPV` candidates, else its best move is played. (Stockfish's own
+    "Skill Level" would do the same but draws from a clock-seeded PRNG, so games would not be
+    reproducible by seed; this keeps the randomness in our seeded `random.Random`.)
+    `game=index` makes python-chess send `ucinewgame` (a cleared hash) before every game, so
+    a game depends on (settings, seed, index) only.
+    """
+    import chess.engine
+
+    rng = _game_rng(cfg.seed, index)
+    if cfg.random_fraction and rng.random() < cfg.random_fraction:
+        return random_game(rng, cfg.max_chars)
+    p_dev = {chess.WHITE: rng.choice((0.02, 0.1, 0.25, 0.4)), chess.BLACK: rng.choice((0.02, 0.1, 0.25, 0.4))}
+    board, text = chess.Board(), ";"
+    limit = chess.engine.Limit(nodes=cfg.stockfish_nodes)
+    while not board.is_game_over(claim_draw=False) and len(text) < cfg.max_chars:
+        infos = eng.analyse(board, limit, multipv=MULTIPV, game=("interp", cfg.seed, index))
+        cands = [inf["pv"][0] for inf in infos if inf.get("pv")]
+        if not cands:  # an engine that returns no PV (should not happen): fall back to any legal move
+            cands = list(board.legal_moves)
+        move = rng.choice(cands) if rng.random() < p_dev[board.turn] else cands[0]
+        text = _append_move(text, board, move)
+        board.push(move)
+    return text[: cfg.max_chars]
+
+
+def stockfish_games(cfg: ChessDataConfig, start: int = 0) -> list[str]:
+    """Games start .. start + n_games - 1 of Stockfish self-play (one engine process)."""
+    eng = open_stockfish(cfg.stockfish_path)
+    try:
+        return [stockfish_game(eng, cfg, start + i)
+                for i in tqdm(range(cfg.n_games), desc="stockfish games", leave=False, disable=cfg.n_games < 20)]
+    finally:
+        eng.quit()
+
+
+def generate_games(cfg: ChessDataConfig, start: int = 0) -> list[str]:
+    """Games start .. start + n_games - 1 for `cfg` (each a pure function of the settings, seed and index)."""
     if cfg.engine == "stockfish":
-        return stockfish_games(cfg)
-    return [random_game(random.Random(cfg.seed * 1_000_003 + i), cfg.max_chars)
-            for i in tqdm(range(cfg.n_games), desc="chess games", leave=False)]
+        return stockfish_games(cfg, start)
+    return [random_game(_game_rng(cfg.seed, start + i), cfg.max_chars)
+            for i in tqdm(range(cfg.n_games), desc="chess games", leave=False, disable=cfg.n_games < 1000)]
 
 
-def load_or_generate(cfg: ChessDataConfig, cache_dir: str | Path = DEFAULT_CACHE) -> list[str]:
-    """Games for `cfg`, read from `cache_dir` if generated before, else generated and cached (atomic)."""
-    path = Path(cache_dir) / cfg.cache_name()
-    if path.exists():
-        return json.loads(path.read_text())["games"]
-    games = generate_games(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"config": asdict(cfg), "games": games}))
-    tmp.replace(path)
-    return games
+# ---------------------------------------------------------------------------------------------
+# The game store: games generated in chunks by parallel workers, cached, resumable.
+
+STORE_MARKER = "manifest.json"
+CHUNK = 100
+"""games per chunk file (the unit of resumption)"""
+
+
+def default_store_root() -> Path:
+    from interp.io import user_data_dir
+
+    return user_data_dir("chess")
+
+
+def _chunk_path(store: Path, c: int) -> Path:
+    return store / f"chunk-{c:06d}.txt"
+
+
+def _read_manifest(store: Path) -> dict:
+    p = store / STORE_MARKER
+    try:
+        man = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise InterpError(f"{p} is not a readable game-store manifest ({e.__class__.__name__}); remove the store or give another --store") from None
+    if man.get("kind") != "interp-chess-games":
+        raise InterpError(f"{store} is not an interp chess game store (manifest kind {man.get('kind')!r})")
+    return man
+
+
+def _good_chunks(store: Path, man: dict) -> set[int]:
+    """Chunks listed in the manifest whose file is there with the recorded sha256 (others are regenerated)."""
+    from interp.io import sha256_file
+
+    good = set()
+    for key, rec in man.get("chunks", {}).items():
+        p = _chunk_path(store, int(key))
+        if p.is_file() and p.stat().st_size == rec["bytes"] and sha256_file(p) == rec["sha256"]:
+            good.add(int(key))
+        else:
+            log.warning("game chunk %s is missing or corrupt; it will be regenerated", p)
+    return good
+
+
+_WORKER_ENGINE = None
+
+
+def _worker_init(stockfish_path: str | None) -> None:
+    import atexit
+
+    global _WORKER_ENGINE
+    if stockfish_path is not None:
+        _WORKER_ENGINE = open_stockfish(stockfish_path)
+        atexit.register(_WORKER_ENGINE.quit)
+
+
+def _worker_chunk(args) -> tuple[int, list[str]]:
+    cfg, c = args
+    if cfg.engine == "stockfish":
+        eng = _WORKER_ENGINE or open_stockfish(cfg.stockfish_path)
+        return c, [stockfish_game(eng, cfg, c * CHUNK + i) for i in range(CHUNK)]
+    return c, [random_game(_game_rng(cfg.seed, c * CHUNK + i), cfg.max_chars) for i in range(CHUNK)]
+
+
+class GameStore(NamedTuple):
+    path: Path
+    n_available: int
+    """games in complete, verified chunks (a prefix of the game sequence)"""
+    games_per_second: float
+    """generation speed of this call (0 when nothing was generated)"""
+
+
+def build_game_store(cfg: ChessDataConfig, root: str | Path | None = None, workers: int = 1,
+                     progress=None) -> GameStore:
+    """Make sure games 0 .. cfg.n_games - 1 exist in the store `root/cfg.store_name()`.
+
+    Games are generated `CHUNK` at a time by `workers` processes (each with its own Stockfish),
+    each chunk written atomically and recorded with its sha256 in ``manifest.json``; a killed run
+    continues where it stopped, a corrupt chunk is regenerated. Game i depends only on the
+    settings, the seed and i, so the store is the same for any number of workers.
+    `progress(done_chunks, total_chunks)` is called after every chunk.
+    """
+    import multiprocessing as mp
+    import time
+
+    from interp.io import RunLock, atomic_write_json, atomic_write_text
+
+    if workers < 1:
+        raise InterpError(f"workers must be >= 1, got {workers}")
+    if cfg.engine == "stockfish" and find_stockfish(cfg.stockfish_path) is None:
+        raise InterpError(f"stockfish binary {cfg.stockfish_path!r} not found; `apt-get install -y stockfish` or use engine=random")
+    root = default_store_root() if root is None else Path(root)
+    store = root / cfg.store_name()
+    if store.exists() and not store.is_dir():
+        raise InterpError(f"game store {store} is a file; give another --store")
+    settings = {k: v for k, v in asdict(cfg).items() if k != "n_games"}
+    with RunLock(store, "game store"):
+        man = _read_manifest(store) if (store / STORE_MARKER).exists() else \
+            {"kind": "interp-chess-games", "settings": settings, "chunk_size": CHUNK, "chunks": {}}
+        if {k: v for k, v in man["settings"].items() if k != "stockfish_path"} != \
+                {k: v for k, v in settings.items() if k != "stockfish_path"} or man["chunk_size"] != CHUNK:
+            raise InterpError(f"game store {store} was made with other settings {man['settings']}; remove it or use another root")
+        good = _good_chunks(store, man)
+        man["chunks"] = {k: v for k, v in man["chunks"].items() if int(k) in good}
+        need = [c for c in range(-(-cfg.n_games // CHUNK)) if c not in good]
+        total = -(-cfg.n_games // CHUNK)
+        t0, made = time.perf_counter(), 0
+        if need:
+            log.info("generating %d chunk(s) of %d %s games with %d worker(s) into %s", len(need), CHUNK, cfg.engine, workers, store)
+            ctx = mp.get_context("spawn")
+            sf = cfg.stockfish_path if cfg.engine == "stockfish" else None
+            jobs = [(cfg, c) for c in need]
+            pool = ctx.Pool(workers, initializer=_worker_init, initargs=(sf,)) if workers > 1 else None
+            try:
+                it = pool.imap_unordered(_worker_chunk, jobs) if pool else map(_worker_chunk, jobs)
+                if pool is None:
+                    _worker_init(sf)
+                bar = tqdm(it, total=len(need), desc=f"{cfg.engine} game chunks", leave=False)
+                for c, games in bar:
+                    p = _chunk_path(store, c)
+                    atomic_write_text(p, "\n".join(games) + "\n")
+                    from interp.io import sha256_file
+
+                    man["chunks"][str(c)] = {"n": len(games), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                    atomic_write_json(store / STORE_MARKER, man)
+                    made += len(games)
+                    if progress is not None:
+                        progress(len(man["chunks"]), total)
+            finally:
+                if pool is not None:
+                    pool.terminate()
+                    pool.join()
+                else:
+                    global _WORKER_ENGINE
+                    if _WORKER_ENGINE is not None:
+                        _WORKER_ENGINE.quit()
+                        _WORKER_ENGINE = None
+        secs = time.perf_counter() - t0
+    n_avail = 0
+    while str(n_avail // CHUNK) in man["chunks"]:
+        n_avail += CHUNK
+    return GameStore(store, n_avail, made / secs if made else 0.0)
+
+
+def read_game_store(store: str | Path, n_games: int | None = None, verify: bool = True) -> list[str]:
+    """The first `n_games` games of a store (all complete chunks if None); one-line error if it has fewer."""
+    store = Path(store)
+    if not (store / STORE_MARKER).is_file():
+        raise InterpError(f"{store} is not a chess game store (no {STORE_MARKER})")
+    man = _read_manifest(store)
+    good = _good_chunks(store, man) if verify else {int(k) for k in man["chunks"]}
+    games: list[str] = []
+    c = 0
+    while c in good and (n_games is None or len(games) < n_games):
+        games.extend(_chunk_path(store, c).read_text().splitlines())
+        c += 1
+    if n_games is not None and len(games) < n_games:
+        raise InterpError(f"{store} holds {len(games)} complete games, fewer than the {n_games} asked for; "
+                          f"generate more with `interp moex games --n {n_games}`")
+    return games if n_games is None else games[:n_games]
+
+
+def load_or_generate(cfg: ChessDataConfig, root: str | Path | None = None, workers: int = 1) -> list[str]:
+    """Games 0 .. n_games - 1 for `cfg`, from the store under `root` (default `user_data_dir('chess')`),
+    generated first where missing. A store that already holds them is only read (no lock), so
+    training can start while a generator is still adding games to the same store."""
+    store = (default_store_root() if root is None else Path(root)) / cfg.store_name()
+    if (store / STORE_MARKER).is_file():
+        man = _read_manifest(store)
+        if all(str(c) in man["chunks"] for c in range(-(-cfg.n_games // CHUNK))):
+            with contextlib.suppress(InterpError):  # a damaged chunk: fall through to regeneration
+                return read_game_store(store, cfg.n_games)
+    gs = build_game_store(cfg, root, workers=workers)
+    return read_game_store(gs.path, cfg.n_games)
 
 
 _MOVE_NUMBER = re.compile(r"(\d+)\.")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from interp.data.chess import PIECE_CLASSES, STOI, VOCAB, board_properties, encode, parse_game
+from interp.device import device_of
 from interp.errors import InterpError
 from interp.moex.layer import hidden_hook_name
 from interp.moex.metrics import coverage, reconstruction
@@ -30,12 +31,12 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def hidden_activations(model, hook: str, games: list[str], n_ctx: int, batch_size: int = 16) -> torch.Tensor:
-    """[G, n_ctx, F] activations at `hook` for each game (padded games are cut to n_ctx)."""
-    toks = games_to_tensor(games, n_ctx)[:, :-1]
+    """[G, n_ctx, F] activations at `hook` for each game (padded games are cut to n_ctx), on the CPU."""
+    toks = games_to_tensor(games, n_ctx, device_of(model))[:, :-1]
     outs = []
     for i in range(0, len(games), batch_size):
         _, cache = model.run_with_cache(toks[i:i + batch_size], names_filter=hook)
-        outs.append(cache[hook])
+        outs.append(cache[hook].float().cpu())
     return torch.cat(outs)
 
 
@@ -48,7 +49,9 @@ def feature_activations(model, hook: str, games: list[str], n_ctx: int, sae=None
         h = hidden_activations(model, hook, games[i:i + batch_size], n_ctx, batch_size)
         sel = (props.game_index >= i) & (props.game_index < i + batch_size)
         a = h[torch.as_tensor(props.game_index[sel] - i), torch.as_tensor(props.char_index[sel])]
-        acts.append(sae.encode(a) if sae is not None else a)
+        if sae is not None:
+            a = sae.encode(a.to(device_of(sae))).float().cpu()
+        acts.append(a)
     return torch.cat(acts), props
 
 
@@ -56,6 +59,7 @@ def feature_activations(model, hook: str, games: list[str], n_ctx: int, sae=None
 def legal_move_rate(model, games: list[str], n_ctx: int, n_samples: int = 100, seed: int = 0, max_len: int = 8) -> float:
     """Fraction of greedy white-move continuations (after a random move number 'N.') that are legal."""
     rng = np.random.default_rng(seed)
+    dev = device_of(model)
     legal = total = 0
     for text in games[:n_samples]:
         parsed = parse_game(text)
@@ -66,7 +70,7 @@ def legal_move_rate(model, games: list[str], n_ctx: int, n_samples: int = 100, s
         ids = encode(text[: parsed.dot_positions[j] + 1])
         out = ""
         for _ in range(max_len):
-            nxt = int(model(torch.tensor([ids]))[0, -1].argmax())
+            nxt = int(model(torch.tensor([ids], device=dev))[0, -1].argmax())
             if nxt == STOI[" "]:
                 break
             ids.append(nxt)
@@ -119,12 +123,12 @@ def evaluate_features(acts_tr, props_tr, acts_te, props_te):
 
 
 def evaluate_chess_model(model_dir, layer: int | None = None, n_metric_games: int = 300, n_legal: int = 100,
-                         sae=None, games: dict | None = None) -> ChessEval:
+                         sae=None, games: dict | None = None, device=None) -> ChessEval:
     """Validation loss, legal-move rate, and coverage / reconstruction of layer `layer`'s units (default: last).
 
     `games`: {"train": [...], "val": [...]}; default: the model's own split (regenerated from its
     training record, or the shipped games.json for the shipped models)."""
-    model, mcfg, mlp, cfg = load_chess_model(model_dir)
+    model, mcfg, mlp, cfg = load_chess_model(model_dir, device=device)
     tcfg = TrainConfig(**{k: v for k, v in cfg["train"].items() if k in TrainConfig.__dataclass_fields__}) if "train" in cfg else None
     if tcfg is None:
         raise InterpError(f"{model_dir} has no training record; cannot find its held-out games")

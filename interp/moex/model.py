@@ -7,27 +7,29 @@ A model directory holds ``cfg.json`` ({"model": transformer config, "mlp": `MoEX
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from interp.data.chess import VOCAB
 from interp.errors import InterpError
 from interp.moex.layer import MoEXConfig, replace_mlps
 
 SHIPPED_DIR = Path(__file__).parent / "shipped"
+MARKER = "cfg.json"
+"""the file that makes a directory a chess model directory"""
 
 
 @dataclass
 class ChessModelConfig:
-    n_layers: int = 2
+    n_layers: int = 4
     """transformer blocks"""
-    d_model: int = 128
+    d_model: int = 256
     """residual width"""
-    n_heads: int = 4
+    n_heads: int = 8
     """attention heads (d_head = d_model / n_heads)"""
     n_ctx: int = 256
     """context length in characters"""
@@ -41,8 +43,13 @@ class ChessModelConfig:
             raise InterpError("n_layers, d_model, n_heads, n_ctx must be >= 1")
 
 
-def build_chess_model(mcfg: ChessModelConfig, mlp: MoEXConfig):
-    """A fresh HookedTransformer over the chess character vocabulary, with `mlp` layers in every block."""
+def build_chess_model(mcfg: ChessModelConfig, mlp: MoEXConfig, device: str | torch.device | None = None):
+    """A fresh HookedTransformer over the chess character vocabulary, with `mlp` layers in every block.
+
+    Initialisation happens on the CPU (so a seed gives the same weights on every device), then
+    the model moves to `device` (`interp.device.resolve_device`: None = $INTERP_DEVICE or auto)."""
+    from interp.device import resolve_device
+
     import warnings
 
     from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -58,45 +65,68 @@ def build_chess_model(mcfg: ChessModelConfig, mlp: MoEXConfig):
     )
     model = HookedTransformer(cfg)
     torch.manual_seed(mcfg.seed + 1)
-    return replace_mlps(model, mlp)
+    model = replace_mlps(model, mlp)
+    dev = resolve_device(device)
+    if dev.type != "cpu":
+        model = model.to(dev)
+        model.cfg.device = dev
+    return model
 
 
-def save_chess_model(model, mcfg: ChessModelConfig, mlp: MoEXConfig, out_dir: str | Path, extra: dict | None = None) -> Path:
-    """Write cfg.json + model.safetensors atomically (temp directory, then rename)."""
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+def save_chess_model(model, mcfg: ChessModelConfig, mlp: MoEXConfig, out_dir: str | Path, extra: dict | None = None,
+                     checked: bool = False) -> Path:
+    """Write cfg.json + model.safetensors as one directory, atomically (`interp.io.atomic_dir`).
+
+    An existing `out_dir` is replaced only if it is a chess model directory (cfg.json there), or
+    if `checked` (the training loop, which validated `out_dir` before it started)."""
+    from interp.io import atomic_dir, atomic_save_safetensors, atomic_write_json
+
     cfg = {"kind": "interp-chess-model", "model": asdict(mcfg), "mlp": mlp.to_dict(), **(extra or {})}
-    (tmp / "cfg.json").write_text(json.dumps(cfg, indent=2))
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
+    with atomic_dir(out_dir, overwrite=True, marker=None if checked else MARKER) as tmp:
+        atomic_write_json(tmp / "cfg.json", cfg)
+        atomic_save_safetensors(model.state_dict(), tmp / "model.safetensors")
+    return Path(out_dir)
 
 
 def read_cfg(model_dir: str | Path) -> dict:
+    """cfg.json of a chess model directory; one-line `InterpError` if it is missing, not JSON or another kind."""
     p = Path(model_dir) / "cfg.json"
     if not p.is_file():
         raise InterpError(f"{model_dir} is not a chess model directory (no cfg.json)")
-    cfg = json.loads(p.read_text())
-    if cfg.get("kind") != "interp-chess-model":
-        raise InterpError(f"{model_dir} is not a chess model directory (cfg.json kind is {cfg.get('kind')!r})")
+    try:
+        cfg = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InterpError(f"{p} is not valid JSON ({e.__class__.__name__}); the model directory is damaged") from None
+    if not isinstance(cfg, dict) or cfg.get("kind") != "interp-chess-model":
+        kind = cfg.get("kind") if isinstance(cfg, dict) else type(cfg).__name__
+        raise InterpError(f"{model_dir} is not a chess model directory (cfg.json kind is {kind!r})")
     return cfg
 
 
-def load_chess_model(model_dir: str | Path):
-    """-> (model in eval mode, ChessModelConfig, MoEXConfig, the full cfg dict)."""
+def configs_from(cfg: dict, where) -> tuple[ChessModelConfig, MoEXConfig]:
+    """(ChessModelConfig, MoEXConfig) from a cfg dict; one line naming `where` if a field is wrong."""
+    try:
+        return ChessModelConfig(**cfg["model"]), MoEXConfig(**cfg["mlp"])
+    except (KeyError, TypeError) as e:
+        raise InterpError(f"{where}: cfg.json has no valid model/mlp config ({e})") from None
+
+
+def load_chess_model(model_dir: str | Path, device: str | torch.device | None = None):
+    """-> (model in eval mode on `device`, ChessModelConfig, MoEXConfig, the full cfg dict)."""
     cfg = read_cfg(model_dir)
-    mcfg, mlp = ChessModelConfig(**cfg["model"]), MoEXConfig(**cfg["mlp"])
-    model = build_chess_model(mcfg, mlp)
+    mcfg, mlp = configs_from(cfg, model_dir)
     weights = Path(model_dir) / "model.safetensors"
     if not weights.is_file():
         raise InterpError(f"{model_dir} has no model.safetensors")
-    state = load_file(str(weights))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    model = build_chess_model(mcfg, mlp, device=device)
+    try:
+        state = load_file(str(weights), device=str(next(model.parameters()).device))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InterpError(f"{weights} is not a readable safetensors file ({str(e).splitlines()[0][:120]})") from None
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatch: weights of another architecture or size
+        raise InterpError(f"weights in {model_dir} do not match its cfg.json ({str(e).splitlines()[-1].strip()[:160]})") from None
     missing = [k for k in missing if not k.endswith(("IGNORE", ".mask"))]
     if missing or unexpected:
         raise InterpError(f"weights in {model_dir} do not match its cfg.json (missing {missing[:2]}, unexpected {unexpected[:2]})")

@@ -38,6 +38,7 @@ from interp.distributed import DataParallelSync, Parallel
 from interp.errors import InterpError
 from interp.sae.config import SAETrainConfig
 from interp.sae.io import replace_dir, save_sae, to_inference
+from interp.sae.optim import normalize_decoder_rows, project_decoder_grad, to_eval_weights, use_signum
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +97,17 @@ def make_training_sae(cfg: SAETrainConfig, d_in: int, metadata: dict):
     import sae_lens as sl
     from sae_lens.saes.sae import SAEMetadata
 
-    common = dict(d_in=d_in, d_sae=cfg.d_sae, normalize_activations="expected_average_only_in",
+    common = dict(d_in=d_in, d_sae=cfg.d_sae, normalize_activations="expected_average_only_in" if cfg.normalize else "none",
                   metadata=SAEMetadata(**metadata))
     warm = max(1, cfg.steps // 20)  # sparsity-penalty warm-up for the L1/L0 architectures
     # BatchTopK's inference threshold is an EMA of each batch's smallest kept activation; SAELens'
     # default rate (0.01) needs thousands of steps, so short CPU runs use a faster one.
     thr_lr = min(0.2, max(0.01, 5.0 / cfg.steps))
     if cfg.arch == "topk":
-        sae_cfg = sl.TopKTrainingSAEConfig(k=cfg.k, aux_loss_coefficient=cfg.aux_coef, **common)
+        # unit_norm_decoder: sparsify keeps ||W_dec row|| = 1 explicitly, so SAELens' reparametrisation
+        # (codes times ||W_dec row||) is switched off; the saved SAE is a plain SAELens TopK SAE.
+        sae_cfg = sl.TopKTrainingSAEConfig(k=cfg.k, aux_loss_coefficient=cfg.aux_coef,
+                                           rescale_acts_by_decoder_norm=not cfg.unit_norm_decoder, **common)
     elif cfg.arch == "batchtopk":
         sae_cfg = sl.BatchTopKTrainingSAEConfig(k=float(cfg.k), aux_loss_coefficient=cfg.aux_coef, topk_threshold_lr=thr_lr, **common)
     elif cfg.arch == "matryoshka":
@@ -145,8 +149,10 @@ def _save_checkpoint(trainer, ckpt_dir: Path, state: dict) -> None:
 
 
 def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], metadata: dict,
-            ckpt_dir: Path | None = None, data_id: str = "", sync: DataParallelSync | None = None) -> FitResult:
-    """Train one SAE on `batches` ([batch_size, d_in] float32) with SAELens; resumable from `ckpt_dir`.
+            ckpt_dir: Path | None = None, data_id: str = "", device: str | torch.device | None = None,
+            sync: DataParallelSync | None = None) -> FitResult:
+    """Train one SAE on `batches` ([batch_size, d_in]) with SAELens on `device` (default cpu), in
+    float32 whatever the batches' dtype; resumable from `ckpt_dir`.
 
     `batches` must be deterministic: on resume the first `step` batches are skipped. Data
     parallel: `batches` are this rank's slices of the global batches and `sync` averages the
@@ -156,14 +162,19 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
 
     tune_malloc()
     sync = sync or DataParallelSync()
-    sae = make_training_sae(cfg, d_in, metadata)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    sae = make_training_sae(cfg, d_in, metadata).to(device)
     steps = cfg.steps
+    lr = cfg.resolved_lr
     tcfg = SAETrainerConfig(
-        total_training_samples=steps * cfg.batch_size, train_batch_size_samples=cfg.batch_size, lr=cfg.lr, lr_end=cfg.lr,
+        total_training_samples=steps * cfg.batch_size, train_batch_size_samples=cfg.batch_size, lr=lr, lr_end=lr,
         lr_warm_up_steps=int(cfg.warmup_frac * steps), lr_decay_steps=int(cfg.decay_frac * steps),
-        dead_feature_window=cfg.dead_window, feature_sampling_window=max(steps + 1, 2), device="cpu",
+        dead_feature_window=cfg.dead_window, feature_sampling_window=max(steps + 1, 2), device=str(device),
     )
     trainer = SAETrainer(cfg=tcfg, sae=sae, data_provider=iter(()))
+    if cfg.optimizer == "signum":
+        use_signum(trainer, lr)
+    grad_hook = project_decoder_grad(sae) if cfg.unit_norm_decoder else None
 
     # Resume from the last checkpoint if it is one of this exact run.
     start, curve = 0, []
@@ -186,21 +197,27 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
         if not all(torch.isfinite(b).all() for b in est):
             bad = next(i for i, b in enumerate(est) if not torch.isfinite(b).all())
             raise InterpError(f"non-finite (NaN/inf) activations at step {bad} (hook {cfg.hook}); stopping")
-        trainer.activation_scaler.estimate_scaling_factor(d_in, iter(est), n_batches_for_norm_estimate=len(est))
+        est = [b.to(device, torch.float32) for b in est]
+        if cfg.normalize:
+            trainer.activation_scaler.estimate_scaling_factor(d_in, iter(est), n_batches_for_norm_estimate=len(est))
         # SAELens 6 starts b_dec at zero; starting it at the data mean (as dictionary_learning and
         # sparsify do) saves many steps on hooks with a large mean component (hook_z, resid).
         with torch.no_grad():
             x = trainer.activation_scaler.scale(torch.cat(est))
             sae.b_dec.copy_(x.mean(0))
+            if cfg.unit_norm_decoder and not cfg.data_init:
+                # sparsify's init: decoder = encoder transposed, rows at unit norm
+                sae.W_dec.copy_(sae.W_enc.T)
+                normalize_decoder_rows(sae)
             if cfg.data_init:
                 # Decoder rows start as directions of real (centred) activations, encoder tied to
                 # them, so every latent begins next to data it can fire on (fewer dead latents
                 # in a short CPU run). Norms keep SAELens' decoder_init_norm.
                 g = torch.Generator().manual_seed(cfg.seed)
-                idx = torch.randint(len(x), (cfg.d_sae,), generator=g)
+                idx = torch.randint(len(x), (cfg.d_sae,), generator=g).to(device)
                 dirs = x[idx] - x.mean(0)
                 dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-                sae.W_dec.copy_(dirs * sae.W_dec.norm(dim=-1, keepdim=True))
+                sae.W_dec.copy_(dirs if cfg.unit_norm_decoder else dirs * sae.W_dec.norm(dim=-1, keepdim=True))
                 sae.W_enc.copy_(sae.W_dec.T)
         pending = iter(est)
     else:
@@ -220,8 +237,10 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
         if not torch.isfinite(batch).all():
             raise InterpError(f"non-finite (NaN/inf) activations at step {step} (hook {cfg.hook}); stopping")
         trainer.maybe_reset_sparsity()
-        out = sync.step(trainer, batch)
+        out = sync.step(trainer, batch.to(torch.float32))  # (trainer.step moves the batch to the SAE's device)
         trainer.n_training_steps += 1  # SAETrainer.step leaves this to its caller
+        if cfg.unit_norm_decoder:
+            normalize_decoder_rows(sae)
         if not torch.isfinite(out.loss):
             raise InterpError(f"training diverged: non-finite loss at step {step} (hook {cfg.hook}); lower --lr")
         if step % CURVE_EVERY == 0 or step == steps - 1:
@@ -238,6 +257,9 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
             _save_checkpoint(trainer, ckpt_dir, {"step": step + 1, "curve": curve, "config": cfg.to_dict(), "data": data_id})
     bar.close()
     seconds = time.time() - t0
+    if grad_hook is not None:
+        grad_hook.remove()
+    to_eval_weights(trainer)  # schedule-free: the averaged weights are the trained SAE
 
     if trainer.activation_scaler.scaling_factor is not None:
         sae.fold_activation_norm_scaling_factor(trainer.activation_scaler.scaling_factor)
@@ -256,12 +278,13 @@ def tensor_batches(acts: torch.Tensor, batch_size: int, seed: int) -> Iterator[t
             yield acts[perm[j : j + batch_size]].float()
 
 
-def store_batches(store, hook: str, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    """Endless shuffled full batches of one hook streamed from an `ActivationStore` (epoch after
-    epoch, a new shuffle each; at most two shards in memory)."""
+def store_batches(store, hook: str, batch_size: int, seed: int, shuffle: bool = True) -> Iterator[torch.Tensor]:
+    """Endless full batches of one hook streamed from an `ActivationStore` (epoch after epoch, a
+    new shuffle each; at most two shards in memory). `shuffle=False` keeps the model's order
+    (whole context rows together, as sparsify trains)."""
     epoch = 0
     while True:
-        for b in store.iter_batches(hook, batch_size, shuffle=True, seed=seed + 1000 * epoch):
+        for b in store.iter_batches(hook, batch_size, shuffle=shuffle, seed=seed + 1000 * epoch):
             if len(b) == batch_size:
                 yield b
         epoch += 1
@@ -402,8 +425,8 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
         partial = o.with_name(o.name + ".partial")
         if sync.writer:
             partial.mkdir(parents=True, exist_ok=True)
-        res = fit_sae(c, store.manifest.d[c.hook], par.rank_slice(store_batches(store, c.hook, c.batch_size, c.seed)), meta,
-                      ckpt_dir=partial / "ckpt", data_id=data_id, sync=sync)
+        res = fit_sae(c, store.manifest.d[c.hook], par.rank_slice(store_batches(store, c.hook, c.batch_size, c.seed, c.shuffle)),
+                      meta, ckpt_dir=partial / "ckpt", data_id=data_id, sync=sync)
         if not sync.writer:
             continue
         metrics = evaluate_sae(to_inference(res.sae), model, n_tokens=eval_tokens).metrics

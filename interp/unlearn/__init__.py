@@ -2,14 +2,14 @@
 
 * `concepts`  forget / retain / paraphrase prompt sets (built-in categories, user files)
 * `select`    per-feature forget vs retain statistics and the ranked feature choice
-* `edit`      zero / scale / clamp interventions as hooks, `UnlearnSpec` JSON + `apply_spec`
+* `edit`      `UnlearnSpec` JSON + `apply_spec` (the edits themselves: `interp.edits`)
 * `evaluation`forget / retain / paraphrase accuracy, retain loss and KL, samples, Pareto, score
 * `baselines` mean-difference direction projection and gradient-ascent fine-tuning
 * `pipeline`  `run_unlearning`: all of the above in one call (CLI, dashboard, benchmark)
 """
 
 from interp.unlearn.concepts import Concept, builtin_concept, load_concept_file, merge_concepts, resolve_concept, retain_corpus
-from interp.unlearn.edit import FeatureEdit, UnlearnSpec, apply_spec, latent_edit, merge_specs
+from interp.unlearn.edit import FeatureEdit, UnlearnSpec, apply_spec, merge_specs
 from interp.unlearn.evaluation import EvalResult, SweepRow, best_row, evaluate, pareto, prepare, unlearning_score
 from interp.unlearn.pipeline import ALL_METHODS, UnlearnConfig, UnlearnReport, evaluate_spec, run_unlearning, save_report_json
 from interp.unlearn.select import FeatureStats, SelectConfig, Selection, feature_stats, select_features
@@ -17,6 +17,6 @@ from interp.unlearn.select import FeatureStats, SelectConfig, Selection, feature
 __all__ = [
     "ALL_METHODS", "Concept", "EvalResult", "FeatureEdit", "FeatureStats", "SelectConfig", "Selection", "SweepRow",
     "UnlearnConfig", "UnlearnReport", "UnlearnSpec", "apply_spec", "best_row", "builtin_concept", "evaluate", "evaluate_spec",
-    "feature_stats", "latent_edit", "load_concept_file", "merge_concepts", "merge_specs", "pareto", "prepare",
+    "feature_stats", "load_concept_file", "merge_concepts", "merge_specs", "pareto", "prepare",
     "resolve_concept", "retain_corpus", "run_unlearning", "save_report_json", "select_features", "unlearning_score",
 ]

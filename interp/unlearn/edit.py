@@ -1,14 +1,16 @@
 """Inference-time unlearning: edit chosen SAE latents inside hooks; the model's weights never change.
 
-At each hook the SAE error term is kept (`interp.hooks.sae_edit`):
-x' = x + decode(edit(encode(x))) - decode(encode(x)), so only the edited features move. The edits:
+The edits are `interp.edits.LatentEdit`s (the project's one vocabulary: zero / scale / set / clamp,
+optionally conditional), applied through `interp.hooks.sae_edit`, which keeps the SAE error term:
+x' = x + decode(edit(encode(x))) - decode(encode(x)), so only the edited features move. Unlearning
+uses
 
-    zero:   a_i -> 0
-    scale:  a_i -> factor * a_i
     clamp:  a_i -> -multiplier * typical_i   where a_i > 0 (active), else unchanged
 
 (`typical_i` = the feature's mean activation on forget tokens where active; Farrell et al., 2024
-clamp to a fixed negative value, here it is relative so one multiplier fits every feature.)
+clamp to a fixed negative value, here it is relative so one multiplier fits every feature.) With
+`detectors` the edit applies only at positions where one of the concept's detector features
+fires (conditional clamping, SAUCE).
 
 An `UnlearnSpec` names SAE directories, hooks, features and the intervention; it saves to JSON
 and re-applies with one call::
@@ -22,40 +24,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-import torch
 from transformer_lens import HookedTransformer
 
+from interp.edits import MODES, Condition, LatentEdit, edit_hook
 from interp.errors import InterpError
-from interp.hooks import sae_edit
+from interp.io import atomic_write_json, check_parent_writable
 from interp.unlearn import saes as S
 
-METHODS = ("clamp", "zero", "scale")
-
-
-def latent_edit(method: str, features: list[int], typical: list[float], value: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The edit of latents [..., d_sae] for one intervention (module docstring)."""
-    if method not in METHODS:
-        raise InterpError(f"unknown SAE intervention {method!r}; use one of {', '.join(METHODS)}")
-    idx = torch.tensor(features, dtype=torch.long)
-    typ = torch.tensor(typical, dtype=torch.float32)
-
-    def edit(f: torch.Tensor) -> torch.Tensor:
-        sel = f[..., idx.to(f.device)]
-        if method == "zero":
-            new = torch.zeros_like(sel)
-        elif method == "scale":
-            new = sel * value
-        else:
-            new = torch.where(sel > 0, (-value * typ).to(sel.device, sel.dtype).expand_as(sel), sel)
-        f[..., idx.to(f.device)] = new
-        return f
-
-    return edit
+METHODS = MODES  # zero | scale | set | clamp (interp.edits)
 
 
 @dataclass
@@ -67,6 +47,7 @@ class FeatureEdit:
     features: list[int]  # latent indices
     typical: list[float]  # typical activation of each feature (the clamp's unit)
     labels: list[str] = field(default_factory=list)  # human-readable label per feature (informational)
+    detectors: list[int] = field(default_factory=list)  # conditional edit: only where one of these fires; []: everywhere
 
     def __post_init__(self):
         if len(self.typical) != len(self.features):
@@ -92,14 +73,17 @@ class UnlearnSpec:
             raise InterpError("an unlearning spec needs at least one SAE edit")
         self.edits = [e if isinstance(e, FeatureEdit) else FeatureEdit(**e) for e in self.edits]
 
+    def latent_edits(self, e: FeatureEdit) -> list[LatentEdit]:
+        """The `interp.edits` form of one SAE's edit."""
+        cond = Condition(tuple(e.detectors)) if e.detectors else None
+        return [LatentEdit(self.method, e.features, self.value, e.typical, cond)]
+
     def save(self, path: str | Path) -> Path:
-        """Write JSON atomically (temp file, rename)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, p)
-        return p
+        """Write JSON atomically; refuses a directory path (one-line error)."""
+        p = check_parent_writable(path, "spec file")
+        if p.is_dir():
+            raise InterpError(f"spec file {p} is a directory; give a file path (nothing was changed)")
+        return atomic_write_json(p, asdict(self))
 
     @classmethod
     def load(cls, path: str | Path) -> "UnlearnSpec":
@@ -109,7 +93,7 @@ class UnlearnSpec:
         try:
             d = json.loads(p.read_text())
             return cls(**d)
-        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
+        except (json.JSONDecodeError, TypeError, UnicodeDecodeError, AttributeError) as e:
             raise InterpError(f"{p} is not an unlearning spec: {str(e).splitlines()[0][:160]}") from None
 
 
@@ -119,14 +103,18 @@ def merge_specs(specs: list[UnlearnSpec]) -> UnlearnSpec:
     if len({(s.method, s.value) for s in specs}) > 1:
         raise InterpError("specs to merge must use the same method and value")
     by_sae: dict[tuple[str, str], dict[int, tuple[float, str]]] = {}
+    detectors: dict[tuple[str, str], list[int]] = {}
     for s in specs:
         for e in s.edits:
+            det = detectors.setdefault((e.sae_dir, e.hook), [])
+            det.extend(x for x in e.detectors if x not in det)
             d = by_sae.setdefault((e.sae_dir, e.hook), {})
             labels = e.labels or [""] * len(e.features)
             for f, t, lab in zip(e.features, e.typical, labels):
                 if f not in d or t > d[f][0]:
                     d[f] = (t, lab)
-    edits = [FeatureEdit(sd, h, list(d), [v[0] for v in d.values()], [v[1] for v in d.values()]) for (sd, h), d in by_sae.items()]
+    edits = [FeatureEdit(sd, h, list(d), [v[0] for v in d.values()], [v[1] for v in d.values()], detectors[(sd, h)])
+             for (sd, h), d in by_sae.items()]
     return UnlearnSpec(edits, specs[0].method, specs[0].value, [c for s in specs for c in s.concepts], specs[0].model)
 
 
@@ -138,10 +126,10 @@ def spec_hooks(model: HookedTransformer, spec: UnlearnSpec, saes: dict | None = 
     for e in spec.edits:
         sae = saes.get(e.sae_dir)
         if sae is None:
-            sae = saes[e.sae_dir] = S.load(e.sae_dir)
+            sae = saes[e.sae_dir] = S.load(e.sae_dir, model)
         hs = S.check_fits(model, sae, e.hook, path=e.sae_dir)
         S.check_features(sae, e.features, path=e.sae_dir)
-        hooks.append((hs.name, sae_edit(sae, latent_edit(spec.method, e.features, e.typical, spec.value), head=hs.head)))
+        hooks.append((hs.name, edit_hook(sae, spec.latent_edits(e), head=hs.head)))
     return hooks
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from transformer_lens import HookedTransformer
@@ -9,12 +10,39 @@ from transformer_lens import HookedTransformer
 from interp.errors import InterpError
 from interp.hooks import HookSpec, hook_dim, parse_hook
 
+log = logging.getLogger(__name__)
 
-def load(path: str | Path):
-    """An SAELens SAE from a directory (through the SAE module's loader, which gives one-line errors)."""
+
+def load(path: str | Path, model: HookedTransformer | None = None):
+    """An SAELens SAE from a directory (or whatever `interp.sae.io.load_sae` accepts), on the
+    model's device, checked against the model (`check_fits`) when one is given."""
+    from interp.device import device_of
     from interp.sae.io import load_sae
 
-    return load_sae(path)
+    sae = load_sae(str(path), device=str(device_of(model)) if model is not None else "cpu")
+    if model is not None:
+        check_same_model(model, {str(path): sae})
+        check_fits(model, sae, path=path)
+    return sae
+
+
+def _model_name(name) -> str:
+    return Path(str(name)).name.replace("__", "/").split("/")[-1] if name else ""
+
+
+def check_same_model(model: HookedTransformer, saes: dict) -> None:
+    """One-line error if SAEs name different models in their cfg metadata; a warning if one names
+    a model other than `model` (names are compared without directories, and a local model's name
+    need not match what the SAE's trainer wrote, so the width check in `check_fits` decides)."""
+    names = {str(p): _model_name(getattr(s.cfg.metadata, "model_name", None)) for p, s in saes.items()}
+    named = {p: n for p, n in names.items() if n}
+    if len(set(named.values())) > 1:
+        (p1, n1), (p2, n2) = [(p, n) for p, n in named.items()][:1] + [(p, n) for p, n in named.items() if n != next(iter(named.values()))][:1]
+        raise InterpError(f"SAEs from different models: {p1} was trained on {n1!r}, {p2} on {n2!r}")
+    mine = _model_name(getattr(model.cfg, "model_name", None))
+    for p, n in named.items():
+        if mine and n != mine:
+            log.warning("SAE %s names model %r, but the model loaded is %r", p, n, mine)
 
 
 def sae_hook(sae, path: str | Path = "?") -> HookSpec:
