@@ -9,7 +9,7 @@ and the helpers every page uses.
 * `show_error(e)` / `guarded()`: one readable line (`st.error`), never a traceback; the rest of
   the page keeps working.
 * `page_state(page)`: per-page state in `st.session_state` that survives navigation, also for
-  widgets (give a widget ``key=ps.key(name)`` and its default through ``ps.default(name, v)``).
+  widgets (``st.text_input("A", **ps.widget("a"))``, default through ``ps.default("a", v)``).
 
 Pages compute nothing themselves: they call `interp` and draw the result.
 """
@@ -251,18 +251,20 @@ PAGE_PREFIX = "p:"
 class PageState:
     """State of one page in `st.session_state`, under keys ``p:<page>:<name>``.
 
-    Streamlit deletes a widget's state when a run does not draw it (another page is open);
-    `keep_page_state()` (called by app/main.py on every run) re-assigns every ``p:`` key, which
-    turns it into user state that Streamlit keeps. So a widget created with ``key=ps.key(name)``
-    comes back with its value after navigation. Give such widgets their default through
-    `default()`, never ``value=``/``index=`` (Streamlit warns when both are set). Not for buttons,
-    download buttons or file uploaders (their state cannot be assigned)."""
+    Plain values (``ps["x"] = 1``) live as long as the session. A widget keeps its value across
+    navigation through Streamlit's own ``persist_state="session"``: create it with
+    ``**ps.widget(name)`` (its key and that option) and give its default through `default()`,
+    never ``value=``/``index=`` (Streamlit warns when both are set)."""
 
     def __init__(self, page: str):
         self.page = page
 
     def key(self, name: str) -> str:
         return f"{PAGE_PREFIX}{self.page}:{name}"
+
+    def widget(self, name: str) -> dict:
+        """Keyword arguments for a widget whose value survives navigation."""
+        return {"key": self.key(name), "persist_state": "session"}
 
     def get(self, name: str, default: Any = None) -> Any:
         return st.session_state.get(self.key(name), default)
@@ -286,13 +288,6 @@ class PageState:
 
 def page_state(page: str) -> PageState:
     return PageState(page)
-
-
-def keep_page_state() -> None:
-    """Keep every page's state across navigation (see `PageState`); app/main.py calls it first."""
-    for k in list(st.session_state.keys()):
-        if isinstance(k, str) and k.startswith(PAGE_PREFIX):
-            st.session_state[k] = st.session_state[k]
 
 
 # ----------------------------------------------------------------------------- progress and errors

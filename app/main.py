@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app.common import keep_page_state, sidebar  # noqa: E402
+from app.common import sidebar  # noqa: E402
 
 st.set_page_config(page_title="interp", layout="wide", initial_sidebar_state="expanded")
 
@@ -26,7 +26,6 @@ PAGES = [
     st.Page("pages/moex.py", title="MoE-X", url_path="moex"),
 ]
 
-keep_page_state()  # every page's state survives navigation (app/common.py PageState)
 nav = st.navigation(PAGES)
 sidebar()
 nav.run()

@@ -96,6 +96,11 @@ class Parallel:
         """Whether this rank trains SAE i of n."""
         return not (self.distribute_hooks and self.active) or i in self.hook_plan(n)[self.rank]
 
+    def writes(self, i: int, n: int) -> bool:
+        """Whether this rank writes SAE i of n (its checkpoints and directory): rank 0 in data
+        parallel, the training rank with `distribute_hooks`."""
+        return self.trains(i, n) and (self.distribute_hooks or self.is_writer)
+
     def local_batch(self, global_batch: int) -> int:
         """Rows of each global batch this rank trains on (data parallel)."""
         if self.distribute_hooks or not self.active:
@@ -217,6 +222,15 @@ def agree(par: Parallel, fn: Callable[[], object] | None = None, what: str = "se
             raise InterpError(m if r == 0 else f"rank {r}: {m}")
         raise RankExit(m)
     return value
+
+
+def broadcast_from_writer(par: Parallel, value):
+    """Rank 0's `value` on every rank (others pass None)."""
+    import torch.distributed as dist
+
+    box = [value if par.is_writer else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def check_same_config(par: Parallel, config: dict, what: str = "command line") -> None:

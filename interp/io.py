@@ -167,7 +167,7 @@ def check_output_dir(out: str | Path, *, marker: str | None, overwrite: bool, wh
         return p
     if not p.is_dir():
         raise InterpError(f"{what} {p} is a file; give a directory path (nothing was changed)")
-    if not any(p.iterdir()):
+    if not any(c.name != ".lock" for c in p.iterdir()):  # empty, or only the lock of a run that never started
         return p
     ours = marker is None or (p / marker).exists()
     if not ours:
@@ -201,6 +201,39 @@ def atomic_dir(out: str | Path, *, overwrite: bool = False, marker: str | None =
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     replace_dir(tmp, out)
+
+
+def clean_stale_siblings(out: str | Path) -> list[Path]:
+    """Tidy what a killed `atomic_dir` / `replace_dir` of a dead process left beside `out`.
+
+    A temporary build (``.<name>.tmp-<pid>-*``) is removed. A renamed-aside old directory
+    (``.<name>.old-<pid>-*``) is moved back to `out` when `out` is missing (the kill fell between
+    the two renames), else removed. Siblings of live processes are left alone. Returns what was removed."""
+    out = Path(out)
+    removed: list[Path] = []
+    if not out.parent.is_dir():
+        return removed
+    for sib in sorted(out.parent.glob(f".{out.name}.*-*-*")):
+        tag, _, rest = sib.name[len(out.name) + 2:].partition("-")
+        pid = rest.split("-")[0]
+        if tag not in ("tmp", "old") or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if tag == "old" and not out.exists():
+            os.rename(sib, out)
+            continue
+        shutil.rmtree(sib, ignore_errors=True) if sib.is_dir() else sib.unlink(missing_ok=True)
+        removed.append(sib)
+    return removed
+
+
+def remove_stale_temp_files(d: str | Path) -> None:
+    """Delete the ``.<name>.<random>.tmp`` files that atomic writes of a killed process left in `d`
+    (call it only while holding the directory's `RunLock`)."""
+    d = Path(d)
+    if d.is_dir():
+        for f in d.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                f.unlink()
 
 
 def replace_dir(tmp: Path, out: Path) -> None:

@@ -5,25 +5,35 @@
 * `next_tokens`: the next-token distribution (top k).
 * `top_features`: per token, the k strongest features of a feature source (SAE latents, neurons).
 * `attention`: the attention pattern of every head of one layer.
+* `feature_values`: one feature's value on every token of the prompt (Neuronpedia's custom-text view).
 * `Ablation` + `compare`: zero- or mean-ablate heads (`interp.hooks.zero_head` / `mean_head` on
-  ``attn.hook_z``) and clamp SAE features (zero / scale / set, through `interp.hooks.sae_edit`,
-  which keeps the SAE error term), then report clean vs ablated next-token distributions and a
-  chosen logit difference ``logit[a] - logit[b]`` at the last position.
+  ``attn.hook_z``) and edit SAE features with the project's one vocabulary (`interp.edits`:
+  zero / scale / set / clamp, applied through `edit_hook`, which keeps the SAE error term), then report clean vs ablated next-token distributions, the
+  tokens whose logits moved most, and a chosen logit difference ``logit[a] - logit[b]`` at the
+  last position.
+* `known_answers` / `task_examples`: the right and wrong answer of a prompt where a task defines
+  them (IOI: the indirect object vs the subject), so the logit difference starts on what matters.
+
+Every tensor made here lives on the model's device.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from interp.device import device_of
+from interp.edits import MODES as CLAMP_OPS
+from interp.edits import LatentEdit, edit_hook
 from interp.errors import InterpError
-from interp.hooks import HookSpec, capture, intervene, mean_head, parse_hook, sae_edit, zero_head
+from interp.hooks import HookSpec, capture, intervene, mean_head, parse_hook, zero_head
 
-CLAMP_OPS = ("zero", "scale", "set")
 HEAD_MODES = ("zero", "mean")
 
 
@@ -79,6 +89,16 @@ def top_features(model: HookedTransformer, source, tokens: Int[Tensor, "1 T"], k
 
 
 @torch.no_grad()
+def feature_values(model: HookedTransformer, source, tokens: Int[Tensor, "1 T"], feature: int) -> list[float]:
+    """The value of one feature of `source` on every token of the prompt."""
+    if not 0 <= feature < source.n_features:
+        raise InterpError(f"feature id {feature} out of range: this source has features 0..{source.n_features - 1}")
+    with capture(model, [source.hook]) as store:
+        model(tokens)
+    return source.encode(store[str(source.hook)])[0, :, feature].float().tolist()
+
+
+@torch.no_grad()
 def attention(model: HookedTransformer, tokens: Int[Tensor, "1 T"], layer: int) -> Float[Tensor, "H T T"]:
     if not 0 <= layer < model.cfg.n_layers:
         raise InterpError(f"layer {layer} out of range: the model has {model.cfg.n_layers} layers")
@@ -94,25 +114,11 @@ def mean_z(model: HookedTransformer, layer: int, n_rows: int = 16, seed: int = 0
     from interp.activations import text_source, token_rows
 
     docs, _ = text_source("corpus", seed)
-    rows = torch.stack([r for _, r in zip(range(n_rows), token_rows(model, docs, min(64, model.cfg.n_ctx)))])
+    rows = torch.stack([r for _, r in zip(range(n_rows), token_rows(model, docs, min(64, model.cfg.n_ctx)))]).to(device_of(model))
     name = f"blocks.{layer}.attn.hook_z"
     with capture(model, [name]) as store:
         model(rows)
     return store[name][:, 1:].mean(dim=(0, 1))
-
-
-@dataclass
-class Clamp:
-    """Edit one SAE feature: zero it, scale it by `value`, or set it to `value` (where it is active,
-    for 'scale'; everywhere, for 'set' and 'zero')."""
-
-    feature: int
-    op: str = "zero"
-    value: float = 0.0
-
-    def __post_init__(self):
-        if self.op not in CLAMP_OPS:
-            raise InterpError(f"unknown clamp {self.op!r}; use one of {', '.join(CLAMP_OPS)}")
 
 
 @dataclass
@@ -121,7 +127,7 @@ class Ablation:
 
     heads: list[tuple[int, int]] = field(default_factory=list)  # (layer, head) pairs
     head_mode: str = "zero"  # zero | mean
-    clamps: list[Clamp] = field(default_factory=list)  # SAE feature edits (need `sae`)
+    clamps: list[LatentEdit] = field(default_factory=list)  # SAE latent edits (interp.edits; need `sae`)
 
     def __post_init__(self):
         if self.head_mode not in HEAD_MODES:
@@ -149,26 +155,25 @@ def ablation_hooks(model: HookedTransformer, ab: Ablation, sae=None, means: dict
     if ab.clamps:
         if sae is None:
             raise InterpError("clamping features needs an SAE; pick one in the sidebar")
-        d_sae = int(sae.cfg.d_sae)
-        for c in ab.clamps:
-            if not 0 <= c.feature < d_sae:
-                raise InterpError(f"feature id {c.feature} out of range: this SAE has features 0..{d_sae - 1}")
-        clamps = list(ab.clamps)
-
-        def edit(f):
-            for c in clamps:
-                if c.op == "zero":
-                    f[..., c.feature] = 0.0
-                elif c.op == "scale":
-                    f[..., c.feature] = f[..., c.feature] * c.value
-                else:
-                    f[..., c.feature] = c.value
-            return f
-
         md = sae.cfg.metadata
         spec = parse_hook(model, HookSpec(md.hook_name, getattr(md, "hook_head_index", None)))
-        hooks.append((spec.name, sae_edit(sae, edit, head=spec.head)))
+        hooks.append((spec.name, edit_hook(sae, ab.clamps, head=spec.head)))
     return hooks
+
+
+class LogitChange(NamedTuple):
+    """One token's next-token logit and probability, clean vs ablated."""
+
+    token: str
+    token_id: int
+    clean_logit: float
+    ablated_logit: float
+    clean_prob: float
+    ablated_prob: float
+
+    @property
+    def delta(self) -> float:
+        return self.ablated_logit - self.clean_logit
 
 
 @dataclass
@@ -181,6 +186,18 @@ class Comparison:
     ablated_logit_diff: float | None
     kl: float  # KL(clean || ablated) of the next-token distributions
     target: tuple[str, str] | None
+    changes: list[LogitChange] = field(default_factory=list)  # largest |logit change| first, after removing the mean shift
+
+
+def logit_changes(model: HookedTransformer, clean: Float[Tensor, "V"], ablated: Float[Tensor, "V"], k: int = 10) -> list[LogitChange]:
+    """The k tokens whose logit moved most between the runs. Logits are compared after removing
+    each run's mean (a shift of every logit changes no probability), so the ranking shows real moves."""
+    c, a = clean.float(), ablated.float()
+    d = (a - a.mean()) - (c - c.mean())
+    top = d.abs().topk(min(k, len(d))).indices
+    pc, pa = c.softmax(-1), a.softmax(-1)
+    return [LogitChange(model.tokenizer.decode([int(i)]), int(i), float(c[i]), float(a[i]), float(pc[i]), float(pa[i]))
+            for i in top]
 
 
 def token_id(model: HookedTransformer, token: str) -> int:
@@ -204,7 +221,60 @@ def compare(model: HookedTransformer, tokens: Int[Tensor, "1 T"], ab: Ablation, 
     lp, lq = clean.float().log_softmax(-1), abl.float().log_softmax(-1)
     kl = float((lp.exp() * (lp - lq)).sum())
     diff = (lambda lg: float(lg[ids[0]] - lg[ids[1]])) if ids else (lambda lg: None)
-    return Comparison(next_tokens(clean, model, k), next_tokens(abl, model, k), diff(clean), diff(abl), kl, target)
+    return Comparison(next_tokens(clean, model, k), next_tokens(abl, model, k), diff(clean), diff(abl), kl, target,
+                      logit_changes(model, clean, abl, k) if not ab.empty else [])
+
+
+class Answers(NamedTuple):
+    """The right (a) and wrong (b) next token of a prompt, and where that knowledge came from."""
+
+    a: str
+    b: str
+    why: str
+
+
+def known_answers(model: HookedTransformer, prompt: str) -> Answers | None:
+    """The task's answers where the prompt has the shape of a known task, else None.
+
+    IOI: two names of the corpus's name list, one said twice (the subject S) and one once (the
+    indirect object IO), as in "When Mary and John went to the store, John gave a drink to":
+    a = IO, b = S."""
+    from interp.data import corpus as C
+
+    words = re.findall(r"[A-Z][a-z]+", prompt)
+    names = [w for w in words if w in set(C.NAMES)]
+    distinct = list(dict.fromkeys(names))
+    if len(distinct) == 2:
+        counts = {n: names.count(n) for n in distinct}
+        once = [n for n in distinct if counts[n] == 1]
+        more = [n for n in distinct if counts[n] > 1]
+        if len(once) == 1 and len(more) == 1:
+            a, b = " " + once[0], " " + more[0]
+            try:
+                token_id(model, a), token_id(model, b)
+            except InterpError:
+                return None
+            return Answers(a, b, "IOI: the indirect object vs the subject")
+    return None
+
+
+@dataclass
+class TaskExample:
+    """A prompt from a circuit task with its right and wrong answer tokens."""
+
+    task: str
+    prompt: str
+    a: str
+    b: str
+
+
+def task_examples(model: HookedTransformer, task: str, n: int = 5) -> list[TaskExample]:
+    """`n` prompts of a circuit task (ioi, greater-than, docstring) with their answers."""
+    from interp.circuits.tasks import make_task
+
+    t = make_task(model, task, n=n)
+    dec = model.tokenizer.decode
+    return [TaskExample(task, p, dec([g[0]]), dec([b[0]])) for p, g, b in zip(t.positive, t.good, t.bad)]
 
 
 def parse_heads(text: str) -> list[tuple[int, int]]:

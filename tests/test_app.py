@@ -1,8 +1,11 @@
-"""AppTest for the dashboard's own pages (Home, Features, Prompt lab, Reports) and the navigation."""
+"""AppTest for the dashboard's own pages (Home, Features, Prompt lab, Reports), the shared widgets
+and the navigation: each test checks what the page shows against the library's own answer."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,8 @@ from interp.models import load_model
 from test_features_fixtures import save_tiny_sae
 
 os.environ.setdefault("INTERP_VALIDATE_CHARTS", "1")  # the tests validate every chart spec
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+ROOT = Path(__file__).resolve().parents[1]
+MAIN = str(ROOT / "app" / "main.py")
 
 
 @pytest.fixture(scope="module")
@@ -22,20 +26,26 @@ def sae_root(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("saes")
     model = load_model("embedded")
-    with_stats = save_tiny_sae(model, root / "embedded" / "a_tiny", d_sae=24, k=4)
+    with_stats = save_tiny_sae(model, root / "embedded" / "a_tiny", d_sae=24, k=4, dense_bias=8.0)
     F.build_for_sae_dir(with_stats, F.StatsConfig(n_tokens=2048, top_k=5, reservoir=8, n_quantile=4), model=model)
     save_tiny_sae(model, root / "embedded" / "b_nostats", d_sae=16, k=4, seed=1)
-    old = os.environ.get("INTERP_SAE_ROOT")
+    for name in ("attn_out_L2_topk", "resid_post_L1_batchtopk"):  # real metrics: one uninformative CE score, one BatchTopK
+        (root / "embedded" / name).mkdir(parents=True)
+        for f in ("cfg.json", "sae_weights.safetensors", "metrics.json"):
+            shutil.copy(ROOT / "saes" / "embedded" / name / f, root / "embedded" / name / f)
+    old = {k: os.environ.get(k) for k in ("INTERP_SAE_ROOT", "INTERP_HOME")}
     os.environ["INTERP_SAE_ROOT"] = str(root)
+    os.environ["INTERP_HOME"] = str(tmp_path_factory.mktemp("home"))
     yield root
-    if old is None:
-        os.environ.pop("INTERP_SAE_ROOT", None)
-    else:
-        os.environ["INTERP_SAE_ROOT"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def _app(page: str | None = None, **state) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=120)
+    at = AppTest.from_file(MAIN, default_timeout=180)
     for k, v in state.items():
         at.session_state[k] = v
     at.run()
@@ -45,15 +55,20 @@ def _app(page: str | None = None, **state) -> AppTest:
     return at
 
 
-def _texts(at) -> str:
-    return " ".join([m.value for m in at.markdown] + [m.value for m in at.caption] + [t.value for t in at.title]
-                    + [s.value for s in at.subheader])
+def _html(at) -> str:
+    return " ".join(h.proto.body for h in at.get("html"))
 
 
-def test_home_lists_saes_and_keeps_choice(sae_root):
+def test_home_table_architectures_and_uninformative_scores(sae_root):
     at = _app()
     assert "interp" in at.title[0].value
-    assert any("a_tiny" in str(df.value) for df in at.dataframe)
+    html = _html(at)
+    assert 'data-testid="sae-table"' in html and "a_tiny" in html
+    assert "batchtopk (saved as jumprelu)" in html  # not "jumprelu"
+    flagged = [w.value for w in at.warning if "attn_out_L2_topk" in w.value]
+    assert len(flagged) == 1 and "ce_loss_score is uninformative" in flagged[0] and "0.0007 nats" in flagged[0]
+    assert not any("resid_post_L1_batchtopk" in w.value for w in at.warning)
+    assert "embedded/a_tiny" in html  # the path relative to the SAE root, whole
     assert at.session_state["sae_dir"].endswith("a_tiny")
     sb = at.sidebar.selectbox(key="_sae_pick")
     sb.select(next(o for o in sb.options if o.endswith("b_nostats"))).run()
@@ -63,9 +78,25 @@ def test_home_lists_saes_and_keeps_choice(sae_root):
     assert any("no feature statistics" in e.value for e in at.error)
 
 
+def test_device_picker_lists_this_machines_devices(sae_root):
+    at = _app()
+    dev = at.sidebar.selectbox(key="_device_pick")
+    assert dev.options[:2] == ["auto", "cpu"] and ("cuda" in dev.options) == torch.cuda.is_available()
+    assert any(c.value == f"running on {'cuda' if torch.cuda.is_available() else 'cpu'}" for c in at.sidebar.caption)
+    dev.select("cpu").run()  # (AppTest drops the sidebar from its tree after a rerun; the state is what counts)
+    assert at.session_state["device"] == "cpu" and not at.exception
+    from app.common import _load_model
+
+    at.switch_page("pages/prompt_lab.py").run()
+    assert not at.exception and str(next(iter(_load_model("embedded", "cpu").parameters())).device) == "cpu"
+
+
 def test_features_page_navigation_and_search(sae_root):
-    at = _app("pages/features.py", sae_dir=str(sae_root / "embedded" / "a_tiny"))
-    assert at.subheader[0].value.startswith("Feature 0:")
+    d = str(sae_root / "embedded" / "a_tiny")
+    stats = F.load_stats(d)
+    at = _app("pages/features.py", sae_dir=d)
+    assert at.subheader[0].value.startswith(f"Feature 0: {stats.labels[0]}")
+    assert "dense" in at.subheader[0].value  # latent 0 fires on most tokens: flagged
     at.button[1].click().run()  # next
     assert at.subheader[0].value.startswith("Feature 1:")
     at.button[0].click().run()  # previous
@@ -75,18 +106,33 @@ def test_features_page_navigation_and_search(sae_root):
     at.number_input(key="_fid_input").set_value(500).run()
     assert any("out of range" in e.value for e in at.error) and not at.exception
     at.number_input(key="_fid_input").set_value(2).run()
-    at.text_input(key="token_query").input(" the").run()
-    assert not at.exception and not at.error
-    at.text_input(key="token_query").input("zzqq-nope").run()
+    at.text_input(key="p:features:token_query").input(" Mary").run()
+    hits = F.features_for_token(stats, " Mary")
+    buttons = {b.key: b for b in at.button if b.key and b.key.startswith("tokhit")}
+    assert set(buttons) == {f"tokhit{h.feature}" for h in hits}
+    for h in hits:  # every hit button carries the label, not only a tooltip
+        assert buttons[f"tokhit{h.feature}"].label.startswith(f"#{h.feature} {stats.labels[h.feature][:20]}")
+    at.text_input(key="p:features:token_query").input("zzqq-nope").run()
     assert any("not in the vocabulary" in e.value for e in at.error)
-    at.text_input(key="label_query").input("tokens").run()
-    assert at.selectbox(key="label_pick").options
+    at.text_input(key="p:features:label_query").input("→").run()
+    pick = at.selectbox(key=f"label_pick:sae:{d}")
+    assert pick.options and all("→" in o for o in pick.options)
     assert len(at.get("download_button")) == 1
+    html = _html(at)
+    assert "interval-head" in html and "chip pos" in html
 
 
-def test_features_page_offers_to_build_missing_stats(sae_root):
-    import shutil
+def test_features_search_across_sources(sae_root):
+    d = str(sae_root / "embedded" / "a_tiny")
+    at = _app("pages/features.py", sae_dir=d)
+    at.text_input(key="p:features:search_all").input("#3").run()
+    hits = [b for b in at.button if b.key and b.key.startswith("allhit")]
+    assert len(hits) == 1 and hits[0].label.startswith("a_tiny #3: ")  # only a_tiny has statistics
+    hits[0].click().run()
+    assert at.subheader[0].value.startswith("Feature 3:")
 
+
+def test_features_page_builds_missing_stats_with_progress(sae_root):
     d = sae_root / "embedded" / "c_build"
     shutil.copytree(sae_root / "embedded" / "b_nostats", d)
     from app.common import _list_saes
@@ -94,10 +140,22 @@ def test_features_page_offers_to_build_missing_stats(sae_root):
     _list_saes.clear()  # the SAE listing is cached for 10 s
     at = _app("pages/features.py", sae_dir=str(d))
     assert any("no feature statistics" in w.value for w in at.warning)
-    at.number_input[0].set_value(2048)
-    at.button[0].click().run()
+    at.number_input(key="build_tokens").set_value(2048)
+    at.button(key="build_stats").click().run()
     assert F.has_stats(d) and not at.exception
     assert at.subheader[0].value.startswith("Feature 0:")
+
+
+def test_features_page_neurons_source(sae_root):
+    at = _app("pages/features.py", sae_dir=str(sae_root / "embedded" / "a_tiny"))
+    at.radio(key="p:features:kind").set_value("neurons").run()
+    assert any("no feature statistics" in w.value for w in at.warning)
+    at.number_input(key="build_tokens").set_value(2048)
+    at.button(key="build_stats").click().run()
+    assert not at.exception and not at.error
+    assert at.subheader[0].value.startswith("Feature 0:")
+    home = Path(os.environ["INTERP_HOME"])
+    assert (home / "feature_stats" / "embedded" / "neurons_L0" / F.META_FILE).exists()  # never in the package
 
 
 def test_feature_id_sent_from_another_page(sae_root):
@@ -105,30 +163,74 @@ def test_feature_id_sent_from_another_page(sae_root):
     assert at.subheader[0].value.startswith("Feature 5:")
 
 
-def test_prompt_lab_ablation_and_bad_prompts(sae_root):
+def test_crafted_stats_show_one_error_line(sae_root, tmp_path):
+    d = sae_root / "embedded" / "d_crafted"
+    shutil.copytree(sae_root / "embedded" / "a_tiny", d)
+    meta = json.loads((d / F.META_FILE).read_text())
+    meta["labels"] = meta["labels"][:3]  # wrong length
+    (d / F.META_FILE).write_text(json.dumps(meta))
+    from app.common import _list_saes
+
+    _list_saes.clear()
+    at = _app("pages/features.py", sae_dir=str(d))
+    assert len(at.error) == 1 and "wrong length" in at.error[0].value and "\n" not in at.error[0].value
+    assert not at.exception
+
+
+def test_prompt_lab_answers_ablation_and_bad_prompts(sae_root):
     at = _app("pages/prompt_lab.py", sae_dir=str(sae_root / "embedded" / "a_tiny"), ablate_heads=[(0, 1), (1, 2)])
-    assert at.multiselect(key="lab_heads").value == ["0.1", "1.2"]  # pre-filled from the Circuits page
+    assert at.text_input(key="p:lab:tok_a").value == " Mary" and at.text_input(key="p:lab:tok_b").value == " John"
+    assert at.multiselect(key="p:lab:heads").value == ["0.1", "1.2"]  # pre-filled from the Circuits page
     assert any("KL" in m.label for m in at.metric)
-    at.radio(key="lab_head_mode").set_value("mean").run()
+    html = _html(at)
+    assert html.count('class="pbar-row"') == 30  # next token + clean + ablated, 10 labelled bars each
+    assert [df for df in at.dataframe if "logit change" in df.value.columns]  # the biggest logit changes
+    at.radio(key="p:lab:head_mode").set_value("mean").run()
     assert not at.exception and not at.error
-    at.text_input(key="lab_clamp_ids").input("3").run()
-    at.radio(key="lab_clamp_op").set_value("set").run()
+    at.text_input(key="p:lab:clamp_ids").input("3").run()
+    at.radio(key="p:lab:clamp_op").set_value("set").run()
     assert not at.exception and not at.error
-    at.text_input(key="lab_clamp_ids").input("999").run()
-    assert any("out of range" in e.value for e in at.error)
-    at.text_input(key="lab_tok_a").input(" Mary and").run()
+    at.radio(key="p:lab:clamp_op").set_value("clamp").run()
+    assert not at.exception and not at.error
+    at.text_input(key="p:lab:clamp_ids").input("999").run()
+    assert any("feature 999 does not exist" in e.value for e in at.error)
+    assert html.count('data-testid="token-features"') == 1  # the other tabs still work
+    at.text_input(key="p:lab:tok_a").input(" Mary and").run()
     assert any("not one" in e.value for e in at.error)
-    at.text_area(key="_lab_prompt_input").input("word " * 400).run()
+    at.text_area(key="p:lab:prompt").input("word " * 400).run()
     assert any("longer than the model's context" in w.value for w in at.warning) and not at.exception
-    at.text_area(key="_lab_prompt_input").input("   ").run()
+    at.text_area(key="p:lab:prompt").input("   ").run()
     assert any("empty" in e.value for e in at.error) and not at.exception
 
 
-def test_prompt_lab_features_and_attention(sae_root):
+def test_prompt_lab_state_survives_navigation(sae_root):
     at = _app("pages/prompt_lab.py", sae_dir=str(sae_root / "embedded" / "a_tiny"))
-    assert len(at.dataframe) >= 1
-    at.selectbox(key="lab_source").select_index(1).run()  # MLP neurons
-    at.selectbox(key="lab_attn_layer").select_index(1).run()
+    at.text_input(key="p:lab:tok_b").input(" store").run()
+    at.text_input(key="p:lab:clamp_ids").input("3, 5").run()
+    at.switch_page("pages/home.py").run()
+    at.switch_page("pages/prompt_lab.py").run()
+    assert at.text_input(key="p:lab:tok_b").value == " store"
+    assert at.text_input(key="p:lab:clamp_ids").value == "3, 5"
+
+
+def test_prompt_lab_token_view(sae_root, model):
+    from interp import prompt_lab as P
+
+    d = str(sae_root / "embedded" / "a_tiny")
+    at = _app("pages/prompt_lab.py", sae_dir=d)
+    html = _html(at)
+    prep = P.prepare(model, "When Mary and John went to the store, John gave a drink to")
+    assert html.count('class="tf-row"') == len(prep.str_tokens)  # every position, none hidden
+    labels = F.load_stats(d).labels
+    per_tok = P.top_features(model, F.SaeSource(F.load_sae_dir(d), model), prep.tokens, 3)
+    f_last = per_tok[-1][0][0]
+    import html as H
+
+    assert f"#{f_last}: {H.escape(labels[f_last])}" in html  # the last position's features, labelled
+    at.number_input(key="p:lab:colour_by").set_value(0).run()
+    assert 'data-testid="token-values"' in _html(at)
+    at.selectbox(key="p:lab:source").select_index(1).run()  # MLP neurons
+    at.selectbox(key="p:lab:attn_layer").select_index(1).run()
     assert not at.exception and not at.error
 
 
@@ -137,13 +239,18 @@ def test_reports_page_downloads(sae_root):
     assert len(at.get("download_button")) == 3
     at.text_input(key="report_ids").input("0-999").run()
     assert any("out of range" in e.value for e in at.error)
+    at.text_input(key="report_ids").input("0-999999999").run()
+    assert any("out of range" in e.value for e in at.error)
     at.text_input(key="report_ids").input("1,3").run()
     assert not at.error and len(at.get("download_button")) == 3
 
 
-@pytest.mark.parametrize("page", ["pages/circuits.py", "pages/unlearning.py", "pages/moex.py"])
-def test_other_pages_are_reachable(sae_root, page):
-    at = AppTest.from_file(MAIN, default_timeout=120)
+@pytest.mark.parametrize("page,control", [("pages/circuits.py", "Task"), ("pages/unlearning.py", "Concepts to forget"),
+                                          ("pages/moex.py", "Chess model")])
+def test_other_pages_are_reachable(sae_root, page, control):
+    at = AppTest.from_file(MAIN, default_timeout=180)
     at.run()
     at.switch_page(page).run()
-    assert at.title, page
+    assert not at.exception, at.exception
+    labels = [w.label for kind in ("selectbox", "multiselect") for w in at.get(kind)]
+    assert control in labels, (page, labels)

@@ -268,11 +268,11 @@ def test_removed_edges_patch_exactly_the_edge(tiny):
 # ---- reference circuit and the end-to-end API / CLI ----
 
 def test_reference_keeps_metric_and_round_trips(tiny, tmp_path):
-    from interp.circuits.reference import build_reference, load_reference, save_reference
+    from interp.circuits.reference import build_reference, find_reference, save_reference
     from interp.circuits.tasks import load_jsonl_task
 
     t = load_jsonl_task(tiny, _answerable_jsonl(tiny, tmp_path / "own.jsonl"))
-    ref = build_reference(tiny, t, "tiny", progress=False)
+    ref = build_reference(tiny, t, "tiny", progress=False, stability_orders=1)
     assert ref.faithfulness >= 0.9 and ref.size == len(ref.heads) and ref.mask.sum() == ref.size
     assert ref.n_forward >= 1 + (4 - ref.size)
     # the layer-cached search agrees with a plain full forward under the same ablation
@@ -280,8 +280,9 @@ def test_reference_keeps_metric_and_round_trips(tiny, tmp_path):
 
     assert metric_with_ablation(tiny, t, ~ref.mask, ablation_source(tiny, t, "resample")) == pytest.approx(ref.circuit_metric, rel=1e-4, abs=1e-5)
     save_reference(ref, root=tmp_path)
-    back = load_reference(tiny, "tiny", t.name, root=tmp_path)
+    back = find_reference(ref.key, root=tmp_path)
     assert back == ref
+    assert len(ref.stability["variants"]) == 2  # a JSONL task: one prompt set + one random order
 
 
 def test_run_circuits_end_to_end_and_json(tiny, tmp_path):
@@ -291,19 +292,24 @@ def test_run_circuits_end_to_end_and_json(tiny, tmp_path):
     from interp.circuits.tasks import load_jsonl_task
 
     f = _answerable_jsonl(tiny, tmp_path / "own.jsonl")
-    ref = build_reference(tiny, load_jsonl_task(tiny, f), "tiny", progress=False)
-    cfg = CircuitConfig(n_prompts=4, seeds=2, sae=DiscreteSAEConfig(n_train=4, steps=5, d_sae=16), acdc=ACDCConfig(tau=0.01))
-    res = run_circuits("tiny", str(f), cfg=cfg, model=tiny, reference=ref)
-    assert {r.method for r in res.runs} == {"discrete-sae", "patching", "eap", "acdc"} and len(res.runs) == 8
+    ref = build_reference(tiny, load_jsonl_task(tiny, f), "tiny", progress=False, stability_orders=1)
+    cfg = CircuitConfig(n_prompts=4, seeds=2, n_eval=4, sae=DiscreteSAEConfig(n_train=4, n_read=4, steps=5, d_sae=16),
+                        acdc=ACDCConfig(tau=0.01))
+    ticks = []
+    res = run_circuits("tiny", str(f), cfg=cfg, model=tiny, reference=ref, progress=lambda d, t, s: ticks.append((d, t)))
+    assert {r.method for r in res.runs} == {"discrete-sae", "patching", "eap", "eap-ig", "acdc"} and len(res.runs) == 10
+    assert ticks[-1] == (10, 10)
     for r in res.runs:
         assert 0 <= r.node_auc <= 1 or math.isnan(r.node_auc)
         assert r.seconds > 0 and len(r.node_scores) == 2
+        assert r.curves["node"]["f"][-1] == pytest.approx(1.0) and not math.isnan(r.cpr)
+    assert not math.isnan(res.summary["eap"]["edge_cpr"][0]) and math.isnan(res.summary["patching"]["edge_cpr"][0])
     assert set(res.summary["eap"]) >= {"node_auc", "f1", "faithfulness", "seconds", "peak_mb"}
     back = CircuitResult.load(res.save(tmp_path / "r.json"))
     assert back.summary.keys() == res.summary.keys() and back.runs[0].circuit == res.runs[0].circuit
     from interp.circuits.views import circuit_dot, comparison_frame, roc_frame, scores_frame
 
-    assert len(scores_frame(back, "eap")) == 4 and not roc_frame(back).empty and len(comparison_frame(back)) == 4
+    assert len(scores_frame(back, "eap")) == 4 and not roc_frame(back).empty and len(comparison_frame(back)) == 5
     assert "logits" in circuit_dot(back.reference["heads"], 2)
 
 

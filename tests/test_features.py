@@ -157,3 +157,97 @@ def test_cli_features_and_report(model, tmp_path, capsys):
     assert main(["report", "--sae", str(d), "--features", "0-99", "--format", "md", "--out", str(out)]) == 2
     assert "out of range" in capsys.readouterr().err
     assert main(["report", "--sae", str(tmp_path), "--features", "0", "--format", "md", "--out", str(out)]) == 2
+
+
+# ----------------------------------------------------------------------------- the split package's parts
+def test_fires_and_f1_match_a_hand_count():
+    from interp.features.firing import f1_from_counts, fires, firing_f1
+
+    acts = torch.tensor([[0.0, 2.0], [1.0, 0.5], [3.0, 0.0], [0.2, 1.9]])
+    props = torch.tensor([[0], [1], [1], [0]], dtype=torch.bool)
+    assert fires(acts).tolist() == [[False, True], [True, True], [True, False], [True, True]]
+    mx = acts.max(0).values  # [3.0, 2.0]
+    assert fires(acts, mx, 0.5).tolist() == [[False, True], [False, False], [True, False], [False, True]]
+    # feature 0 at t=0: fires at 1,2,3; property at 1,2 -> tp 2, F1 = 4 / (3 + 2)
+    assert firing_f1(acts, props)[0, 0] == pytest.approx(0.8)
+    # feature 1 at t=0.5: fires at 0,3; tp 0 -> F1 0
+    assert firing_f1(acts, props, mx, 0.5)[1, 0] == 0.0
+    assert f1_from_counts(torch.zeros(1, 1), torch.zeros(1), torch.zeros(1)).item() == 0.0  # never fires, never true
+    assert not fires(torch.ones(2, 1), torch.zeros(1), 0.0).any()  # max 0: never fires, whatever t
+
+
+def test_interval_samples_bucket_by_fraction_of_max():
+    from interp.features.compute import interval_samples
+
+    W = 1
+    # one feature, max 10; reservoir values 1, 6, 9.5 (and an empty slot), top contexts 10, 9.5 (dup), 4
+    rv = torch.tensor([[1.0], [6.0], [9.5], [float("-inf")]])
+    tv = torch.tensor([[10.0], [9.5], [4.0]])
+    toks = lambda n: torch.arange(n)[:, None, None].expand(n, 1, W).clone()  # noqa: E731
+    out = interval_samples((rv, toks(4), torch.zeros(4, 1, W)), (tv, toks(3) + 10, torch.zeros(3, 1, W)), torch.tensor([10.0]), 2, 3)
+    vals = out["iv_vals"][0].float()
+    # interval 0 = (0, 5]: 1 (reservoir) then 4 (top); interval 1 = (5, 10]: 6, 9.5 (reservoir) then 10 (top; 9.5 is a dup)
+    assert vals[0].tolist() == [1.0, 4.0, 0.0] and vals[1].tolist() == [6.0, 9.5, 10.0]
+    assert out["iv_share"][0].float().tolist() == pytest.approx([1 / 3, 2 / 3], abs=1e-3)  # from the reservoir only
+    assert out["iv_tokens"][0, 1, :, 0].tolist() == [1, 2, 10]
+
+
+def test_token_specificity_is_share_times_level():
+    from interp.features.compute import token_specificity
+
+    # token 0 occurs 10 times; feature 0 is dense (sum 10 on token 0, 100 overall, max 2);
+    # feature 1 fires only on token 0 (sum 5, 5 overall, max 1)
+    sums = torch.tensor([[10.0, 5.0], [90.0, 0.0]])
+    out = token_specificity(sums, torch.tensor([10.0, 90.0]), torch.tensor([100.0, 5.0]), torch.tensor([2.0, 1.0]), 2)
+    assert out["token_top_ids"][0].tolist() == [1, 0]  # the specific feature first, although its mean is lower
+    assert out["token_top_spec"][0].float().tolist() == pytest.approx([1.0 * 0.5, 0.1 * 0.5], rel=1e-3)
+    assert out["token_top_vals"][0].float().tolist() == pytest.approx([0.5, 1.0], rel=1e-3)
+
+
+def test_labels_name_both_sides_and_concepts_only_on_the_corpus():
+    from interp.features.labels import DEAD, make_labels
+
+    vocab = ["<b>", " the", " cat", " horse", " bear", " is"]
+    centre = torch.tensor([[1, 1, 5], [2, 2, 2], [0, 0, 0]])
+    vals = torch.tensor([[3.0, 2.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    promoted = torch.tensor([[2, 3, 4], [1, 5, 0], [0, 1, 2]])
+    lab = make_labels(torch.tensor([5.0, 3.0, 0.0]), centre, vals, vocab, [], None, promoted, 0.2)
+    assert lab.text[0] == "' the' ' is' → ' cat' ' horse' ' bear'"
+    assert lab.inputs[0] == [" the", " is"] and lab.outputs[0] == [" cat", " horse", " bear"]
+    assert lab.text[2] == DEAD
+    f1 = torch.tensor([[0.5], [0.1], [0.0]])
+    lab = make_labels(torch.tensor([5.0, 3.0, 0.0]), centre, vals, vocab, ["animals"], f1, promoted, 0.2)
+    assert lab.text[0] == "animals (F1 0.50)" and lab.text[1].startswith("' cat' →")
+
+
+def test_text_source_gets_no_concept_labels(model, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("\n\n".join(f"The color of a ripe banana is yellow. Paragraph {i} talks about Mary and John." for i in range(60)))
+    sae = make_tiny_sae(model, d_sae=16, k=4)
+    st = F.build_feature_stats(model, F.SaeSource(sae, model), F.StatsConfig(n_tokens=1024, top_k=3, reservoir=4, n_quantile=2, source=str(text)))
+    assert st.meta["categories"] == [] and st.t["cat_f1"].shape == (16, 0)
+    assert not any("(F1" in lab for lab in st.labels)
+    assert any("→" in lab for lab in st.labels)
+
+
+def test_nan_sae_is_refused_before_any_work(model, tmp_path):
+    from test_features_fixtures import save_tiny_sae
+    from safetensors.torch import load_file, save_file
+
+    d = save_tiny_sae(model, tmp_path / "nan", d_sae=8, k=2)
+    w = load_file(str(d / "sae_weights.safetensors"))
+    w["W_enc"][0, 0] = float("nan")
+    save_file(w, str(d / "sae_weights.safetensors"))
+    with pytest.raises(InterpError, match="NaN or Inf"):
+        F.build_for_sae_dir(d, F.StatsConfig(n_tokens=256), model=model)
+    assert not F.has_stats(d)
+
+
+def test_parse_feature_range_checks_size_before_building():
+    with pytest.raises(InterpError, match="out of range"):
+        F.parse_feature_range("0-999999999", 1024)
+    with pytest.raises(InterpError, match="at most 100,000"):
+        F.parse_feature_range("0-999999999", 10**9)
+    with pytest.raises(InterpError, match="end is before the start"):
+        F.parse_feature_range("5-3", 10)
+    assert F.parse_feature_range(" 3 , 1-2,3", 10) == [3, 1, 2]

@@ -10,8 +10,9 @@ import torch
 HOOK = "blocks.0.hook_resid_post"
 
 
-def make_tiny_sae(model, d_sae: int = 48, k: int = 6, seed: int = 0, hook: str = HOOK):
-    """A TopK SAE (SAELens classes) with decoder rows = normalised activations at `hook`."""
+def make_tiny_sae(model, d_sae: int = 48, k: int = 6, seed: int = 0, hook: str = HOOK, dense_bias: float = 0.0):
+    """A TopK SAE (SAELens classes) with decoder rows = normalised activations at `hook`.
+    `dense_bias` > 0 gives latent 0 that encoder bias, so it fires (strongly) on every token."""
     from sae_lens import TopKSAE, TopKSAEConfig
     from sae_lens.saes.sae import SAEMetadata
 
@@ -33,6 +34,7 @@ def make_tiny_sae(model, d_sae: int = 48, k: int = 6, seed: int = 0, hook: str =
         sae.W_dec.copy_(dirs)
         sae.W_enc.copy_(dirs.T)
         sae.b_enc.zero_()
+        sae.b_enc[0] = dense_bias
         sae.b_dec.zero_()
     return sae
 

@@ -33,9 +33,9 @@ def test_empty_ablation_and_identity_clamp_change_nothing(model):
     c = P.compare(model, toks, P.Ablation(), target=(" Mary", " John"))
     assert c.kl == pytest.approx(0.0, abs=1e-6) and c.clean_logit_diff == pytest.approx(c.ablated_logit_diff)
     sae = make_tiny_sae(model, d_sae=16, k=4)
-    c = P.compare(model, toks, P.Ablation(clamps=[P.Clamp(3, "scale", 1.0)]), sae=sae)
+    c = P.compare(model, toks, P.Ablation(clamps=[P.LatentEdit("scale", [3], 1.0)]), sae=sae)
     assert c.kl == pytest.approx(0.0, abs=1e-5)
-    c = P.compare(model, toks, P.Ablation(clamps=[P.Clamp(3, "set", 50.0)]), sae=sae)
+    c = P.compare(model, toks, P.Ablation(clamps=[P.LatentEdit("set", [3], 50.0)]), sae=sae)
     assert c.kl > 1e-4
 
 
@@ -61,7 +61,7 @@ def test_bad_ablation_inputs(model):
     with pytest.raises(InterpError, match="does not exist"):
         P.compare(model, toks, P.Ablation(heads=[(99, 0)]))
     with pytest.raises(InterpError, match="needs an SAE"):
-        P.compare(model, toks, P.Ablation(clamps=[P.Clamp(0)]))
+        P.compare(model, toks, P.Ablation(clamps=[P.LatentEdit("zero", [0])]))
     with pytest.raises(InterpError, match="not one"):
         P.compare(model, toks, P.Ablation(), target=(" Mary and", " John"))
     with pytest.raises(InterpError, match="LAYER.HEAD"):

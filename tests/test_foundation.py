@@ -133,7 +133,7 @@ def test_collect_writes_exact_activations_and_resumes(model, tmp_path):
     assert torch.allclose(rows.sum(0), full.sum(0), atol=1e-2)
     # a different run into the same directory is refused unless overwrite
     other = CollectConfig(hooks=["blocks.0.hook_resid_post"], n_tokens=64, seq_len=32, batch_size=4, shard_rows=8)
-    with pytest.raises(InterpError, match="different run"):
+    with pytest.raises(InterpError, match="different collect run .*hooks"):
         collect_activations(model, other, out)
     assert collect_activations(model, other, out, overwrite=True).hooks == ["blocks.0.hook_resid_post"]
 
@@ -146,7 +146,7 @@ def test_collect_rejects_bad_sources(model, tmp_path):
     for src, msg in [(empty, "is empty"), (binary, "not text"), (tmp_path / "nope.txt", "does not exist")]:
         with pytest.raises(InterpError, match=msg):
             collect_activations(model, CollectConfig(hooks=["blocks.0.hook_resid_post"], n_tokens=10, source=str(src)), tmp_path / "o")
-    with pytest.raises(InterpError, match="longer than the model's n_ctx"):
+    with pytest.raises(InterpError, match="longer than the model.s context"):
         collect_activations(model, CollectConfig(hooks=["blocks.0.hook_resid_post"], n_tokens=10, seq_len=model.cfg.n_ctx + 1), tmp_path / "o")
     assert not (tmp_path / "o").exists()
 

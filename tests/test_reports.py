@@ -12,7 +12,7 @@ from interp.errors import InterpError
 from interp.reports import render, write_report
 
 
-def _fake_stats(evil: str = "<script>alert(1)</script>") -> F.FeatureStats:
+def _fake_stats(evil: str = "<script>alert(1)</script>") -> F.FeatureStore:
     """Hand-made statistics for 2 features over a 4-token vocabulary whose token 2 is `evil`."""
     Fn, K, W, V = 2, 2, 3, 4
     t = {
@@ -32,7 +32,7 @@ def _fake_stats(evil: str = "<script>alert(1)</script>") -> F.FeatureStats:
     meta = {"format_version": F.FORMAT_VERSION, "n_features": Fn, "model": "m", "hook": "h", "source": "s", "n_tokens": 4,
             "corpus": "c", "config": {"left": 1, "right": 1}, "categories": ["colors"], "hist_edges": [-1.0, 0.0, 1.0],
             "labels": [f"tokens: {evil!r}", "dead (never fired)"], "label_f1": [0.0, 0.0], "vocab": ["<bos>", " a", evil, "\n"]}
-    return F.FeatureStats(t, meta)
+    return F.FeatureStore(t, meta)
 
 
 def test_html_escapes_every_token_and_is_offline():
@@ -76,3 +76,72 @@ def test_write_report_is_atomic_and_checks_input(tmp_path):
         render(_fake_stats(), [2], "md")
     with pytest.raises(InterpError, match="is a directory"):
         write_report(_fake_stats(), [0], "md", tmp_path)
+
+
+def test_csp_forbids_inline_script_but_the_pinned_filter():
+    import base64
+    import hashlib
+    import re
+
+    from interp.reports import _JS
+
+    html = render(_fake_stats(), [0], "html")
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
+    assert "'unsafe-inline'" not in csp.split("script-src", 1)[1]
+    pinned = "sha256-" + base64.b64encode(hashlib.sha256(_JS.encode()).digest()).decode()
+    assert f"script-src '{pinned}'" in csp
+    scripts = re.findall(r"<script>(.*?)</script>", html, flags=re.S)
+    assert scripts == [_JS]  # the one script in the page is exactly the hashed one
+
+
+def test_crafted_feature_stats_json_cannot_inject_markup(tmp_path):
+    """Every string in feature_stats.json (labels, vocabulary, model/hook/source names, even the
+    numbers) reaches the report escaped."""
+    from interp.features import load_stats, save_stats
+
+    evil = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+    st = _fake_stats(evil)
+    st.meta |= {"model": evil, "hook": evil, "source": evil, "corpus": evil, "n_tokens": evil, "n_features": 2}
+    st.meta["labels"] = [evil, evil]
+    st.meta["label_inputs"], st.meta["label_outputs"] = [[evil], []], [[evil], []]
+    save_stats(st, tmp_path)
+    import re
+
+    md = render(load_stats(tmp_path), [0, 1], "md", title=evil)
+    assert not re.search(r"(?<!\\)<", md)  # Markdown: every '<' backslash-escaped
+    html = render(load_stats(tmp_path), [0, 1], "html", title=evil)
+    assert html.count("&lt;img src=x onerror=alert(1)&gt;") >= 8
+
+
+def test_crafted_or_damaged_stats_are_refused(tmp_path):
+    from interp.features import load_stats, save_stats
+
+    st = _fake_stats()
+    save_stats(st, tmp_path)
+    meta = json.loads((tmp_path / F.META_FILE).read_text())
+    for bad, msg in ((dict(meta, labels=["x"]), "wrong length"), (dict(meta, labels=[1, 2]), "must be strings"),
+                     (dict(meta, label_f1=[float("nan"), 0.0]), "finite"), (dict(meta, vocab=["a"]), "past the vocabulary"),
+                     (dict(meta, n_features="2"), "do not match"), ([1, 2], "another version")):
+        (tmp_path / F.META_FILE).write_text(json.dumps(bad))
+        with pytest.raises(InterpError, match=msg):
+            load_stats(tmp_path)
+    (tmp_path / F.META_FILE).write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(InterpError, match="corrupt"):
+        load_stats(tmp_path)
+
+
+def test_report_path_checked_before_rendering(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("keep")
+    with pytest.raises(InterpError, match="is a file, not a directory"):
+        write_report(_fake_stats(), [0], "md", f / "r.md")
+    assert f.read_text() == "keep"
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if not __import__("os").access(ro, __import__("os").W_OK):  # root can write anywhere
+            with pytest.raises(InterpError, match="not writable"):
+                write_report(_fake_stats(), [0], "md", ro / "r.md")
+    finally:
+        ro.chmod(0o700)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -200,6 +199,9 @@ def test_builtin_concept_sets():
     assert all(p.meta["category"] not in ("colors", "animals") for p in both.retain)
     docs = retain_corpus(c, 8)
     assert len(docs) == 8 and not any(p.text in d for d in docs for p in c.forget)
+    assert c.adversarial and {p.meta["kind"] for p in c.adversarial} == {"template", "synonym", "context"}
+    corpus_texts = {p.text for t in range(3) for p in C.fact_prompts("colors", (t,))}
+    assert not corpus_texts & {p.text for p in c.adversarial}  # none is a corpus template prompt
 
 
 def test_concept_files(tmp_path):
@@ -307,15 +309,18 @@ def test_run_unlearning_clamp_sweep_and_spec(model, sae_dir, tmp_path):
     cfg = UnlearnConfig(method="clamp", sweep=True, n_features_grid=(2, 4), value_grid=(1.0, 10.0), n_corpus_docs=2,
                         retain_threshold=1.0)
     rep = run_unlearning(model, [tiny_concept()], [sae_dir], cfg)
-    assert [(r.n_features, r.value) for r in rep.rows] == [(2, 1.0), (2, 10.0), (4, 1.0), (4, 10.0)]
-    assert rep.rows[0].result.kl >= 0 and rep.base.loss_change == 0
+    assert rep.search == "sweep" and [(r.n_features, r.value) for r in rep.rows] == [(2, 1.0), (2, 10.0), (4, 1.0), (4, 10.0)]
+    assert all(r.test is not None for r in rep.rows) and rep.test is rep.best.test
+    assert rep.split_sizes == {"selection": 4, "validation": 2, "test": 2, "paraphrase": 4, "adversarial": 0, "retain_test": 2}
     assert len(rep.spec.edits[0].features) == rep.best.n_features and rep.spec.value == rep.best.value
-    assert all(f < 16 for f in rep.spec.edits[0].features) and len(rep.samples) == 5
+    assert all(f < 16 for f in rep.spec.edits[0].features) and len(rep.samples) == 4  # 3 forget (2 in test) + 2 retain
     d = rep.to_dict()
     json.dumps(d)
     assert d["features"][0]["feature"] == rep.selections[0].features[0] and sum(r["pareto"] for r in d["rows"]) == len(rep.pareto)
+    # the saved spec, measured again on the same test part, gives the same numbers
     again = evaluate_spec(model, [tiny_concept()], rep.spec, n_corpus_docs=2)
-    assert again.best.result.forget_acc == rep.best.result.forget_acc
+    assert again.test.forget_acc == rep.test.forget_acc and again.test.retain_acc == rep.test.retain_acc
+    assert again.test.kl == pytest.approx(rep.test.kl, rel=1e-4, abs=1e-7)
     assert same_weights(model, w0) and no_hooks_left(model)
 
 
@@ -344,9 +349,17 @@ def test_unlearn_config_checks():
         UnlearnConfig(method="erase")
     with pytest.raises(InterpError, match="n_features"):
         UnlearnConfig(n_features=0)
-    assert UnlearnConfig(method="zero", sweep=True, n_features_grid=(1, 2)).grid() == [(1, 0.0), (2, 0.0)]
-    assert UnlearnConfig(method="direction", value=2.0).grid() == [(0, 2.0)]
-    assert not math.isnan(UnlearnConfig().grid()[0][1])
+    with pytest.raises(InterpError, match="unknown split"):
+        UnlearnConfig(split_by="template")
+    with pytest.raises(InterpError, match="condition applies to SAE methods"):
+        UnlearnConfig(method="direction", condition=True)
+    z = UnlearnConfig(method="zero", sweep=True, n_features_grid=(1, 2))
+    assert (z.ns(), z.values(), z.search) == ((1, 2), (0.0,), "sweep")
+    d = UnlearnConfig(method="direction", value=2.0)
+    assert (d.ns(), d.values(), d.search) == ((0,), (2.0,), "fixed")
+    a = UnlearnConfig()
+    assert a.search == "auto" and a.ns() == (5, 10, 20, 40) and a.values()[0] == 1.0
+    assert UnlearnConfig(n_features=7).ns() == (7,) and UnlearnConfig(n_features=7).search == "auto"
 
 
 def test_starting_at_a_later_layer_gives_the_same_numbers(model, tmp_path):

@@ -1,40 +1,81 @@
-"""Features: one feature at a time (by id, by token, or by label), everything from its statistics."""
+"""Features: one browser for every kind of unit (SAE latents, per-head SAEs, MLP neurons), one
+feature at a time, SAEDashboard-style, plus search across every source of the model."""
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.common import current_model_name, show_chart, current_sae_dir, load_model_cached, load_stats_cached, show_error
+from app.common import (current_model_name, current_sae_dir, guarded, load_model_cached, load_stats_cached, page_state,
+                        progress_box, saes_for_model, show_chart, show_error)
 from interp import features as F
 from interp.errors import InterpError
-from interp.reports import CTX_CSS, contexts_html, render_html
+from interp.features.catalog import model_sources, search_all
+from interp.reports import CTX_CSS, contexts_html, intervals_html, logit_chips_html
 
 st.title("Features")
+ps = page_state("features")
+model_name = current_model_name()
 sae_dir = current_sae_dir()
-if not sae_dir:
-    st.info("Pick an SAE in the sidebar (none found for this model yet).")
-    st.stop()
 
-if not F.has_stats(sae_dir):
-    st.warning(f"This SAE has no feature statistics yet ({sae_dir}).")
-    n_tok = st.number_input("Tokens to scan", min_value=2_000, max_value=2_000_000, value=50_000, step=10_000)
-    if st.button("Build feature statistics now", type="primary"):
-        try:
-            with st.spinner("Scanning the corpus..."):
-                F.build_for_sae_dir(sae_dir, F.StatsConfig(n_tokens=int(n_tok)), model=load_model_cached(current_model_name()),
-                                    model_name=current_model_name())
+
+@st.cache_data(show_spinner=False, ttl=10)
+def _n_layers(name: str) -> tuple[int, bool]:
+    m = load_model_cached(name)
+    return m.cfg.n_layers, not m.cfg.attn_only
+
+
+try:
+    n_layers, has_mlp = _n_layers(model_name)
+    sources = model_sources(model_name, saes_for_model(model_name), n_layers, has_mlp)
+except InterpError as e:
+    show_error(e)
+    st.stop()
+by_name = {s.name: s for s in sources}
+
+# the source: the sidebar's SAE unless the user picked another unit kind here
+kinds = {"sae": "SAE latents (the sidebar's SAE)", "neurons": "MLP neurons"}
+kind = st.radio("Units", list(kinds), format_func=kinds.get, horizontal=True, **ps.widget("kind"))
+if kind == "sae":
+    if not sae_dir:
+        st.info("Pick an SAE in the sidebar (none found for this model yet), or browse MLP neurons.")
+        st.stop()
+    src = next((s for s in sources if s.sae_dir == sae_dir), None) or F.catalog.SourceRef("sae", sae_dir.rstrip("/").split("/")[-1], sae_dir, sae_dir=sae_dir)
+else:
+    if not has_mlp:
+        st.info("This model is attention-only: it has no MLP neurons.")
+        st.stop()
+    ps.default("neuron_layer", 0)
+    layer = st.selectbox("Layer", list(range(n_layers)), **ps.widget("neuron_layer"))
+    src = by_name[f"MLP neurons L{layer}"]
+stats_dir = src.stats_dir
+sel_key = f"{src.kind}:{stats_dir}"  # widgets that depend on the source are keyed by it
+
+if not F.has_stats(stats_dir):
+    st.warning(f"{src.name} has no feature statistics yet.")
+    n_tok = st.number_input("Tokens to scan", min_value=2_000, max_value=2_000_000, value=50_000, step=10_000, key="build_tokens")
+    if st.button("Build feature statistics now", type="primary", key="build_stats"):
+        with guarded("building statistics"), progress_box(f"Scanning {int(n_tok):,} tokens") as cb:
+            model = load_model_cached(model_name)
+            cfg = F.StatsConfig(n_tokens=int(n_tok))
+            if src.kind == "sae":
+                F.build_for_sae_dir(stats_dir, cfg, model=model, model_name=model_name, progress=cb)
+            else:
+                st_ = F.build_feature_stats(model, F.NeuronSource(model, int(src.layer)), cfg, model_name=model_name,
+                                            source_name=src.name, progress=cb)
+                F.save_stats(st_, stats_dir)
             st.rerun()
-        except InterpError as e:
-            show_error(e)
-    st.caption(f"Or from a terminal: `interp features --sae {sae_dir} --tokens 200000`")
+    st.caption("Or from a terminal: `interp features " + (f"--sae {stats_dir}" if src.kind == "sae" else f"--neurons {src.layer} --out {stats_dir}")
+               + " --tokens 200000`")
     st.stop()
 
 try:
-    stats = load_stats_cached(sae_dir)
+    stats = load_stats_cached(stats_dir)
 except InterpError as e:
     show_error(e)
     st.stop()
 n = stats.n_features
+st.caption(f"{src.name} · hook {stats.meta.get('hook')} · {n} features · statistics over {stats.meta.get('n_tokens'):,} tokens "
+           f"of {stats.meta.get('corpus')}")
 
 
 def _sync_id():
@@ -45,8 +86,15 @@ def _step(d: int):
     st.session_state["feature_id"] = min(max(int(st.session_state.get("feature_id", 0)) + d, 0), n - 1)
 
 
-def _go(i: int):
+def _go(i: int, source: str | None = None):
+    if source and source in by_name and by_name[source].kind == "sae":
+        st.session_state["sae_dir"] = by_name[source].sae_dir
+        ps["kind"] = "sae"
     st.session_state["feature_id"] = int(i)
+
+
+def _short(label: str, width: int = 48) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"
 
 
 st.session_state["_fid_input"] = int(st.session_state.get("feature_id", 0))
@@ -54,27 +102,44 @@ c1, c2, c3, c4, c5 = st.columns([2, 1, 1, 3, 3])
 c1.number_input(f"Feature id (0..{n - 1})", min_value=0, step=1, key="_fid_input", on_change=_sync_id)
 c2.button("◀ previous", on_click=_step, args=(-1,), width="stretch")
 c3.button("next ▶", on_click=_step, args=(1,), width="stretch")
-tok_q = c4.text_input("Which features fire on token…", placeholder="e.g. ' Mary' (mind the leading space)", key="token_query")
-lab_q = c5.text_input("Search labels", placeholder="e.g. colors", key="label_query")
+tok_q = c4.text_input("Which features fire on token…", placeholder="e.g. ' Mary' (mind the leading space)", **ps.widget("token_query"))
+lab_q = c5.text_input("Search labels", placeholder="e.g. colors", **ps.widget("label_query"))
 
 if tok_q:
-    try:
-        hits = F.features_for_token(stats, tok_q.strip("'\"") if tok_q.startswith(("'", '"')) else tok_q)
+    with guarded("token search"):
+        hits = F.features_for_token(stats, tok_q[1:-1] if len(tok_q) >= 2 and tok_q[0] == tok_q[-1] and tok_q[0] in "'\"" else tok_q)
         if hits:
-            cols = st.columns(min(len(hits), 8))
-            for col, (i, v) in zip(cols, hits):
-                col.button(f"#{i} ({v:.2f})", key=f"tokhit{i}", on_click=_go, args=(i,), help=stats.labels[i])
+            st.caption("Most specific first: share of the feature's activation that falls on this token × its mean "
+                       "activation there relative to its max.")
+            with st.container(key="token-hits"):
+                cols = st.columns(min(len(hits), 4))
+                for j, h in enumerate(hits):
+                    cols[j % len(cols)].button(f"#{h.feature} {_short(h.label)}", key=f"tokhit{h.feature}", on_click=_go, args=(h.feature,),
+                                               help=f"{h.label} · mean activation on the token {h.value:.2f} · specificity {h.score:.3g} · "
+                                                    f"frequency {h.freq:.2e}", width="stretch")
         else:
             st.caption("No feature fires on that token.")
-    except InterpError as e:
-        show_error(e)
 if lab_q:
     ids = F.search_labels(stats, lab_q)
     if ids:
-        sel = st.selectbox(f"{len(ids)} matching features", ids, format_func=lambda i: f"#{i}: {stats.labels[i]}", key="label_pick")
+        # keyed by the source: switching SAE gives a fresh dropdown with the new SAE's labels
+        sel = st.selectbox(f"{len(ids)} matching features", ids, format_func=lambda i: f"#{i}: {stats.labels[i]}", key=f"label_pick:{sel_key}")
         st.button("Open", on_click=_go, args=(sel,), key="label_open")
     else:
         st.caption("No label matches.")
+
+with st.expander("Search every SAE and neuron layer of this model (label, token, or #id)"):
+    q_all = st.text_input("Search all sources", **ps.widget("search_all"), placeholder="e.g. colors, ' Mary', #12")
+    if q_all:
+        with guarded("search"):
+            stores = {s.name: load_stats_cached(s.stats_dir) for s in sources if F.has_stats(s.stats_dir)}
+            found = search_all(stores, q_all)
+            if not found:
+                st.caption(f"No match in {len(stores)} sources with statistics.")
+            with st.container(key="all-hits"):
+                for j, sh in enumerate(found):
+                    st.button(f"{sh.source} #{sh.hit.feature}: {_short(sh.hit.label, 70)}  ({sh.why}, score {sh.hit.score:.3g})",
+                              key=f"allhit{j}", on_click=_go, args=(sh.hit.feature, sh.source))
 
 fid = int(st.session_state.get("feature_id", 0))
 try:
@@ -83,45 +148,64 @@ except InterpError as e:
     show_error(e)
     st.stop()
 
-st.subheader(f"Feature {fv.id}: {fv.label}")
+flags = "".join(f" :orange-badge[{f}]" for f in fv.flags)
+st.subheader(f"Feature {fv.id}: {fv.label}{flags}")
+st.markdown(f"input side: `{' '.join(repr(t) for t in fv.label_inputs) or '-'}` · "
+            f"output side (promotes): `{' '.join(repr(t) for t in fv.label_outputs) or '-'}`")
+if "dense" in fv.flags:
+    st.caption(f"Dense: fires on {100 * fv.freq:.1f}% of tokens (above {100 * F.views.DENSE_FREQ:.0f}%), so it says little about any one token.")
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Firing frequency", f"{fv.freq:.2e}")
 m2.metric("Max activation", f"{fv.max_act:.3f}")
 m3.metric("Mean when firing", f"{fv.mean_act:.3f}")
-m4.download_button("Open in report (HTML)", render_html(stats, [fv.id], title=f"Feature {fv.id}"),
-                   file_name=f"feature_{fv.id}.html", mime="text/html")
+with m4:
+    from interp.reports import render_html
 
+    st.download_button("Open in report (HTML)", render_html(stats, [fv.id], title=f"Feature {fv.id}"),
+                       file_name=f"feature_{fv.id}.html", mime="text/html")
+
+st.html(f"<style>{CTX_CSS}</style>")
 left, mid, right = st.columns(3)
 with left:
-    edges = fv.hist_edges
-    hd = pd.DataFrame({"log10 activation": [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])], "count": fv.hist_counts})
-    show_chart(alt.Chart(hd).mark_bar(color="#fb8500").encode(x=alt.X("log10 activation:Q", bin=alt.Bin(step=edges[1] - edges[0]), title="log10 activation"),
-                                                                   y="count:Q").properties(height=200, title="Activation density (firing tokens)"),
-                    width="stretch")
+    edges, counts = F.density_histogram(stats)
+    dd = pd.DataFrame({"log10 frequency": [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])], "features": counts})
+    base = alt.Chart(dd).mark_bar(color="#8c959f").encode(x=alt.X("log10 frequency:Q", title="log10 firing frequency"), y="features:Q")
+    here = F.log10_freq(fv)
+    layers = [base]
+    if here is not None:
+        layers.append(alt.Chart(pd.DataFrame({"x": [here], "what": [f"feature {fv.id}"]})).mark_rule(color="#cf222e", size=2)
+                      .encode(x="x:Q", tooltip=["what", alt.Tooltip("x:Q", title="log10 frequency", format=".2f")]))
+    show_chart(alt.layer(*layers).properties(height=190, title="This feature (red) among all features of the source"), width="stretch")
+    e = fv.hist_edges
+    hd = pd.DataFrame({"log10 activation": [(a + b) / 2 for a, b in zip(e[:-1], e[1:])], "count": fv.hist_counts})
+    show_chart(alt.Chart(hd).mark_bar(color="#fb8500").encode(x=alt.X("log10 activation:Q", bin=alt.Bin(step=e[1] - e[0]), title="log10 activation"),
+                                                                   y="count:Q").properties(height=160, title="Activation density (firing tokens)"),
+               width="stretch")
 with mid:
-    st.markdown("**Logit effects**")
-    lt = pd.DataFrame({"promoted": [repr(t) for t, _ in fv.pos_logits], "+": [v for _, v in fv.pos_logits],
-                       "suppressed": [repr(t) for t, _ in fv.neg_logits], "−": [v for _, v in fv.neg_logits]})
-    st.dataframe(lt, hide_index=True, height=240, width="stretch")
+    st.markdown("**Promotes**")
+    st.html(logit_chips_html(fv.pos_logits, "pos") or "<i>no logit effects for this source</i>")
+    st.markdown("**Suppresses**")
+    st.html(logit_chips_html(fv.neg_logits, "neg") or "<i>-</i>")
+    if fv.logit_hist:
+        lo, hi = fv.logit_range
+        nb = len(fv.logit_hist)
+        ld = pd.DataFrame({"logit effect": [lo + (hi - lo) * (j + 0.5) / nb for j in range(nb)], "tokens": fv.logit_hist})
+        show_chart(alt.Chart(ld).mark_bar(color="#8250df").encode(x=alt.X("logit effect:Q", bin=alt.Bin(step=(hi - lo) / nb or 1)), y="tokens:Q")
+                   .properties(height=140, title="Logit effects over the vocabulary"), width="stretch")
 with right:
     st.markdown("**Most correlated features**")
     for j, r, lab in fv.correlated:
-        st.button(f"#{j}  r={r:+.2f}  {lab}", key=f"corr{j}", on_click=_go, args=(j,))
-    cf = pd.DataFrame({"category": list(fv.category_f1), "F1": list(fv.category_f1.values())})
-    show_chart(alt.Chart(cf).mark_bar().encode(x=alt.X("F1:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("category:N", sort="-x", axis=alt.Axis(labelOverlap=False)))
-                    .properties(height=alt.Step(20), title="Concept-category F1"), width="stretch")
+        st.button(f"#{j}  r={r:+.2f}  {_short(lab)}", key=f"corr{j}", on_click=_go, args=(j,))
+    if fv.category_f1:
+        cf = pd.DataFrame({"category": list(fv.category_f1), "F1": list(fv.category_f1.values())})
+        show_chart(alt.Chart(cf).mark_bar().encode(x=alt.X("F1:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("category:N", sort="-x", axis=alt.Axis(labelOverlap=False)))
+                   .properties(height=alt.Step(18), title="Concept-category F1 (embedded corpus)"), width="stretch")
 
-st.markdown("**Top activations**")
-st.html(f"<style>{CTX_CSS}</style>" + (contexts_html(fv.top, fv.max_act) or "<p>never fired</p>"))
+st.markdown("**Top activations** (hover a token for its value)")
+st.html(contexts_html(fv.top, fv.max_act) or "<p>never fired</p>")
 st.markdown("**Samples across the activation distribution**")
-st.html(f"<style>{CTX_CSS}</style>" + contexts_html(fv.quantiles, fv.max_act))
-if fv.logit_hist:
-    lo, hi = fv.logit_range
-    nb = len(fv.logit_hist)
-    ld = pd.DataFrame({"logit effect": [lo + (hi - lo) * (j + 0.5) / nb for j in range(nb)], "tokens": fv.logit_hist})
-    show_chart(alt.Chart(ld).mark_bar(color="#8250df").encode(x=alt.X("logit effect:Q", bin=alt.Bin(step=(hi - lo) / nb or 1)), y="tokens:Q")
-                    .properties(height=160, title="Logit effects over the vocabulary"), width="stretch")
-with st.expander("Feature density across this SAE"):
-    edges, counts = F.density_histogram(stats)
-    dd = pd.DataFrame({"log10 frequency": [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])], "features": counts})
-    show_chart(alt.Chart(dd).mark_bar().encode(x=alt.X("log10 frequency:Q"), y="features:Q").properties(height=160), width="stretch")
+if fv.intervals:
+    st.html(intervals_html(fv.intervals, fv.max_act))
+else:
+    st.caption("These statistics predate activation intervals (format 1): evenly spaced samples instead. Rebuild them for intervals.")
+    st.html(contexts_html(fv.quantiles, fv.max_act))

@@ -1,4 +1,4 @@
-"""Home: the models and SAEs found locally, with their metrics (L0 vs CE-loss score chart)."""
+"""Home: the models and SAEs found locally, their metrics side by side, and which scores mean nothing."""
 
 import json
 
@@ -6,12 +6,13 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.common import ROOT, show_chart, current_model_name, list_saes_all, sae_root, show_error
+from app.common import ROOT, current_model_name, list_saes_all, sae_root, show_chart, show_error
 from interp.errors import InterpError
-from interp.features import has_stats
+from interp.features.catalog import sae_overview
+from interp.reports import TABLE_CSS, table_html
 
 st.title("interp: a local interpretability workbench")
-st.caption("Pick a model and an SAE in the sidebar; the choice is kept across pages.")
+st.caption("Pick a model, an SAE and a device in the sidebar; the choice is kept across pages.")
 
 st.subheader("Models")
 card_path = ROOT / "interp" / "embedded" / "model_card.json"
@@ -26,16 +27,6 @@ if current_model_name() != "embedded":
     rows.append({"model": current_model_name()})
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
-
-def metric(m: dict, *names: str):
-    """The first metric whose key ends with one of `names` (SAEBench-style keys may be nested as a/b)."""
-    for n in names:
-        for k, v in m.items():
-            if (k == n or k.endswith("/" + n) or k.endswith("." + n)) and isinstance(v, (int, float)):
-                return float(v)
-    return None
-
-
 st.subheader("SAEs")
 try:
     saes = list_saes_all()
@@ -43,25 +34,38 @@ except InterpError as e:
     show_error(e)
     saes = []
 if not saes:
-    st.info(f"No SAEs found under {sae_root()}. Train one with `interp sae train` or rebuild the shipped ones.")
-else:
-    table = []
-    for s in saes:
-        m = dict(getattr(s, "metrics", None) or {})
-        table.append({"name": str(s.path).split("/")[-1], "model": s.model, "hook": s.hook_name, "head": s.hook_head_index,
-                      "arch": s.arch, "d_sae": s.d_sae, "L0": metric(m, "l0", "L0"),
-                      "ce_loss_score": metric(m, "ce_loss_score"),
-                      "explained_variance": metric(m, "explained_variance"),
-                      "feature stats": "yes" if has_stats(s.path) else "no", "path": str(s.path)})
-    df = pd.DataFrame(table)
-    st.dataframe(df, hide_index=True, width="stretch")
-    pts = df.dropna(subset=["L0", "ce_loss_score"])
-    if len(pts):
-        chart = alt.Chart(pts).mark_circle(size=120).encode(
-            x=alt.X("L0:Q", title="L0 (active latents per token)", scale=alt.Scale(zero=False)),
-            y=alt.Y("ce_loss_score:Q", title="CE loss score", scale=alt.Scale(zero=False)),
-            color=alt.Color("hook:N"), tooltip=["name", "hook", "arch", "d_sae", "L0", "ce_loss_score"],
-        ).properties(height=320, title="L0 vs CE loss score across SAEs")
-        show_chart(chart, width="stretch")
-    else:
-        st.caption("No SAE has both L0 and ce_loss_score in its metrics.json yet.")
+    st.info(f"No SAEs found under {sae_root()}. Train one with `interp train-sae` or rebuild the shipped ones.")
+    st.stop()
+
+table = sae_overview(saes, sae_root())
+cols = [("name", "name", ""), ("hook", "hook", ""), ("arch", "architecture", ""), ("d_sae", "d_sae", "num"), ("L0", "L0", "num"),
+        ("explained_variance", "explained variance", "num"), ("kl_div_score", "KL-div score", "num"),
+        ("ce_loss_score", "CE-loss score", "num"), ("frac_alive", "alive", "num"), ("stats", "feature stats", ""),
+        ("path", f"path (under {sae_root().name}/)", "path")]
+warn = {(i, k) for i, r in enumerate(table) for k in ("ce_loss_score", "kl_div_score") if any(w.startswith(k) for w in r["uninformative"])}
+st.html(f"<style>{TABLE_CSS}</style>" + table_html(table, cols, "sae-table", warn))
+for r in table:
+    if r["uninformative"]:
+        st.warning(f"**{r['name']}**: " + "; ".join(r["uninformative"]) + ". Judge it by explained variance instead.")
+
+# one row per SAE and one panel per metric: every SAE gets its own line, so SAEs with the same L0
+# no longer sit on top of each other; L0 on a log axis (TopK SAEs share one value, others spread)
+long = [{"SAE": r["name"], "hook": r["hook"], "metric": k, "value": r[k],
+         "informative": "no (see warning)" if any(w.startswith(k) for w in r["uninformative"]) else "yes"}
+        for r in table for k in ("L0", "explained_variance", "kl_div_score", "ce_loss_score") if r[k] is not None]
+if long:
+    df = pd.DataFrame(long)
+    order = [r["name"] for r in table]
+    panels = []
+    for k, title, log in (("L0", "L0 (active latents per token, log)", True), ("explained_variance", "explained variance", False),
+                          ("kl_div_score", "KL-div score", False), ("ce_loss_score", "CE-loss score", False)):
+        d = df[df.metric == k]
+        if d.empty:
+            continue
+        x = alt.X("value:Q", title=title, scale=alt.Scale(type="log") if log and (d.value > 0).all() else alt.Scale(zero=False))
+        panels.append(alt.Chart(d).mark_point(size=90, filled=True).encode(
+            x=x, y=alt.Y("SAE:N", sort=order, title=None, axis=alt.Axis(labelLimit=220, labels=not panels)),
+            color=alt.Color("hook:N"), shape=alt.Shape("informative:N", scale=alt.Scale(domain=["yes", "no (see warning)"], range=["circle", "cross"])),
+            tooltip=["SAE", "hook", "metric", alt.Tooltip("value:Q", format=".4g"), "informative"],
+        ).properties(width=190, height=alt.Step(22)))
+    show_chart(alt.hconcat(*panels).properties(title="SAE metrics, one row per SAE (a cross marks a score that carries no information)"))

@@ -1,14 +1,22 @@
-"""Prompt lab: next-token distribution, per-token top features, attention, and live ablations."""
+"""Prompt lab: your own prompt as a token view (coloured by any feature, labelled features at every
+position), the next-token distribution, attention, and live ablations with the biggest logit changes."""
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.common import current_model_name, show_chart, current_sae_dir, load_model_cached, load_sae_cached, mean_z_cached, show_error
+from app.common import (current_model_name, current_sae_dir, guarded, load_model_cached, load_sae_cached, load_stats_cached,
+                        mean_z_cached, page_state, show_chart, show_error)
 from interp import prompt_lab as P
 from interp.errors import InterpError
+from interp.features import has_stats
+from interp.reports import CTX_CSS, prob_bars_html, token_features_html, token_values_html
+
+DEFAULT_PROMPT = "When Mary and John went to the store, John gave a drink to"
+TASKS = ("ioi", "greater-than", "docstring")
 
 st.title("Prompt lab")
+ps = page_state("lab")
 try:
     model = load_model_cached(current_model_name())
 except InterpError as e:
@@ -16,9 +24,30 @@ except InterpError as e:
     st.stop()
 cfg = model.cfg
 
-prompt = st.text_area("Prompt", value=st.session_state.get("lab_prompt", "When Mary and John went to the store, John gave a drink to"),
-                      height=90, key="_lab_prompt_input", on_change=lambda: st.session_state.update(lab_prompt=st.session_state["_lab_prompt_input"]))
-st.session_state["lab_prompt"] = prompt
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _examples(model_name: str, task: str):
+    return [(x.prompt, x.a, x.b) for x in P.task_examples(load_model_cached(model_name), task, n=6)]
+
+
+def _use_example():
+    pick = st.session_state.get(ps.key("example"))
+    if pick:
+        prompt, a, b = pick
+        ps["prompt"], ps["tok_a"], ps["tok_b"], ps["answers_for"] = prompt, a, b, prompt
+
+
+with st.expander("Load a task example (sets the prompt and both answer tokens)"):
+    c1, c2 = st.columns([1, 3])
+    task = c1.selectbox("Task", TASKS, **ps.widget("task"))
+    with guarded("task examples"):
+        ex = _examples(current_model_name(), task)
+        c2.selectbox("Example", ex, **ps.widget("example"), format_func=lambda e: f"{e[0]}  → {e[1]!r} vs {e[2]!r}",
+                     on_change=_use_example, index=None, placeholder="pick an example")
+
+ps.default("prompt", DEFAULT_PROMPT)
+prompt = st.text_area("Prompt", height=90, **ps.widget("prompt"))
+st.session_state["lab_prompt"] = prompt  # other pages may read the current prompt
 try:
     prep = P.prepare(model, prompt)
 except InterpError as e:
@@ -28,103 +57,129 @@ if prep.truncated:
     st.warning(f"The prompt is {prep.n_original} tokens, longer than the model's context of {cfg.n_ctx}: "
                f"only BOS and the last {cfg.n_ctx - 1} tokens are used.")
 
+# answer tokens: the task's right / wrong answer where known, else the two most likely tokens;
+# reset only when the prompt changes, so the user's own choice survives reruns and navigation
+if ps.get("answers_for") != prompt:
+    known = P.known_answers(model, prompt)
+    if known:
+        ps["tok_a"], ps["tok_b"], ps["answers_why"] = known.a, known.b, known.why
+    else:
+        top2 = P.predict(model, prep.tokens, 2)
+        ps["tok_a"], ps["tok_b"] = top2[0].token, (top2[1].token if len(top2) > 1 else "")
+        ps["answers_why"] = "no task answer known for this prompt: the two most likely next tokens"
+    ps["answers_for"] = prompt
 
-def prob_chart(rows, title):
-    df = pd.DataFrame([{"token": repr(r.token), "prob": r.prob} for r in rows])
-    return alt.Chart(df).mark_bar().encode(x=alt.X("prob:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("token:N", sort="-x"),
-                                           tooltip=["token", "prob"]).properties(height=240, title=title)
+st.html(f"<style>{CTX_CSS}</style>")
+sae_dir = current_sae_dir()
 
 
-tab_next, tab_feats, tab_attn, tab_abl = st.tabs(["Next token", "Top features per token", "Attention", "Ablate"])
+def _source(pick: str):
+    from interp.features import NeuronSource, SaeSource
 
-with tab_next:
-    try:
-        clean = P.predict(model, prep.tokens, 10)
-        show_chart(prob_chart(clean, "Next-token distribution"), width="stretch")
-    except InterpError as e:
-        show_error(e)
+    if pick.startswith("SAE: "):
+        return SaeSource(load_sae_cached(sae_dir), model)
+    return NeuronSource(model, int(pick.rsplit(" ", 1)[1]))
 
-with tab_feats:
-    sae_dir = current_sae_dir()
+
+def _labels(pick: str) -> list[str] | None:
+    if pick.startswith("SAE: ") and sae_dir and has_stats(sae_dir):
+        return load_stats_cached(sae_dir).labels
+    return None
+
+
+tab_tok, tab_next, tab_attn, tab_abl = st.tabs(["Top features per token", "Next token", "Attention", "Ablate"])
+
+with tab_tok:
     choices = ([f"SAE: {sae_dir}"] if sae_dir else []) + [f"MLP neurons, layer {l}" for l in range(cfg.n_layers) if not cfg.attn_only]
-    src_pick = st.selectbox("Feature source (its hook)", choices, key="lab_source")
-    k = st.slider("Features per token", 1, 10, 5, key="lab_k")
-    try:
-        if src_pick and src_pick.startswith("SAE: "):
-            from interp.features import SaeSource
-
-            src = SaeSource(load_sae_cached(sae_dir), model)
-        elif src_pick:
-            from interp.features import NeuronSource
-
-            src = NeuronSource(model, int(src_pick.rsplit(" ", 1)[1]))
-        else:
-            src = None
-        if src is not None:
-            st.caption(f"hook {src.hook}")
+    if not choices:
+        st.info("No feature source: pick an SAE in the sidebar (this model has no MLP neurons).")
+    else:
+        if ps.get("source") not in choices:
+            ps["source"] = choices[0]
+        c1, c2, c3 = st.columns([3, 1, 1])
+        pick = c1.selectbox("Feature source (its hook)", choices, **ps.widget("source"))
+        ps.default("k", 3)
+        k = c2.slider("Features per token", 1, 10, **ps.widget("k"))
+        ps.default("colour_by", 0)
+        fid = c3.number_input("Colour the prompt by feature", min_value=0, step=1, **ps.widget("colour_by"))
+        with guarded("features per token"):
+            src = _source(pick)
+            labels = _labels(pick)
+            st.caption(f"hook {src.hook} · {src.n_features} features"
+                       + ("" if labels else " · no feature statistics for this source, so no labels (build them on the Features page)"))
+            vals = P.feature_values(model, src, prep.tokens, int(fid))
+            lab = f": {labels[int(fid)]}" if labels else ""
+            st.markdown(f"**Feature {int(fid)}{lab}** on your prompt (hover a token for its value; max {max(vals):.3f})")
+            st.html(token_values_html(prep.str_tokens, vals))
             per_tok = P.top_features(model, src, prep.tokens, k)
-            rows = [{"pos": i, "token": repr(t), "features": ", ".join(f"#{f} ({v:.2f})" for f, v in fs)}
-                    for i, (t, fs) in enumerate(zip(prep.str_tokens, per_tok))]
-            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=min(420, 38 + 35 * len(rows)))
-            if src_pick.startswith("SAE: "):
+            rows = [[(f, v, labels[f] if labels else "") for f, v in fs] for fs in per_tok]
+            st.html(token_features_html(prep.str_tokens, rows))
+            if pick.startswith("SAE: "):
                 ids = sorted({f for fs in per_tok for f, _ in fs})
                 if ids:
                     c1, c2 = st.columns([3, 1])
-                    go = c1.selectbox("Open a feature on the Features page", ids, key="lab_open_feat")
+                    go = c1.selectbox("Open a feature on the Features page", ids, key="lab_open_feat",
+                                      format_func=lambda i: f"#{i}: {labels[i]}" if labels else f"#{i}")
                     if c2.button("Open feature", key="lab_open_btn"):
                         st.session_state["feature_id"] = int(go)
                         st.switch_page("pages/features.py")
-    except InterpError as e:
-        show_error(e)
+
+with tab_next:
+    with guarded("next token"):
+        clean = P.predict(model, prep.tokens, 10)
+        st.html(prob_bars_html([(r.token, r.prob) for r in clean], "Next-token distribution"))
 
 with tab_attn:
-    layer = st.selectbox("Layer", list(range(cfg.n_layers)), key="lab_attn_layer")
-    try:
+    ps.default("attn_layer", 0)
+    layer = st.selectbox("Layer", list(range(cfg.n_layers)), **ps.widget("attn_layer"))
+    with guarded("attention"):
         pat = P.attention(model, prep.tokens, int(layer))
         toks = [f"{i}:{t}" for i, t in enumerate(prep.str_tokens)]
-        heads = st.multiselect("Heads", list(range(cfg.n_heads)), default=list(range(min(4, cfg.n_heads))), key="lab_attn_heads")
+        ps.default("attn_heads", list(range(min(4, cfg.n_heads))))
+        heads = st.multiselect("Heads", list(range(cfg.n_heads)), **ps.widget("attn_heads"))
         recs = [{"head": h, "query": toks[q], "key": toks[kk], "attention": float(pat[h, q, kk])}
                 for h in heads for q in range(len(toks)) for kk in range(q + 1)]
         if recs:
-            df = pd.DataFrame(recs)
-            order = toks
-            chart = alt.Chart(df).mark_rect().encode(
-                x=alt.X("key:N", sort=order, axis=alt.Axis(labelAngle=-60)), y=alt.Y("query:N", sort=order),
+            chart = alt.Chart(pd.DataFrame(recs)).mark_rect().encode(
+                x=alt.X("key:N", sort=toks, axis=alt.Axis(labelAngle=-60, labelOverlap=False)),
+                y=alt.Y("query:N", sort=toks, axis=alt.Axis(labelOverlap=False)),
                 color=alt.Color("attention:Q", scale=alt.Scale(scheme="blues", domain=[0, 1])), tooltip=["head", "query", "key", "attention"],
             ).properties(width=300, height=300).facet(facet=alt.Facet("head:N"), columns=2)
             show_chart(chart)
-    except InterpError as e:
-        show_error(e)
 
 with tab_abl:
     all_heads = [f"{l}.{h}" for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
     preset = [f"{l}.{h}" for l, h in st.session_state.get("ablate_heads", []) if f"{l}.{h}" in all_heads]
-    if "lab_heads" not in st.session_state or st.session_state.get("_ablate_heads_seen") != preset:
-        st.session_state["lab_heads"] = preset  # heads sent from the Circuits page pre-fill the ablation
-        st.session_state["_ablate_heads_seen"] = preset
+    if ps.get("heads_seen") != preset:  # heads sent from the Circuits page pre-fill the ablation
+        ps["heads"], ps["heads_seen"] = preset, preset
+    ps.default("heads", [])
     c1, c2 = st.columns(2)
     with c1:
-        heads_sel = st.multiselect("Ablate attention heads (layer.head)", all_heads, key="lab_heads")
-        mode = st.radio("Head ablation", P.HEAD_MODES, horizontal=True, key="lab_head_mode",
+        heads_sel = st.multiselect("Ablate attention heads (layer.head)", all_heads, **ps.widget("heads"))
+        mode = st.radio("Head ablation", P.HEAD_MODES, horizontal=True, **ps.widget("head_mode"),
                         help="zero: the head's output is 0; mean: the head's mean output over corpus text")
     with c2:
-        clamp_ids = st.text_input("Clamp SAE features (ids, comma-separated)", key="lab_clamp_ids",
-                                  disabled=not current_sae_dir(), placeholder="e.g. 3, 17")
-        op = st.radio("Clamp", P.CLAMP_OPS, horizontal=True, key="lab_clamp_op")
-        val = st.number_input("Value (scale factor or set value)", value=0.0 if op != "scale" else 2.0, key="lab_clamp_val")
-    top_clean = P.predict(model, prep.tokens, 2)
+        ps.default("clamp_ids", "")
+        clamp_ids = st.text_input("Clamp SAE features (ids, comma-separated)", **ps.widget("clamp_ids"),
+                                  disabled=not sae_dir, placeholder="e.g. 3, 17")
+        op = st.radio("Edit (interp.edits)", P.CLAMP_OPS, horizontal=True, **ps.widget("clamp_op"),
+                      help="zero: 0 · scale: value × a · set: value everywhere · clamp: −value where active (negative clamp)")
+        ps.default("clamp_val", 0.0)
+        val = st.number_input("Value (scale factor, set value, or clamp magnitude)", **ps.widget("clamp_val"))
     t1, t2 = st.columns(2)
-    ta = t1.text_input("Logit difference: token A", value=top_clean[0].token, key="lab_tok_a")
-    tb = t2.text_input("minus token B", value=top_clean[1].token if len(top_clean) > 1 else "", key="lab_tok_b")
-    try:
-        clamps = []
+    ta = t1.text_input("Logit difference: token A", **ps.widget("tok_a"))
+    tb = t2.text_input("minus token B", **ps.widget("tok_b"))
+    st.caption(f"Answer tokens: {ps.get('answers_why', '')}")
+    with guarded("ablation"):
+        ids = []
         for part in clamp_ids.replace(" ", "").split(","):
             if part:
                 if not part.isdigit():
                     raise InterpError(f"bad feature id {part!r}; give whole numbers like 3, 17")
-                clamps.append(P.Clamp(int(part), op, float(val)))
+                ids.append(int(part))
+        clamps = [P.LatentEdit(op, ids, float(val))] if ids else []
         ab = P.Ablation(heads=P.parse_heads(", ".join(heads_sel)), head_mode=mode, clamps=clamps)
-        sae = load_sae_cached(current_sae_dir()) if clamps else None
+        sae = load_sae_cached(sae_dir) if clamps else None
         means = {l: mean_z_cached(current_model_name(), l) for l, _ in ab.heads} if mode == "mean" else None
         cmp = P.compare(model, prep.tokens, ab, sae=sae, target=(ta, tb) if ta and tb else None, means=means)
         if ab.empty:
@@ -135,9 +190,14 @@ with tab_abl:
             k2.metric("ablated", f"{cmp.ablated_logit_diff:.3f}", delta=f"{cmp.ablated_logit_diff - cmp.clean_logit_diff:+.3f}")
         k3.metric("KL(clean ‖ ablated)", f"{cmp.kl:.4f}")
         a, b = st.columns(2)
-        with a:
-            show_chart(prob_chart(cmp.clean, "Clean run"), width="stretch")
-        with b:
-            show_chart(prob_chart(cmp.ablated, "Ablated run"), width="stretch")
-    except InterpError as e:
-        show_error(e)
+        a.html(prob_bars_html([(r.token, r.prob) for r in cmp.clean], "Clean run"))
+        b.html(prob_bars_html([(r.token, r.prob) for r in cmp.ablated], "Ablated run"))
+        if cmp.changes:
+            st.markdown("**Biggest logit changes** (each run's mean logit removed first)")
+            st.dataframe(pd.DataFrame([{"token": repr(c.token), "logit change": c.delta, "clean logit": c.clean_logit,
+                                        "ablated logit": c.ablated_logit, "clean prob": c.clean_prob, "ablated prob": c.ablated_prob}
+                                       for c in cmp.changes]),
+                         hide_index=True, width="stretch",
+                         column_config={"clean prob": st.column_config.NumberColumn(format="%.3f"),
+                                        "ablated prob": st.column_config.NumberColumn(format="%.3f"),
+                                        "logit change": st.column_config.NumberColumn(format="%+.3f")})

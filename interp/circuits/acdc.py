@@ -92,6 +92,10 @@ def _src_names(L: int) -> tuple[list[str], list[str]]:
 def source_outputs(model: HookedTransformer, tokens: torch.Tensor) -> list[Float[torch.Tensor, "n pos src d_model"]]:
     """Per layer, the H head outputs and the MLP output stacked: [n, pos, H + 1, d_model]."""
     res, mlp = _src_names(model.cfg.n_layers)
+    if model.cfg.attn_only:  # no MLPs: their source slot stays, always zero, so indices match
+        with split_heads(model), capture(model, res) as a:
+            model(tokens)
+        return [torch.cat([a[r], torch.zeros_like(a[r][:, :, :1])], 2) for r in res]
     with split_heads(model), capture(model, res + mlp) as a:
         model(tokens)
     return [torch.cat([a[r], a[m][:, :, None]], 2) for r, m in zip(res, mlp)]
@@ -108,9 +112,11 @@ def removed_edges(model: HookedTransformer, neg_src: list[torch.Tensor], removed
     cur: dict[int, torch.Tensor] = dict(enumerate(upstream or []))
     res_names, mlp_names = _src_names(L)
 
+    attn_only = model.cfg.attn_only
+
     def keep_heads(layer):
         def fn(r, hook):
-            cur[layer] = r
+            cur[layer] = torch.cat([r, torch.zeros_like(r[:, :, :1])], 2) if attn_only else r
         return fn
 
     def keep_mlp(layer):
@@ -151,7 +157,9 @@ def removed_edges(model: HookedTransformer, neg_src: list[torch.Tensor], removed
     edits = []
     for l in range(L):
         edits += [(f"blocks.{l}.hook_{'qkv'[x]}_input", fix_qkv(l, x)) for x in range(3) if l > 0]
-        edits += [(res_names[l], keep_heads(l)), (f"blocks.{l}.hook_mlp_in", fix_mlp(l)), (mlp_names[l], keep_mlp(l))]
+        edits.append((res_names[l], keep_heads(l)))
+        if not attn_only:
+            edits += [(f"blocks.{l}.hook_mlp_in", fix_mlp(l)), (mlp_names[l], keep_mlp(l))]
     edits.append((f"blocks.{L - 1}.hook_resid_post", fix_out))
     with split_heads(model), intervene(model, edits):
         yield model
@@ -189,6 +197,9 @@ def acdc(model: HookedTransformer, task: CircuitTask, cfg: ACDCConfig | None = N
     is_head = torch.arange(S) % (H + 1) < H
     valid_qkv = src_layer[:, None] < torch.arange(L)[None, :]  # [S, L]
     valid_mlp = valid_qkv | ((src_layer[:, None] == torch.arange(L)[None, :]) & is_head[:, None])
+    if model.cfg.attn_only:  # no MLP nodes: no edges into or out of them
+        valid_mlp = torch.zeros_like(valid_mlp)
+        valid_qkv = valid_qkv & is_head[:, None]
     rem = EdgeMasks.empty(L, H)
     score = EdgeMasks(torch.zeros(3, S, L, H), torch.zeros(S, L), torch.zeros(S))
 
@@ -219,7 +230,8 @@ def acdc(model: HookedTransformer, task: CircuitTask, cfg: ACDCConfig | None = N
             mask[idx] = False
 
     for s in reversed(range(S)):
-        test(rem.out, score.out, (s,), True, L - 1)
+        if is_head[s] or not model.cfg.attn_only:
+            test(rem.out, score.out, (s,), True, L - 1)
     for lv in reversed(range(L)):
         live = has_out(lv * (H + 1) + H)
         for s in reversed(range(S)):

@@ -1,23 +1,29 @@
 """Circuits from discretized SAE codes (O'Neill & Bui, 2024, "Sparse Autoencoders Enable Scalable
-and Reliable Circuit Identification in Language Models").
+and Reliable Circuit Identification in Language Models"; code: github charlieoneill11/sae-circuits).
 
-1. For each prompt and head (l, h), the vector the head writes to the residual stream,
-   ``o[l, h] = z[l, :, h] @ W_O[l, h]`` ([pos, d_model]), averaged over the real positions
-   (``position="mean"``, the paper) or taken at the last position (``position="last"``).
-2. ONE sparse autoencoder, shared by all heads (ReLU + L1, SAELens' ``standard`` architecture), is
-   trained on these vectors from a handful of positive and negative prompts (default 10 pairs).
-3. Each (prompt, head) becomes an integer code: the argmax latent (``top_k_codes=k``: the set of
-   its k largest active latents).
+The default (``DiscreteSAEConfig()``) is the authors' protocol (``experiments/main_results.py``):
+
+1. For each prompt and head (l, h), the head's raw residual-stream output ``hook_result`` (=
+   ``z[l, :, h] @ W_O[l, h]``), averaged over all real positions including BOS.
+2. ``n_train`` = 10 prompts are drawn at random (seed) from the pooled positive + negative prompts;
+   ONE SAE, shared by all heads, is trained on those prompts' head vectors: the authors' own SAE
+   (`interp.circuits.paper_sae`: ReLU, tied pre-bias, unit-norm rows, 200 latents, MSE + lambda
+   mean L1 with lambda 0.02, 0.05 for docstring, Adam lr 1e-3, 500 full-batch epochs), no input scaling.
+3. Codes are read on ALL ``n_read`` = 250 positive + 250 negative prompts: code = argmax latent,
+   so a vector with no active latent gets code 0 (numpy argmax of zeros, as the authors).
 4. Head score = the number of distinct codes the head shows on positive prompts and never on
    negative ones:  ``score(h) = |codes_pos(h) \\ codes_neg(h)|``.
 5. Edge variant: for heads u, v with layer(u) < layer(v), score(u -> v) = the number of distinct
    code *pairs* (code_u, code_v) seen together on a positive prompt and never on a negative one.
 
-Options beyond the paper (all off by default): ``top_k_codes`` > 1, ``per_layer`` SAEs (one SAE
-per layer instead of one shared), other SAELens architectures (``arch="topk"``), ``unit_norm``
-(every head vector scaled to norm 1, so quiet heads are not all lumped into one code),
-``qkv_edges`` (below), and ``threshold="faithful"`` in `interp.circuits.run` (choose the cut by
-the model's own metric).
+Per seed only the SAE initialisation and the training subset change; the prompts are fixed per task.
+
+``DiscreteSAEConfig.legacy()`` is this package's earlier default, kept as a named option: train on
+the first 10 *pairs* and read codes only on them, SAELens' ``standard`` SAE (l1 1.0, d_sae = d_model,
+lr 1e-2, 100 steps) on inputs rescaled to mean norm sqrt(d_model), inactive vectors skipped.
+Other options: ``top_k_codes`` > 1, ``per_layer`` SAEs, ``arch="topk"`` (SAELens), ``unit_norm``
+(every head vector scaled to norm 1), ``qkv_edges`` (below), and ``threshold="faithful"`` in
+`interp.circuits.run` (choose the cut by the model's own metric).
 
 q/k/v-specific edges (``qkv_edges=True``): a head reads the residual stream three ways, so an
 edge u -> v is really three edges, into v's query, key or value. Each head's query, key and value
@@ -44,36 +50,74 @@ from interp.hooks import capture
 
 log = logging.getLogger(__name__)
 
-ARCHS = ("standard", "topk")
+ARCHS = ("paper", "standard", "topk")
+PAPER_L1 = {"docstring": 0.05}  # the authors' lambda per task (main_results.py); 0.02 otherwise
+PAPER_L1_DEFAULT = 0.02
 
 
 @dataclass
 class DiscreteSAEConfig:
-    """How the discretized-code method runs (defaults follow the paper)."""
+    """How the discretized-code method runs (defaults: the authors' protocol, see module docstring)."""
 
-    n_train: int = 10  # prompt pairs the SAE is trained on and codes are read from
-    position: str = "mean"  # "mean" over real positions (paper) or "last" position
-    arch: str = "standard"  # SAELens architecture: "standard" (ReLU + L1, paper) or "topk"
-    d_sae: int = 0  # SAE width; 0 = d_model (a few hundred vectors need no wider dictionary)
-    l1: float = 1.0  # L1 coefficient (standard arch), on inputs scaled to mean norm sqrt(d_model)
+    n_train: int = 10  # prompts (paper) or pairs (train_on="pairs") the SAE is trained on
+    train_on: str = "prompts"  # "prompts": n_train drawn at random from pos+neg (paper); "pairs": the first n_train pairs
+    n_read: int = 250  # pairs whose codes are read and scored (paper: 250 + 250); 0 = only the training pairs
+    position: str = "mean"  # "mean" over real positions incl. BOS (paper) or "last" position
+    arch: str = "paper"  # "paper" (the authors' SAE), or SAELens' "standard" (ReLU + L1) / "topk"
+    d_sae: int = 200  # SAE width; 0 = d_model
+    l1: float | None = None  # L1 coefficient; None = the paper's per task (0.05 docstring, 0.02 else), 1.0 for standard
+    scale_inputs: bool = False  # rescale inputs to mean norm sqrt(d_model) before the SAE (legacy)
+    inactive: str = "zero"  # a vector with no active latent: "zero" = code 0 (paper), "skip" = no code
     k: int = 8  # active latents per input (topk arch)
-    steps: int = 100  # Adam steps (full batch up to `batch` vectors, else random batches)
+    steps: int = 500  # Adam steps (full batch up to `batch` vectors, else random batches)
     batch: int = 4096  # most vectors per step, so cost per step stays flat as n_train grows
-    lr: float = 1e-2  # Adam learning rate
+    lr: float = 1e-3  # Adam learning rate
     top_k_codes: int = 1  # codes per (prompt, head): 1 = argmax latent (paper)
     per_layer: bool = False  # one SAE per layer instead of one shared by all heads
     edges: bool = True  # also compute code co-occurrence edge scores
     unit_norm: bool = False  # scale every head-output vector to norm 1 first (small heads get codes too)
     qkv_edges: bool = False  # edges into each head's q, k and v input separately (see module docstring)
-    seed: int = 0  # SAE initialisation seed
+    seed: int = 0  # SAE initialisation and training-subset seed
 
     def __post_init__(self):
         if self.position not in ("mean", "last"):
             raise ValueError(f"position must be 'mean' or 'last', not {self.position!r}")
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, not {self.arch!r}")
+        if self.train_on not in ("prompts", "pairs"):
+            raise ValueError(f"train_on must be 'prompts' or 'pairs', not {self.train_on!r}")
+        if self.inactive not in ("zero", "skip"):
+            raise ValueError(f"inactive must be 'zero' or 'skip', not {self.inactive!r}")
         if min(self.n_train, self.steps, self.top_k_codes, self.k, self.batch) < 1:
             raise ValueError("n_train, steps, top_k_codes, k and batch must be >= 1")
+        if self.n_read < 0 or self.d_sae < 0 or (self.l1 is not None and self.l1 < 0):
+            raise ValueError("n_read, d_sae and l1 must be >= 0")
+
+    @classmethod
+    def legacy(cls, **kw) -> "DiscreteSAEConfig":
+        """This package's earlier default (see module docstring), kept as a named option."""
+        base = dict(train_on="pairs", n_read=0, arch="standard", d_sae=0, l1=1.0, scale_inputs=True, inactive="skip",
+                    steps=100, lr=1e-2)
+        return cls(**{**base, **kw})
+
+    def l1_for(self, task_name: str) -> float:
+        if self.l1 is not None:
+            return self.l1
+        return PAPER_L1.get(task_name, PAPER_L1_DEFAULT) if self.arch == "paper" else 1.0
+
+    def n_pairs(self) -> int:
+        """Prompt pairs the method needs from its task."""
+        return max(self.n_read, self.n_train if self.train_on == "pairs" else (self.n_train + 1) // 2)
+
+
+PRESETS = ("paper", "legacy")
+
+
+def preset(name: str, **kw) -> DiscreteSAEConfig:
+    """A named configuration: "paper" (the default) or "legacy"."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown discrete-sae preset {name!r}; known: {', '.join(PRESETS)}")
+    return DiscreteSAEConfig.legacy(**kw) if name == "legacy" else DiscreteSAEConfig(**kw)
 
 
 class DiscreteSAEResult(NamedTuple):
@@ -120,28 +164,38 @@ def head_inputs(model: HookedTransformer, tokens: torch.Tensor, mask: torch.Tens
     return torch.stack(out).view(3, L, *out[0].shape).transpose(1, 2)
 
 
-def train_code_sae(acts: Float[torch.Tensor, "N d"], cfg: DiscreteSAEConfig):
-    """Train a SAELens training-SAE on `acts` with Adam. Returns (sae, input scale).
+def train_code_sae(acts: Float[torch.Tensor, "N d"], cfg: DiscreteSAEConfig, l1: float | None = None):
+    """Train the code SAE on `acts`. Returns (sae, input scale); `sae.encode(x * scale)` gives latents.
 
-    Written here rather than with SAELens' runner because the runner streams tokens through a
-    model; we have a few hundred in-memory vectors and need it to take well under a second."""
+    ``arch="paper"``: the authors' SAE (`interp.circuits.paper_sae`). Otherwise a SAELens training
+    SAE with Adam, written here rather than with SAELens' runner because the runner streams tokens
+    through a model; we have a few hundred in-memory vectors and need it to take well under a second."""
+    d = acts.shape[1]
+    lam = cfg.l1 if l1 is None else l1
+    lam = 1.0 if lam is None else lam
+    scale = float(d ** 0.5 / acts.norm(dim=1).mean().clamp_min(1e-8)) if cfg.scale_inputs else 1.0
+    x = (acts * scale).float()
+    d_sae = cfg.d_sae or d
+    if cfg.arch == "paper":
+        from interp.circuits.paper_sae import train_paper_sae
+
+        if len(x) > cfg.batch:  # the paper trains full batch; a subsample keeps huge models' cost flat
+            x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.batch].to(x.device)]
+        return train_paper_sae(x, d_sae=d_sae, lam=lam, lr=cfg.lr, epochs=cfg.steps, seed=cfg.seed), scale
     from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig, TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.saes.sae import TrainStepInput
 
     torch.manual_seed(cfg.seed)
-    d = acts.shape[1]
-    scale = float(d ** 0.5 / acts.norm(dim=1).mean().clamp_min(1e-8))
-    x = acts * scale
-    d_sae = cfg.d_sae or d
     if cfg.arch == "standard":
-        sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=d, d_sae=d_sae, l1_coefficient=cfg.l1))
+        sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=d, d_sae=d_sae, l1_coefficient=lam, device=str(x.device)))
     else:
-        sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d, d_sae=d_sae, k=min(cfg.k, d_sae)))
+        sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d, d_sae=d_sae, k=min(cfg.k, d_sae), device=str(x.device)))
+    sae = sae.to(x.device)
     coeffs = {k: float(getattr(v, "value", v)) for k, v in sae.get_coefficients().items()}
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     for step in range(cfg.steps):
-        xb = x if len(x) <= cfg.batch else x[torch.randint(len(x), (cfg.batch,), generator=gen)]
+        xb = x if len(x) <= cfg.batch else x[torch.randint(len(x), (cfg.batch,), generator=gen).to(x.device)]
         out = sae.training_forward_pass(TrainStepInput(sae_in=xb, coefficients=coeffs, dead_neuron_mask=None,
                                                        n_training_steps=step, is_logging_step=False))
         opt.zero_grad()
@@ -153,11 +207,16 @@ def train_code_sae(acts: Float[torch.Tensor, "N d"], cfg: DiscreteSAEConfig):
 
 
 @torch.no_grad()
-def to_codes(sae, scale: float, acts: Float[torch.Tensor, "... d"], k: int = 1) -> Int[torch.Tensor, "... k"]:
-    """The top-k active latents of each vector (argmax for k=1); -1 where fewer than k are active."""
-    f = sae.encode(acts * scale)
+def to_codes(sae, scale: float, acts: Float[torch.Tensor, "... d"], k: int = 1, inactive: str = "skip") -> Int[torch.Tensor, "... k"]:
+    """The top-k active latents of each vector (argmax for k=1); -1 where fewer than k are active.
+    ``inactive="zero"``: a vector with no active latent gets code 0 (the paper's numpy argmax)."""
+    f = sae.encode(acts.float() * scale)
     vals, idx = f.topk(k, dim=-1)
-    return torch.where(vals > 0, idx, torch.full_like(idx, -1))
+    codes = torch.where(vals > 0, idx, torch.full_like(idx, -1))
+    if inactive == "zero":
+        none = (codes < 0).all(-1)
+        codes[..., 0] = torch.where(none, torch.zeros_like(codes[..., 0]), codes[..., 0])
+    return codes
 
 
 def node_scores(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> Float[torch.Tensor, "layer head"]:
@@ -199,40 +258,69 @@ def edge_scores(codes_pos: torch.Tensor, codes_neg: torch.Tensor, recv_pos: torc
     return out
 
 
+def _outputs(model, task: CircuitTask, position: str, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Head outputs on the positive and negative prompts, in chunks of `chunk` pairs."""
+    mask = real_mask(task)
+    pos, neg = [], []
+    for i in range(0, len(task), chunk):
+        sl = slice(i, i + chunk)
+        w = int(task.lengths[sl].max())
+        pos.append(head_outputs(model, task.pos_tokens[sl, :w], mask[sl, :w], position))
+        neg.append(head_outputs(model, task.neg_tokens[sl, :w], mask[sl, :w], position))
+    return torch.cat(pos), torch.cat(neg)
+
+
+def training_rows(cfg: DiscreteSAEConfig, n_pairs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which read prompts the SAE trains on: indices into the positive and into the negative prompts.
+    ``train_on="prompts"``: `n_train` prompts drawn (seed `cfg.seed`) from the pooled 2 * n_pairs
+    prompts, as the authors' ``prepare_data`` (randperm of pos + neg, first 10); "pairs": the first
+    `n_train` pairs."""
+    if cfg.train_on == "pairs":
+        idx = torch.arange(min(cfg.n_train, n_pairs))
+        return idx, idx
+    pick = torch.randperm(2 * n_pairs, generator=torch.Generator().manual_seed(cfg.seed))[: cfg.n_train]
+    return pick[pick < n_pairs], pick[pick >= n_pairs] - n_pairs
+
+
 def discrete_sae_scores(model: HookedTransformer, task: CircuitTask, cfg: DiscreteSAEConfig | None = None) -> DiscreteSAEResult:
-    """Run the method on the first `cfg.n_train` pairs of `task` (see module docstring)."""
+    """Run the method on `task` (see module docstring): codes are read on the first `cfg.n_read`
+    pairs (0: on the training pairs only), the SAE trains on `training_rows` of them."""
     cfg = cfg or DiscreteSAEConfig()
-    t = task.subset(slice(0, min(cfg.n_train, len(task))))
-    if len(t) < cfg.n_train:
-        log.warning("task has %d pairs, fewer than n_train=%d; using all", len(t), cfg.n_train)
-    mask = real_mask(t)
-    o_pos = head_outputs(model, t.pos_tokens, mask, cfg.position)  # [n, L, H, d]
-    o_neg = head_outputs(model, t.neg_tokens, mask, cfg.position)
+    n_read = cfg.n_read or cfg.n_train
+    t = task.subset(slice(0, min(n_read, len(task))))
+    if len(t) < n_read:
+        log.warning("task has %d pairs, fewer than the %d discrete-sae reads codes on; using all", len(t), n_read)
+    o_pos, o_neg = _outputs(model, t, cfg.position)  # [n, L, H, d]
     n, L, H, d = o_pos.shape
     if cfg.unit_norm:
         o_pos = o_pos / o_pos.norm(dim=-1, keepdim=True).clamp_min(1e-8)
         o_neg = o_neg / o_neg.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    tp, tn = training_rows(cfg, n)
+    tp, tn = tp.to(o_pos.device), tn.to(o_pos.device)
+    lam = cfg.l1_for(task.name)
+    codes = lambda sae, scale, a: to_codes(sae, scale, a, cfg.top_k_codes, cfg.inactive)  # noqa: E731
     if cfg.per_layer:
         cp, cn = [], []
         for layer in range(L):
-            train = torch.cat([o_pos[:, layer], o_neg[:, layer]]).reshape(-1, d)
-            sae, scale = train_code_sae(train, cfg)
-            cp.append(to_codes(sae, scale, o_pos[:, layer], cfg.top_k_codes))
-            cn.append(to_codes(sae, scale, o_neg[:, layer], cfg.top_k_codes))
+            train = torch.cat([o_pos[tp, layer], o_neg[tn, layer]]).reshape(-1, d)
+            sae, scale = train_code_sae(train, cfg, lam)
+            cp.append(codes(sae, scale, o_pos[:, layer]))
+            cn.append(codes(sae, scale, o_neg[:, layer]))
         codes_pos, codes_neg = torch.stack(cp, 1), torch.stack(cn, 1)
     else:
-        sae, scale = train_code_sae(torch.cat([o_pos, o_neg]).reshape(-1, d), cfg)
-        codes_pos = to_codes(sae, scale, o_pos, cfg.top_k_codes)
-        codes_neg = to_codes(sae, scale, o_neg, cfg.top_k_codes)
+        sae, scale = train_code_sae(torch.cat([o_pos[tp], o_neg[tn]]).reshape(-1, d), cfg, lam)
+        codes_pos, codes_neg = codes(sae, scale, o_pos), codes(sae, scale, o_neg)
+    codes_pos, codes_neg = codes_pos.cpu(), codes_neg.cpu()
     nodes = node_scores(codes_pos, codes_neg)
     qkv = None
     if cfg.qkv_edges:  # replaces the co-occurrence edges
+        mask = real_mask(t)
         i_pos = head_inputs(model, t.pos_tokens, mask, cfg.position)  # [3, n, L, H, d_head]
         i_neg = head_inputs(model, t.neg_tokens, mask, cfg.position)
         per_x = []
         for x in range(3):
-            sae, scale = train_code_sae(torch.cat([i_pos[x], i_neg[x]]).reshape(-1, i_pos.shape[-1]), cfg)
-            rp, rn = to_codes(sae, scale, i_pos[x], cfg.top_k_codes), to_codes(sae, scale, i_neg[x], cfg.top_k_codes)
+            sae, scale = train_code_sae(torch.cat([i_pos[x][tp], i_neg[x][tn]]).reshape(-1, i_pos.shape[-1]), cfg, lam)
+            rp, rn = codes(sae, scale, i_pos[x]).cpu(), codes(sae, scale, i_neg[x]).cpu()
             per_x.append(edge_scores(codes_pos, codes_neg, rp, rn))
         qkv = torch.stack(per_x)
         edges = qkv.amax(0)

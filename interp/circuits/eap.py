@@ -9,6 +9,15 @@ of head u's residual-stream output (``attn.hook_result``) and ``g`` gradients of
     edge score(u -> logits) = | sum_{i,p} Δr_u[i,p] · ∂m/∂resid_final[i,p] |
 
 where ``q_in_v`` etc. are head v's own copies of its input (TransformerLens' split-qkv hooks).
+
+EAP-IG (Hanna et al., 2024; MIB's strongest family; authors' code: EAP-IG ``attribute.py::
+get_scores_eap_ig``, the "EAP-IG-inputs" variant): the same products, with the gradient averaged
+over ``steps`` runs whose input embedding (``blocks.0.hook_resid_pre``) is interpolated from the
+negative to the positive prompt, alpha = k / steps for k = 0..steps-1 (the authors' schedule):
+
+    g_IG = (1 / steps) sum_k  ∂m/∂r (at resid_0 = neg_0 + (k / steps)(pos_0 - neg_0))
+
+MIB runs it with 5 steps; so does `eap_ig_scores` by default.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from jaxtyping import Float
 from transformer_lens import HookedTransformer
 
 from interp.circuits.tasks import CircuitTask
-from interp.hooks import capture
+from interp.hooks import capture, intervene
 
 
 @contextlib.contextmanager
@@ -47,26 +56,50 @@ class EAPResult(NamedTuple):
     logit_edge_scores: Float[torch.Tensor, "layer head"]  # u -> final residual stream
 
 
-def eap_scores(model: HookedTransformer, task: CircuitTask) -> EAPResult:
-    """EAP node and edge scores for `task` (see module docstring)."""
-    L, H = model.cfg.n_layers, model.cfg.n_heads
-    res_names = [f"blocks.{l}.attn.hook_result" for l in range(L)]
-    in_names = [f"blocks.{l}.hook_{x}_input" for l in range(L) for x in "qkv"]
-    final = f"blocks.{L - 1}.hook_resid_post"
-    with split_heads(model):
-        with torch.no_grad(), capture(model, res_names) as neg:
-            model(task.neg_tokens)
-        with capture(model, res_names + in_names + [final], detach=False) as acts:
-            metric = task.metric_from_logits(model(task.pos_tokens)).mean()
-        names = res_names + in_names + [final]
-        grads = dict(zip(names, torch.autograd.grad(metric, [acts[n] for n in names], allow_unused=True)))
-    delta = [(neg[n] - acts[n].detach()) for n in res_names]  # [n, pos, H, d_model]
+def _scores(L: int, H: int, delta: list[torch.Tensor], grads: dict, res_names: list[str], final: str) -> EAPResult:
     nodes = torch.stack([torch.einsum("bphd,bphd->h", delta[l], grads[res_names[l]]) for l in range(L)]).abs()
-    edges = torch.zeros(L, H, L, H)
+    edges = torch.zeros(L, H, L, H, device=nodes.device)
     for lv in range(1, L):
         g_in = sum(grads[f"blocks.{lv}.hook_{x}_input"] for x in "qkv")  # [n, pos, H, d_model]
         for lu in range(lv):
             edges[lu, :, lv, :] = torch.einsum("bpud,bpvd->uv", delta[lu], g_in).abs()
-    g_final = grads[final]
-    logit_edges = torch.stack([torch.einsum("bphd,bpd->h", delta[l], g_final) for l in range(L)]).abs()
-    return EAPResult(nodes.detach(), edges.detach(), logit_edges.detach())
+    logit_edges = torch.stack([torch.einsum("bphd,bpd->h", delta[l], grads[final]) for l in range(L)]).abs()
+    return EAPResult(nodes.detach().cpu(), edges.detach().cpu(), logit_edges.detach().cpu())
+
+
+def eap_scores(model: HookedTransformer, task: CircuitTask) -> EAPResult:
+    """EAP node and edge scores for `task` (see module docstring)."""
+    return eap_ig_scores(model, task, steps=0)
+
+
+def eap_ig_scores(model: HookedTransformer, task: CircuitTask, steps: int = 5) -> EAPResult:
+    """EAP-IG node and edge scores (see module docstring); ``steps=0`` is plain EAP (gradient at
+    the positive input only)."""
+    if steps < 0:
+        raise ValueError("steps must be >= 0")
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    res_names = [f"blocks.{l}.attn.hook_result" for l in range(L)]
+    in_names = [f"blocks.{l}.hook_{x}_input" for l in range(L) for x in "qkv"]
+    final = f"blocks.{L - 1}.hook_resid_post"
+    embed = "blocks.0.hook_resid_pre"
+    names = res_names + in_names + [final]
+    with split_heads(model):
+        with torch.no_grad(), capture(model, res_names + [embed]) as neg:
+            model(task.neg_tokens)
+        with torch.no_grad(), capture(model, res_names + [embed]) as pos:
+            model(task.pos_tokens)
+        alphas = [k / steps for k in range(steps)] if steps else [None]
+        grads: dict = {}
+        for alpha in alphas:
+            edits = []
+            if alpha is not None:
+                mixed = neg[embed] + alpha * (pos[embed] - neg[embed])
+                edits = [(embed, lambda a, hook, x=mixed: x.clone().requires_grad_(True))]  # as the authors: a leaf that takes gradients
+            with intervene(model, edits), capture(model, names, detach=False) as acts:
+                metric = task.metric_from_logits(model(task.pos_tokens)).mean()
+            g = torch.autograd.grad(metric, [acts[n] for n in names], allow_unused=True)
+            for n, gi in zip(names, g):
+                gi = torch.zeros_like(acts[n]) if gi is None else gi.detach()
+                grads[n] = grads[n] + gi / len(alphas) if n in grads else gi / len(alphas)
+    delta = [(neg[n] - pos[n]) for n in res_names]  # [n, pos, H, d_model]
+    return _scores(L, H, delta, grads, res_names, final)

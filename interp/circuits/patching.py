@@ -42,7 +42,8 @@ def head_z(model: HookedTransformer, tokens: torch.Tensor) -> list[Float[torch.T
 
 def real_mask(task: CircuitTask) -> Bool[torch.Tensor, "n pos"]:
     """True on the real (non-padding) positions of the task's prompts."""
-    return torch.arange(task.pos_tokens.shape[1])[None, :] < task.lengths[:, None]
+    dev = task.pos_tokens.device
+    return torch.arange(task.pos_tokens.shape[1], device=dev)[None, :] < task.lengths.to(dev)[:, None]
 
 
 @torch.no_grad()

@@ -6,13 +6,16 @@
     res.summary["discrete-sae"]["node_auc"]   # (mean, std) over seeds
     res.save("ioi.json")
 
-For seed s, the discovery prompts come from seed ``DISCOVERY_SEED_BASE + s`` (the reference
-circuit uses held-out prompts no seed draws), and the SAE is initialised with seed s.
-Which heads form the *chosen* circuit:
+For seed s, the discovery prompts of patching / EAP / EAP-IG / ACDC come from seed
+``DISCOVERY_SEED_BASE + s``; discrete-sae reads its codes on one fixed prompt set per task
+(seed ``DISCOVERY_SEED_BASE``) and seed s changes only its SAE initialisation and training subset,
+as in the paper. The reference circuit uses held-out prompts no seed draws, and the reference-free
+faithfulness curves (CPR / CMD, `interp.circuits.faithfulness`) a third held-out set
+(seed ``EVAL_SEED``). Which heads form the *chosen* circuit:
 
 * discrete-sae: heads with score > 0 (any positive-only code, the paper's rule);
-* patching, EAP: ``threshold="faithful"`` (default for them): the smallest top-scoring set whose
-  faithfulness (rest mean-ablated, on the discovery prompts) reaches ``keep``;
+* patching, EAP, EAP-IG: ``threshold="faithful"`` (default for them): the smallest top-scoring set whose
+  faithfulness (rest ablated with ``cfg.ablation``, on the discovery prompts) reaches ``keep``;
 * ACDC: the heads it keeps.
 
 ``threshold="faithful"`` can be asked for every score-based method (discrete-sae included).
@@ -32,24 +35,32 @@ from transformer_lens import HookedTransformer
 from interp.circuits import metrics as M
 from interp.circuits.acdc import ACDCConfig, acdc
 from interp.circuits.discrete_sae import DiscreteSAEConfig, discrete_sae_scores
-from interp.circuits.eap import eap_scores
-from interp.circuits.patching import ablation_source, full_metric, metric_with_ablation, patching_scores
-from interp.circuits.reference import REFERENCE_PROMPTS, ReferenceCircuit, build_reference, load_reference
+from interp.circuits import faithfulness as F
+from interp.circuits.eap import eap_ig_scores, eap_scores
+from interp.circuits.patching import ABLATIONS, ablation_source, full_metric, metric_with_ablation, patching_scores
+from interp.circuits.reference import ReferenceCircuit, find_reference
 from interp.circuits.tasks import DISCOVERY_SEED_BASE, CircuitTask, check_separates, make_task, task_separation
 from interp.errors import InterpError
 
 log = logging.getLogger(__name__)
 
-METHODS = ("discrete-sae", "patching", "eap", "acdc")
-SUMMARY_KEYS = ("node_auc", "edge_auc", "precision", "recall", "f1", "faithfulness", "size", "seconds", "peak_mb")
+METHODS = ("discrete-sae", "patching", "eap", "eap-ig", "acdc")
+SUMMARY_KEYS = ("cpr", "cmd", "cpr_mean", "cmd_mean", "edge_cpr", "edge_cmd", "node_auc", "edge_auc", "precision",
+                "recall", "f1", "f1_tpr_tnr", "best_f1_tpr_tnr", "faithfulness", "size", "seconds", "peak_mb")
+EVAL_SEED = 30_000  # held-out prompts of the faithfulness curves (no discovery seed or reference draws them)
+REFERENCE_MODES = ("stored", "build", "none")
 
 
 @dataclass
 class CircuitConfig:
     """What `run_circuits` does beyond the method's own settings."""
 
-    n_prompts: int = 20  # prompt pairs for patching, EAP and ACDC
-    seeds: int = 1  # independent repeats (prompt draw + SAE init)
+    n_prompts: int = 20  # prompt pairs for patching, EAP, EAP-IG and ACDC
+    seeds: int = 1  # independent repeats (prompt draw; discrete-sae: SAE init + training subset)
+    n_eval: int = 40  # held-out prompt pairs of the faithfulness curves (CPR / CMD); 0 = skip the curves
+    ablation: str = "resample"  # how faithfulness, the faithful cut and a built reference ablate a head
+    ig_steps: int = 5  # EAP-IG interpolation steps (MIB: 5)
+    edge_curves: bool = True  # also the edge-level curves for methods with edge scores
     threshold: str = "auto"  # "auto" (per-method default, see module doc), "positive" (score > 0) or "faithful"
     keep: float = 0.9  # faithfulness the "faithful" threshold must reach
     equal_length: bool = False  # built-in tasks: all pairs the same token count (as the auto-circuit peer needs)
@@ -63,26 +74,40 @@ class CircuitConfig:
             raise InterpError(f"threshold must be auto, positive or faithful, not {self.threshold!r}")
         if not 0 < self.keep <= 1:
             raise InterpError("keep must be in (0, 1]")
+        if self.ablation not in ABLATIONS:
+            raise InterpError(f"ablation must be one of {', '.join(ABLATIONS)}, not {self.ablation!r}")
+        if self.n_eval < 0 or self.ig_steps < 1:
+            raise InterpError("n_eval must be >= 0 and ig_steps >= 1")
 
 
 @dataclass
 class MethodRun:
     """One method on one seed."""
 
-    method: str  # "discrete-sae", "patching", "eap" or "acdc"
+    method: str  # one of METHODS
     seed: int  # repeat index
     node_scores: list[list[float]]  # [layer][head] ranking score (higher = more in the circuit)
     circuit: list[list[int]]  # chosen heads, [layer, head]
     seconds: float  # wall time of discovery (scores + choosing the circuit)
     peak_mb: float  # peak extra memory during discovery (MB)
-    node_auc: float  # node ROC AUC against the reference
+    node_auc: float  # node ROC AUC against the reference (NaN without one)
     edge_auc: float  # edge ROC AUC against the reference edges (NaN if the method has no edge scores)
     precision: float  # of the chosen circuit against the reference heads
     recall: float
-    f1: float
-    faithfulness: float  # metric with only the circuit (rest mean-ablated) / full metric
+    f1: float  # harmonic mean of precision and recall
+    faithfulness: float  # metric with only the circuit (rest ablated, cfg.ablation) / full metric
     size: int  # heads in the chosen circuit
     roc: list[tuple[float, float]]  # node ROC curve points (fpr, tpr)
+    f1_tpr_tnr: float = float("nan")  # the paper's "F1": harmonic mean of TPR and TNR of the chosen circuit
+    best_f1_tpr_tnr: float = float("nan")  # its best value over all cuts of the ranking (what the paper reports)
+    cpr: float = float("nan")  # node CPR, resample ablation, held-out prompts (higher is better)
+    cmd: float = float("nan")  # node CMD, resample ablation (lower is better)
+    cpr_mean: float = float("nan")  # node CPR, mean ablation
+    cmd_mean: float = float("nan")  # node CMD, mean ablation
+    edge_cpr: float = float("nan")  # edge-level CPR at MIB's fractions (NaN without edge scores)
+    edge_cmd: float = float("nan")
+    curves: dict = field(default_factory=dict)  # name ("node", "node_mean", "edge") -> {"x": [...], "f": [...]}
+    edge_scores: list | None = None  # [L][H][L][H] head -> head scores (None if the method has none)
 
 
 @dataclass
@@ -96,7 +121,7 @@ class CircuitResult:
     full_metric: float  # mean metric of the full model on positive discovery prompts (seed 0)
     negative_metric: float  # the same on negative prompts
     separates: bool  # False: the metric does not separate positives from negatives
-    reference: dict  # the ReferenceCircuit as a dict
+    reference: dict | None  # the ReferenceCircuit as a dict (None: reference-free run)
     runs: list[MethodRun]  # every method x seed
     summary: dict = field(default_factory=dict)  # method -> key -> [mean, std] over seeds
 
@@ -115,12 +140,13 @@ class CircuitResult:
         return torch.stack(rs).mean(0)
 
     def save(self, path: str | Path) -> Path:
+        from interp.io import atomic_write_text, check_parent_writable
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1, default=_nan_safe))
-        tmp.replace(path)
-        return path
+        if path.is_dir():
+            raise InterpError(f"{path} is a directory; give a file name for the result")
+        check_parent_writable(path, "result file")
+        return atomic_write_text(path, json.dumps(asdict(self), default=_nan_safe))
 
     @classmethod
     def load(cls, path: str | Path) -> "CircuitResult":
@@ -128,7 +154,7 @@ class CircuitResult:
             d = json.loads(Path(path).read_text())
             d["runs"] = [MethodRun(**r) for r in d["runs"]]
             return cls(**d)
-        except (OSError, json.JSONDecodeError, TypeError, KeyError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as e:
             raise InterpError(f"{path} is not a circuits result file ({type(e).__name__})") from None
 
 
@@ -136,17 +162,35 @@ def _nan_safe(o):
     return str(o)
 
 
-def _edge_auc(edge_scores: torch.Tensor | None, ref: ReferenceCircuit) -> float:
-    if edge_scores is None:
+def _edge_auc(edge_scores: torch.Tensor | None, ref: ReferenceCircuit | None) -> float:
+    if edge_scores is None or ref is None:
         return float("nan")
     L = ref.n_layers
     valid = torch.triu(torch.ones(L, L, dtype=torch.bool), 1)[:, None, :, None].expand_as(edge_scores)
     return M.roc_auc(edge_scores[valid], ref.edge_mask[valid])
 
 
+def load_named_model(name: str, device: str | None = None) -> HookedTransformer:
+    """`interp.models.load_model`, plus "embedded-attn" (the attention-only model in
+    ``interp/embedded_attn/``) until the model registry knows it."""
+    from interp.models import ModelLoadError, load_model
+
+    kw = {"device": device} if device else {}
+    try:
+        return load_model(name, **kw)
+    except ModelLoadError:
+        if name != "embedded-attn":
+            raise
+        from interp.build_attn import EMBEDDED_ATTN_DIR
+
+        if not (EMBEDDED_ATTN_DIR / "model.safetensors").exists():
+            raise InterpError("the attention-only model is missing; build it with `interp build-default --attn-only`") from None
+        return load_model(str(EMBEDDED_ATTN_DIR), **kw)
+
+
 def faithful_cut(model: HookedTransformer, task: CircuitTask, scores: torch.Tensor, keep: float, source) -> torch.Tensor:
     """The smallest top-`scores` prefix of heads whose faithfulness reaches `keep` (all heads if none)."""
-    order = scores.flatten().argsort(descending=True)
+    order = scores.flatten().argsort(descending=True, stable=True)
     mask = torch.zeros(scores.numel(), dtype=torch.bool)
     full = full_metric(model, task)
     for i in order.tolist():
@@ -156,10 +200,15 @@ def faithful_cut(model: HookedTransformer, task: CircuitTask, scores: torch.Tens
     return mask.view_as(scores)
 
 
+def discovery_pairs(method: str, cfg: CircuitConfig) -> int:
+    """Prompt pairs `method` draws for one seed."""
+    return cfg.sae.n_pairs() if method == "discrete-sae" else cfg.n_prompts
+
+
 def run_method(model: HookedTransformer, task: CircuitTask, method: str, cfg: CircuitConfig, seed: int = 0):
-    """Scores, edge scores (or None) and chosen circuit of one method; timed by the caller."""
+    """Scores, edge scores (or None) and chosen circuit of one method; timed by the caller.
+    `task` holds the method's discovery prompts (`discovery_pairs`)."""
     small = task.subset(slice(0, min(cfg.n_prompts, len(task))))
-    mean_src = None
     threshold = cfg.threshold
     if method == "discrete-sae":
         sae_cfg = DiscreteSAEConfig(**{**asdict(cfg.sae), "seed": seed})
@@ -171,6 +220,9 @@ def run_method(model: HookedTransformer, task: CircuitTask, method: str, cfg: Ci
     elif method == "eap":
         r = eap_scores(model, small)
         scores, edges = r.node_scores, r.edge_scores
+    elif method == "eap-ig":
+        r = eap_ig_scores(model, small, steps=cfg.ig_steps)
+        scores, edges = r.node_scores, r.edge_scores
     elif method == "acdc":
         r = acdc(model, small, cfg.acdc)
         scores = r.node_scores
@@ -180,73 +232,130 @@ def run_method(model: HookedTransformer, task: CircuitTask, method: str, cfg: Ci
     else:
         raise InterpError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     if threshold in ("auto", "faithful"):
-        mean_src = ablation_source(model, small, "mean")
-        return scores, edges, faithful_cut(model, small, scores, cfg.keep, mean_src)
+        src = ablation_source(model, small, cfg.ablation)
+        return scores, edges, faithful_cut(model, small, scores, cfg.keep, src)
     return scores, edges, scores > 0
 
 
-def get_reference(model: HookedTransformer, model_name: str, task_name: str, build_if_missing: bool = True,
-                  save: bool = False) -> ReferenceCircuit:
-    """The stored reference for a built-in task, else one built now (on held-out prompts for
-    built-in tasks, on the file's prompts for a JSONL task)."""
-    ref = load_reference(model, model_name, Path(task_name).stem if task_name.endswith(".jsonl") else task_name)
-    if ref is not None:
-        return ref
-    if not build_if_missing:
-        raise InterpError(f"no stored reference circuit for {model_name} / {task_name}; build one with "
-                          f"`interp circuits --model {model_name} --task {task_name} --build-reference`")
-    log.warning("no stored reference circuit for %s / %s: building one now (exhaustive, slow)", model_name, task_name)
-    ref = build_reference(model, make_task(model, task_name, n=REFERENCE_PROMPTS), model_name)
-    if save:
-        from interp.circuits.reference import save_reference
+def tpr_tnr_f1(chosen: torch.Tensor, reference: torch.Tensor) -> float:
+    """The discrete-SAE paper's "F1" (``common_utils.evaluate_circuit``): 2 TPR TNR / (TPR + TNR)."""
+    c, r = chosen.flatten().bool(), reference.flatten().bool()
+    tpr = float((c & r).sum()) / max(int(r.sum()), 1)
+    tnr = float((~c & ~r).sum()) / max(int((~r).sum()), 1)
+    return 2 * tpr * tnr / (tpr + tnr) if tpr + tnr > 0 else 0.0
 
-        save_reference(ref)
+
+def best_tpr_tnr_f1(roc: list[tuple[float, float]]) -> float:
+    """Its best value over the cuts of a ranking (the number the paper reports), from ROC points."""
+    vals = [2 * t * (1 - f) / (t + 1 - f) for f, t in roc if t + 1 - f > 0]
+    return max(vals) if vals else float("nan")
+
+
+def get_reference(model: HookedTransformer, model_name: str, task_name: str, mode: str = "stored",
+                  root: str | Path | None = None, keep: float = 0.9, ablation: str = "resample") -> ReferenceCircuit | None:
+    """The reference circuit by `mode`:
+
+    * ``stored``: the one whose content key (weights fingerprint + the reference prompts + ablation)
+      matches, from the package's shipped references or `root` / the user data dir; None (with a
+      warning: the run reports only reference-free metrics) when there is none;
+    * ``build``: build it now (greedy search, shown with a progress bar) and store it under `root`
+      (default ``user_data_dir("circuits", "references")``), never in the package;
+    * ``none``: no reference."""
+    from interp.circuits.reference import REFERENCE_PROMPTS, build_reference, reference_key, save_reference
+
+    if mode not in REFERENCE_MODES:
+        raise InterpError(f"reference must be one of {', '.join(REFERENCE_MODES)}, not {mode!r}")
+    if mode == "none":
+        return None
+    ref_task = make_task(model, task_name, n=REFERENCE_PROMPTS)
+    key = reference_key(model, ref_task, ablation, keep)
+    ref = find_reference(key, root)
+    if ref is not None or mode == "stored":
+        if ref is None:
+            log.warning("no stored reference circuit for %s / %s: reporting reference-free metrics only "
+                        "(use --reference build to build one)", model_name, ref_task.name)
+        return ref
+    ref = build_reference(model, ref_task, model_name, keep=keep, ablation=ablation)
+    save_reference(ref, root)
     return ref
 
 
 def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...] = METHODS, cfg: CircuitConfig | None = None,
-                 model: HookedTransformer | None = None, reference: ReferenceCircuit | None = None) -> CircuitResult:
-    """Run `methods` on `task` for `cfg.seeds` seeds and score each against the reference."""
+                 model: HookedTransformer | None = None, reference: ReferenceCircuit | str | None = "stored",
+                 reference_root: str | Path | None = None, progress=None) -> CircuitResult:
+    """Run `methods` on `task` for `cfg.seeds` seeds; score each against the reference (a
+    `ReferenceCircuit`, or a mode for `get_reference`) and by the reference-free curves.
+    `progress(done, total, text)`, when given, is called after every method run."""
     cfg = cfg or CircuitConfig()
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise InterpError(f"unknown method {unknown[0]!r}; known: {', '.join(METHODS)}, all")
     if model is None:
-        from interp.models import load_model
-
-        model = load_model(model_name)
-    is_file = task.endswith(".jsonl")
-    n_pairs = max(cfg.n_prompts, cfg.sae.n_train if "discrete-sae" in methods else 0)
-    ref = reference or get_reference(model, model_name, task)
+        model = load_named_model(model_name)
+    ref = reference if isinstance(reference, ReferenceCircuit) or reference is None else \
+        get_reference(model, model_name, task, reference, reference_root, cfg.keep, cfg.ablation)
+    is_file = not (task in ("ioi", "greater-than", "docstring"))
+    eval_task = make_task(model, task, n=cfg.n_eval, seed=EVAL_SEED) if cfg.n_eval else None
+    if eval_task is not None and is_file:
+        log.info("JSONL task: the faithfulness curves use the file's own prompts (no held-out set)")
+    eval_src = {a: ablation_source(model, eval_task, a) for a in ABLATIONS} if eval_task is not None else {}
     runs: list[MethodRun] = []
     first = None
+    total, done = cfg.seeds * len(methods), 0
+    fixed = {}
     for seed in range(cfg.seeds):
-        t = make_task(model, task, n=n_pairs, seed=DISCOVERY_SEED_BASE + seed, equal_length=cfg.equal_length)
-        if first is None:
-            first = t
-            separates = check_separates(model, t)
-        mean_src = ablation_source(model, t.subset(slice(0, min(cfg.n_prompts, len(t)))), "mean")
         for method in methods:
+            n = discovery_pairs(method, cfg)
+            if method == "discrete-sae":  # prompts fixed per task; the seed moves SAE init + training subset
+                if n not in fixed:
+                    fixed[n] = make_task(model, task, n=n, seed=DISCOVERY_SEED_BASE, equal_length=cfg.equal_length)
+                t = fixed[n]
+            else:
+                t = make_task(model, task, n=n, seed=DISCOVERY_SEED_BASE + seed, equal_length=cfg.equal_length)
+            if first is None:
+                first = t
+                separates = check_separates(model, t)
             torch.manual_seed(seed)
             with M.measure() as meas:
                 scores, edges, chosen = run_method(model, t, method, cfg, seed)
-            prf = M.precision_recall_f1(chosen, ref.mask)
+            scores, chosen = scores.detach().cpu().float(), chosen.cpu()
+            edges = edges.detach().cpu().float() if edges is not None else None
             small = t.subset(slice(0, min(cfg.n_prompts, len(t))))
-            runs.append(MethodRun(
+            src = ablation_source(model, small, cfg.ablation)
+            full = full_metric(model, small)
+            faith = metric_with_ablation(model, small, ~chosen.bool(), src) / full if full != 0 else float("nan")
+            roc = M.roc_curve(scores, ref.mask) if ref is not None else []
+            nan = float("nan")
+            prf = M.precision_recall_f1(chosen, ref.mask) if ref is not None else M.PRF(nan, nan, nan)
+            run = MethodRun(
                 method, seed, scores.tolist(), chosen.nonzero().tolist(), meas.seconds, meas.peak_mb,
-                M.roc_auc(scores, ref.mask), _edge_auc(edges, ref), prf.precision, prf.recall, prf.f1,
-                M.faithfulness(model, small, chosen, mean_src), int(chosen.sum()), M.roc_curve(scores, ref.mask)))
-            log.info("%s seed %d: node AUC %.3f, F1 %.2f, %.2fs", method, seed, runs[-1].node_auc, prf.f1, meas.seconds)
-        if is_file:
-            log.debug("JSONL task: every seed uses the same prompts (only the SAE seed changes)")
+                M.roc_auc(scores, ref.mask) if ref is not None else nan, _edge_auc(edges, ref), prf.precision,
+                prf.recall, prf.f1, faith, int(chosen.sum()), roc,
+                f1_tpr_tnr=tpr_tnr_f1(chosen, ref.mask) if ref is not None else nan,
+                best_f1_tpr_tnr=best_tpr_tnr_f1(roc) if ref is not None else nan,
+                edge_scores=edges.tolist() if edges is not None else None)
+            if eval_task is not None:
+                c = F.node_curve(model, eval_task, scores, "resample", eval_src["resample"])
+                cm = F.node_curve(model, eval_task, scores, "mean", eval_src["mean"])
+                run.cpr, run.cmd, run.cpr_mean, run.cmd_mean = c.cpr, c.cmd, cm.cpr, cm.cmd
+                run.curves = {"node": {"x": c.fractions, "f": c.f}, "node_mean": {"x": cm.fractions, "f": cm.f}}
+                if edges is not None and cfg.edge_curves:
+                    ce = F.edge_curve(model, eval_task, edges)
+                    run.edge_cpr, run.edge_cmd = ce.cpr, ce.cmd
+                    run.curves["edge"] = {"x": ce.fractions, "f": ce.f}
+            runs.append(run)
+            done += 1
+            log.info("%s seed %d: CPR %.3f, CMD %.3f, node AUC %.3f, %.2fs", method, seed, run.cpr, run.cmd, run.node_auc, meas.seconds)
+            if progress is not None:
+                progress(done, total, f"{method} seed {seed}")
     mp, mn = task_separation(model, first)
     return CircuitResult(model_name, first.name, model.cfg.n_layers, model.cfg.n_heads, mp, mn, separates,
-                         asdict(ref), runs).summarize()
+                         asdict(ref) if ref is not None else None, runs).summarize()
 
 
 def format_table(res: CircuitResult) -> str:
     """A plain-text table of the summary (mean +/- std over seeds)."""
-    cols = ("node_auc", "edge_auc", "f1", "faithfulness", "size", "seconds")
+    cols = ("cpr", "cmd", "node_auc", "edge_auc", "f1", "faithfulness", "size", "seconds")
     lines = [f"{'method':<14}" + "".join(f"{c:>18}" for c in cols)]
     for m, s in res.summary.items():
         cells = []

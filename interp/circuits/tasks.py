@@ -21,7 +21,10 @@ Built-in tasks (prompts from `interp.data.corpus`):
   year ends in 01 (or the smallest two-digit ending that is one token for this tokenizer, e.g.
   02 for the embedded model), so almost every continuation is "greater".
 * ``docstring``: a def whose ``:param`` lines follow the arguments; the next ``:param`` should name
-  the next argument. Negative: the def's argument names are replaced by other names.
+  the next argument. Negative (ACDC's ``random_random``, as the discrete-SAE paper): the def's
+  argument names AND the docstring's ``:param`` names are replaced by fresh names, so nothing in
+  the prompt points to the answer. ``corruption="random_def"`` (the earlier default) replaces only
+  the def's names.
 
 Custom tasks load from JSONL, one object per line with ``positive``, ``negative``, ``answer``,
 ``wrong_answer`` (a string or a list of strings); answers must be single tokens.
@@ -205,8 +208,14 @@ def greater_than_task(model: HookedTransformer, n: int = 20, seed: int = C.HELDO
     return _finish(model, "greater-than", "prob_diff", *map(list, zip(*rows)))
 
 
-def docstring_task(model: HookedTransformer, n: int = 20, seed: int = C.HELDOUT_SEED, equal_length: bool = False) -> CircuitTask:
+DOCSTRING_CORRUPTIONS = ("random_random", "random_def")
+
+
+def docstring_task(model: HookedTransformer, n: int = 20, seed: int = C.HELDOUT_SEED, equal_length: bool = False,
+                   corruption: str = "random_random") -> CircuitTask:
     """Docstring pairs; metric logit(next arg) - max logit(other args of the def)."""
+    if corruption not in DOCSTRING_CORRUPTIONS:
+        raise InterpError(f"unknown docstring corruption {corruption!r}; known: {', '.join(DOCSTRING_CORRUPTIONS)}")
     rng = random.Random(seed)
 
     def make():
@@ -216,6 +225,10 @@ def docstring_task(model: HookedTransformer, n: int = 20, seed: int = C.HELDOUT_
         sig_end = p.text.index("):")
         others = rng.sample([a for a in C.ARG_NAMES if a not in args], len(args))
         neg = p.text[:sig_start] + "(self, " + ", ".join(others) + p.text[sig_end:]
+        if corruption == "random_random":  # fresh docstring names too, distinct from both argument lists
+            fresh = rng.sample([a for a in C.ARG_NAMES if a not in args and a not in others], len(args) - 1)
+            for a, b in zip(args[:-1], fresh):
+                neg = neg.replace(f":param {a}:", f":param {b}:", 1)
         if _ntok(model, neg) != _ntok(model, p.text):
             return None
         good = _ids(model, " " + args[-1])[:1]
@@ -226,13 +239,40 @@ def docstring_task(model: HookedTransformer, n: int = 20, seed: int = C.HELDOUT_
     return _finish(model, "docstring", "logit_diff", *map(list, zip(*rows)))
 
 
+def check_task_source(task: str) -> None:
+    """Fail with one line, before any model loads, when `task` is neither a built-in task nor a
+    readable JSONL text file (missing, a directory, binary, not UTF-8)."""
+    if task in BUILTIN_TASKS:
+        return
+    path = Path(task)
+    if not path.exists():
+        if task.endswith(".jsonl") or "/" in task:
+            raise InterpError(f"task file {path} does not exist")
+        raise InterpError(f"unknown task {task!r}; use one of {', '.join(BUILTIN_TASKS)} or a FILE.jsonl")
+    if path.is_dir():
+        raise InterpError(f"task file {path} is a directory; give a JSONL file")
+    _read_text(path)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InterpError(f"task file {path}: cannot read it ({e.strerror or type(e).__name__})") from None
+    if b"\0" in data[:65536]:
+        raise InterpError(f"task file {path} is binary, not JSONL text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InterpError(f"task file {path} is not UTF-8 text (byte {e.start})") from None
+
+
 def load_jsonl_task(model: HookedTransformer, path: str | Path, metric: str = "logit_diff") -> CircuitTask:
     """A custom task from JSONL: each line {"positive", "negative", "answer", "wrong_answer"}."""
     path = Path(path)
-    if not path.exists():
-        raise InterpError(f"task file {path} does not exist")
+    check_task_source(str(path))
     pos, neg, good, bad, where = [], [], [], [], []
-    for ln, line in enumerate(path.read_text().splitlines(), start=1):
+    for ln, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         at = f"{path.name} line {ln}"

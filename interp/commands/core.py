@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from interp.data.sources import add_source_args
 from interp.errors import InterpError
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,14 @@ def cmd_collect(args) -> int:
     from interp.activations import CollectConfig, collect_activations
     from interp.models import load_model
 
-    model = load_model(args.model)
-    cfg = CollectConfig(hooks=args.hooks, n_tokens=args.tokens, source=args.source, seq_len=args.seq_len,
-                        batch_size=args.batch_size, dtype=args.dtype)
+    # cheap checks first (sizes, the output path, the source), then the model, then the rest
+    cfg = CollectConfig(hooks=args.hooks, n_tokens=args.tokens, source=args.source, seq_len=args.context_size,
+                        batch_size=args.batch_size, dtype=args.store_dtype, text_field=args.text_field,
+                        split=args.split, prepend_bos=args.prepend_bos)
+    from interp import io
+
+    io.check_output_dir(args.out, marker="manifest.json", overwrite=True, what="--out")
+    model = load_model(args.model, device=args.device, dtype=args.dtype, processing=args.processing)
     from interp.commands.scale import parallel_from_args
 
     man = collect_activations(model, cfg, args.out, model_name=args.model, overwrite=args.overwrite, parallel=parallel_from_args(args))
@@ -181,11 +187,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hooks", nargs="+", required=True, help="hook names, NAME or NAME:HEAD (e.g. blocks.1.attn.hook_z:3)")
     p.add_argument("--tokens", type=int, required=True, help="number of tokens to record")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--source", default="corpus", help="corpus (embedded), a text file, or hf:NAME[:SPLIT[:COLUMN]]")
-    p.add_argument("--seq-len", type=int, help="context length (default: the model's n_ctx)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    p.add_argument("--overwrite", action="store_true", help="replace a different run in --out")
+    add_source_args(p)
+    p.add_argument("--batch-size", type=int, default=32, help="rows per forward pass")
+    p.add_argument("--store-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="dtype of the stored activations (the model's dtype is the global --dtype)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a previous collect run in --out (atomically); other directories are never replaced")
     from interp.commands.scale import add_launch_args, parallel_command
 
     add_launch_args(p)

@@ -1,36 +1,64 @@
-"""CLI: `interp features` (build feature statistics) and `interp report` (export feature reports)."""
+"""CLI: `interp features` (build feature statistics) and `interp report` (export feature reports).
+
+Every input is checked before any work starts: output paths, numbers, the SAE (NaN weights are
+refused), the feature list (its size is checked before the list is built)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from interp.errors import InterpError
+
+
+def _check_stats_dir(d: str, what: str) -> Path:
+    from interp.io import check_parent_writable
+
+    p = Path(d)
+    if p.exists() and not p.is_dir():
+        raise InterpError(f"{what} {p} is a file, not a directory")
+    if p.is_dir():
+        import os
+
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise InterpError(f"{what} {p} is not writable")
+        return p
+    check_parent_writable(p / "x", what)
+    return p
 
 
 def cmd_features(args) -> int:
     import torch
 
     from interp import features as Fm
+    from interp.device import resolve_device
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = Fm.StatsConfig(n_tokens=args.tokens, source=args.source, batch_size=args.batch_size, top_k=args.top_k,
-                         seed=args.seed)
     if (args.sae is None) == (args.neurons is None):
         raise InterpError("give exactly one of --sae DIR or --neurons LAYER")
+    if args.threads is not None and args.threads < 1:
+        raise InterpError(f"--threads must be >= 1, got {args.threads}")
+    cfg = Fm.StatsConfig(n_tokens=args.tokens, source=args.source, batch_size=args.batch_size, top_k=args.top_k,
+                         seed=args.seed)
+    device = str(resolve_device(getattr(args, "device", None)))
     if args.sae:
-        stats = Fm.build_for_sae_dir(args.sae, cfg, model_name=args.model)
-        out = args.sae
+        if not Path(args.sae).is_dir():
+            raise InterpError(f"--sae {args.sae}: not an SAE directory")
+        out = _check_stats_dir(args.sae, "--sae")
     else:
         if not args.out:
             raise InterpError("--neurons needs --out DIR (where to store the statistics)")
+        out = _check_stats_dir(args.out, "--out")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.sae:
+        stats = Fm.build_for_sae_dir(args.sae, cfg, model_name=args.model, device=device)
+    else:
         from interp.models import load_model
 
-        model = load_model(args.model or "embedded")
+        model = load_model(args.model or "embedded", device=device)
         src = Fm.NeuronSource(model, args.neurons)
         stats = Fm.build_feature_stats(model, src, cfg, model_name=args.model or "embedded", source_name=f"neurons L{args.neurons}")
-        Fm.save_stats(stats, args.out)
-        out = args.out
+        Fm.save_stats(stats, out)
     labelled = sum(1 for lab in stats.labels if "(F1" in lab)
     dead = sum(1 for lab in stats.labels if lab.startswith("dead"))
     print(f"{stats.n_features} features over {stats.meta['n_tokens']} tokens in {stats.meta['seconds']:.1f}s: "
@@ -40,8 +68,11 @@ def cmd_features(args) -> int:
 
 def cmd_report(args) -> int:
     from interp.features import load_stats, parse_feature_range
-    from interp.reports import write_report
+    from interp.reports import FORMATS, check_report_path, write_report
 
+    if args.format not in FORMATS:
+        raise InterpError(f"unknown report format {args.format!r}; use one of {', '.join(FORMATS)}")
+    check_report_path(args.out)
     stats = load_stats(args.sae)
     ids = parse_feature_range(args.features, stats.n_features)
     out = write_report(stats, ids, args.format, args.out, title=args.title or f"Features of {args.sae}")

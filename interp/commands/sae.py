@@ -21,8 +21,11 @@ def _configs(args) -> tuple[list, list[Path]]:
         k, l1 = args.k, args.l1
         if len(args.arch) > 1:  # a mixed sweep: --k goes to the k architectures, --l1 to the others
             k, l1 = (k, None) if a in K_ARCHS else (None, l1)
+        recipe = {f: getattr(args, f) for f in ("optimizer", "normalize", "unit_norm_decoder", "shuffle", "aux_coef")
+                  if getattr(args, f, None) is not None}
         cfgs.append(SAETrainConfig(hook=h, model=args.model, arch=a, d_sae=args.d_sae, k=k, l1=l1, tokens=args.tokens,
-                                   lr=args.lr, batch_size=args.batch_size, seed=args.seed, checkpoint_every=args.checkpoint_every))
+                                   lr=args.lr, batch_size=args.batch_size, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                                   **recipe))
         outs.append(Path(args.out) if len(combos) == 1 else Path(args.out) / f"{h.replace(':', '.h')}__{a}")
     return cfgs, outs
 
@@ -32,8 +35,13 @@ def cmd_train_sae(args) -> int:
     from interp.sae.train import train_saes
 
     cfgs, outs = _configs(args)
+    for name in ("tokens", "eval_tokens", "act_tokens"):
+        v = getattr(args, name)
+        if v is not None and v <= 0:
+            raise InterpError(f"--{name.replace('_', '-')} must be positive, got {v}")
     results, collect_s = train_saes(cfgs, outs, acts_dir=args.acts_dir, act_tokens=args.act_tokens,
-                                    eval_tokens=args.eval_tokens, overwrite=True, parallel=parallel_from_args(args))
+                                    eval_tokens=args.eval_tokens, overwrite=args.overwrite, device=getattr(args, "device", None),
+                                    parallel=parallel_from_args(args))
     print(f"collected activations in {collect_s:.1f}s")
     for r in results:
         m = r.metrics
@@ -47,7 +55,10 @@ def cmd_train_sae(args) -> int:
 def cmd_eval_sae(args) -> int:
     from interp.sae.eval import CORE_KEYS, evaluate_sae_dir
 
-    res = evaluate_sae_dir(args.dir, model_name=args.model, n_tokens=args.tokens, source=args.source)
+    if args.tokens <= 0:
+        raise InterpError(f"--tokens must be positive, got {args.tokens}")
+    res = evaluate_sae_dir(args.dir, model_name=args.model, n_tokens=args.tokens, source=args.source,
+                           device=getattr(args, "device", None))
     if args.json:
         print(json.dumps(res.metrics, indent=2))
     else:
@@ -104,7 +115,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--l1", type=float, help="sparsity coefficient (standard, gated: L1; jumprelu: L0)")
     p.add_argument("--tokens", type=int, default=1_000_000, help="training activations seen per SAE")
     p.add_argument("--out", required=True, help="output SAE directory (a parent directory when training several)")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing SAE directory (never a file or another kind of directory)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the optimizer's rule: adam 1e-3, signum 5e-3/sqrt(d_sae/16384))")
+    p.add_argument("--optimizer", choices=["adam", "signum"], help="adam (SAELens) or signum (sparsify's SignSGD + schedule-free; TopK default)")
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="scale activations to E||x|| = sqrt(d_in) while training (SAELens; folded into the saved weights)")
+    p.add_argument("--unit-norm-decoder", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep decoder rows at unit norm (sparsify) instead of SAELens' rescaling by ||W_dec||")
+    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
+                   help="shuffle activation rows (default) or train in the model's order")
+    p.add_argument("--aux-coef", type=float, help="weight of SAELens' AuxK dead-latent loss (0: off)")
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between resumable checkpoints (0: none)")
@@ -117,7 +137,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=parallel_command(cmd_train_sae))
 
     p = sub.add_parser("eval-sae", help="SAEBench core metrics of a SAELens-format SAE directory")
-    p.add_argument("dir", help="SAE directory (cfg.json + sae_weights.safetensors)")
+    p.add_argument("dir", help="SAE directory (cfg.json + sae_weights.safetensors) or sae-lens:RELEASE/SAE_ID")
     p.add_argument("--model", help="model to evaluate on (default: the one in cfg.json metadata)")
     p.add_argument("--tokens", type=int, default=16384, help="held-out tokens")
     p.add_argument("--source", default="corpus", help="corpus (embedded, held-out seed), a text file, or hf:NAME")

@@ -10,8 +10,7 @@ from interp.errors import InterpError
 OPTIMIZERS = ("adam", "signum")
 ARCHS = ("standard", "topk", "batchtopk", "jumprelu", "gated", "matryoshka")
 K_ARCHS = ("topk", "batchtopk", "matryoshka")  # sparsity set by k
-L1_OPTIMIZERS = ("adam", "signum")
-ARCHS = ("standard", "gated", "jumprelu")  # sparsity set by a penalty coefficient
+L1_ARCHS = ("standard", "gated", "jumprelu")  # sparsity set by a penalty coefficient
 
 
 @dataclass

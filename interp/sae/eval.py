@@ -74,16 +74,18 @@ def evaluate_sae(sae, model, n_tokens: int = 16384, batch_rows: int = 16, tokens
 
     from interp.hooks import HookSpec, hook_dim, parse_hook
 
-    name, head = sae.cfg.metadata.hook_name, sae.cfg.metadata.hook_head_index
-    if name is None:
-        raise InterpError("the SAE's cfg.json names no hook (metadata.hook_name)")
-    spec = parse_hook(model, HookSpec(name, head))
+    from interp.device import SAE_DTYPE, device_of
+    from interp.sae.io import sae_hook
+
+    spec = parse_hook(model, sae_hook(sae))
+    name = spec.name
+    sae = sae.to(device=device_of(model), dtype=SAE_DTYPE)  # SAEs evaluate in float32 on the model's device
     width = hook_dim(model, spec)
-    if "hook_z" in name and head is None and sae.cfg.d_in == width * model.cfg.n_heads:
+    if "hook_z" in name and spec.head is None and sae.cfg.d_in == width * model.cfg.n_heads:
         width = sae.cfg.d_in  # an all-heads hook_z SAE reads the flattened [n_heads * d_head]
     if sae.cfg.d_in != width:
         raise InterpError(f"SAE d_in {sae.cfg.d_in} does not match hook {spec} of this model (width {width})")
-    toks = tokens if tokens is not None else eval_tokens(model, n_tokens, source=source)
+    toks = (tokens if tokens is not None else eval_tokens(model, n_tokens, source=source)).to(device_of(model))
     n_batches = max(1, len(toks) // batch_rows)
     ignore = list(get_special_token_ids(model.tokenizer)) if model.tokenizer is not None else None
     scaler = ActivationScaler()  # the training scale is folded into the saved weights
@@ -120,14 +122,17 @@ def evaluate_sae(sae, model, n_tokens: int = 16384, batch_rows: int = 16, tokens
     return EvalResult(metrics={k: float(v) if isinstance(v, float) else v for k, v in m.items()}, feature_density=density)
 
 
-def evaluate_sae_dir(path: str | Path, model_name: str | None = None, n_tokens: int = 16384, source: str = "corpus") -> EvalResult:
-    """Load the SAE in `path` (any SAELens-format directory) and the model it names (or
-    `model_name`), and evaluate it."""
+def evaluate_sae_dir(path: str | Path, model_name: str | None = None, n_tokens: int = 16384, source: str = "corpus",
+                     device: str | None = None) -> EvalResult:
+    """Load the SAE in `path` (any SAELens-format directory, or ``sae-lens:RELEASE/SAE_ID``) and the
+    model it names (or `model_name`) on `device`, check that it fits, and evaluate it."""
     from interp.models import load_model
-    from interp.sae.io import load_sae
+    from interp.sae.io import check_sae_fits, load_sae
 
-    sae = load_sae(path)
-    name = model_name or sae.cfg.metadata.model_name
+    sae = load_sae(path, device="cpu")  # checked (NaN/Inf, shapes) before the model loads; moved below
+    name = model_name or getattr(sae.cfg.metadata, "model_name", None)
     if not name:
         raise InterpError(f"{path}/cfg.json names no model (metadata.model_name); pass --model")
-    return evaluate_sae(sae, load_model(name), n_tokens=n_tokens, source=source)
+    model = load_model(name, **({"device": device} if device else {}))
+    check_sae_fits(sae, model)
+    return evaluate_sae(sae, model, n_tokens=n_tokens, source=source)

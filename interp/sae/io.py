@@ -2,15 +2,16 @@
 
 An SAE directory holds ``cfg.json`` + ``sae_weights.safetensors`` (exactly what
 ``sae_lens.SAE.load_from_disk`` reads), plus our ``metrics.json`` (SAEBench core keys) and
-``training_curve.json``. The hook it reads is ``sae.cfg.metadata.hook_name`` (and
-``hook_head_index`` for a one-head SAE). Directories are written to a temp path and renamed.
+``training_curve.json``. The hook it reads is `sae_hook(sae)` (``metadata.hook_name`` and
+``hook_head_index`` for a one-head SAE). Directories are written through `interp.io.atomic_dir`.
+``sae-lens:RELEASE/SAE_ID`` loads from the SAELens registry instead of a directory.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,71 +66,156 @@ def _check_weights(path: Path, cfg: dict) -> None:
         with safe_open(str(f), framework="pt") as sf:
             keys = set(sf.keys())
             shapes = {k: tuple(sf.get_slice(k).get_shape()) for k in ("W_enc", "W_dec") if k in keys}
+            if "W_dec" in shapes and shapes["W_dec"] != (cfg["d_sae"], cfg["d_in"]):
+                raise InterpError(f"{f}: W_dec is {shapes['W_dec']} but cfg.json says d_sae={cfg['d_sae']}, d_in={cfg['d_in']}")
+            for k in sorted(keys):
+                _refuse_non_finite(sf.get_tensor(k), f"{f} ({k})")
     except (SafetensorError, OSError) as e:
         raise InterpError(f"{f} is corrupt or truncated: {e}") from None
-    if "W_dec" in shapes and shapes["W_dec"] != (cfg["d_sae"], cfg["d_in"]):
-        raise InterpError(f"{f}: W_dec is {shapes['W_dec']} but cfg.json says d_sae={cfg['d_sae']}, d_in={cfg['d_in']}")
 
 
-def load_sae(path: str | Path, device: str = "cpu"):
-    """An SAELens `SAE` from any SAELens-format directory; one-line `InterpError` if it is broken."""
+def _refuse_non_finite(t: torch.Tensor, where: str) -> None:
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        n = int((~torch.isfinite(t)).sum())
+        raise InterpError(f"{where} holds {n} NaN/Inf value(s); this SAE is broken (retrain it)")
+
+
+REGISTRY_PREFIX = "sae-lens:"
+
+
+def _from_registry(ref: str, device) -> object:
+    """``sae-lens:RELEASE/SAE_ID`` through SAELens' `SAE.from_pretrained` (Hugging Face hub cache;
+    with HF_HUB_OFFLINE=1 only what is cached)."""
+    from sae_lens import SAE
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    body = ref[len(REGISTRY_PREFIX):]
+    directory = get_pretrained_saes_directory()
+    # SAE ids may contain '/', releases do not: the release is the longest known prefix.
+    release = next((r for r in sorted(directory, key=len, reverse=True) if body.startswith(r + "/")), None)
+    if release is None:
+        rel = body.split("/")[0]
+        close = difflib.get_close_matches(rel, list(directory), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see SAELens' pretrained_saes.yaml"
+        raise InterpError(f"unknown SAELens release {rel!r} in {ref!r} (write sae-lens:RELEASE/SAE_ID){hint}")
+    sae_id = body[len(release) + 1:]
+    ids = list(directory[release].saes_map)
+    if sae_id not in ids:
+        close = difflib.get_close_matches(sae_id, ids, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; it has {len(ids)} ids, e.g. {', '.join(ids[:3])}"
+        raise InterpError(f"SAELens release {release!r} has no SAE id {sae_id!r}{hint}")
+    try:
+        sae = SAE.from_pretrained(release, sae_id, device=str(device))
+    except Exception as e:  # huggingface_hub raises many types for offline / missing / auth
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise InterpError(f"could not load {release}/{sae_id} from the SAELens registry (offline and not in the "
+                          f"Hugging Face cache?): {first}") from None
+    sae = sae[0] if isinstance(sae, tuple) else sae
+    for k, v in sae.state_dict().items():
+        _refuse_non_finite(v, f"{ref} ({k})")
+    return sae.eval()
+
+
+def load_sae(path: str | Path, device: str | torch.device | None = None):
+    """An SAELens `SAE` (float32, eval mode) from any SAELens-format directory or from the SAELens
+    registry (``sae-lens:RELEASE/SAE_ID``), on `device` (default `resolve_device(None)`:
+    $INTERP_DEVICE, else cuda, mps, cpu; pass the model's device to follow it).
+    One-line `InterpError` if it is missing, broken, or holds NaN/Inf weights."""
     from sae_lens import SAE
 
+    from interp.device import SAE_DTYPE, resolve_device
+
+    device = resolve_device(device) if device is None or isinstance(device, str) else device
+    if str(path).startswith(REGISTRY_PREFIX):
+        return _from_registry(str(path), device).to(SAE_DTYPE)
     p = Path(path)
     cfg = read_cfg(p)
     _check_weights(p, cfg)
     try:
-        sae = SAE.load_from_disk(str(p), device=device)
+        sae = SAE.load_from_disk(str(p), device=str(device))
     except (SafetensorError, OSError, RuntimeError, KeyError, TypeError, ValueError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise InterpError(f"could not load the SAE in {p}: {first}") from None
     sae.eval()
-    return sae
+    return sae.to(SAE_DTYPE)
 
 
-def hook_spec_of(sae) -> str:
-    """The hook spec string (NAME or NAME:HEAD) an SAE reads."""
-    name = sae.cfg.metadata.hook_name
+def sae_hook(sae) -> str:
+    """THE answer to "which hook does this SAE read": the hook spec string (NAME or NAME:HEAD)
+    from its cfg metadata (``hook_name``, ``hook_head_index``)."""
+    md = getattr(sae.cfg, "metadata", None)
+    name = getattr(md, "hook_name", None)
     if name is None:
         raise InterpError("this SAE's cfg.json names no hook (metadata.hook_name)")
-    head = sae.cfg.metadata.hook_head_index
+    head = getattr(md, "hook_head_index", None)
     return name if head is None else f"{name}:{head}"
 
 
-def replace_dir(tmp: Path, out: Path) -> None:
-    """Move a finished temp directory to `out`, replacing any old one (never half-written)."""
-    old = out.with_name(out.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    if old.exists():
-        shutil.rmtree(old)
+def check_sae_fits(sae, model, hook: str | None = None) -> str:
+    """Check that `sae` can read `hook` (default: its own hook) on `model`; returns the hook spec.
+
+    d_in vs the hook's width, or an unknown hook: one-line `InterpError`. A different model name
+    or loading policy (``model_from_pretrained_kwargs``, as SAELens records it) than the SAE was
+    trained with: one warning line."""
+    from interp.hooks import hook_dim, parse_hook
+
+    spec = parse_hook(model, hook or sae_hook(sae))
+    d = hook_dim(model, spec)
+    if "hook_z" in spec.name and spec.head is None and int(sae.cfg.d_in) == d * model.cfg.n_heads:
+        d = int(sae.cfg.d_in)  # an all-heads hook_z SAE reads the flattened [n_heads * d_head]
+    if int(sae.cfg.d_in) != d:
+        raise InterpError(f"SAE d_in={sae.cfg.d_in} does not match hook {spec} of this model (width {d})")
+    md = getattr(sae.cfg, "metadata", None)
+    trained = getattr(md, "model_from_pretrained_kwargs", None)
+    here = model_loading_info(model)
+    want_name, have_name = getattr(md, "model_name", None), here.get("name")
+    if want_name and have_name and want_name != have_name:
+        log.warning("this SAE was trained on model %r, applying it to %r", want_name, have_name)
+    elif trained and here.get("processing") is not None and trained != here.get("processing"):
+        log.warning("this SAE was trained on %s loaded with %s, but the model here was loaded with %s",
+                    want_name, trained, here.get("processing"))
+    return str(spec)
 
 
-def save_sae(sae, out_dir: str | Path, metrics: dict | None = None, curve: list | None = None, extra: dict | None = None) -> Path:
-    """Write an inference SAE (SAELens format) + metrics.json + training_curve.json, atomically.
+def model_loading_info(model) -> dict:
+    """{name, processing, dtype} of a loaded model: `interp.models.loading_info` where the models
+    helper provides it, else what the model itself shows (processing unknown: None)."""
+    try:
+        from interp.models import loading_info
+    except ImportError:
+        loading_info = None
+    if loading_info is not None:
+        return dict(loading_info(model))
+    cfg = getattr(model, "cfg", None)
+    p = next(model.parameters(), None) if hasattr(model, "parameters") else None
+    return {"name": getattr(cfg, "model_name", None), "processing": None,
+            "dtype": str(p.dtype).replace("torch.", "") if p is not None else None}
+
+
+def save_sae(sae, out_dir: str | Path, metrics: dict | None = None, curve: list | None = None, extra: dict | None = None,
+             overwrite: bool = True) -> Path:
+    """Write an inference SAE (SAELens format) + metrics.json + training_curve.json, atomically
+    (`interp.io.atomic_dir`: built beside, renamed into place; an existing directory is replaced
+    only if it is an SAE directory and `overwrite`).
 
     A SAELens *training* SAE is converted with its own `save_inference_model` (so BatchTopK
     becomes JumpReLU, as SAELens does)."""
     from sae_lens import TrainingSAE
 
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    if isinstance(sae, TrainingSAE):
-        sae.save_inference_model(str(tmp))
-    else:
-        sae.save_model(str(tmp))
-    if metrics is not None:
-        (tmp / METRICS).write_text(json.dumps({**metrics, **(extra or {})}, indent=2))
-    if curve is not None:
-        (tmp / CURVE).write_text(json.dumps(curve))
-    replace_dir(tmp, out)
-    return out
+    from interp.io import atomic_dir
+
+    for k, v in sae.state_dict().items():
+        _refuse_non_finite(v, f"the SAE to be saved to {out_dir} ({k})")
+    with atomic_dir(out_dir, overwrite=overwrite, marker=CFG) as tmp:
+        if isinstance(sae, TrainingSAE):
+            sae.save_inference_model(str(tmp))
+        else:
+            sae.save_model(str(tmp))
+        if metrics is not None:
+            (tmp / METRICS).write_text(json.dumps({**metrics, **(extra or {})}, indent=2))
+        if curve is not None:
+            (tmp / CURVE).write_text(json.dumps(curve))
+    return Path(out_dir)
 
 
 @dataclass
@@ -163,7 +249,8 @@ def list_saes(root: str | Path = "saes") -> list[SaeInfo]:
     out = []
     for cfg_file in sorted(root.rglob(CFG)):
         d = cfg_file.parent
-        if d.name.endswith((".tmp", ".old", ".partial")) or any(p.name.endswith(".partial") for p in d.parents):
+        if (d.name.endswith((".tmp", ".old", ".partial")) or d.name.startswith(".")
+                or any(p.name.endswith(".partial") or p.name.startswith(".") for p in d.relative_to(root).parents if p.name)):
             continue
         if not (d / WEIGHTS).exists():
             continue

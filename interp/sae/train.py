@@ -18,6 +18,7 @@ factor is folded into the saved weights). A run killed mid-way resumes from
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -32,12 +33,12 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from interp.alloc import tune_malloc
 from interp import distributed as dist
+from interp.alloc import tune_malloc
 from interp.distributed import DataParallelSync, Parallel
 from interp.errors import InterpError
 from interp.sae.config import SAETrainConfig
-from interp.sae.io import replace_dir, save_sae, to_inference
+from interp.sae.io import save_sae, to_inference
 from interp.sae.optim import normalize_decoder_rows, project_decoder_grad, to_eval_weights, use_signum
 
 log = logging.getLogger(__name__)
@@ -137,15 +138,96 @@ class FitResult:
     resumed_from: int  # 0, or the checkpoint step this run continued from
 
 
-def _save_checkpoint(trainer, ckpt_dir: Path, state: dict) -> None:
-    """SAELens' own checkpoint (weights, optimizer, scheduler, scaler, sparsity) + our state.json,
-    written beside and renamed over the previous one."""
-    tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    trainer.save_checkpoint(checkpoint_name=tmp.name, base_path=tmp.parent)
-    (tmp / "state.json").write_text(json.dumps(state))
-    replace_dir(tmp, ckpt_dir)
+KEEP_CHECKPOINTS = 2  # the newest two are kept, so a checkpoint damaged mid-write still leaves one good one
+CKPT_MANIFEST = "manifest.json"
+
+
+def _save_checkpoint(trainer, ckpt_root: Path, state: dict) -> None:
+    """SAELens' own checkpoint (weights, optimizer, scheduler, scaler, sparsity) + our state, in
+    ``ckpt_root/step_NNNNNNNN`` (built beside, renamed into place), then a manifest with the sha256
+    of every file, written last; older checkpoints beyond the newest `KEEP_CHECKPOINTS` are removed."""
+    from interp.io import atomic_dir, atomic_write_json, sha256_file
+
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    out = ckpt_root / f"step_{state['step']:08d}"
+    with atomic_dir(out, overwrite=True, marker=CKPT_MANIFEST) as tmp:
+        trainer.save_checkpoint(checkpoint_name=tmp.name, base_path=tmp.parent)
+        (tmp / "state.json").write_text(json.dumps(state))
+        files = {f.name: sha256_file(f) for f in sorted(tmp.iterdir()) if f.is_file()}
+        atomic_write_json(tmp / CKPT_MANIFEST, {"step": state["step"], "sha256": files})
+    for old in _checkpoints(ckpt_root)[KEEP_CHECKPOINTS:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _checkpoints(ckpt_root: Path) -> list[Path]:
+    """Checkpoint directories, newest first."""
+    if not ckpt_root.is_dir():
+        return []
+    return sorted((p for p in ckpt_root.glob("step_*") if p.is_dir()), key=lambda p: p.name, reverse=True)
+
+
+def _verify_checkpoint(ck: Path) -> dict:
+    """state.json of checkpoint `ck` after checking every file against its manifest's sha256;
+    `InterpError` naming what is wrong."""
+    from interp.io import verify_checksum
+
+    try:
+        man = json.loads((ck / CKPT_MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError):
+        raise InterpError(f"checkpoint {ck.name} has no readable {CKPT_MANIFEST} (interrupted while saving)") from None
+    for name, digest in man.get("sha256", {}).items():
+        verify_checksum(ck / name, digest, what=f"checkpoint file {ck.name}/{name}")
+    return json.loads((ck / "state.json").read_text())
+
+
+def _config_diff(old: dict, new: dict) -> str:
+    keys = sorted(set(old) | set(new))
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
+
+
+def _load_checkpoint(trainer, sae, ck: Path) -> None:
+    """SAELens' `load_trainer_state` + `load_weights_from_checkpoint`, except that
+    `trainer_state.pt` (a pickle SAELens writes with torch.save) is read with
+    ``torch.load(weights_only=True)``: PyTorch's restricted unpickler, tensors and plain
+    containers only. (SAELens' own loader calls torch.load relying on the default.)"""
+    from sae_lens.constants import ACTIVATION_SCALER_CFG_FILENAME, TRAINER_STATE_FILENAME
+
+    trainer.activation_scaler.load(ck / ACTIVATION_SCALER_CFG_FILENAME)
+    st = torch.load(ck / TRAINER_STATE_FILENAME, map_location=trainer.cfg.device, weights_only=True)
+    trainer.optimizer.load_state_dict(st["optimizer"])
+    trainer.lr_scheduler.load_state_dict(st["lr_scheduler"])
+    for k in ("n_training_samples", "n_training_steps", "act_freq_scores", "n_forward_passes_since_fired",
+              "n_frac_active_samples", "started_fine_tuning"):
+        setattr(trainer, k, st[k])
+    for name, sd in st["coefficient_schedulers"].items():
+        trainer.coefficient_schedulers[name].load_state_dict(sd)
+    sae.load_weights_from_checkpoint(ck)
+
+
+def _resume(trainer, sae, ckpt_root: Path | None, cfg: SAETrainConfig, data_id: str) -> tuple[int, list]:
+    """(step, curve) of the newest good checkpoint of this exact run, loaded into `trainer`/`sae`;
+    (0, []) when there is none. Corrupt checkpoints are reported and skipped; one of a different
+    configuration is reported with what differs, and training starts fresh."""
+    for ck in _checkpoints(ckpt_root) if ckpt_root is not None else []:
+        try:
+            state = _verify_checkpoint(ck)
+        except (InterpError, OSError, json.JSONDecodeError) as e:
+            log.warning("skipping damaged checkpoint %s: %s", ck, e)
+            continue
+        if state.get("config") != cfg.to_dict() or state.get("data") != data_id:
+            what = _config_diff(state.get("config") or {}, cfg.to_dict()) or f"activations {state.get('data')} -> {data_id}"
+            log.warning("checkpoint %s is of a different run (%s); starting fresh", ck, what)
+            return 0, []
+        try:
+            _load_checkpoint(trainer, sae, ck)
+        except Exception as e:  # a file that passed its checksum but does not load: treat as damaged
+            log.warning("skipping checkpoint %s that does not load: %s", ck, str(e).splitlines()[0][:160] if str(e) else type(e).__name__)
+            continue
+        log.info("resuming %s from checkpoint step %d/%d", cfg.hook, state["step"], cfg.steps)
+        return int(state["step"]), state["curve"]
+    if ckpt_root is not None and _checkpoints(ckpt_root):
+        log.warning("no usable checkpoint in %s; starting fresh", ckpt_root)
+    return 0, []
 
 
 def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], metadata: dict,
@@ -176,18 +258,8 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
         use_signum(trainer, lr)
     grad_hook = project_decoder_grad(sae) if cfg.unit_norm_decoder else None
 
-    # Resume from the last checkpoint if it is one of this exact run.
-    start, curve = 0, []
-    state_file = ckpt_dir / "state.json" if ckpt_dir else None
-    if state_file is not None and state_file.exists():
-        state = json.loads(state_file.read_text())
-        if state.get("config") == cfg.to_dict() and state.get("data") == data_id:
-            trainer.load_trainer_state(ckpt_dir)
-            sae.load_weights_from_checkpoint(ckpt_dir)
-            start, curve = int(state["step"]), state["curve"]
-            log.info("resuming %s from checkpoint step %d/%d", cfg.hook, start, steps)
-        else:
-            log.info("ignoring a checkpoint of a different run in %s", ckpt_dir)
+    # Resume from the newest good checkpoint of this exact run.
+    start, curve = _resume(trainer, sae, ckpt_dir, cfg, data_id)
     first = next(batches, None)
     if first is None:
         raise InterpError("no training activations")
@@ -337,21 +409,59 @@ def acts_dir_for(model_name: str, hooks: list[str], n_tokens: int, seed: int = 0
     return Path("runs") / "acts" / f"{model_id(model_name)}-{h}"
 
 
-def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir: str | Path | None = None,
-               act_tokens: int | None = None, eval_tokens: int = 16384, model=None, overwrite: bool = True,
-               keep_acts: bool = True, on_result=None, parallel: Parallel | None = None) -> tuple[list[TrainResult], float]:
-    """Train several SAEs from ONE model pass: collect every hook's activations once
-    (`collect_activations`, float16 shards), then train each SAE from disk, evaluate it, save it.
+def estimate_train_bytes(cfg: SAETrainConfig, d_in: int) -> int:
+    """Rough peak memory of training one SAE, in bytes (float32): weights, gradients and two
+    optimizer buffers (Adam's moments; schedule-free's z uses one) of W_enc + W_dec, plus the
+    per-batch [batch, d_sae] pre-activations with their gradient and codes, and the batch itself."""
+    params = 2 * cfg.d_sae * d_in + cfg.d_sae + d_in
+    return 4 * (4 * params + 3 * cfg.batch_size * cfg.d_sae + 4 * cfg.batch_size * d_in)
 
-    `act_tokens` activation vectors are collected (default: the largest `tokens`); SAEs that ask
-    for more train for several epochs. `on_result(TrainResult)` is called as each SAE is saved.
-    Under torchrun, `parallel` (`interp.distributed.from_env`) splits the collection by shards
-    and the training by batch rows (or by SAE with `distribute_hooks`); rank 0 returns every
-    result. Returns the results and the collection time in seconds."""
-    from interp.activations import ActivationStore, CollectConfig, collect_activations
-    from interp.hooks import parse_hook
+
+def _available_bytes(device: torch.device) -> int | None:
+    import os
+
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_training_fits(cfg: SAETrainConfig, d_in: int, device: torch.device) -> None:
+    """One-line `InterpError` (with the estimate) when an SAE cannot fit in the device's memory."""
+    need, have = estimate_train_bytes(cfg, d_in), _available_bytes(device)
+    if have is not None and need > have:
+        raise InterpError(f"training an SAE with d_sae={cfg.d_sae} on {cfg.hook} (d_in={d_in}, batch {cfg.batch_size}) needs "
+                          f"about {_gib(need)}, more than the {_gib(have)} of {device.type} memory here; lower --d-sae or --batch-size")
+
+
+def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir: str | Path | None = None,
+               act_tokens: int | None = None, eval_tokens: int = 16384, model=None, overwrite: bool = False,
+               keep_acts: bool = True, on_result=None, device: str | None = None,
+               parallel: Parallel | None = None) -> tuple[list[TrainResult], float]:
+    """Train several SAEs from ONE model pass: collect every hook's activations once
+    (`collect_activations`, float16 shards, through the fast forward of `interp.forward`), then
+    train each SAE from disk on the model's device in float32, evaluate it, save it.
+
+    Everything is checked before the model runs: output directories (an existing SAE directory is
+    replaced only with `overwrite`; a file or another kind of directory never), memory for each
+    SAE, disk for the activations. `act_tokens` activation vectors are collected (default: the
+    largest `tokens`); SAEs that ask for more train for several epochs. A directory that already
+    holds the same finished config is skipped unless `overwrite`. `on_result(TrainResult)` is
+    called as each SAE is saved. Under torchrun, `parallel` (`interp.distributed.from_env`) splits the
+    collection by shards and the training by batch rows (or by SAE with `distribute_hooks`); every
+    rank returns every result. Returns the results and the collection time in seconds."""
+    from interp.activations import CollectConfig, Manifest
+    from interp.device import device_of
+    from interp.hooks import hook_dim, parse_hook
+    from interp.io import RunLock, check_output_dir
     from interp.models import load_model
-    from interp.sae.eval import evaluate_sae
+    from interp.sae.io import CFG, model_loading_info
 
     if not cfgs or len(cfgs) != len(out_dirs):
         raise InterpError("give one output directory per SAE config")
@@ -359,40 +469,44 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
         raise InterpError("SAEs trained from one activation pass must share a model")
     if len({str(Path(o).resolve()) for o in out_dirs}) != len(out_dirs):
         raise InterpError("two SAEs would be written to the same output directory")
-    par = parallel or dist.LOCAL
-    dist.agree(par, lambda: [par.local_batch(c.batch_size) for c in cfgs])  # uneven budgets fail on every rank, before any work
-    model_name = cfgs[0].model
-    model = model if model is not None else load_model(model_name)
-    specs = [str(parse_hook(model, c.hook)) for c in cfgs]
-    cfgs = [replace(c, hook=s) for c, s in zip(cfgs, specs)]
-    hooks = list(dict.fromkeys(specs))
 
     todo = []
     results: list[TrainResult | None] = []
     for c, o in zip(cfgs, out_dirs):
         o = Path(o)
-        done = _finished_config(o)
-        if done == c.to_dict() and not overwrite:
-            log.info("%s already holds this SAE; skipping", o)
+        if _finished_config(o) == c.to_dict() and not overwrite:
+            log.info("%s already holds this SAE; skipping (pass overwrite to retrain)", o)
             results.append(TrainResult(o, c, json.loads((o / "metrics.json").read_text()), 0.0, 0, skipped=True))
-        else:
-            results.append(None)
-            todo.append((len(results) - 1, c, o))
+            continue
+        check_output_dir(o, marker=CFG, overwrite=overwrite, what="SAE output directory")
+        partial = _partial(o)
+        if partial.exists() and not partial.is_dir():
+            raise InterpError(f"{partial} is a file, in the way of the training checkpoints; move it (nothing was changed)")
+        results.append(None)
+        todo.append((len(results) - 1, c, o))
     if not todo:
         return results, 0.0  # type: ignore[return-value]
+
+    par = parallel or dist.LOCAL
+    dist.agree(par, lambda: [par.local_batch(c.batch_size) for c in cfgs])  # uneven budgets fail on every rank, before any work
+    model_name = cfgs[0].model
+    model = model if model is not None else load_model(model_name, **({"device": device} if device else {}))
+    dev = device_of(model)
+    todo = [(i, replace(c, hook=str(parse_hook(model, c.hook))), o) for i, c, o in todo]
+    dims = {c.hook: hook_dim(model, parse_hook(model, c.hook)) for _, c, _ in todo}
+    for _, c, _ in todo:
+        check_training_fits(c, dims[c.hook], dev)
 
     act_tokens = act_tokens or max(c.tokens for _, c, _ in todo)
     todo_hooks = list(dict.fromkeys(c.hook for _, c, _ in todo))
     acts = Path(acts_dir) if acts_dir else acts_dir_for(model_name, todo_hooks, act_tokens)
-    t0 = time.time()
+    loading = model_loading_info(model)
     ccfg = CollectConfig(hooks=todo_hooks, n_tokens=act_tokens, dtype="float16")
     reuse = False
     if (acts / "manifest.json").exists():
-        # Reuse an identical collection (finished or interrupted), or a finished one that already
-        # holds every hook needed with enough tokens; replace anything else.
+        # Reuse an identical collection (finished or interrupted), or a finished one of the same
+        # model, context and corpus that holds every hook needed with enough tokens.
         from dataclasses import asdict
-
-        from interp.activations import Manifest
 
         try:
             old = Manifest.read(acts)
@@ -400,10 +514,49 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
             old = None
         same = old is not None and old.config == {**asdict(ccfg), "seq_len": model.cfg.n_ctx, "model": model_name}
         reuse = (old is not None and old.complete and old.model == model_name and set(todo_hooks) <= set(old.hooks)
-                 and old.n_tokens >= act_tokens and old.seq_len == model.cfg.n_ctx)
-        if not (same or reuse) and par.is_writer:
-            shutil.rmtree(acts)
-        dist.barrier(par)
+                 and old.n_tokens >= act_tokens and old.seq_len == model.cfg.n_ctx
+                 and old.config.get("source", "corpus") == ccfg.source and old.config.get("seed", 0) == ccfg.seed)
+        if not (same or reuse):
+            if acts_dir is not None:  # the user's directory: never deleted
+                raise InterpError(f"--acts-dir {acts} holds activations of another run ({old.model if old else '?'}, hooks "
+                                  f"{', '.join(old.hooks) if old else '?'}); give another directory (nothing was changed)")
+            if par.is_writer:
+                shutil.rmtree(acts)  # our own cache under runs/acts
+            dist.barrier(par)
+    if not reuse:
+        need = act_tokens * sum(dims[h] for h in todo_hooks) * 2
+        root = next(p for p in [acts, *acts.parents] if p.exists())
+        free = shutil.disk_usage(root).free
+        if need > free:
+            raise InterpError(f"collecting {act_tokens} tokens at {len(todo_hooks)} hook(s) needs about {_gib(need)} of disk "
+                              f"in {acts}, but only {_gib(free)} is free; lower --act-tokens")
+    try:
+        with contextlib.ExitStack() as locks:
+            # one training per run directory, taken before the model runs (by the rank that writes it)
+            dist.agree(par, lambda: [locks.enter_context(RunLock(_partial(o), what="SAE training"))
+                                     for j, (_, _, o) in enumerate(todo) if par.writes(j, len(todo))])
+            collect_s = _collect_and_fit(model, model_name, todo, results, acts, ccfg, reuse, loading, dev, eval_tokens, on_result, par)
+    finally:  # keep a .partial only while it holds a resumable checkpoint
+        for j, (_, _, o) in enumerate(todo):
+            if not par.writes(j, len(todo)):
+                continue
+            p = _partial(o)
+            if p.is_dir() and ((o / CFG).exists() or not any(p.iterdir())):
+                shutil.rmtree(p, ignore_errors=True)
+    if not keep_acts and acts_dir is None and par.is_writer:
+        shutil.rmtree(acts, ignore_errors=True)
+    return results, collect_s  # type: ignore[return-value]
+
+
+def _collect_and_fit(model, model_name, todo, results, acts, ccfg, reuse, loading, dev, eval_tokens, on_result,
+                     par: Parallel = dist.LOCAL) -> float:
+    """The work of `train_saes` once everything is checked and locked: collect, then train,
+    evaluate and save each SAE. Returns the collection time."""
+    from interp.activations import ActivationStore, collect_activations
+    from interp.hooks import parse_hook
+    from interp.sae.eval import evaluate_sae
+
+    t0 = time.time()
     if not reuse:
         collect_activations(model, ccfg, acts, model_name=model_name, parallel=par)
     collect_s = time.time() - t0
@@ -421,21 +574,20 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
             raise InterpError(f"only {store.manifest.n_tokens} activations collected, fewer than one batch ({c.batch_size})")
         hs = parse_hook(model, c.hook)
         meta = {"model_name": model_name, "hook_name": hs.name, "hook_head_index": hs.head,
-                "context_size": store.manifest.seq_len, "prepend_bos": True, "interp_train_config": c.to_dict()}
-        partial = o.with_name(o.name + ".partial")
-        if sync.writer:
-            partial.mkdir(parents=True, exist_ok=True)
+                "context_size": store.manifest.seq_len, "prepend_bos": True, "dataset_path": store.manifest.corpus,
+                "model_from_pretrained_kwargs": loading.get("processing") or {}, "interp_model_loading": loading,
+                "interp_train_config": c.to_dict()}
         res = fit_sae(c, store.manifest.d[c.hook], par.rank_slice(store_batches(store, c.hook, c.batch_size, c.seed, c.shuffle)),
-                      meta, ckpt_dir=partial / "ckpt", data_id=data_id, sync=sync)
+                      meta, ckpt_dir=_partial(o) / "ckpt", data_id=data_id, device=dev, sync=sync)
         if not sync.writer:
             continue
-        metrics = evaluate_sae(to_inference(res.sae), model, n_tokens=eval_tokens).metrics
+        metrics = evaluate_sae(to_inference(res.sae).to(dev), model, n_tokens=eval_tokens).metrics
         extra = {"train_tokens": res.steps * c.batch_size, "train_seconds": round(res.seconds, 1),
                  "activation_tokens": store.manifest.n_tokens, "arch": c.arch, "hook": c.hook, "config": c.to_dict(),
                  "world_size": par.world_size, "global_batch": c.batch_size,
                  "parallel": ("hooks" if par.distribute_hooks else "data") if par.active else "none"}
-        save_sae(res.sae, o, metrics=metrics, curve=res.curve, extra=extra)
-        shutil.rmtree(partial, ignore_errors=True)
+        save_sae(res.sae, o, metrics=metrics, curve=res.curve, extra=extra, overwrite=True)  # (checked before any work)
+        shutil.rmtree(_partial(o) / "ckpt", ignore_errors=True)
         log.info("%s: %s", o, {k: round(v, 4) for k, v in metrics.items() if k in ("l0", "explained_variance", "ce_loss_score")})
         results[i] = TrainResult(o, c, metrics, res.seconds, res.resumed_from, curve=res.curve)
         if on_result is not None:
@@ -446,9 +598,12 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
             if results[i] is None:
                 m = json.loads((o / "metrics.json").read_text())
                 results[i] = TrainResult(o, c, m, m.get("train_seconds", 0.0), 0)
-    if not keep_acts and acts_dir is None and par.is_writer:
-        shutil.rmtree(acts, ignore_errors=True)
-    return results, collect_s  # type: ignore[return-value]
+    return collect_s
+
+
+def _partial(out: Path) -> Path:
+    """Where a run in progress keeps its resumable checkpoints (removed when the SAE is saved)."""
+    return out.with_name(out.name + ".partial")
 
 
 def _finished_config(out: Path) -> dict | None:

@@ -28,7 +28,8 @@ from transformer_lens import HookedTransformer
 from interp.errors import InterpError
 from interp.hooks import HookSpec, capture, parse_hook
 from interp.unlearn.concepts import Concept
-from interp.unlearn.tokens import first_token, token_batches
+from interp.device import device_of
+from interp.unlearn.tokens import first_token, last_positions, token_batches
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,13 @@ def _mean_act(model, hs: HookSpec, texts: list[str], batch_size: int = 32, last_
     total, n = None, 0
     for toks_BP, mask_BP in token_batches(model, texts, batch_size):
         if last_only:
-            last = mask_BP.sum(1)
-            mask_BP = torch.zeros_like(mask_BP)
-            mask_BP[torch.arange(len(last)), last] = True
+            mask_BP = last_positions(mask_BP)
         with capture(model, [hs]) as acts:
             model(toks_BP)
         x_ND = acts[str(hs)][mask_BP].float()
         total = x_ND.sum(0) if total is None else total + x_ND.sum(0)
         n += x_ND.shape[0]
-    return total / n
+    return (total / n).cpu()
 
 
 def mean_difference_direction(model: HookedTransformer, hook: str | HookSpec, concept: Concept, corpus: list[str],
@@ -115,7 +114,7 @@ class FinetuneConfig:
 def _answer_ce(model, prompts, ans) -> torch.Tensor:
     """Cross-entropy of the expected first answer token at each prompt's last position -> [n]."""
     toks_BP, mask_BP = next(token_batches(model, [p.text for p in prompts], len(prompts)))
-    logits = model(toks_BP)[torch.arange(len(prompts)), mask_BP.sum(1)]
+    logits = model(toks_BP)[torch.arange(len(prompts), device=toks_BP.device), mask_BP.sum(1)]
     return F.cross_entropy(logits, ans, reduction="none")
 
 
@@ -131,7 +130,8 @@ def finetune_unlearn(
         raise InterpError(f"concept {concept.name!r} has no forget prompts with completions to fine-tune against")
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    ft = copy.deepcopy(model)
+    ft = copy.deepcopy(model)  # deepcopy keeps every parameter on the original's device
+    dev = device_of(ft)
     ft.train()
     opt = torch.optim.Adam(ft.parameters(), lr=cfg.lr)
     f_ans = {p.text: first_token(model, p.answer) for p in forget}
@@ -139,11 +139,11 @@ def finetune_unlearn(
     for step in tqdm(range(1, cfg.steps + 1), desc=f"finetune-unlearn {concept.name}", leave=False):
         with torch.enable_grad():  # callers (e.g. the dashboard) may have turned gradients off globally
             fb = rng.sample(forget, min(cfg.batch_size, len(forget)))
-            loss = -_answer_ce(ft, fb, torch.tensor([f_ans[p.text] for p in fb])).clamp(max=cfg.cap).mean()
-            retain_loss = torch.zeros(())
+            loss = -_answer_ce(ft, fb, torch.tensor([f_ans[p.text] for p in fb], device=dev)).clamp(max=cfg.cap).mean()
+            retain_loss = torch.zeros((), device=dev)
             if retain:
                 rb = rng.sample(retain, min(cfg.batch_size, len(retain)))
-                retain_loss = retain_loss + _answer_ce(ft, rb, torch.tensor([r_ans[p.text] for p in rb])).mean()
+                retain_loss = retain_loss + _answer_ce(ft, rb, torch.tensor([r_ans[p.text] for p in rb], device=dev)).mean()
             if corpus:
                 docs = rng.sample(corpus, min(cfg.corpus_batch, len(corpus)))
                 toks_BP, mask_BP = next(token_batches(ft, docs, len(docs)))

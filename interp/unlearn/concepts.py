@@ -7,17 +7,26 @@ A *concept* is three prompt sets (each a `corpus.Prompt`: text + expected comple
 * ``retain``: prompts whose completions must survive (retain accuracy); also used, with
   held-out corpus text, as the "must not fire" side of feature selection;
 * ``paraphrase``: other phrasings of the forget prompts, never used for selection (a held-out
-  check that the concept, not a template, was forgotten).
+  check that the concept, not a template, was forgotten);
+* ``adversarial``: prompts written to elicit the concept indirectly (`interp.data.adversarial`),
+  held out like the paraphrases.
 
 The six embedded categories are built in: forget = the category's facts in templates 0 and 1,
-paraphrase = its last template, retain = every other category in all templates. User concepts
-come from a file (see `load_concept_file`).
+paraphrase = its last template, adversarial = new templates, synonyms and distracting context,
+retain = every other category in all templates. User concepts come from a file (see
+`load_concept_file`).
+
+`split_concept` cuts forget and retain prompts into selection / validation / test parts: features
+are chosen on selection, the setting on validation, and every reported number comes from test. By
+default prompts are split one by one (a fact's other template may sit in another part, as a
+rephrased question about known knowledge); `by="fact"` keeps a fact and all its templates in one
+part, so test asks about facts never seen at all (much harder for answer-specific features).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from interp.data import corpus as C
@@ -34,6 +43,7 @@ class Concept:
     forget: tuple[C.Prompt, ...]  # prompts to forget (feature selection + forget accuracy)
     retain: tuple[C.Prompt, ...]  # prompts to keep answering (retain accuracy)
     paraphrase: tuple[C.Prompt, ...] = ()  # held-out phrasings of the forget prompts
+    adversarial: tuple[C.Prompt, ...] = ()  # held-out indirect prompts for the concept
 
     def __post_init__(self):
         if not self.forget:
@@ -51,9 +61,12 @@ def builtin_concept(name: str) -> Concept:
     """One of the embedded categories (`corpus.CATEGORIES`) as a ready-made concept."""
     if name not in C.FACTS:
         raise InterpError(f"unknown concept {name!r}: not a file and not one of {', '.join(C.CATEGORIES)}")
+    from interp.data.adversarial import adversarial_prompts
+
     last = len(C.FACT_TEMPLATES[name]) - 1
     retain = tuple(p for other in C.CATEGORIES if other != name for p in C.fact_prompts(other))
-    return Concept(name, tuple(C.fact_prompts(name, SELECT_TEMPLATES)), retain, tuple(C.fact_prompts(name, (last,))))
+    return Concept(name, tuple(C.fact_prompts(name, SELECT_TEMPLATES)), retain, tuple(C.fact_prompts(name, (last,))),
+                   tuple(adversarial_prompts(name)))
 
 
 def _answer(s: str | None) -> str:
@@ -65,9 +78,9 @@ def _answer(s: str | None) -> str:
 def load_concept_file(path: str | Path) -> Concept:
     """A user concept from a file, named after the file stem.
 
-    * JSONL: one object per line, ``{"set": "forget"|"retain"|"paraphrase", "text": ..., "answer": ...}``
-      (``answer`` optional);
-    * text: section headers ``# forget``, ``# retain``, ``# paraphrase`` and one prompt per
+    * JSONL: one object per line, ``{"set": "forget"|"retain"|"paraphrase"|"adversarial", "text": ...,
+      "answer": ...}`` (``answer`` optional);
+    * text: section headers ``# forget``, ``# retain``, ``# paraphrase``, ``# adversarial`` and one prompt per
       line below them, optionally ``prompt<TAB>expected completion``.
 
     A completion gets a leading space unless it has one; prompts without one are used for
@@ -80,7 +93,11 @@ def load_concept_file(path: str | Path) -> Concept:
         raw = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InterpError(f"concept file {p} is not UTF-8 text") from None
-    sets: dict[str, list[C.Prompt]] = {"forget": [], "retain": [], "paraphrase": []}
+    except OSError as e:
+        raise InterpError(f"cannot read concept file {p}: {e.strerror or e}") from None
+    if "\x00" in raw:
+        raise InterpError(f"concept file {p} is binary, not text")
+    sets: dict[str, list[C.Prompt]] = {"forget": [], "retain": [], "paraphrase": [], "adversarial": []}
     if p.suffix in (".jsonl", ".json"):
         for n, line in enumerate(raw.splitlines(), 1):
             if not line.strip():
@@ -90,7 +107,7 @@ def load_concept_file(path: str | Path) -> Concept:
             except json.JSONDecodeError as e:
                 raise InterpError(f"{p}:{n}: not a JSON object ({e.msg})") from None
             if not isinstance(row, dict) or not isinstance(row.get("text"), str) or row.get("set") not in sets:
-                raise InterpError(f'{p}:{n}: expected {{"set": "forget"|"retain"|"paraphrase", "text": "...", "answer": "..."}}')
+                raise InterpError(f'{p}:{n}: expected {{"set": "forget"|"retain"|"paraphrase"|"adversarial", "text": "...", "answer": "..."}}')
             sets[row["set"]].append(C.Prompt(row["text"], _answer(row.get("answer")), {"source": str(p)}))
     else:
         current = None
@@ -99,7 +116,7 @@ def load_concept_file(path: str | Path) -> Concept:
             if head.startswith("#"):
                 current = head.lstrip("#").strip()
                 if current not in sets:
-                    raise InterpError(f"{p}:{n}: unknown section {current!r}; use # forget, # retain or # paraphrase")
+                    raise InterpError(f"{p}:{n}: unknown section {current!r}; use # forget, # retain, # paraphrase or # adversarial")
                 continue
             if not line.strip():
                 continue
@@ -107,7 +124,7 @@ def load_concept_file(path: str | Path) -> Concept:
                 raise InterpError(f"{p}:{n}: a prompt before any '# forget' / '# retain' header")
             text, _, ans = line.partition("\t")
             sets[current].append(C.Prompt(text.rstrip(), _answer(ans.strip()), {"source": str(p)}))
-    return Concept(p.stem, tuple(sets["forget"]), tuple(sets["retain"]), tuple(sets["paraphrase"]))
+    return Concept(p.stem, tuple(sets["forget"]), tuple(sets["retain"]), tuple(sets["paraphrase"]), tuple(sets["adversarial"]))
 
 
 def resolve_concept(spec: str) -> Concept:
@@ -132,7 +149,8 @@ def merge_concepts(concepts: list[Concept]) -> Concept:
     forget = _dedup(p for c in concepts for p in c.forget)
     gone = {p.text for c in concepts for p in (*c.forget, *c.paraphrase)}
     retain = _dedup(p for c in concepts for p in c.retain if p.text not in gone)
-    return Concept("+".join(names), forget, retain, _dedup(p for c in concepts for p in c.paraphrase))
+    return Concept("+".join(names), forget, retain, _dedup(p for c in concepts for p in c.paraphrase),
+                   _dedup(p for c in concepts for p in c.adversarial))
 
 
 def thin_retain(concept: Concept, n: int) -> Concept:
@@ -141,7 +159,7 @@ def thin_retain(concept: Concept, n: int) -> Concept:
     if n <= 0 or len(concept.retain) <= n:
         return concept
     idx = [round(i * (len(concept.retain) - 1) / (n - 1)) for i in range(n)] if n > 1 else [0]
-    return Concept(concept.name, concept.forget, tuple(concept.retain[i] for i in idx), concept.paraphrase)
+    return replace(concept, retain=tuple(concept.retain[i] for i in idx))
 
 
 def _dedup(ps) -> tuple[C.Prompt, ...]:
@@ -159,7 +177,7 @@ def retain_corpus(concept: Concept, n_docs: int = 32, seed: int = C.HELDOUT_SEED
     import random
 
     rng = random.Random(seed)
-    gone = [p.text for p in (*concept.forget, *concept.paraphrase)]
+    gone = [p.text for p in (*concept.forget, *concept.paraphrase)]  # forget prompts of every split
     docs = []
     for _ in range(max_tries):
         if len(docs) >= n_docs:
@@ -168,3 +186,73 @@ def retain_corpus(concept: Concept, n_docs: int = 32, seed: int = C.HELDOUT_SEED
         if not any(g in d for g in gone):
             docs.append(d)
     return docs
+
+
+SPLITS = ("selection", "validation", "test")
+SPLIT_FRACTIONS = (0.5, 0.25, 0.25)  # selection / validation / test share of the facts
+MIN_PER_SPLIT = 2  # forget prompts (with a completion) each split needs at least
+
+
+@dataclass(frozen=True)
+class Splits:
+    """One concept cut three ways (module docstring). Paraphrase and adversarial prompts stay whole
+    and belong to `test` only (they are never seen by selection or tuning)."""
+
+    selection: Concept  # features are chosen here
+    validation: Concept  # the setting (features, strength) is chosen here
+    test: Concept  # every reported number
+
+    def __getitem__(self, name: str) -> Concept:
+        return getattr(self, name)
+
+
+SPLIT_BY = ("prompt", "fact")
+
+
+def _group(p: C.Prompt, by: str) -> tuple:
+    """With by="fact", prompts of the same fact (any template) share a group, so no fact is in two splits."""
+    if by == "fact" and "fact" in p.meta:
+        return (p.meta.get("category"), p.meta["fact"])
+    return (p.text,)
+
+
+def _split(prompts: tuple[C.Prompt, ...], fractions: tuple[float, ...], seed: int, by: str) -> list[tuple[C.Prompt, ...]]:
+    groups: dict[tuple, list[C.Prompt]] = {}
+    for p in prompts:
+        groups.setdefault(_group(p, by), []).append(p)
+    keys = sorted(groups, key=str)
+    import random
+
+    random.Random(seed).shuffle(keys)
+    bounds, acc = [], 0.0
+    for f in fractions:
+        acc += f
+        bounds.append(round(acc * len(keys)))
+    parts, lo = [], 0
+    for hi in bounds:
+        parts.append(tuple(p for k in keys[lo:hi] for p in groups[k]))
+        lo = hi
+    return parts
+
+
+def split_concept(concept: Concept, fractions: tuple[float, float, float] = SPLIT_FRACTIONS, seed: int = 0, by: str = "prompt") -> Splits:
+    """Selection / validation / test parts of `concept`'s forget and retain prompts, cut by prompt
+    or by fact (`by`; prompts without a fact are cut one by one), deterministic in `seed`. One-line
+    error when a part would get fewer than `MIN_PER_SPLIT` forget prompts with a completion."""
+    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise InterpError(f"split fractions must be three positive numbers summing to 1, not {fractions}")
+    if by not in SPLIT_BY:
+        raise InterpError(f"unknown split {by!r}; use one of {', '.join(SPLIT_BY)}")
+    forget = _split(tuple(p for p in concept.forget if p.answer), fractions, seed, by)
+    short = [(n, len(f)) for n, f in zip(SPLITS, forget) if len(f) < MIN_PER_SPLIT]
+    if short:
+        n_ans = sum(1 for p in concept.forget if p.answer)
+        need = max(MIN_PER_SPLIT / f for f in fractions)
+        raise InterpError(f"concept {concept.name!r} has {n_ans} forget prompts with a completion; the selection / validation / test "
+                          f"splits need at least {MIN_PER_SPLIT} each (about {int(need + 0.999)} prompts in all)")
+    # prompts without a completion still help selection (they show where the concept's features fire)
+    forget[0] = forget[0] + tuple(p for p in concept.forget if not p.answer)
+    retain = _split(concept.retain, fractions, seed, by)
+    parts = [Concept(f"{concept.name}", f, r) for f, r in zip(forget, retain)]
+    test = replace(parts[2], paraphrase=concept.paraphrase, adversarial=concept.adversarial)
+    return Splits(parts[0], parts[1], test)

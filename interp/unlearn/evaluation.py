@@ -2,9 +2,12 @@
 
 * forget accuracy: the argmax next token is the first token of the expected completion, on the
   forget prompts; paraphrase accuracy likewise on the held-out phrasings;
-* retain accuracy: the same on the retain prompts (other concepts);
-* retain loss: mean next-token cross-entropy on held-out corpus text that states none of the
-  forgotten facts; `loss_change` = (loss - base loss) / base loss;
+* adversarial accuracy: likewise on prompts that ask for the concept indirectly;
+* retain accuracy (in-domain): the same on the retain prompts (other concepts of the same kind);
+* corpus accuracy (cross-domain retain): top-1 next-token accuracy on held-out corpus text that
+  states none of the forgotten facts;
+* retain loss: mean next-token cross-entropy on that corpus text; `loss_change` = (loss - base
+  loss) / base loss;
 * KL: mean over those corpus tokens of KL(p_base || p_edited).
 
 An *edit* is a callable `edit(model)` returning a context manager that yields the model to run
@@ -24,6 +27,7 @@ import torch.nn.functional as F
 from transformer_lens import HookedTransformer
 
 from interp.data.corpus import Prompt
+from interp.device import device_of
 from interp.unlearn.concepts import Concept
 from interp.unlearn.tokens import first_token, token_batches
 
@@ -45,9 +49,13 @@ class EvalResult:
     retain_loss: float
     loss_change: float = 0.0  # relative to the unmodified model
     kl: float = 0.0  # KL(base || edited) per corpus token
+    adversarial_acc: float = float("nan")  # nan when there are no adversarial prompts
+    corpus_acc: float = float("nan")  # cross-domain retain: top-1 next-token accuracy on the corpus text
+    forget_prob: float = float("nan")  # mean probability of the expected first token on the forget prompts
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # tokens [b, p], counted-position mask [b, p]
+PROMPT_SETS = ("forget", "retain", "paraphrase", "adversarial")
 
 
 @dataclass
@@ -71,7 +79,7 @@ class EvalSet:
 
     concept: Concept
     corpus: list[str]
-    sets: dict[str, PromptSet] = field(default_factory=dict, repr=False)  # forget / retain / paraphrase
+    sets: dict[str, PromptSet] = field(default_factory=dict, repr=False)  # forget / retain / paraphrase / adversarial
     corpus_batches: list[Batch] = field(default_factory=list, repr=False)
     base: EvalResult | None = None
     base_logprobs: list[torch.Tensor] = field(default_factory=list, repr=False)  # per corpus batch [n_tok, vocab]
@@ -85,7 +93,7 @@ def _edit_ctx(model: HookedTransformer, edit: Edit) -> ContextManager[HookedTran
 def _prompt_set(model: HookedTransformer, prompts, batch_size: int) -> PromptSet:
     ps = [p for p in prompts if p.answer]
     return PromptSet(list(token_batches(model, [p.text for p in ps], batch_size)),
-                     torch.tensor([first_token(model, p.answer) for p in ps], dtype=torch.long))
+                     torch.tensor([first_token(model, p.answer) for p in ps], dtype=torch.long, device=device_of(model)))
 
 
 def _last_logits(model: HookedTransformer, x: torch.Tensor, mask_BP: torch.Tensor, start_layer: int) -> torch.Tensor:
@@ -94,7 +102,7 @@ def _last_logits(model: HookedTransformer, x: torch.Tensor, mask_BP: torch.Tenso
         resid = model(x, start_at_layer=start_layer, stop_at_layer=model.cfg.n_layers)
     else:
         resid = model(x, stop_at_layer=model.cfg.n_layers)
-    last = resid[torch.arange(len(resid)), mask_BP.sum(1)]  # mask skips BOS, so its sum is the last index
+    last = resid[torch.arange(len(resid), device=resid.device), mask_BP.sum(1)]  # mask skips BOS, so its sum is the last index
     return model.unembed(model.ln_final(last[:, None]))[:, 0]
 
 
@@ -111,14 +119,16 @@ def _inputs(model: HookedTransformer, es: EvalSet, name: str, batches: list[Batc
 def accuracy(model: HookedTransformer, prompts: tuple[Prompt, ...] | list[Prompt], batch_size: int = 64) -> float:
     """Fraction of prompts (with an expected completion) whose argmax next token is its first token."""
     ps = _prompt_set(model, prompts, batch_size)
-    return _set_accuracy(model, ps, [t for t, _ in ps.batches], 0)
+    return _set_scores(model, ps, [t for t, _ in ps.batches], 0)[0]
 
 
-def _set_accuracy(model, ps: PromptSet, inputs: list[torch.Tensor], start_layer: int) -> float:
+def _set_scores(model, ps: PromptSet, inputs: list[torch.Tensor], start_layer: int) -> tuple[float, float]:
+    """(accuracy, mean probability of the expected first token) over a prompt set; nan if empty."""
     if ps.n == 0:
-        return float("nan")
-    pred = torch.cat([_last_logits(model, x, m, start_layer).argmax(-1) for x, (_, m) in zip(inputs, ps.batches)])
-    return float((pred == ps.answers).float().mean())
+        return float("nan"), float("nan")
+    logits = torch.cat([_last_logits(model, x, m, start_layer) for x, (_, m) in zip(inputs, ps.batches)])
+    prob = logits.float().softmax(-1).gather(1, ps.answers[:, None])[:, 0]
+    return float((logits.argmax(-1) == ps.answers).float().mean()), float(prob.mean())
 
 
 def _corpus_logprobs(model, es: EvalSet, inputs: list[torch.Tensor], start_layer: int):
@@ -133,16 +143,19 @@ def _corpus_logprobs(model, es: EvalSet, inputs: list[torch.Tensor], start_layer
 def prepare(model: HookedTransformer, concept: Concept, corpus: list[str], batch_size: int = 64) -> EvalSet:
     """Tokenize everything once and measure the unmodified model (its corpus log-probs are kept for KL)."""
     es = EvalSet(concept, list(corpus))
-    for name in ("forget", "retain", "paraphrase"):
+    for name in PROMPT_SETS:
         es.sets[name] = _prompt_set(model, getattr(concept, name), batch_size)
     es.corpus_batches = list(token_batches(model, es.corpus, 16))
-    nll, n = 0.0, 0
+    nll, hit, n = 0.0, 0, 0
     for lp, tgt in _corpus_logprobs(model, es, [t for t, _ in es.corpus_batches], 0):
         es.base_logprobs.append(lp)
         nll += float(-lp.gather(1, tgt[:, None]).sum())
+        hit += int((lp.argmax(-1) == tgt).sum())
         n += len(tgt)
-    acc = {k: _set_accuracy(model, ps, [t for t, _ in ps.batches], 0) for k, ps in es.sets.items()}
-    es.base = EvalResult(acc["forget"], acc["retain"], acc["paraphrase"], nll / max(n, 1))
+    sc = {k: _set_scores(model, ps, [t for t, _ in ps.batches], 0) for k, ps in es.sets.items()}
+    acc = {k: v[0] for k, v in sc.items()}
+    es.base = EvalResult(acc["forget"], acc["retain"], acc["paraphrase"], nll / max(n, 1), 0.0, 0.0, acc["adversarial"],
+                         hit / n if n else float("nan"), sc["forget"][1])
     return es
 
 
@@ -153,15 +166,17 @@ def evaluate(model: HookedTransformer, es: EvalSet, edit: Edit = None, start_lay
     inputs = {k: _inputs(model, es, k, ps.batches, start_layer) for k, ps in es.sets.items()}
     corpus_in = _inputs(model, es, "corpus", es.corpus_batches, start_layer)
     with _edit_ctx(model, edit) as m:
-        nll, kl, n = 0.0, 0.0, 0
+        nll, kl, hit, n = 0.0, 0.0, 0, 0
         for (lp, tgt), base in zip(_corpus_logprobs(m, es, corpus_in, start_layer), es.base_logprobs):
             nll += float(-lp.gather(1, tgt[:, None]).sum())
             kl += float(F.kl_div(lp, base, log_target=True, reduction="sum"))
+            hit += int((lp.argmax(-1) == tgt).sum())
             n += len(tgt)
         loss = nll / max(n, 1)
-        acc = {k: _set_accuracy(m, ps, inputs[k], start_layer) for k, ps in es.sets.items()}
+        sc = {k: _set_scores(m, ps, inputs[k], start_layer) for k, ps in es.sets.items()}
+    acc = {k: v[0] for k, v in sc.items()}
     return EvalResult(acc["forget"], acc["retain"], acc["paraphrase"], loss, (loss - es.base.retain_loss) / es.base.retain_loss,
-                      kl / max(n, 1))
+                      kl / max(n, 1), acc["adversarial"], hit / n if n else float("nan"), sc["forget"][1])
 
 
 @torch.no_grad()
@@ -191,11 +206,15 @@ class SweepRow:
     method: str
     n_features: int  # features per SAE (0 for methods without features)
     value: float  # clamp multiplier / scale factor / direction strength / fine-tuning steps
-    result: EvalResult
+    result: EvalResult  # on the split the setting was judged on (validation in `run_unlearning`)
     seconds: float = 0.0  # wall time of this setting (selection excluded)
+    test: EvalResult | None = None  # the same setting on the held-out test split, where measured
 
     def flat(self) -> dict:
-        return {"method": self.method, "n_features": self.n_features, "value": self.value, **asdict(self.result), "seconds": self.seconds}
+        out = {"method": self.method, "n_features": self.n_features, "value": self.value, **asdict(self.result), "seconds": self.seconds}
+        if self.test is not None:
+            out.update({f"test_{k}": v for k, v in asdict(self.test).items()})
+        return out
 
 
 def meets_bar(row: SweepRow, base: EvalResult, retain_bar: float = RETAIN_BAR, loss_bar: float = LOSS_BAR) -> bool:
@@ -205,12 +224,22 @@ def meets_bar(row: SweepRow, base: EvalResult, retain_bar: float = RETAIN_BAR, l
     return retain_ok and r.loss_change <= loss_bar
 
 
-def best_row(rows: list[SweepRow], base: EvalResult) -> tuple[SweepRow, bool]:
+def forget_key(row: SweepRow) -> tuple[float, float, float]:
+    """How forgotten a setting is (smaller is more): forget accuracy, then the answers' mean
+    probability (which keeps falling after accuracy reaches 0, so a search can still rank settings
+    there), then retain accuracy (higher first)."""
+    r = row.result
+    prob = r.forget_prob if r.forget_prob == r.forget_prob else 0.0
+    return (r.forget_acc, round(prob, 3), -r.retain_acc)
+
+
+def best_row(rows: list[SweepRow], base: EvalResult, retain_bar: float = RETAIN_BAR, loss_bar: float = LOSS_BAR) -> tuple[SweepRow, bool]:
     """The setting with the lowest forget accuracy among those meeting the retain bars (ties: higher
-    retain accuracy), and True; if none meets them, the one with the highest retain accuracy, and False."""
-    ok = [r for r in rows if meets_bar(r, base)]
+    retain accuracy, then lower loss change), and True; if none meets them, the one with the highest
+    retain accuracy, and False."""
+    ok = [r for r in rows if meets_bar(r, base, retain_bar, loss_bar)]
     if ok:
-        return min(ok, key=lambda r: (r.result.forget_acc, -r.result.retain_acc, r.result.loss_change)), True
+        return min(ok, key=forget_key), True
     return max(rows, key=lambda r: (r.result.retain_acc, -r.result.loss_change)), False
 
 

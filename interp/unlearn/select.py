@@ -37,7 +37,8 @@ from interp.errors import InterpError
 from interp.hooks import capture
 from interp.unlearn import saes as S
 from interp.unlearn.concepts import Concept
-from interp.unlearn.tokens import token_batches
+from interp.device import device_of
+from interp.unlearn.tokens import last_positions, token_batches
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class Selection:
     freq_retain: list[float]
     typical: list[float]  # mean activation on forget tokens where active (the clamp's unit)
     labels: list[str] = field(default_factory=list)
+    detectors: list[int] = field(default_factory=list)  # conditional edits: fire only where one of these is active
 
     def rows(self) -> list[dict]:
         return [
@@ -103,19 +105,17 @@ class Selection:
     def top(self, n: int) -> "Selection":
         """The first `n` features (the selection is sorted by score)."""
         return Selection(self.sae_dir, self.hook, self.features[:n], self.scores[:n], self.freq_forget[:n],
-                         self.freq_retain[:n], self.typical[:n], self.labels[:n])
+                         self.freq_retain[:n], self.typical[:n], self.labels[:n], self.detectors)
 
 
 @torch.no_grad()
 def _accumulate(model, sae, hs, texts: list[str], batch_size: int, last_only: bool = False):
-    d = sae.cfg.d_sae
-    count, total, n, sum_x = torch.zeros(d), torch.zeros(d), 0, torch.zeros(sae.cfg.d_in)
-    top_v, top_t = torch.full((3, d), -float("inf")), torch.zeros(3, d, dtype=torch.long)
+    d, dev = sae.cfg.d_sae, device_of(model)
+    count, total, n, sum_x = torch.zeros(d, device=dev), torch.zeros(d, device=dev), 0, torch.zeros(sae.cfg.d_in, device=dev)
+    top_v, top_t = torch.full((3, d), -float("inf"), device=dev), torch.zeros(3, d, dtype=torch.long, device=dev)
     for toks_BP, mask_BP in token_batches(model, texts, batch_size):
         if last_only:  # only the position that predicts the completion
-            last = mask_BP.sum(1)
-            mask_BP = torch.zeros_like(mask_BP)
-            mask_BP[torch.arange(len(last)), last] = True
+            mask_BP = last_positions(mask_BP)
         with capture(model, [hs]) as acts:
             model(toks_BP, stop_at_layer=_layer(hs.name, model) + 1)
         x_ND = acts[str(hs)][mask_BP]
@@ -128,7 +128,7 @@ def _accumulate(model, sae, hs, texts: list[str], batch_size: int, last_only: bo
         t = torch.cat([top_t, toks_BP[mask_BP][a_NF.topk(min(3, a_NF.shape[0]), dim=0).indices]])
         best = v.topk(3, dim=0).indices
         top_v, top_t = v.gather(0, best), t.gather(0, best)
-    return count, total, n, top_v, top_t, sum_x
+    return count.cpu(), total.cpu(), n, top_v.cpu(), top_t.cpu(), sum_x.cpu()
 
 
 def _layer(hook_name: str, model) -> int:
@@ -153,7 +153,7 @@ def feature_stats(
     v, k = torch.cat([vf, vr]), torch.cat([kf, kr])
     best = v.topk(3, dim=0).indices
     u = xf / nf - xr / nr
-    w = sae.W_dec.detach().float()
+    w = sae.W_dec.detach().float().cpu()
     cos = (w @ u) / (w.norm(dim=1) * u.norm()).clamp(min=1e-8)
     return FeatureStats(
         str(sae_dir), str(hs), cf / nf, cr / nr, tf / cf.clamp(min=1), tr / cr.clamp(min=1), k.gather(0, best), cos, nf, nr
@@ -182,6 +182,17 @@ def select_features(stats: FeatureStats, cfg: SelectConfig, model: HookedTransfo
         stats.sae_dir, stats.hook, idx, s[idx].tolist(), stats.freq_forget[idx].tolist(), stats.freq_retain[idx].tolist(),
         stats.mean_forget[idx].tolist(), feature_labels(stats, idx, model),
     )
+
+
+def detector_features(stats: FeatureStats, n: int, retain_threshold: float = 0.2) -> list[int]:
+    """The concept's `n` best *detectors*: features that fire on forget tokens and rarely on retain
+    data, ranked by freq_F - freq_R (SAEBench's sparsity score). Conditional clamping edits only
+    where one of them fires."""
+    s = stats.freq_forget - stats.freq_retain
+    ok = (stats.freq_retain <= retain_threshold) & (s > 0)
+    s = torch.where(ok, s, torch.tensor(-float("inf")))
+    k = min(n, int(ok.sum()))
+    return s.topk(k).indices.tolist() if k else []
 
 
 def _stats_file_labels(sae_dir: str | Path) -> dict[int, str]:

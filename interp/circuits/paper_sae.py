@@ -1,0 +1,90 @@
+"""The discrete-SAE paper's own sparse autoencoder (O'Neill & Bui, 2024; github
+charlieoneill11/sae-circuits, ``src/sae.py`` and ``src/train.py``), followed line by line.
+
+    x_c  = x - b                                    (tied pre-encoder bias b, initialised to 0)
+    f    = ReLU(W_enc x_c + b_enc)                  W_enc [d_sae, d_in], every row unit norm
+    x^   = W_dec f + b                              W_dec [d_in, d_sae], every row unit norm
+    loss = mean((x^ - x)^2) + lambda * mean_n ||f_n||_1
+
+Adam (lr 1e-3), full batch, 500 epochs. Both weight matrices are re-normalised to unit rows before
+every forward, and the gradient component parallel to each row is removed in a backward hook
+(the authors' ``ConstrainedUnitNormLinear``, from the ``sparse_autoencoder`` library).
+
+Hand-written rather than a SAELens training SAE because three of its parts have no SAELens
+counterpart: (1) the decoder constraint is on the rows of the [d_in, d_sae] matrix, i.e. each
+*input dimension's* weights across latents have unit norm (in SAELens orientation: the columns of
+W_dec), which is what the authors' code does although a per-latent constraint was probably meant;
+(2) the loss is the element-mean MSE plus lambda times the batch-mean L1 norm, with no decoder-norm
+weighting; (3) the encoder rows are unit norm too. Kept exact so the paper's protocol is the paper's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from jaxtyping import Float
+from torch import nn
+
+
+def _unit_rows(w: torch.Tensor) -> None:
+    with torch.no_grad():
+        torch.nn.functional.normalize(w, dim=-1, out=w)
+
+
+def _remove_parallel(w: nn.Parameter):
+    """Backward hook: drop the gradient component along each row of `w` (moves on the sphere)."""
+
+    def hook(grad):
+        dot = (grad * w).sum(-1, keepdim=True)
+        return grad - dot * w / w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    return hook
+
+
+class PaperSAE(nn.Module):
+    """ReLU SAE with tied pre-bias and unit-norm encoder/decoder rows (see module docstring)."""
+
+    def __init__(self, d_in: int, d_sae: int, device=None, dtype=torch.float32, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)  # a private generator: the global RNG is left alone
+        self.b = nn.Parameter(torch.zeros(d_in, device=device, dtype=dtype))  # geometric_median_dataset=None -> 0
+        self.W_enc = nn.Parameter(torch.randn(d_sae, d_in, generator=g).to(device=device, dtype=dtype))
+        bound = 1 / math.sqrt(d_in)  # torch.nn.Linear's bias init, as the authors' layer
+        self.b_enc = nn.Parameter((torch.rand(d_sae, generator=g) * 2 * bound - bound).to(device=device, dtype=dtype))
+        self.W_dec = nn.Parameter(torch.randn(d_in, d_sae, generator=g).to(device=device, dtype=dtype))
+        _unit_rows(self.W_enc)
+        _unit_rows(self.W_dec)
+        self.W_enc.register_hook(_remove_parallel(self.W_enc))
+        self.W_dec.register_hook(_remove_parallel(self.W_dec))
+
+    def encode(self, x: Float[torch.Tensor, "... d_in"]) -> Float[torch.Tensor, "... d_sae"]:
+        _unit_rows(self.W_enc)
+        return torch.relu((x - self.b) @ self.W_enc.T + self.b_enc)
+
+    def decode(self, f: Float[torch.Tensor, "... d_sae"]) -> Float[torch.Tensor, "... d_in"]:
+        _unit_rows(self.W_dec)
+        return f @ self.W_dec.T + self.b
+
+    def forward(self, x):
+        f = self.encode(x)
+        return f, self.decode(f)
+
+
+def paper_loss(x: torch.Tensor, f: torch.Tensor, x_hat: torch.Tensor, lam: float) -> torch.Tensor:
+    """mean((x^ - x)^2) + lambda * mean over vectors of ||f||_1 (the authors' ``loss_fn``)."""
+    return torch.nn.functional.mse_loss(x_hat, x) + lam * f.flatten(0, -2).norm(p=1, dim=-1).mean()
+
+
+def train_paper_sae(x: Float[torch.Tensor, "N d_in"], d_sae: int = 200, lam: float = 0.02, lr: float = 1e-3,
+                    epochs: int = 500, seed: int = 0) -> PaperSAE:
+    """Full-batch Adam training on `x` (the authors' ``train``), on x's device."""
+    sae = PaperSAE(x.shape[-1], d_sae, device=x.device, dtype=torch.float32, seed=seed)
+    x = x.float()
+    opt = torch.optim.Adam(sae.parameters(), lr=lr)
+    for _ in range(epochs):
+        opt.zero_grad()
+        f, x_hat = sae(x)
+        paper_loss(x, f, x_hat, lam).backward()
+        opt.step()
+    return sae.eval()
