@@ -56,7 +56,15 @@ def parallel_command(handler):
             cfg = {k: v for k, v in vars(args).items() if k not in _PER_RANK_ARGS}
             dist.check_same_config(par, cfg)
             with dist.collective_errors(par), _quiet_unless(par.is_writer):
-                return handler(args)
+                try:
+                    return handler(args)
+                except InterpError as e:
+                    # Bad input fails on every rank alike: rank 0 prints it, the others exit quietly.
+                    # (A failure of this rank alone then shows on rank 0 as a lost peer.)
+                    if par.is_writer or getattr(e, "quiet", False):
+                        raise
+                    logging.getLogger(__name__).debug("rank %d: %s", par.rank, e)
+                    raise dist.RankExit(str(e)) from None
         finally:
             dist.shutdown()
 
