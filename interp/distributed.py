@@ -444,8 +444,11 @@ def launch(argv: Sequence[str], nproc: int, nnodes: int = 1, rdzv_endpoint: str 
     targs += ["-m", "interp", *argv]
     args = torchrun.get_args_parser().parse_args(targs)
     config, cmd, cmd_args = torchrun.config_from_args(args)
-    for name in ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # The agent logs every failure with a traceback; we say it in one line (`_report_failure`).
+    for name in [n for n in list(logging.root.manager.loggerDict) if n.startswith("torch.distributed")] + [
+            "torch.distributed.elastic", "torch.distributed.elastic.multiprocessing.api", "torch.distributed.run",
+            "torch.distributed.launcher.api", "torch.distributed.elastic.agent.server.api"]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     log.info("launching %d process(es) per node on %d node(s): interp %s", nproc, nnodes, " ".join(argv))
     try:
