@@ -253,16 +253,24 @@ def _ray_backend(ray_address: str, workers: int):
         check_ray_address(ray_address)
     kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     env = {"env_vars": {k: os.environ[k] for k in ("PYTHONPATH", "INTERP_HOME", "OMP_NUM_THREADS") if k in os.environ}}
-    try:
-        if ray_address == "auto":
-            # "auto" here means: start a private local instance (Ray's own address="auto" would join
-            # an existing one, which is what --ray HOST:PORT is for).
-            ray.init(num_cpus=workers, runtime_env=env, **kw)
-        else:
-            ray.init(address=ray_address, runtime_env=env, **kw)
-    except Exception as e:  # noqa: BLE001 - ray raises ConnectionError, RuntimeError, ValueError...
-        raise InterpError(f"--ray {ray_address}: could not start or join Ray: {str(e).splitlines()[0][:200]}") from None
-    return ray
+    for attempt in range(3):
+        try:
+            if ray_address == "auto":
+                # "auto" here means: start a private local instance (Ray's own address="auto" would join
+                # an existing one, which is what --ray HOST:PORT is for).
+                ray.init(num_cpus=workers, runtime_env=env, **kw)
+            else:
+                ray.init(address=ray_address, runtime_env=env, **kw)
+            return ray
+        except Exception as e:  # noqa: BLE001 - ray raises ConnectionError, RuntimeError, ValueError...
+            msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            # Ray waits a fixed 30 s for a new local node's raylet; a busy machine can miss that, so try again.
+            if ray_address == "auto" and "timed out during startup" in msg and attempt < 2:
+                log.warning("Ray's local node did not start in time (a busy machine?); retrying")
+                ray.shutdown()
+                continue
+            raise InterpError(f"--ray {ray_address}: could not start or join Ray: {msg}") from None
+    raise AssertionError("unreachable")
 
 
 def run_sweep(trials: list[Trial], out: str | Path, ray: str | None = None, workers: int = 2, cpus_per_trial: float = 1,
