@@ -27,5 +27,6 @@ PAGES = [
 ]
 
 nav = st.navigation(PAGES)
-sidebar()
+if nav.url_path != "moex":  # the MoE-X page uses its own chess models: the LM and SAE pickers do not apply
+    sidebar()
 nav.run()

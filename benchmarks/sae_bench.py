@@ -167,7 +167,9 @@ def speed_child(kind: str, tokens: int, work: str) -> None:
         t, saes = run_sparsify(model, hooks, tokens, w)
         q = {h: _sparsify_quality(s, x) for (h, s), x in zip(saes.items(), _heldout(model, hooks).values())}
     else:
-        recipe = {"ours1_adam": dict(optimizer="adam", normalize=True, unit_norm_decoder=False, shuffle=True, aux_coef=1.0)}.get(kind, {})
+        from interp.sae.config import RECIPES
+
+        recipe = RECIPES["saelens"] if kind == "ours1_adam" else {}
         t, saes = run_ours(model, hooks, tokens, w, **recipe)
         q = {h: _sae_lens_quality(s, x) for (h, s), x in zip(saes.items(), _heldout(model, hooks).values())}
     print(json.dumps({"seconds": t, "quality": q}))
@@ -204,7 +206,7 @@ def recipe_child(tokens: int, seeds: int, work: str) -> None:
     """(Child process) sparsify's choices one at a time on ours, on one cached store; held-out quality."""
     from interp.activations import ActivationStore, CollectConfig, collect_activations
     from interp.models import load_model
-    from interp.sae.config import SAETrainConfig
+    from interp.sae.config import RECIPES, SAETrainConfig
     from interp.sae.io import to_inference
     from interp.sae.train import fit_sae, store_batches
 
@@ -216,22 +218,17 @@ def recipe_child(tokens: int, seeds: int, work: str) -> None:
     store = ActivationStore(acts)
     x = _heldout(model, [hook])[hook]
     d = model.cfg.d_model
-    before = SAETrainConfig(hook=hook, d_sae=D_SAE_MULT * d, k=K, tokens=tokens, batch_size=BATCH, checkpoint_every=0,
-                            optimizer="adam", normalize=True, unit_norm_decoder=False, shuffle=True, aux_coef=1.0, data_init=True)
-    sparsify_like = replace(before, optimizer="signum", normalize=False, unit_norm_decoder=True, data_init=False, aux_coef=0.0, shuffle=False)
-    now = SAETrainConfig(hook=hook, d_sae=D_SAE_MULT * d, k=K, tokens=tokens, batch_size=BATCH, checkpoint_every=0)
+    common = dict(hook=hook, d_sae=D_SAE_MULT * d, k=K, tokens=tokens, batch_size=BATCH, checkpoint_every=0)
+    before = SAETrainConfig(**common, **RECIPES["saelens"])
     variants = {
-        "interp before (Adam lr 1e-3 + warm-up/decay, normalised input, SAELens decoder-norm rescaling, data init, AuxK 1, shuffled)": before,
-        "+ sparsify's optimiser (SignSGD + schedule-free, lr 5e-3/sqrt(d_sae/2^14) = 0.02)": replace(before, optimizer="signum"),
-        "+ SignSGD at half that lr": replace(before, optimizer="signum", lr=0.01),
-        "+ SignSGD at twice that lr": replace(before, optimizer="signum", lr=0.04),
+        "interp before (SAELens recipe: Adam lr 1e-3 + warm-up/decay, normalised input, decoder-norm rescaling, data init, AuxK 1, shuffled)": before,
+        "+ sparsify's optimiser (SignSGD + schedule-free, lr 5e-3/sqrt(d_sae/2^14) = 0.02)": replace(before, optimizer="signum", lr=None),
         "+ no input normalisation": replace(before, normalize=False),
-        "+ explicit unit-norm decoder rows": replace(before, unit_norm_decoder=True),
+        "+ explicit unit-norm decoder rows (with Adam)": replace(before, unit_norm_decoder=True),
         "+ AuxK off": replace(before, aux_coef=0.0),
         "+ model-order data (no shuffle)": replace(before, shuffle=False),
-        "+ sparsify's init (decoder = encoder^T) instead of data init": replace(before, data_init=False),
-        "all of sparsify's choices": sparsify_like,
-        "interp now (the new TopK default)": now,
+        "+ sparsify's init (W_dec = W_enc^T) instead of data init": replace(before, data_init=False),
+        "interp now = all of sparsify's choices (the new TopK default)": SAETrainConfig(**common),
     }
     out = {}
     for name, c in variants.items():
@@ -400,15 +397,16 @@ def main() -> None:
     if a.recipe_child:
         return recipe_child(a.tokens, a.recipe_child, a.work)
 
-    done = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     (ROOT / "runs").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=ROOT / "runs") as tmp:
         for part in a.parts:
-            done[part] = PARTS[part](a, Path(tmp))
+            text = PARTS[part](a, Path(tmp))
+            # re-read before writing: two invocations with different --parts may run side by side
+            done = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+            done[part] = text
             RESULTS.write_text(json.dumps(done, indent=1))
-            print(done[part], flush=True)
-    body = "\n\n".join(done[k] for k in PARTS if k in done)
-    update_section("sae", body)
+            update_section("sae", "\n\n".join(done[k] for k in PARTS if k in done))
+            print(text, flush=True)
 
 
 if __name__ == "__main__":

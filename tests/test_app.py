@@ -254,3 +254,19 @@ def test_other_pages_are_reachable(sae_root, page, control):
     assert not at.exception, at.exception
     labels = [w.label for kind in ("selectbox", "multiselect") for w in at.get(kind)]
     assert control in labels, (page, labels)
+
+
+def test_features_page_moex_units_with_board(sae_root):
+    from interp.moex.model import shipped_models
+
+    if "moex" not in shipped_models():
+        pytest.skip("no shipped MoE-X chess model")
+    at = _app("pages/features.py", sae_dir=str(sae_root / "embedded" / "a_tiny"))
+    at.radio(key="p:features:kind").set_value("moex").run()
+    assert any("no feature statistics" in w.value for w in at.warning)
+    at.number_input(key="build_tokens").set_value(5120)  # 20 games
+    at.button(key="build_stats").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert at.subheader[0].value.startswith("Feature 0:")
+    assert any("Board view" in m.value and "expert 0" in m.value for m in at.markdown)
+    assert any(m.label == "Best board cell (F1)" for m in at.metric)

@@ -310,7 +310,13 @@ def test_run_circuits_end_to_end_and_json(tiny, tmp_path):
     from interp.circuits.views import circuit_dot, comparison_frame, roc_frame, scores_frame
 
     assert len(scores_frame(back, "eap")) == 4 and not roc_frame(back).empty and len(comparison_frame(back)) == 5
-    assert "logits" in circuit_dot(back.reference["heads"], 2)
+    dot = circuit_dot(back.reference["heads"], 2)
+    assert "->" not in dot  # no edge scores: no invented edges
+    heads = [[0, 0], [0, 1], [1, 0], [1, 1]]
+    e = [[[[0.0, 0.0], [0.0, 0.0]] for _ in range(2)] for _ in range(2)]
+    e[0][1][1][0] = 2.0  # one scored edge 0.1 -> 1.0
+    dot = circuit_dot(heads, 2, scores=[[1.0, 2.0], [0.5, 0.1]], edge_scores=e)
+    assert dot.count("->") == 1 and "h0_1 -> h1_0" in dot and "width=" in dot
 
 
 def test_cli_bad_task_file_is_one_line_error(tmp_path, capsys):

@@ -74,9 +74,10 @@ def test_run_now_passes_the_discrete_sae_options(monkeypatch):
 
     seen = []
     real = R.discrete_sae_scores
-    monkeypatch.setattr(R, "discrete_sae_scores", lambda model, task, cfg: seen.append(cfg) or real(model, task, cfg))
+    monkeypatch.setattr(R, "discrete_sae_scores", lambda model, task, cfg, *a: seen.append(cfg) or real(model, task, cfg, *a))
     at = _circuits_page()
     at.multiselect(key="circ_methods").set_value(["discrete-sae"]).run()
+    at.selectbox(key="circ_preset").set_value("legacy").run()  # the quick one: codes on 10 pairs
     at.selectbox(key="circ_pos").set_value("last").run()
     at.number_input(key="circ_topk").set_value(2).run()
     at.checkbox(key="circ_perlayer").check().run()
@@ -87,4 +88,65 @@ def test_run_now_passes_the_discrete_sae_options(monkeypatch):
     assert len(seen) == 1
     cfg = seen[0]
     assert (cfg.position, cfg.top_k_codes, cfg.per_layer, cfg.qkv_edges, cfg.unit_norm) == ("last", 2, True, True, False)
+    assert (cfg.arch, cfg.n_read) == ("standard", 0)  # the legacy preset reached the method
     assert any("ioi on embedded" in s.value for s in at.subheader)
+
+
+def _two_results(tmp_path, monkeypatch):
+    """Two saved results (ioi, then docstring: the newest first in the list) in the user results dir."""
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    from interp.circuits.views import results_dir
+
+    out = {}
+    for task in ("ioi", "docstring"):
+        runs = [MethodRun("eap", 0, [[0.1, 3.0], [2.0, 0.0]], [[0, 1]], 0.5, 1.0, float("nan"), float("nan"), float("nan"),
+                          float("nan"), float("nan"), 0.9, 1, [], cpr=0.7, cmd=0.3,
+                          curves={"node": {"x": [0.0, 0.25, 0.5, 1.0], "f": [0.0, 0.6, 0.9, 1.0]},
+                                  "node_mean": {"x": [0.0, 1.0], "f": [0.0, 1.0]}},
+                          edge_scores=[[[[0.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]],
+                                       [[[0.0, 0.0], [1.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]]])]
+        out[task] = CircuitResult("embedded", task, 2, 2, 2.0, 0.1, True, None, runs).summarize().save(results_dir() / f"{task}.json")
+    return out
+
+
+def test_choosing_a_saved_file_loads_that_file(tmp_path, monkeypatch):
+    """Bug (issue 14): choosing ioi.json left the path box at docstring.json and loaded docstring.
+    With the old page this test failed: the path box kept the first file's path."""
+    files = _two_results(tmp_path, monkeypatch)
+    at = _circuits_page()
+    at.radio(key="circ_mode").set_value("Load saved result").run()
+    at.selectbox(key="circ_file").set_value(str(files["docstring"])).run()
+    assert at.text_input(key="circ_path").value == str(files["docstring"])
+    at.selectbox(key="circ_file").set_value(str(files["ioi"])).run()
+    assert at.text_input(key="circ_path").value == str(files["ioi"])
+    at.button(key="circ_load").click().run()
+    assert not at.exception, at.exception
+    assert any(s.value == "ioi on embedded" for s in at.subheader)
+
+
+def test_reference_free_result_shows_curves_and_scored_edges_only(tmp_path, monkeypatch):
+    files = _two_results(tmp_path, monkeypatch)
+    at = _circuits_page()
+    at.radio(key="circ_mode").set_value("Load saved result").run()
+    at.text_input(key="circ_path").input(str(files["ioi"])).run()
+    at.button(key="circ_load").click().run()
+    assert not at.exception, at.exception
+    assert not at.error
+    charts = at.get("arrow_vega_lite_chart") + at.get("vega_lite_chart")
+    assert len(charts) >= 2  # the faithfulness curves and the head heatmap
+    dots = at.get("graphviz_chart")
+    assert len(dots) == 1  # no reference: only the method's circuit
+    assert "h0_1" in dots[0].proto.spec and "->" not in dots[0].proto.spec  # only 0.1 chosen: no scored edge inside it
+    assert any("No reference circuit" in m.value for m in at.markdown)
+
+
+def test_page_state_survives_navigation(tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    at = _circuits_page()
+    at.multiselect(key="circ_methods").set_value(["eap", "eap-ig"]).run()
+    at.selectbox(key="circ_preset").set_value("legacy").run()
+    at.switch_page("pages/prompt_lab.py").run()
+    at.switch_page("pages/circuits.py").run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="circ_methods").value == ["eap", "eap-ig"]
+    assert at.selectbox(key="circ_preset").value == "legacy"

@@ -140,7 +140,7 @@ def test_user_acts_dir_of_another_run_is_refused_not_deleted(tiny_path, tmp_path
     args = _train_args(tiny_path, tmp_path / "b", acts)
     args[args.index("blocks.0.hook_resid_post")] = "blocks.1.hook_mlp_out"
     r = _cli(capsys, *args)
-    _assert_clean_error(r, "holds activations of another run")
+    _assert_clean_error(r, "holds a different collect run")
     assert _snapshot(acts) == before and not (tmp_path / "b").exists()
 
 

@@ -95,7 +95,7 @@ def test_foreign_directory_and_file_are_never_replaced(tmp_path):
     d = tmp_path / "photos"
     d.mkdir()
     (d / "me.jpg").write_bytes(b"\xff")
-    with pytest.raises(InterpError, match="is not an interp cfg run"):
+    with pytest.raises(InterpError, match=r"is not an interp output of this kind \(no cfg.json"):
         check_output_dir(d, marker="cfg.json", overwrite=True)
     f = tmp_path / "notes.txt"
     f.write_text("keep")

@@ -356,16 +356,34 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "1 legal games, 1 skipped" in out and "line 2" in out
 
 
+# Openings every shipped model continues legally. The shipped models are small (legal-move rate ~0.2
+# on mid-game positions), and some miss deeper lines (e.g. dense-gelu plays Nh3 after 1.e4 c5 2.Nf3 d6).
+OPENINGS = (";1.", ";1.e4 e5 2.", ";1.d4 d5 2.c4 e6 3.", ";1.e4 e6 2.", ";1.c4 e5 2.", ";1.d4 Nf6 2.")
+
+
 def test_shipped_models_load_offline_and_predict_legal_openings():
+    import chess
+
+    from interp.moex.evaluate import greedy_move
     from interp.moex.model import load_chess_model, shipped_models
 
     models = shipped_models()
     assert {"dense-gelu", "switch", "moex", "moex-upcycled"} <= set(models)
     for name, path in models.items():
-        model, mcfg, mlp, cfg = load_chess_model(path)
+        model, mcfg, mlp, cfg = load_chess_model(path, device="cpu")
         assert mlp.arch == json.loads((path / "cfg.json").read_text())["mlp"]["arch"]
-        logits = model(torch.tensor([encode(";1.")]))
-        assert torch.isfinite(logits).all()
+        for prefix in OPENINGS:
+            board = chess.Board()
+            for san in (t.split(".")[-1] for t in prefix[1:].split()):
+                if san:
+                    board.push_san(san)
+            move = greedy_move(model, prefix)
+            board.parse_san(move)  # raises if the predicted white move is illegal in this position
+    # a random model does not: the check can fail
+    rnd = build_chess_model(ChessModelConfig(n_layers=1, d_model=16, n_heads=2, n_ctx=32),
+                            MoEXConfig("dense-gelu", d_model=16, d_mlp=16), device="cpu")
+    with pytest.raises(ValueError):
+        chess.Board().parse_san(greedy_move(rnd.eval(), ";1.") or "?")
 
 
 def test_load_balancing_loss_only_when_asked():

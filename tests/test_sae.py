@@ -97,18 +97,19 @@ def test_train_sae_on_tensor_is_deterministic():
     assert torch.equal(a.W_dec, b.W_dec)
 
 
-def test_sparse_topk_decoder_matches_saelens_dense_topk(monkeypatch):
+@pytest.mark.parametrize("unit_norm", [False, True])
+def test_sparse_topk_decoder_matches_saelens_dense_topk(unit_norm, monkeypatch):
     """Our TopK training SAE (embedding_bag decoder) gives SAELens' dense loss and gradients,
-    with and without dead latents (AuxK active)."""
+    with and without dead latents (AuxK active), with SAELens' decoder-norm rescaling and without."""
     import sae_lens as sl
 
     from interp.sae.train import make_training_sae
 
     import torch.nn.functional as F
 
-    cfg = SAETrainConfig(hook="h", d_sae=64, k=4, tokens=4096)
+    cfg = SAETrainConfig(hook="h", d_sae=64, k=4, tokens=4096, unit_norm_decoder=unit_norm, aux_coef=1.0)
     ours = make_training_sae(cfg, 16, {})
-    assert ours.cfg.rescale_acts_by_decoder_norm  # SAELens' TopK training default, which the sparse path must follow
+    assert ours.cfg.rescale_acts_by_decoder_norm == (not unit_norm)  # the sparse path must follow both
     with torch.no_grad():
         ours.W_dec.mul_(torch.rand(64, 1, generator=torch.Generator().manual_seed(2)) + 0.5)  # unequal decoder norms
     assert type(ours).__name__ == "SparseDecodeTopKTrainingSAE" and isinstance(ours, sl.TopKTrainingSAE)

@@ -42,18 +42,22 @@ def test_unlearning_page_runs_and_links_to_features(sae_root):
     assert at.title[0].value == "Unlearning"
     assert at.multiselect(key="unl_concepts").value == ["colors"]
     assert at.multiselect(key="unl_saes").value[0].endswith("tiny")
+    assert at.toggle(key="unl_auto").value is True  # the page's default is the CLI's: chosen on validation
+    assert at.number_input(key="unl_n").disabled
+    at.toggle(key="unl_auto").set_value(False).run()
     at.number_input(key="unl_n").set_value(3)
     at.number_input(key="unl_thr").set_value(1.0)  # the tiny SAE's features are dense
     at.button(key="unl_run").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     labels = [m.label for m in at.metric]
-    assert "Forget accuracy" in labels and "Retain accuracy" in labels and "Unlearning score" in labels
+    assert {"Forget accuracy", "Adversarial accuracy", "Retain, in-domain", "Retain, cross-domain"} <= set(labels)
+    assert "3 features per SAE, strength 2 (set by hand)" in at.subheader[0].value
     assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
     frames = [df.value for df in at.dataframe]
     assert any(list(f.columns[:3]) == ["prompt", "before", "after"] for f in frames)
     feats = next(f for f in frames if "feature" in f.columns)
-    assert 1 <= len(feats) <= 3 and {"score", "freq_forget", "freq_retain", "label"} <= set(feats.columns)
+    assert len(feats) == 3 and {"score", "freq_forget", "freq_retain", "label"} <= set(feats.columns)
     at.button(key="unl_open").click().run()
     assert at.session_state["feature_id"] == int(feats.iloc[0]["feature"])
     assert at.session_state["sae_dir"].endswith("tiny")

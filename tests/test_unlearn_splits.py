@@ -112,3 +112,19 @@ def test_saes_naming_different_models_are_refused(model, sae_dir, tmp_path):
     StandardSAE(StandardSAEConfig(d_in=model.cfg.d_model, d_sae=8, metadata=SAEMetadata(hook_name=HOOK, model_name="gpt2"))).save_model(str(other))
     with pytest.raises(InterpError, match=f"SAEs from different models: {sae_dir} was trained on 'embedded', {other} on 'gpt2'"):
         load_saes(model, [sae_dir, str(other)])
+
+
+def test_transfer_to_a_copy_of_the_sae_maps_every_feature_to_itself(model, sae_dir, tmp_path):
+    import shutil
+
+    from interp.unlearn import FeatureEdit, UnlearnSpec
+    from interp.unlearn.pipeline import transfer_spec
+    from test_unlearn import HOOK, tiny_concept
+
+    twin = tmp_path / "twin"
+    shutil.copytree(sae_dir, twin)
+    spec = UnlearnSpec([FeatureEdit(sae_dir, HOOK, [3, 7, 1], [1.0, 2.0, 3.0])], "clamp", 2.5, ["colors-tiny"])
+    tr = transfer_spec(model, spec, str(twin), [tiny_concept()])
+    e = tr.spec.edits[0]
+    assert e.sae_dir == str(twin) and e.hook == HOOK and e.features == [3, 7, 1]
+    assert tr.cosines == pytest.approx([1.0, 1.0, 1.0], abs=1e-5) and (tr.spec.method, tr.spec.value) == ("clamp", 2.5)

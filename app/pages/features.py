@@ -33,20 +33,36 @@ except InterpError as e:
 by_name = {s.name: s for s in sources}
 
 # the source: the sidebar's SAE unless the user picked another unit kind here
-kinds = {"sae": "SAE latents (the sidebar's SAE)", "neurons": "MLP neurons"}
+kinds = {"sae": "SAE latents (the sidebar's SAE)", "neurons": "MLP neurons", "moex": "MoE-X expert units (chess models)"}
 kind = st.radio("Units", list(kinds), format_func=kinds.get, horizontal=True, **ps.widget("kind"))
 if kind == "sae":
     if not sae_dir:
         st.info("Pick an SAE in the sidebar (none found for this model yet), or browse MLP neurons.")
         st.stop()
     src = next((s for s in sources if s.sae_dir == sae_dir), None) or F.catalog.SourceRef("sae", sae_dir.rstrip("/").split("/")[-1], sae_dir, sae_dir=sae_dir)
-else:
+elif kind == "neurons":
     if not has_mlp:
         st.info("This model is attention-only: it has no MLP neurons.")
         st.stop()
     ps.default("neuron_layer", 0)
     layer = st.selectbox("Layer", list(range(n_layers)), **ps.widget("neuron_layer"))
     src = by_name[f"MLP neurons L{layer}"]
+else:
+    from interp.features.catalog import SourceRef
+    from interp.features.moex_source import moex_stats_dir
+    from interp.moex.model import read_cfg, shipped_models
+
+    chess = {k: str(v) for k, v in shipped_models().items()}
+    if not chess:
+        st.info("No chess models are shipped with this install (interp/moex/shipped/).")
+        st.stop()
+    c1, c2 = st.columns(2)
+    ps.default("chess_model", "moex" if "moex" in chess else next(iter(chess)))
+    cm = c1.selectbox("Chess model", list(chess), **ps.widget("chess_model"))
+    ps.default("chess_layer", 0)
+    n_chess_layers = int(read_cfg(chess[cm])["model"]["n_layers"])
+    cl = c2.selectbox("Layer", list(range(n_chess_layers)), **ps.widget("chess_layer"))
+    src = SourceRef("moex", f"{cm} units L{cl}", str(moex_stats_dir(cm, int(cl))), layer=int(cl))
 stats_dir = src.stats_dir
 sel_key = f"{src.kind}:{stats_dir}"  # widgets that depend on the source are keyed by it
 
@@ -59,13 +75,20 @@ if not F.has_stats(stats_dir):
             cfg = F.StatsConfig(n_tokens=int(n_tok))
             if src.kind == "sae":
                 F.build_for_sae_dir(stats_dir, cfg, model=model, model_name=model_name, progress=cb)
+            elif src.kind == "moex":
+                from interp.features.moex_source import build_moex_stats
+
+                build_moex_stats(chess[cm], int(src.layer), n_games=max(20, int(n_tok) // 256), progress=cb)
             else:
                 st_ = F.build_feature_stats(model, F.NeuronSource(model, int(src.layer)), cfg, model_name=model_name,
                                             source_name=src.name, progress=cb)
                 F.save_stats(st_, stats_dir)
             st.rerun()
-    st.caption("Or from a terminal: `interp features " + (f"--sae {stats_dir}" if src.kind == "sae" else f"--neurons {src.layer} --out {stats_dir}")
-               + " --tokens 200000`")
+    if src.kind != "moex":
+        st.caption("Or from a terminal: `interp features " + (f"--sae {stats_dir}" if src.kind == "sae" else f"--neurons {src.layer} --out {stats_dir}")
+                   + " --tokens 200000`")
+    else:
+        st.caption("Statistics run over the shipped held-out games (about 256 characters each).")
     st.stop()
 
 try:
@@ -200,6 +223,33 @@ with right:
         cf = pd.DataFrame({"category": list(fv.category_f1), "F1": list(fv.category_f1.values())})
         show_chart(alt.Chart(cf).mark_bar().encode(x=alt.X("F1:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("category:N", sort="-x", axis=alt.Axis(labelOverlap=False)))
                    .properties(height=alt.Step(18), title="Concept-category F1 (embedded corpus)"), width="stretch")
+
+if src.kind == "moex":
+    @st.cache_data(show_spinner="Reading the boards...", max_entries=64)
+    def _board(model_dir: str, layer: int, unit: int, piece: str | None):
+        from interp.features.moex_source import unit_board
+
+        hm, best, f1 = unit_board(model_dir, layer, unit, piece)
+        return [{"file": "abcdefgh"[c], "rank": str(8 - r), "mean activation": float(hm[r, c])} for r in range(8) for c in range(8)], best, f1
+
+    d_exp = int(stats.meta.get("d_expert") or 0)
+    n_exp = int(stats.meta.get("experts") or 0)
+    st.markdown(f"**Board view** · unit {fv.id}" + (f" of expert {fv.id // d_exp} (of {n_exp})" if n_exp and d_exp else "")
+                + " · unit activations at the '.' before each white move (where board properties are read)")
+    from interp.data.chess import PIECE_CLASSES
+
+    bc1, bc2 = st.columns([1, 2])
+    piece = bc1.selectbox("Piece on the square", ["any", *PIECE_CLASSES[1:]], **ps.widget("board_piece"))
+    with guarded("board view"):
+        cells, best, f1 = _board(chess[cm], int(src.layer), fv.id, None if piece == "any" else piece)
+        bc1.metric("Best board cell (F1)", f"{best}", delta=f"F1 {f1:.2f}", delta_color="off")
+        board = alt.Chart(pd.DataFrame(cells)).mark_rect().encode(
+            x=alt.X("file:N", sort=list("abcdefgh")), y=alt.Y("rank:N", sort=[str(i) for i in range(8, 0, -1)]),
+            color=alt.Color("mean activation:Q", scale=alt.Scale(scheme="oranges")),
+            tooltip=["file", "rank", alt.Tooltip("mean activation:Q", format=".4g")],
+        ).properties(width=260, height=260, title=f"Mean activation by square ({piece})")
+        with bc2:
+            show_chart(board)
 
 st.markdown("**Top activations** (hover a token for its value)")
 st.html(contexts_html(fv.top, fv.max_act) or "<p>never fired</p>")

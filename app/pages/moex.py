@@ -30,12 +30,31 @@ def _games() -> dict:
     return shipped_games()
 
 
-@st.cache_resource(show_spinner="Running the model over the games...")
-def _units(path: str, layer: int, n_games: int):
+@st.cache_resource
+def _unit_tables() -> dict:
+    """(path, layer, games, min firings) -> UnitTable, shared by all sessions; a plain dict so that a
+    progress bar can be drawn while one is computed (st.cache_* cannot replay a bar drawn outside it)."""
+    return {}
+
+
+def _units(path: str, layer: int, n_games: int, min_firings: int):
+    """The unit table, with a progress bar while the model runs over the games (cached per setting)."""
     from interp.moex.browse import unit_table
 
-    model, mcfg, mlp, _ = _load(path)
-    return unit_table(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer)
+    cache, key = _unit_tables(), (path, layer, n_games, min_firings)
+    if key not in cache:
+        model, mcfg, mlp, _ = _load(path)
+        slot = st.empty()
+
+        def progress(done: int, total: int) -> None:
+            slot.progress(done / total, text=f"Running the model over the held-out games: {done}/{total}")
+
+        table = unit_table(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer, min_firings=min_firings, progress=progress)
+        slot.empty()
+        while len(cache) >= 8:  # bounded: the oldest setting goes first
+            cache.pop(next(iter(cache)))
+        cache[key] = table
+    return cache[key]
 
 
 @st.cache_resource(show_spinner="Routing statistics...")
@@ -51,17 +70,17 @@ def comparison_tab():
 
     res = shipped_comparison()
     st.markdown("Measured by `benchmarks/moex/run.py` on held-out games (one run, same data for every row).")
-    st.dataframe(pd.DataFrame(res["rows"]), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(res["rows"]), hide_index=True, width="stretch")
     st.markdown("**Targets (the paper's direction)**")
-    st.dataframe(pd.DataFrame(res["targets"]), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(res["targets"]), hide_index=True, width="stretch")
     st.markdown("**Speed ratios**")
-    st.dataframe(pd.DataFrame(res["speed"]), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(res["speed"]), hide_index=True, width="stretch")
     st.caption(res["scale"])
     df = pd.DataFrame(res["rows"]).melt(id_vars="model", value_vars=["coverage", "reconstruction"], var_name="metric")
     st.altair_chart(alt.Chart(df).mark_bar().encode(
         x=alt.X("value:Q", title="score"), y=alt.Y("model:N", sort=None, title=None),
         color="metric:N", yOffset="metric:N", tooltip=["model", "metric", alt.Tooltip("value:Q", format=".3f")]),
-        use_container_width=True)
+        width="stretch")
 
 
 def routing_tab(path: str, mlp, layer: int, n_games: int):
@@ -74,57 +93,74 @@ def routing_tab(path: str, mlp, layer: int, n_games: int):
                          "router estimate": rs.estimated_when_chosen})
     c1, c2 = st.columns(2)
     with c1:
-        st.markdown(f"**Expert load** (top-{mlp.top_k} of {mlp.n_experts})")
+        st.markdown(f"**Expert load** (top-{mlp.top_k} of {mlp.n_experts}; share of every character of the games)")
         st.altair_chart(alt.Chart(load).mark_bar().encode(x="expert:O", y="fraction of tokens:Q",
-                                                          tooltip=list(load.columns)), use_container_width=True)
+                                                          tooltip=list(load.columns)), width="stretch")
     with c2:
         st.markdown(f"**Units active per token** (of {mlp.top_k} x {mlp.d_mlp} computed)")
         hist = pd.DataFrame({"active units": rs.active_per_token})
         st.altair_chart(alt.Chart(hist).mark_bar().encode(x=alt.X("active units:Q", bin=alt.Bin(maxbins=40)),
-                                                          y="count():Q"), use_container_width=True)
+                                                          y="count():Q"), width="stretch")
     st.markdown("**Active units per expert when chosen** (measured vs the sparsity router's estimate)")
     long = load.melt(id_vars="expert", value_vars=["active units when chosen", "router estimate"]).dropna()
     st.altair_chart(alt.Chart(long).mark_bar().encode(x="expert:O", y="value:Q", color="variable:N",
-                                                      xOffset="variable:N"), use_container_width=True)
+                                                      xOffset="variable:N"), width="stretch")
 
 
 def units_tab(path: str, mlp, mcfg, layer: int, n_games: int):
     from interp.data.chess import PIECE_CLASSES
     from interp.moex.browse import top_contexts, unit_heatmap
 
-    table = _units(path, layer, n_games)
+    c1, c2, c3, c4 = st.columns(4)
+    min_firings = int(c4.number_input("Min. firings for F1", 1, 1000, 10, key="moex_min_firings",
+                                      help="units that fire at fewer '.' positions get no F1 (a unit that fired once would rank first)"))
+    table = _units(path, layer, n_games, min_firings)
     n_units = table.acts.shape[1]
     width = mlp.d_mlp if mlp.is_moe else n_units
     n_exp = mlp.n_experts if mlp.is_moe else 1
-    c1, c2, c3 = st.columns(3)
     expert = int(c1.number_input("Expert", 0, n_exp - 1, 0, disabled=n_exp == 1, key="moex_expert"))
-    units = pd.DataFrame({"unit": range(expert * width, (expert + 1) * width),
-                          "firing rate": table.firing_rate[expert * width:(expert + 1) * width],
-                          "best cell": table.best_property[expert * width:(expert + 1) * width],
-                          "F1": table.best_f1[expert * width:(expert + 1) * width],
-                          "t": table.best_threshold[expert * width:(expert + 1) * width]}).sort_values("F1", ascending=False)
+    sl = slice(expert * width, (expert + 1) * width)
+    units = pd.DataFrame({"unit": range(sl.start, sl.stop),
+                          "rate at '.'": table.firing_rate[sl], "rate at every char": table.firing_rate_all[sl],
+                          "firings at '.'": table.n_firings[sl], "best cell": table.best_property[sl],
+                          "F1": table.best_f1[sl], "t": table.best_threshold[sl]})
+    units = units.sort_values(["F1", "rate at every char"], ascending=False, na_position="last")
     default_unit = int(units["unit"].iloc[0])
-    unit = int(c2.number_input("Unit", 0, n_units - 1, default_unit, key=f"moex_unit_{expert}"))
+    unit = int(c2.number_input("Unit", 0, n_units - 1, default_unit, key=f"moex_unit_{path}_{layer}_{expert}"))
     piece = c3.selectbox("Piece on the square", ["any", *PIECE_CLASSES[1:]], key="moex_piece")
+    st.caption(f"Where rates are measured: 'rate at .' and F1 over the {table.n_positions:,} '.' characters just before a "
+               f"white move (where the board is known and scored, Karvonen et al.); 'rate at every char' over all "
+               f"{table.n_chars:,} characters of the {n_games} held-out games, the positions routing statistics count. "
+               f"A unit can be silent at '.' and busy elsewhere (e.g. on move text). F1 is blank for units with fewer "
+               f"than {min_firings} firings at '.'.")
     left, right = st.columns([3, 2])
     with left:
-        st.markdown(f"**Units of expert {expert}** (sorted by the best F1 of 'fires above t x max' for any board cell)")
-        st.dataframe(units, hide_index=True, use_container_width=True, height=320)
+        st.markdown(f"**Units of expert {expert}** (best F1 of 'fires above t x max' for any square:piece cell)")
+        st.dataframe(units, hide_index=True, width="stretch", height=320,
+                     column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                    for c in ("rate at '.'", "rate at every char", "F1")})
     with right:
         heat = unit_heatmap(table, unit, None if piece == "any" else piece)
         files = "abcdefgh"
         df = pd.DataFrame([{"file": files[f], "rank": str(r + 1), "mean activation": heat[r, f]}
                            for r in range(8) for f in range(8)])
-        st.markdown(f"**Unit {unit}: mean activation by square** (where it holds {piece})")
-        st.altair_chart(alt.Chart(df).mark_rect().encode(
-            x=alt.X("file:O", sort=list(files)), y=alt.Y("rank:O", sort=[str(i) for i in range(8, 0, -1)]),
-            color=alt.Color("mean activation:Q", scale=alt.Scale(scheme="viridis")),
-            tooltip=["file", "rank", alt.Tooltip("mean activation:Q", format=".3f")]).properties(width=320, height=320))
+        st.markdown(f"**Unit {unit}: mean activation at '.' by square** (where the square holds {piece})")
+        vals = df["mean activation"].dropna()
+        if vals.empty or float(vals.abs().max()) == 0.0:
+            st.info(f"Unit {unit} never fires at the '.' positions of these games"
+                    + (f" (it fires at {table.firing_rate_all[unit]:.1%} of all characters)." if table.firing_rate_all[unit] > 0 else "."))
+        else:
+            lo, hi = float(vals.min()), float(vals.max())
+            scale = alt.Scale(scheme="viridis", domain=[lo, hi if hi > lo else lo + 1e-6])
+            st.altair_chart(alt.Chart(df).mark_rect().encode(
+                x=alt.X("file:O", sort=list(files)), y=alt.Y("rank:O", sort=[str(i) for i in range(8, 0, -1)]),
+                color=alt.Color("mean activation:Q", scale=scale, legend=alt.Legend(format=".3g")),
+                tooltip=["file", "rank", alt.Tooltip("mean activation:Q", format=".3f")]).properties(width=320, height=320))
     model, _, _, _ = _load(path)
     ctx = top_contexts(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer, unit)
-    st.markdown(f"**Top contexts of unit {unit}** (the character it fires on is in brackets)")
+    st.markdown(f"**Top contexts of unit {unit}** over every character (the character it fires on is in brackets)")
     st.dataframe(pd.DataFrame([{"activation": c["activation"], "text": f"…{c['context']}[{c['char']}]{c['next']}"} for c in ctx]),
-                 hide_index=True, use_container_width=True)
+                 hide_index=True, width="stretch")
 
 
 try:
@@ -132,7 +168,8 @@ try:
 
     models = shipped_models()
     if not models:
-        st.warning("No shipped chess models found; build them with `python benchmarks/moex/run.py --ship`.")
+        st.warning("No shipped chess models found (the package is incomplete); train one with `interp moex train` "
+                   "and give its directory.")
         st.stop()
     names = list(models)
     c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
@@ -146,12 +183,14 @@ try:
                + (f"E={mlp.n_experts} experts of {mlp.d_mlp} {mlp.act} units, top-{mlp.top_k}, {mlp.router} router"
                   if mlp.is_moe else f"{mlp.d_mlp} {mlp.act} units")
                + f"; validation loss {cfg.get('val_loss', float('nan')):.4f}")
-    t1, t2, t3 = st.tabs(["Comparison", "Routing", "Units & board"])
-    with t1:
+    # a radio, not st.tabs: st.tabs runs every tab's code on every rerun; this computes only the open view
+    view = st.radio("View", ["Comparison", "Routing", "Units & board"], horizontal=True, key="moex_view",
+                    label_visibility="collapsed")
+    if view == "Comparison":
         comparison_tab()
-    with t2:
+    elif view == "Routing":
         routing_tab(path, mlp, layer, n_games)
-    with t3:
+    else:
         units_tab(path, mlp, mcfg, layer, n_games)
 except Exception as e:  # noqa: BLE001 - shown as one line, never a stack trace
     show_error(e)

@@ -1,8 +1,9 @@
 """Unlearning: pick concepts, see the SAE features chosen for them and what the model forgets.
 
-Everything is computed by `interp.unlearn.run_unlearning`; this page only collects settings and
-draws the report (features table linked to the Features page, before/after completions, the
-forget/retain numbers and the Pareto plot).
+Everything is computed by `interp.unlearn.run_unlearning` with the CLI's defaults (features and
+strength chosen on a validation split, numbers from the held-out test split); this page only
+collects settings, shows the library's progress, and draws the report (numbers, the Pareto plot
+against the baselines, before/after completions, the chosen features linked to the Features page).
 """
 
 from pathlib import Path
@@ -15,18 +16,25 @@ from app.common import current_model_name, current_sae_dir, load_model_cached, s
 from interp.data.corpus import CATEGORIES
 from interp.errors import InterpError
 from interp.unlearn import ALL_METHODS, UnlearnConfig, UnlearnSpec, builtin_concept, run_unlearning
-from interp.unlearn.pipeline import DEFAULT_VALUE
 
 STRENGTH = {"clamp": "Clamp multiplier", "zero": "(unused)", "scale": "Scale factor", "direction": "Direction strength alpha",
             "finetune": "Fine-tuning steps"}
+BASELINES = ("direction", "finetune")
 
 
-@st.cache_data(show_spinner="Unlearning...", max_entries=16)
-def _run(model_name: str, concepts: tuple[str, ...], sae_dirs: tuple[str, ...], method: str, n_features: int,
-         value: float, sweep: bool, retain_threshold: float) -> dict:
-    model = load_model_cached(model_name)
-    cfg = UnlearnConfig(method=method, n_features=n_features, value=value, sweep=sweep, retain_threshold=retain_threshold)
-    return run_unlearning(model, [builtin_concept(c) for c in concepts], list(sae_dirs), cfg, model_name=model_name).to_dict()
+def _run(model_name: str, concepts: tuple[str, ...], sae_dirs: tuple[str, ...], cfg: UnlearnConfig, label: str, bar) -> dict:
+    """One report, cached in the session per setting; `bar` is fed by the library's progress callback."""
+    cache = st.session_state.setdefault("unl_cache", {})
+    key = (model_name, concepts, sae_dirs, repr(cfg))
+    if key not in cache:
+        model = load_model_cached(model_name)
+
+        def progress(frac: float, msg: str) -> None:
+            bar.progress(min(max(frac, 0.0), 1.0), text=f"{label}: {msg}")
+
+        cache[key] = run_unlearning(model, [builtin_concept(c) for c in concepts], list(sae_dirs), cfg, model_name=model_name,
+                                    progress=progress).to_dict()
+    return cache[key]
 
 
 def _open_feature(sae_dir: str, feature: int) -> None:
@@ -39,9 +47,14 @@ def _pct(v: float) -> str:
     return "n/a" if v != v else f"{100 * v:.1f}%"
 
 
+def _pts(a: float, b: float) -> str | None:
+    return None if a != a or b != b else f"{100 * (a - b):+.1f} pts"
+
+
 st.title("Unlearning")
-st.caption("Forget a concept by clamping its SAE features at inference (the weights never change), "
-           "and compare with projecting out a direction and with fine-tuning.")
+st.caption("Forget a concept by clamping its SAE features at inference (the weights never change). Features are chosen on a "
+           "selection split, the number of features and the strength on a validation split, and every number below comes "
+           "from held-out test prompts.")
 
 model_name = current_model_name()
 try:
@@ -57,67 +70,110 @@ sae_dirs = c2.multiselect("SAEs (their hooks)", sae_paths, default=[cur] if cur 
                           format_func=lambda p: Path(p).name, key="unl_saes")
 method = c3.selectbox("Method", ALL_METHODS, key="unl_method")
 c4, c5, c6, c7 = st.columns([1, 1, 1, 1])
-n_features = c4.number_input("Features per SAE", min_value=1, max_value=512, value=20, step=1, key="unl_n")
-value = c5.number_input(STRENGTH[method], value=float(DEFAULT_VALUE[method]), key=f"unl_value_{method}",
-                        disabled=method == "zero")
-threshold = c6.number_input("Max retain firing rate", min_value=0.0, max_value=1.0, value=0.2, step=0.01, format="%.3f",
-                            key="unl_thr", help="features active on more retain tokens than this are never chosen")
-sweep = c7.toggle("Sweep features x strength", key="unl_sweep")
+auto = c4.toggle("Choose features and strength on the validation split", value=True, key="unl_auto",
+                 help="The default: an early-stopping search that forgets the most while retain accuracy stays >= 97% of the "
+                      "unmodified model and corpus loss rises <= 4% on validation prompts.")
+n_features = c5.number_input("Features per SAE", min_value=1, max_value=512, value=10, step=1, key="unl_n",
+                             disabled=auto or method not in ("clamp", "zero", "scale"))
+value = c6.number_input(STRENGTH[method], value={"clamp": 2.0, "zero": 0.0, "scale": -1.0, "direction": 2.0, "finetune": 20.0}[method],
+                        key=f"unl_value_{method}", disabled=auto or method == "zero")
+compare = c7.toggle("Compare with direction and fine-tuning", value=False, key="unl_compare",
+                    help="Also sweep the mean-difference direction baseline and gradient-ascent fine-tuning on the same splits "
+                         "(adds their points to the Pareto plot).")
+with st.expander("Feature selection options"):
+    o1, o2, o3, o4 = st.columns(4)
+    threshold = o1.number_input("Max retain firing rate", min_value=0.0, max_value=1.0, value=0.2, step=0.01, format="%.3f",
+                                key="unl_thr", help="features active on more retain tokens than this are never chosen")
+    positions = o2.selectbox("Forget positions scored", ["last", "all"], key="unl_pos",
+                             help="last: only the token that predicts the answer; all: every token of the forget prompts")
+    condition = o3.toggle("Conditional clamping", key="unl_cond", help="edit only where the concept's detector features fire")
+    split_by = o4.selectbox("Split prompts by", ["prompt", "fact"], key="unl_split",
+                            help="fact: test prompts ask only about facts never seen in selection or validation")
 
 if st.button("Run unlearning", type="primary", key="unl_run"):
     st.session_state.pop("unl_report", None)
+    st.session_state.pop("unl_baselines", None)
     try:
         if not concepts:
             raise InterpError("pick at least one concept")
-        st.session_state["unl_report"] = _run(model_name, tuple(concepts), tuple(sae_dirs), method, int(n_features), float(value), sweep,
-                                            float(threshold))
+        sae_method = method in ("clamp", "zero", "scale")
+        common = dict(retain_threshold=float(threshold), positions=positions, split_by=split_by)
+        cfg = UnlearnConfig(method=method, n_features=None if auto or not sae_method else int(n_features),
+                            value=None if auto else float(value), condition=bool(condition) and sae_method, **common)
+        bar = st.progress(0.0, text="starting")
+        st.session_state["unl_report"] = _run(model_name, tuple(concepts), tuple(sae_dirs), cfg, method, bar)
+        if compare:
+            st.session_state["unl_baselines"] = [
+                _run(model_name, tuple(concepts), tuple(sae_dirs), UnlearnConfig(method=b, sweep=True, **common), b, bar)
+                for b in BASELINES if b != method]
+        bar.empty()
     except InterpError as e:
         show_error(e)
 
 rep = st.session_state.get("unl_report")
 if rep is None:
-    st.info("Pick concept(s), SAEs and a method, then press **Run unlearning**.")
+    st.info("Pick concept(s), SAEs and a method, then press **Run unlearning**. The defaults choose the number of features "
+            "and the strength for you.")
     st.stop()
 
-base, best = rep["base"], rep["best"]
-st.subheader(f"{rep['concept']} · {rep['method']} · best setting: {best['n_features']} features, strength {best['value']:g}")
-if not rep["best_meets_bar"]:
-    st.warning("No setting kept retain accuracy >= 95% of the unmodified model with retain loss up <= 5%; the mildest is shown.")
-m = st.columns(6)
-m[0].metric("Forget accuracy", _pct(best["forget_acc"]), f"{100 * (best['forget_acc'] - base['forget_acc']):+.1f} pts", delta_color="inverse")
-m[1].metric("Paraphrase accuracy", _pct(best["paraphrase_acc"]),
-            None if base["paraphrase_acc"] != base["paraphrase_acc"] else f"{100 * (best['paraphrase_acc'] - base['paraphrase_acc']):+.1f} pts",
-            delta_color="inverse")
-m[2].metric("Retain accuracy", _pct(best["retain_acc"]),
-            None if base["retain_acc"] != base["retain_acc"] else f"{100 * (best['retain_acc'] - base['retain_acc']):+.1f} pts")
-m[3].metric("Retain loss change", f"{100 * best['loss_change']:+.2f}%", delta_color="off")
-m[4].metric("KL vs unmodified", f"{best['kl']:.4f}")
-m[5].metric("Unlearning score", f"{rep['score']:.3f}", help="1 - lowest forget accuracy (relative) among settings keeping retain accuracy >= 99% of baseline (SAEBench)")
+base, test, best = rep["base"], rep["test"], rep["best"]
+how = {"auto": "chosen on the validation split", "fixed": "set by hand", "sweep": "best of the sweep on the validation split"}[rep["search"]]
+setting = f"{best['n_features']} features per SAE, strength {best['value']:g}" if best["n_features"] else f"strength {best['value']:g}"
+st.subheader(f"{rep['concept']} · {rep['method']} · {setting} ({how})")
+sz = rep["split_sizes"]
+if rep["meets_bar"]:
+    st.success("On the held-out test prompts retain accuracy stays >= 95% of the unmodified model and corpus loss rises <= 5%.")
+else:
+    st.warning("On the held-out test prompts this setting misses the bar (retain accuracy >= 95% of the unmodified model, "
+               "corpus loss up <= 5%).")
+m = st.columns(7)
+m[0].metric("Forget accuracy", _pct(test["forget_acc"]), _pts(test["forget_acc"], base["forget_acc"]), delta_color="inverse",
+            help=f"{sz.get('test', '?')} held-out forget prompts")
+m[1].metric("Paraphrase accuracy", _pct(test["paraphrase_acc"]), _pts(test["paraphrase_acc"], base["paraphrase_acc"]),
+            delta_color="inverse", help="the held-out template")
+m[2].metric("Adversarial accuracy", _pct(test["adversarial_acc"]), _pts(test["adversarial_acc"], base["adversarial_acc"]),
+            delta_color="inverse", help="new templates, synonyms and distracting context, never used for choosing")
+m[3].metric("Retain, in-domain", _pct(test["retain_acc"]), _pts(test["retain_acc"], base["retain_acc"]),
+            help="other concepts' test prompts")
+m[4].metric("Retain, cross-domain", _pct(test["corpus_acc"]), _pts(test["corpus_acc"], base["corpus_acc"]),
+            help="next-token accuracy on held-out corpus text that states none of the forgotten facts")
+m[5].metric("Corpus loss change", f"{100 * test['loss_change']:+.2f}%", delta_color="off")
+m[6].metric("KL vs unmodified", f"{test['kl']:.4f}")
 
-left, right = st.columns([3, 2])
-with left:
-    st.markdown("**Pareto plot** (each point a setting; lower forget and higher retain is better)")
-    df = pd.DataFrame(rep["rows"])
-    pts = alt.Chart(df).mark_circle(size=80).encode(
-        x=alt.X("forget_acc:Q", title="forget accuracy", scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y("retain_acc:Q", title="retain accuracy", scale=alt.Scale(zero=False)),
-        color=alt.Color("n_features:N", title="features"),
-        shape=alt.Shape("pareto:N", title="Pareto front"),
-        tooltip=["method", "n_features", "value", "forget_acc", "retain_acc", "paraphrase_acc", "loss_change", "kl"],
-    )
-    front = alt.Chart(pd.DataFrame(rep["pareto"])).mark_line(color="gray", strokeDash=[4, 3]).encode(x="forget_acc:Q", y="retain_acc:Q")
-    rule = alt.Chart(pd.DataFrame({"y": [0.95 * base["retain_acc"]]})).mark_rule(color="red", strokeDash=[2, 2]).encode(y="y:Q")
-    st.altair_chart(pts + front + rule, use_container_width=True)
-    st.caption("Red line: retain accuracy 95% of the unmodified model's.")
-with right:
-    st.markdown("**Greedy completions, before and after**")
-    st.dataframe(pd.DataFrame(rep["samples"]), hide_index=True, use_container_width=True)
-    st.caption(f"Unmodified model: forget {_pct(base['forget_acc'])}, paraphrase {_pct(base['paraphrase_acc'])}, "
-               f"retain {_pct(base['retain_acc'])}, retain loss {base['retain_loss']:.3f}.")
+st.markdown("**Pareto plot**: each point is a setting tried, measured on the validation split; lower forget accuracy and "
+            "higher retain accuracy is better. Lines join each method's Pareto front.")
+rows = [dict(r, method=rep["method"]) for r in rep["rows"]]
+for b in st.session_state.get("unl_baselines") or []:
+    rows += [dict(r, method=b["method"]) for r in b["rows"]]
+df = pd.DataFrame(rows)
+df["setting"] = [f"n={n} v={v:g}" if n else f"v={v:g}" for n, v in zip(df["n_features"], df["value"])]
+lo = max(0.0, min(float(df["retain_acc"].min()), 0.95 * rep["val_base"]["retain_acc"]) - 0.02)
+x = alt.X("forget_acc:Q", title="forget accuracy (validation; lower = more forgotten)", scale=alt.Scale(domain=[0, 1]))
+y = alt.Y("retain_acc:Q", title="retain accuracy, in-domain (validation)", scale=alt.Scale(domain=[lo, 1.0]))
+pts = alt.Chart(df).mark_point(size=90, filled=True).encode(
+    x=x, y=y, color=alt.Color("method:N", title="method"),
+    tooltip=["method", "setting", alt.Tooltip("forget_acc:Q", format=".3f"), alt.Tooltip("retain_acc:Q", format=".3f"),
+             alt.Tooltip("loss_change:Q", format="+.3f"), alt.Tooltip("kl:Q", format=".4f")])
+front = alt.Chart(df[df["pareto"]]).mark_line(strokeDash=[4, 3]).encode(x=x, y=y, color="method:N", order="forget_acc:Q")
+rule = alt.Chart(pd.DataFrame({"y": [0.95 * rep["val_base"]["retain_acc"]]})).mark_rule(color="red", strokeDash=[2, 2]).encode(y="y:Q")
+st.altair_chart((pts + front + rule).properties(height=360), use_container_width=True)
+st.caption("Red line: 95% of the unmodified model's retain accuracy." +
+           ("" if st.session_state.get("unl_baselines") else " Turn on *Compare with direction and fine-tuning* to add the baselines."))
+
+st.markdown("**Greedy completions on test prompts, before and after**")
+st.dataframe(pd.DataFrame(rep["samples"]), hide_index=True, use_container_width=True,
+             column_config={"prompt": st.column_config.TextColumn("prompt", width="large"),
+                            "before": st.column_config.TextColumn("before", width="small"),
+                            "after": st.column_config.TextColumn("after", width="small")})
+st.caption(f"Prompts: selection {sz.get('selection', '?')}, validation {sz.get('validation', '?')}, test {sz.get('test', '?')}, "
+           f"paraphrase {sz.get('paraphrase', '?')}, adversarial {sz.get('adversarial', '?')}. Unmodified model on test: forget "
+           f"{_pct(base['forget_acc'])}, retain {_pct(base['retain_acc'])}, corpus loss {base['retain_loss']:.3f}.")
 
 if rep["features"]:
-    st.markdown("**Selected features** (ranked by score; typical activation = mean on forget tokens where active)")
+    n_used = best["n_features"]
     feats = pd.DataFrame(rep["features"])
+    feats = feats.groupby(["sae_dir"], sort=False).head(n_used).reset_index(drop=True)
+    st.markdown(f"**Selected features** (the top {n_used} per SAE by score; typical activation = mean on forget tokens where active)")
     st.dataframe(feats.drop(columns=["sae_dir"]), hide_index=True, use_container_width=True)
     f1, f2 = st.columns([3, 1])
     choice = f1.selectbox("Feature", list(range(len(feats))), key="unl_pick",
@@ -126,7 +182,7 @@ if rep["features"]:
         row = feats.iloc[int(choice)]
         _open_feature(str(row["sae_dir"]), int(row["feature"]))
 
-with st.expander("All settings"):
+with st.expander("All settings tried (validation split)"):
     st.dataframe(pd.DataFrame(rep["rows"]), hide_index=True, use_container_width=True)
 
 if rep["spec"]:

@@ -1,14 +1,18 @@
-"""MoE-X on chess: validation loss, coverage and reconstruction of every architecture, same run.
+"""MoE-X on chess: val loss, legal-move rate, coverage, reconstruction, L0 and training time of every
+architecture over several seeds, the dense+SAE baseline, and MoE-X on the embedded language model.
 
-    OMP_NUM_THREADS=1 python benchmarks/moex/run.py [--tiny] [--ship] [--root runs/moex-bench]
+    OMP_NUM_THREADS=1 python benchmarks/moex/run.py --scale cpu --seeds 3          # hours per model on a CPU
+    python benchmarks/moex/run.py --scale full --seeds 3 --device cuda --workers 16  # the issue's target size
+    python benchmarks/moex/run.py --scale tiny --seeds 2                           # a smoke run (numbers meaningless)
 
-Trains the suite of `interp.moex.suite` (dense GELU / ReLU, Switch, MoE-X from scratch and
-upcycled, the 2x2 ablation of ReLU experts x sparsity router) on the same generated games,
-trains a TopK SAE on the dense-GELU MLP (dense+SAE), scores all of them on the same held-out
-games, times the router against running every expert and training throughput against the dense
-MLP (interleaved, same process), and writes the "moex" section of benchmarks/README.md plus
-benchmarks/moex/results.json. `--ship` copies the shipped models and the comparison table into
-interp/moex/shipped/ (this is how those files are rebuilt).
+Scales (`interp.moex.suite.SuiteScale.preset`): tiny; cpu = 4 layers, d_model 256, 10k Stockfish games;
+full = 8 layers, d_model 512, n_ctx 512, 100k Stockfish games (Karvonen et al.'s size). Games come from
+the resumable game store (`interp moex games`, generated here with --workers if missing). Models train
+into ROOT/seed<N>/<name>/ with checkpoints, so a killed run continues where it stopped. For each seed:
+dense-GELU, dense-ReLU, Switch, MoE-X from scratch, MoE-X upcycled from dense-ReLU, and a TopK SAE (interp's
+SAELens training) on dense-GELU's last MLP. Rows are mean +/- std over seeds. Writes benchmarks/moex/results.json
+(results_<scale>.json for other scales) and, for --scale cpu/full, the "moex" section of benchmarks/README.md.
+`--ship` copies seed 0's models and the table into interp/moex/shipped/ (a repository build step).
 """
 
 from __future__ import annotations
@@ -20,37 +24,44 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._readme import markdown_table, update_section  # noqa: E402
+from interp.device import resolve_device  # noqa: E402
 from interp.moex.evaluate import evaluate_chess_model, evaluate_features, feature_activations, train_dense_sae  # noqa: E402
 from interp.moex.layer import ACTS, hidden_hook_name  # noqa: E402
-from interp.moex.model import SHIPPED_DIR, load_chess_model  # noqa: E402
+from interp.moex.model import SHIPPED_DIR, load_chess_model, read_cfg  # noqa: E402
 from interp.moex.suite import SuiteScale, build_suite, ship, suite_configs  # noqa: E402
-from interp.moex.train import lm_loss, games_to_tensor, split_games  # noqa: E402
+from interp.moex.train import games_to_tensor, lm_loss, split_games  # noqa: E402
 
 log = logging.getLogger("benchmarks.moex")
 PAPER = {"dense-gelu": (0.213, 0.356, 0.608), "dense-relu": (0.215, 0.312, 0.581), "switch": (0.212, 0.424, 0.734),
          "moex": (0.211, 0.428, 0.840)}
+METRICS = ("val_loss", "legal_move_rate", "coverage", "reconstruction", "l0", "train_seconds", "tokens")
 
 
-def _time(fn, reps: int) -> float:
+def _time(fn, reps: int, device=None) -> float:
+    from interp.device import synchronize
+
     fn()
+    synchronize(device or "cpu")
     t = time.perf_counter()
     for _ in range(reps):
         fn()
+    synchronize(device or "cpu")
     return (time.perf_counter() - t) / reps
 
 
 @torch.no_grad()
-def router_cost(model_dir: Path, n_tokens: int = 4096, rounds: int = 5) -> dict:
+def router_cost(model_dir: Path, n_tokens: int = 4096, rounds: int = 5, device=None) -> dict:
     """Time of the sparsity router vs running all E experts densely vs the real sparse layer, one layer."""
-    model, _, mlp, _ = load_chess_model(model_dir)
+    model, _, mlp, _ = load_chess_model(model_dir, device=device)
     layer = model.blocks[0].mlp
-    x = torch.randn(n_tokens, mlp.d_model)
+    x = torch.randn(n_tokens, mlp.d_model, device=layer.W_enc.device)
     act = ACTS[mlp.act]
 
     def all_experts():
@@ -58,149 +69,206 @@ def router_cost(model_dir: Path, n_tokens: int = 4096, rounds: int = 5) -> dict:
 
     route, full, sparse = [], [], []
     for _ in range(rounds):  # interleaved so that machine load hits all three alike
-        route.append(_time(lambda: layer.route(x), 5))
-        full.append(_time(all_experts, 2))
-        sparse.append(_time(lambda: layer(x), 2))
+        route.append(_time(lambda: layer.route(x), 5, device))
+        full.append(_time(all_experts, 2, device))
+        sparse.append(_time(lambda: layer(x), 2, device))
     med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
     return {"route_s": med(route), "all_experts_s": med(full), "moex_layer_s": med(sparse), "n_tokens": n_tokens}
 
 
-def train_throughput(cfgs: dict, names: list[str], steps: int = 6, rounds: int = 3) -> dict:
+def train_throughput(cfgs: dict, names: list[str], steps: int = 6, rounds: int = 3, device=None) -> dict:
     """Training tokens/s of each model's architecture, interleaved in one process (fresh optimizer)."""
     from interp.moex.model import build_chess_model
 
     tr, _ = split_games(cfgs[names[0]])
     n_ctx = cfgs[names[0]].model.n_ctx
-    toks = games_to_tensor(tr[:64], n_ctx)
-    lens = torch.tensor([min(len(g), n_ctx + 1) for g in tr[:64]])
-    models = {n: build_chess_model(cfgs[n].model, cfgs[n].mlp).train() for n in names}
+    toks = games_to_tensor(tr[:64], n_ctx, device)
+    lens = torch.tensor([min(len(g), n_ctx + 1) for g in tr[:64]], device=device)
+    models = {n: build_chess_model(cfgs[n].model, cfgs[n].mlp, device=device).train() for n in names}
     opts = {n: torch.optim.AdamW(m.parameters(), 1e-4) for n, m in models.items()}
     bs = cfgs[names[0]].batch_size
     times = {n: [] for n in names}
     for r in range(rounds):
         for n in names:
             def step():
-                i = torch.randint(len(toks), (bs,))
+                i = torch.randint(len(toks), (bs,), device=device)
                 loss = lm_loss(models[n], toks[i], lens[i])
                 opts[n].zero_grad()
                 loss.backward()
                 opts[n].step()
-            times[n].append(_time(step, steps))
+            times[n].append(_time(step, steps, device))
     tok = float((lens[:bs] - 1).sum())
     return {n: tok / sorted(v)[len(v) // 2] for n, v in times.items()}
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (numbers meaningless)")
-    ap.add_argument("--root", default="runs/moex-bench", help="where the suite's models are trained")
-    ap.add_argument("--ship", action="store_true", help="copy the shipped models + comparison into interp/moex/shipped/")
-    ap.add_argument("--no-readme", action="store_true", help="do not touch benchmarks/README.md")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(1)
-    scale = SuiteScale.tiny() if args.tiny else SuiteScale()
-    root = Path(args.root)
-    t0 = time.time()
-    build_suite(root, scale)
-    train_s = time.time() - t0
-    cfgs = suite_configs(scale)
-    n_metric = 24 if args.tiny else 300
+def _ms(vals) -> str:
+    v = np.asarray([x for x in vals if x is not None], dtype=float)
+    if len(v) == 0:
+        return "-"
+    return f"{v.mean():.4g}" if len(v) == 1 else f"{v.mean():.4g} ± {v.std(ddof=1):.2g}"
 
-    rows = []
-    evals = {}
-    for name in cfgs:
-        ev = evaluate_chess_model(root / name, n_metric_games=n_metric, n_legal=8 if args.tiny else 100)
-        evals[name] = ev
-        log.info("%s: %s", name, ev)
 
-    # dense + SAE: TopK SAE as wide as the MoE-X hidden vector, on the dense-GELU last-layer MLP
-    s = scale
-    dense_dir = root / "dense-gelu"
-    model, mcfg, mlp, _ = load_chess_model(dense_dir)
+def sae_row(root: Path, cfgs: dict, seed: int, scale: SuiteScale, n_metric: int, device, tiny: bool) -> dict:
+    """The dense+SAE baseline of one seed: a TopK SAE as wide as MoE-X's hidden vector on dense-GELU's last MLP."""
+    d = root / f"seed{seed}" / "dense-gelu"
+    model, mcfg, mlp, cfg = load_chess_model(d, device=device)
     layer = mcfg.n_layers - 1
     hook = hidden_hook_name(mlp, layer)
     tr, va = split_games(cfgs["dense-gelu"])
-    sae_k = 4 if args.tiny else 64
-    sae = train_dense_sae(model, hook, tr[: (24 if args.tiny else 1000)], mcfg.n_ctx, d_sae=s.n_experts * s.expert_width,
-                          k=sae_k, steps=20 if args.tiny else 600)
+    k = 4 if tiny else 64
+    t0 = time.perf_counter()
+    sae = train_dense_sae(model, hook, tr[: (24 if tiny else 1000)], mcfg.n_ctx, d_sae=scale.n_experts * scale.expert_width,
+                          k=k, steps=20 if tiny else 2000, seed=seed)
+    secs = time.perf_counter() - t0
     a_tr, p_tr = feature_activations(model, hook, tr[:n_metric], mcfg.n_ctx, sae=sae)
     a_te, p_te = feature_activations(model, hook, va, mcfg.n_ctx, sae=sae)
     cov, rec = evaluate_features(a_tr, p_tr, a_te, p_te)
-    base = evals["dense-gelu"]
-    sae_row = dict(base.to_dict(), arch="dense-gelu+sae", coverage=cov.score, coverage_threshold=cov.threshold,
-                   reconstruction=rec.score, reconstruction_threshold=rec.threshold, n_features=a_te.shape[1],
-                   l0=float((a_te > 0).float().sum(1).mean()), feature_source=f"TopK SAE k={sae_k} on {hook}")
+    base = evaluate_chess_model(d, n_metric_games=n_metric, n_legal=8 if tiny else 100, device=device).to_dict()
+    return dict(base, arch="dense-gelu+sae", coverage=cov.score, reconstruction=rec.score, n_features=a_te.shape[1],
+                l0=float((a_te > 0).float().sum(1).mean()), feature_source=f"TopK SAE k={k} on {hook}",
+                train_seconds=cfg.get("train_seconds", float("nan")) + secs, tokens=cfg.get("tokens"))
 
-    order = ["dense-gelu", "dense-relu", "dense-gelu+sae", "switch", "moex", "moex-upcycled",
-             "relu-experts+softmax-router", "gelu-experts+sparsity-router"]
-    table = {n: e.to_dict() for n, e in evals.items()} | {"dense-gelu+sae": sae_row}
+
+def lm_rows(device, tiny: bool, seeds) -> tuple[list[dict], list[dict]]:
+    """MoE-X on the embedded language model: dense neurons vs upcycled MoE-X units vs TopK SAE latents."""
+    from interp.models import load_model
+    from interp.moex.lm import LMMoEXConfig, lm_moex_comparison
+
+    per_seed, details = {}, []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = load_model("embedded", device=str(resolve_device(device)))
+        cfg = LMMoEXConfig(seed=seed, **({"steps": 3, "batch_size": 4, "eval_rows": 16, "sae_steps": 5, "sae_k": 8} if tiny else {}))
+        scores, det = lm_moex_comparison(model, cfg)
+        details.append(det | {"seed": seed, "finetune_losses": det["finetune_losses"][-5:]})
+        for sc in scores:
+            per_seed.setdefault(sc.source, []).append(sc._asdict())
+    rows = [{"feature source (embedded LM, last layer)": src, "features": r[0]["n_features"], "L0": _ms([x["l0"] for x in r]),
+             "held-out loss": _ms([x["eval_loss"] for x in r]), "labelled share (F1 >= 0.2)": _ms([x["labelled_share"] for x in r]),
+             "mean best concept F1": _ms([x["mean_best_f1"] for x in r]), "concept coverage": _ms([x["concept_coverage"] for x in r]),
+             "seeds": len(r)} for src, r in per_seed.items()]
+    return rows, details
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", default="cpu", choices=["tiny", "cpu", "full"])
+    ap.add_argument("--tiny", action="store_true", help="= --scale tiny")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto (default: $INTERP_DEVICE or auto)")
+    ap.add_argument("--workers", type=int, default=2, help="game-generation processes if the store lacks games")
+    ap.add_argument("--root", default=None, help="where the models are trained (default runs/moex-bench-<scale>)")
+    ap.add_argument("--no-lm", action="store_true", help="skip the language-model MoE-X row")
+    ap.add_argument("--ship", action="store_true", help="copy seed 0's models + the comparison into interp/moex/shipped/")
+    ap.add_argument("--no-readme", action="store_true", help="do not touch benchmarks/README.md")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    scale_name = "tiny" if args.tiny else args.scale
+    tiny = scale_name == "tiny"
+    device = resolve_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    scale = SuiteScale.preset(scale_name)
+    seeds = list(range(args.seeds))
+    root = Path(args.root or f"runs/moex-bench-{scale_name}")
+    t0 = time.time()
+    build_suite(root, scale, seeds=seeds, device=device, workers=args.workers)
+    wall = time.time() - t0
+    n_metric = 24 if tiny else 300
+    cfgs = suite_configs(scale)
+
+    per = {}  # name -> [row dict per seed]
+    for seed in seeds:
+        for name in suite_configs(scale, seed):
+            d = root / f"seed{seed}" / name
+            ev = evaluate_chess_model(d, n_metric_games=n_metric, n_legal=8 if tiny else 100, device=device).to_dict()
+            rec = read_cfg(d)
+            ev |= {"train_seconds": rec.get("train_seconds"), "tokens": rec.get("tokens"), "seed": seed}
+            per.setdefault(name, []).append(ev)
+            log.info("%s seed %d: %s", name, seed, ev)
+        per.setdefault("dense-gelu+sae", []).append(sae_row(root, suite_configs(scale, seed), seed, scale, n_metric, device, tiny) | {"seed": seed})
+
+    order = [n for n in ["dense-gelu", "dense-relu", "dense-gelu+sae", "switch", "moex", "moex-upcycled",
+                         "relu-experts+softmax-router", "gelu-experts+sparsity-router"] if n in per]
+    rows = []
     for n in order:
-        r = table[n]
+        r = per[n]
         c = cfgs.get(n, cfgs["dense-gelu"])
         paper = PAPER.get(n)
         rows.append({"model": n, "experts (act, router)": "-" if not c.mlp.is_moe else f"E={c.mlp.n_experts} k={c.mlp.top_k} ({c.mlp.act}, {c.mlp.router})",
-                     "active MLP params/layer": c.mlp.active_params(), "features": r["n_features"], "L0": r["l0"],
-                     "val loss": r["val_loss"], "legal moves": r["legal_move_rate"], "coverage": r["coverage"],
-                     "reconstruction": r["reconstruction"],
-                     "paper (loss / cov / rec)": "-" if paper is None else f"{paper[0]} / {paper[1]} / {paper[2]}"})
-
-    rc = router_cost(root / "moex")
-    tps = train_throughput(cfgs, ["dense-gelu", "switch", "moex"], steps=2 if args.tiny else 6)
-    g, m, sw = table["dense-gelu"], table["moex"], table["switch"]
+                     "active MLP params/layer": c.mlp.active_params(), "features": r[0]["n_features"],
+                     "L0": _ms([x["l0"] for x in r]), "val loss": _ms([x["val_loss"] for x in r]),
+                     "legal moves": _ms([x["legal_move_rate"] for x in r]), "coverage": _ms([x["coverage"] for x in r]),
+                     "reconstruction": _ms([x["reconstruction"] for x in r]),
+                     "train time (s)": _ms([x["train_seconds"] for x in r]), "tokens": _ms([x["tokens"] for x in r]),
+                     "seeds": len(r), "paper (loss / cov / rec)": "-" if paper is None else f"{paper[0]} / {paper[1]} / {paper[2]}"})
+    mean = {n: {k: float(np.mean([x[k] for x in per[n] if x.get(k) is not None])) for k in METRICS} for n in order}
+    g, m, sw, up = mean["dense-gelu"], mean["moex"], mean["switch"], mean["moex-upcycled"]
+    legal_min = min(v["legal_move_rate"] for v in mean.values())
     targets = [
+        {"target": "legal-move rate >= 0.9 for every architecture", "measured": f"lowest mean {legal_min:.3f}", "met": legal_min >= 0.9},
         {"target": "MoE-X val loss within 3% of dense-GELU", "measured": f"{m['val_loss']:.4f} vs {g['val_loss']:.4f} ({100 * (m['val_loss'] / g['val_loss'] - 1):+.1f}%)",
-         "met": abs(m["val_loss"] / g["val_loss"] - 1) <= 0.03 or m["val_loss"] < g["val_loss"]},
+         "met": m["val_loss"] <= 1.03 * g["val_loss"]},
         {"target": "MoE-X coverage > Switch", "measured": f"{m['coverage']:.3f} vs {sw['coverage']:.3f}", "met": m["coverage"] > sw["coverage"]},
         {"target": "MoE-X coverage >= dense-GELU + 0.05", "measured": f"{m['coverage']:.3f} vs {g['coverage']:.3f}", "met": m["coverage"] >= g["coverage"] + 0.05},
         {"target": "MoE-X reconstruction > Switch", "measured": f"{m['reconstruction']:.3f} vs {sw['reconstruction']:.3f}", "met": m["reconstruction"] > sw["reconstruction"]},
         {"target": "MoE-X reconstruction >= dense-GELU + 0.05", "measured": f"{m['reconstruction']:.3f} vs {g['reconstruction']:.3f}", "met": m["reconstruction"] >= g["reconstruction"] + 0.05},
-        {"target": "upcycled >= scratch (coverage, reconstruction)", "measured": f"{table['moex-upcycled']['coverage']:.3f} / {table['moex-upcycled']['reconstruction']:.3f} vs {m['coverage']:.3f} / {m['reconstruction']:.3f}",
-         "met": table["moex-upcycled"]["coverage"] >= m["coverage"] and table["moex-upcycled"]["reconstruction"] >= m["reconstruction"]},
+        {"target": "upcycled >= scratch (coverage, reconstruction)", "measured": f"{up['coverage']:.3f} / {up['reconstruction']:.3f} vs {m['coverage']:.3f} / {m['reconstruction']:.3f}",
+         "met": up["coverage"] >= m["coverage"] and up["reconstruction"] >= m["reconstruction"]},
     ]
+    rc = router_cost(root / "seed0" / "moex", device=device)
+    tps = train_throughput(cfgs, ["dense-gelu", "switch", "moex"], steps=2 if tiny else 6, device=device)
     speed = [
-        {"measurement": f"sparsity router vs running all {s.n_experts} experts ({rc['n_tokens']} tokens, one layer)",
+        {"measurement": f"sparsity router vs running all {scale.n_experts} experts ({rc['n_tokens']} tokens, one layer)",
          "ratio": rc["route_s"] / rc["all_experts_s"], "detail": f"route {1e3 * rc['route_s']:.2f} ms, all experts {1e3 * rc['all_experts_s']:.2f} ms"},
-        {"measurement": f"MoE-X layer (route + {s.top_k} of {s.n_experts} experts) vs running all experts",
+        {"measurement": f"MoE-X layer (route + {scale.top_k} of {scale.n_experts} experts) vs running all experts",
          "ratio": rc["moex_layer_s"] / rc["all_experts_s"], "detail": f"layer {1e3 * rc['moex_layer_s']:.2f} ms"},
         {"measurement": "training tokens/s, MoE-X / dense-GELU (equal active params)", "ratio": tps["moex"] / tps["dense-gelu"],
          "detail": f"{tps['moex']:.0f} vs {tps['dense-gelu']:.0f} tokens/s"},
         {"measurement": "training tokens/s, Switch / dense-GELU", "ratio": tps["switch"] / tps["dense-gelu"],
          "detail": f"{tps['switch']:.0f} vs {tps['dense-gelu']:.0f} tokens/s"},
     ]
+    lm, lm_details = ([], []) if args.no_lm else lm_rows(device, tiny, seeds)
     c0 = cfgs["moex"]
     scale_note = (
-        f"Scale: {c0.model.n_layers} layers, d_model {c0.model.d_model}, n_ctx {c0.model.n_ctx} characters, "
-        f"{c0.n_games} training / {c0.n_val_games} held-out weighted-random games, {c0.steps} steps x {c0.batch_size} games "
-        f"from scratch (upcycled: dense-ReLU + {cfgs['moex-upcycled'].steps} steps), all trained on one shared CPU core "
-        f"({train_s / 60:.0f} min for the suite). The paper trains 8-layer models on millions of real games, so "
-        "absolute numbers are not comparable; the question is only whether the ordering holds. Metrics at layer "
-        f"{layer} (last) over the '.' before each white move; coverage and reconstruction over the 64 x 13 "
-        "square/piece cells (Karvonen et al.), thresholds t = 0, 0.1, ..., 0.9. Active params = k experts' "
-        "W_enc, b_enc, W_dec + b_dec + router weights per layer; dense MLPs have k x D hidden units.")
-    body = "\n\n".join([
-        "### MoE-X on chess (held-out games, one run)", scale_note, markdown_table(rows),
-        "Targets (the paper's direction):", markdown_table(targets),
-        "Speed (ratios measured side by side in the same process):", markdown_table(speed),
-    ])
-    results = {"rows": rows, "targets": targets, "speed": speed, "table": table, "scale": scale_note, "tiny": args.tiny}
-    out_json = ROOT / "benchmarks" / "moex" / ("results_tiny.json" if args.tiny else "results.json")
-    tmp = out_json.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2, default=float))
-    tmp.replace(out_json)
-    if not args.no_readme and not args.tiny:
+        f"Scale `{scale_name}`: {c0.model.n_layers} layers, d_model {c0.model.d_model}, n_ctx {c0.model.n_ctx} characters, "
+        f"{c0.n_games} training / {c0.n_val_games} held-out {c0.engine} games, {c0.steps} steps x {c0.batch_size} games from "
+        f"scratch (upcycled: dense-ReLU + {cfgs['moex-upcycled'].steps} steps), seeds {seeds}, device {device} "
+        f"({wall / 60:.0f} min of training in this call). Mean ± std over seeds. Metrics at the last layer over the '.' "
+        "before each white move; coverage and reconstruction over the 64 x 13 square/piece cells (Karvonen et al.), "
+        "thresholds t = 0, 0.1, ..., 0.9; legal moves: greedy continuation after a random move number of each held-out game "
+        "(random play would be far below 0.1). Active params = k experts' W_enc, b_enc, W_dec + b_dec + router per layer.")
+    parts = [f"### MoE-X on chess (held-out games, {len(seeds)} seed(s))", scale_note, markdown_table(rows),
+             "Targets (the paper's direction):", markdown_table(targets),
+             "Speed (ratios measured side by side in the same process):", markdown_table(speed)]
+    if lm:
+        parts += ["### MoE-X on the embedded language model (`interp.moex.lm`)",
+                  "Last-layer MLP replaced by MoE-X upcycled from it (E=8, k=2, D = d_mlp / 2), fine-tuned "
+                  f"{LMMoEXConfigSteps(tiny)} steps on the embedded corpus; concept F1 = the feature browser's concept "
+                  "categories (tokens inside a fact sentence of a category), best F1 of 'fires above t x max' per feature, "
+                  "features firing >= 10 times.", markdown_table(lm)]
+    body = "\n\n".join(parts)
+    results = {"rows": rows, "targets": targets, "speed": speed, "per_seed": per, "lm": lm, "lm_details": lm_details,
+               "scale": scale_note, "scale_name": scale_name, "tiny": tiny}
+    from interp.io import atomic_write_json
+
+    out_json = ROOT / "benchmarks" / "moex" / ("results.json" if scale_name == "cpu" else f"results_{scale_name}.json")
+    atomic_write_json(out_json, json.loads(json.dumps(results, default=float)))
+    if not args.no_readme and not tiny:
         update_section("moex", body)
     if args.ship:
-        ship(root)
-        tmp = SHIPPED_DIR / "comparison.json.tmp"
-        tmp.write_text(json.dumps(results, indent=2, default=float))
-        tmp.replace(SHIPPED_DIR / "comparison.json")
-        games = {"train": tr[:n_metric], "val": va}
-        tmp = SHIPPED_DIR / "games.json.tmp"
-        tmp.write_text(json.dumps(games))
-        tmp.replace(SHIPPED_DIR / "games.json")
+        ship(root / "seed0")
+        atomic_write_json(SHIPPED_DIR / "comparison.json", json.loads(json.dumps(results, default=float)))
+        tr, va = split_games(cfgs["dense-gelu"])
+        atomic_write_json(SHIPPED_DIR / "games.json", {"train": tr[:n_metric], "val": va}, indent=None)
     print(body)
     return 0
+
+
+def LMMoEXConfigSteps(tiny: bool) -> int:  # noqa: N802
+    from interp.moex.lm import LMMoEXConfig
+
+    return 3 if tiny else LMMoEXConfig().steps
 
 
 if __name__ == "__main__":

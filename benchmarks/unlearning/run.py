@@ -1,15 +1,28 @@
-"""Unlearning benchmark: every embedded concept x {clamp, zero, direction, finetune}, at their best settings.
+"""Unlearning benchmark: the default command on every embedded concept, SAUCE's checks, and the
+Pareto fronts of clamp, zero, direction and fine-tuning.
 
-For each concept the script sweeps each method (same model, same data, same hook), keeps the
-setting with the lowest forget accuracy that still keeps retain accuracy >= 0.95 x baseline and
-retain loss +<= 5% (`interp.unlearn.evaluation.best_row`), and reports forget / paraphrase /
-retain accuracy, retain loss change, KL and wall time. It then checks the issue's targets for
-clamp: forget accuracy down >= 80% relative with the retain bars met in every concept, clamp
-beating the direction baseline on the Pareto front, two concepts at once, and the held-out
-paraphrase check. Results: benchmarks/unlearning/results.json and the "unlearning" section of
-benchmarks/README.md.
+Per concept (same model, SAE, splits and data for every method):
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/unlearning/run.py [--sae DIR ...] [--quick]
+* the default command (`interp unlearn --sae saes/embedded/resid_post_L3_topk --concept C`): the
+  setting chosen on the validation split, every number on held-out test prompts: forget,
+  paraphrase and adversarial drop, in-domain retain (other concepts), cross-domain retain
+  (next-token accuracy on corpus text), corpus-loss change, wall and CPU time;
+* each method swept over a small grid on the validation split; its Pareto front (lower forget,
+  higher in-domain retain); whether clamp's front dominates direction's (every direction front
+  point weakly dominated by a clamp point);
+* transfer: the default spec carried to a second SAE of the same hook trained with another seed
+  (`saes/embedded/resid_post_L3_topk_seed1`), by matching decoder directions, and the same setting
+  re-selected on that SAE.
+
+Then two and three concepts at once with the default command.
+
+The work is split so that it can run as several processes on a shared machine; each part writes
+runs/bench_unlearn/<part>.json, and `--report` gathers them into benchmarks/unlearning/results.json
+and the "unlearning" section of benchmarks/README.md:
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/unlearning/run.py --concepts colors animals
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/unlearning/run.py --multi
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/unlearning/run.py --report
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,151 +43,157 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._readme import markdown_table, update_section  # noqa: E402
 from interp.data.corpus import CATEGORIES  # noqa: E402
 from interp.models import load_model  # noqa: E402
-from interp.unlearn import UnlearnConfig, builtin_concept, run_unlearning  # noqa: E402
-from interp.unlearn.evaluation import pareto  # noqa: E402
+from interp.unlearn import UnlearnConfig, builtin_concept, evaluate_spec, run_unlearning  # noqa: E402
+from interp.unlearn.evaluation import SweepRow, pareto  # noqa: E402
+from interp.unlearn.pipeline import transfer_spec  # noqa: E402
 
 OUT = Path(__file__).parent / "results.json"
-METHODS = ("clamp", "zero", "direction", "finetune")
-PAIRS = (("colors", "animals"), ("sports", "foods"))
+PARTS = ROOT / "runs" / "bench_unlearn"
+SAE = "saes/embedded/resid_post_L3_topk"  # repo-relative: the default command's SAE
+SAE_SEED1 = "saes/embedded/resid_post_L3_topk_seed1"  # same hook and config, training seed 1
+MULTI = (("colors", "animals"), ("sports", "foods", "materials"))
+FRONTS = {  # each method's grid for the Pareto fronts (validation split)
+    "clamp": dict(n_features_grid=(5, 10, 20), value_grid=(1.0, 2.0, 3.0, 4.0)),
+    "zero": dict(n_features_grid=(5, 10, 20, 40)),
+    "direction": dict(value_grid=(0.5, 1.0, 1.5, 2.0, 3.0)),
+    "finetune": dict(value_grid=(10.0, 20.0, 30.0)),
+}
 
 
-def default_saes(model_name: str) -> list[str]:
-    """The shipped residual SAE after the last layer (see --sae)."""
-    from interp.sae.io import list_saes
-
-    from interp.models import model_id
-
-    infos = [s for s in list_saes(ROOT / "saes") if s.model in (model_id(model_name), model_name) and s.hook_name
-             and s.hook_name.endswith("hook_resid_post") and s.hook_head_index is None]
-    if not infos:
-        raise SystemExit("no residual-stream SAE for this model under saes/; pass --sae DIR")
-    # the last residual stream: the concept's answer is formed there (the direction baseline works at
-    # the same hook)
-    want = max(int(s.hook_name.split(".")[1]) for s in infos)
-    topk = [s for s in infos if int(s.hook_name.split(".")[1]) == want]
-    return [next((s.path for s in topk if s.arch == "topk"), topk[0].path)]
+def _drop(after: float, base: float) -> float:
+    return 1 - after / base if base and base == base else float("nan")
 
 
-def configs(quick: bool) -> dict[str, UnlearnConfig]:
-    """Each method's sweep. Evaluation uses 120 retain prompts and 16 held-out documents per setting
-    (the library defaults are 240 / 32) so the whole benchmark fits in about ten minutes on one core."""
-    small = dict(sweep=True, n_retain=120, n_corpus_docs=16)
-    if quick:
-        return {
-            "clamp": UnlearnConfig(method="clamp", n_features_grid=(5, 20), value_grid=(1.0, 2.0), **small),
-            "zero": UnlearnConfig(method="zero", n_features_grid=(5, 20), **small),
-            "direction": UnlearnConfig(method="direction", value_grid=(1.5, 2.0), **small),
-            "finetune": UnlearnConfig(method="finetune", value_grid=(10.0,), **small),
-        }
+def default_row(name: str, rep, wall: float, cpu: float) -> dict:
+    b, t = rep.base, rep.test
     return {
-        "clamp": UnlearnConfig(method="clamp", n_features_grid=(5, 10, 15, 20, 30), value_grid=(1.5, 2.0, 2.5, 3.0, 4.0), **small),
-        "zero": UnlearnConfig(method="zero", n_features_grid=(5, 10, 20, 30), **small),
-        "direction": UnlearnConfig(method="direction", value_grid=(1.0, 1.5, 2.0, 2.5, 3.0), **small),
-        "finetune": UnlearnConfig(method="finetune", value_grid=(10.0, 20.0, 30.0), **small),
+        "concept": name, "setting": f"n={rep.best.n_features} v={rep.best.value:g}", "settings_tried": len(rep.rows),
+        "forget_base": b.forget_acc, "forget": t.forget_acc, "forget_drop": _drop(t.forget_acc, b.forget_acc),
+        "paraphrase_drop": _drop(t.paraphrase_acc, b.paraphrase_acc), "adversarial_base": b.adversarial_acc,
+        "adversarial_drop": _drop(t.adversarial_acc, b.adversarial_acc),
+        "retain_in": t.retain_acc / b.retain_acc if b.retain_acc else float("nan"),
+        "retain_cross": t.corpus_acc / b.corpus_acc if b.corpus_acc else float("nan"),
+        "loss_change": t.loss_change, "meets_bar": rep.meets_bar,
+        "target_met": bool(rep.meets_bar and _drop(t.forget_acc, b.forget_acc) >= 0.8), "wall_s": wall, "cpu_s": cpu,
     }
 
 
-def _sae_line(path: str, saes: dict) -> str:
-    sae = saes.get(path)
-    where = "shipped" if Path(path).resolve().is_relative_to(ROOT / "saes") else "not shipped: trained for this run with interp.sae.train"
-    if sae is None:
-        return where
-    return f"{where}; {sae.cfg.architecture()} d_sae {sae.cfg.d_sae} at {sae.cfg.metadata.hook_name}"
-
-
-def dominated_share(a_rows, b_rows) -> float:
+def dominated_share(a_rows: list[SweepRow], b_rows: list[SweepRow]) -> float:
     """Share of b's Pareto points that some point of a weakly dominates (<= forget, >= retain)."""
     fb = pareto(b_rows)
     hit = sum(any(x.result.forget_acc <= y.result.forget_acc and x.result.retain_acc >= y.result.retain_acc for x in a_rows) for y in fb)
     return hit / max(len(fb), 1)
 
 
+def _timed(fn):
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - t, time.process_time() - c
+
+
+def run_concept(model, name: str, saes: dict) -> dict:
+    concept = builtin_concept(name)
+    rep, wall, cpu = _timed(lambda: run_unlearning(model, [concept], [SAE], UnlearnConfig(), saes=saes))
+    out = {"default": default_row(name, rep, wall, cpu), "default_report": rep.to_dict(), "fronts": {}}
+    print(json.dumps(out["default"]), flush=True)
+    rows = {}
+    for method, grid in FRONTS.items():
+        r = run_unlearning(model, [concept], [SAE], UnlearnConfig(method=method, sweep=True, test_every_setting=False, **grid), saes=saes)
+        rows[method] = r.rows
+        out["fronts"][method] = [x.flat() for x in pareto(r.rows)]
+    out["clamp_dominates_direction"] = dominated_share(rows["clamp"], rows["direction"])
+    out["zero_best_forget"] = min(x.result.forget_acc for x in rows["zero"])
+    # transfer to the seed-1 SAE
+    tr = transfer_spec(model, rep.spec, SAE_SEED1, [concept], saes=saes)
+    matched = evaluate_spec(model, [concept], tr.spec, saes=saes)
+    again = run_unlearning(model, [concept], [SAE_SEED1], UnlearnConfig(n_features=rep.best.n_features, value=rep.best.value), saes=saes)
+    b = rep.base
+    out["transfer"] = {
+        "concept": name, "setting": out["default"]["setting"], "forget_drop_seed0": out["default"]["forget_drop"],
+        "matched_cos_mean": sum(tr.cosines) / len(tr.cosines), "matched_forget_drop": _drop(matched.test.forget_acc, b.forget_acc),
+        "matched_retain_in": matched.test.retain_acc / b.retain_acc, "matched_loss_change": matched.test.loss_change,
+        "reselected_forget_drop": _drop(again.test.forget_acc, again.base.forget_acc),
+        "reselected_retain_in": again.test.retain_acc / again.base.retain_acc, "reselected_loss_change": again.test.loss_change,
+    }
+    print(json.dumps(out["transfer"]), flush=True)
+    return out
+
+
+def run_multi(model, saes: dict) -> list[dict]:
+    rows = []
+    for names in MULTI:
+        rep, wall, cpu = _timed(lambda: run_unlearning(model, [builtin_concept(n) for n in names], [SAE], UnlearnConfig(), saes=saes))
+        rows.append(default_row("+".join(names), rep, wall, cpu))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def report() -> None:
+    parts = {p.stem: json.loads(p.read_text()) for p in sorted(PARTS.glob("*.json"))}
+    concepts = [c for c in CATEGORIES if c in parts]
+    default = [parts[c]["default"] for c in concepts]
+    fronts = []
+    for c in concepts:
+        f = parts[c]["fronts"]
+        fronts.append({"concept": c, **{f"{m} front (forget, retain)": " ".join(f"({r['forget_acc']:.2f}, {r['retain_acc']:.2f})" for r in f[m])
+                                       for m in FRONTS}, "clamp dominates direction (share of its front)": parts[c]["clamp_dominates_direction"]})
+    transfer = [parts[c]["transfer"] for c in concepts]
+    multi = parts.get("multi", {}).get("rows", [])
+    meta = next(iter(parts.values()))["meta"] if parts else {}
+    OUT.write_text(json.dumps({"sae": SAE, "sae_seed1": SAE_SEED1, "meta": meta, "default": default, "fronts": fronts, "transfer": transfer,
+                               "multi": multi, "raw": parts}, indent=1, default=float))
+    n_met = sum(r["target_met"] for r in default)
+    n_dom = sum(parts[c]["clamp_dominates_direction"] >= 1.0 for c in concepts)
+    body = (
+        f"`benchmarks/unlearning/run.py` (parts run as separate processes, then `--report`): model `embedded`, SAE `{SAE}`. "
+        "**Run on a machine shared by seven helpers (load average about 16 on 2 cores)**: `wall_s` is inflated several times; "
+        "`cpu_s` (process CPU time) is the load-independent cost.\n\n"
+        "**The default command** (`interp unlearn --sae saes/embedded/resid_post_L3_topk --concept C`): features chosen on the "
+        "selection split (50% of the forget prompts), number of features and clamp multiplier on the validation split (25%) by "
+        "the early-stopping search, every number on the held-out test split (25%), the held-out paraphrase template and the "
+        "adversarial set (new templates, synonyms, distracting context). Drops are relative to the unmodified model; "
+        "`retain_in` = in-domain retain accuracy (other concepts' test prompts) / base, `retain_cross` = next-token accuracy "
+        "on held-out corpus text / base; `target_met` = forget drop >= 0.8, retain_in >= 0.95 and corpus loss +<= 5%.\n\n"
+        + markdown_table(default)
+        + f"\n\nTarget met on {n_met} of {len(default)} concepts.\n\n"
+        "**Pareto fronts** (each method swept on the validation split: clamp n in {5,10,20} x multiplier in {1,2,3,4}, zero "
+        "n in {5,10,20,40}, direction alpha in {0.5,1,1.5,2,3}, fine-tuning 10/20/30 steps; points are (forget accuracy, "
+        "in-domain retain accuracy)). The last column is the share of direction's front points that some clamp setting "
+        "weakly dominates.\n\n"
+        + markdown_table(fronts)
+        + f"\n\nClamp's front dominates direction's on {n_dom} of {len(fronts)} concepts.\n\n"
+        "**Transfer to a second SAE** (`saes/embedded/resid_post_L3_topk_seed1`: same hook and config, training seed 1). "
+        "`matched`: the default spec with each feature replaced by the seed-1 feature with the closest decoder direction "
+        "(mean cosine shown), typical activations re-measured; `reselected`: the same setting (n, multiplier) with features "
+        "selected afresh on the seed-1 SAE. Test split.\n\n"
+        + markdown_table(transfer)
+        + ("\n\n**Several concepts at once** (the default command with two and three `--concept`s):\n\n" + markdown_table(multi) if multi else "")
+    )
+    update_section("unlearning", body)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="embedded")
-    ap.add_argument("--sae", nargs="+", help="SAE directories (default: the shipped residual SAE after layer n_layers-2)")
-    ap.add_argument("--concepts", nargs="+", default=list(CATEGORIES))
-    ap.add_argument("--quick", action="store_true", help="smaller sweeps")
-    ap.add_argument("--no-readme", action="store_true", help="do not rewrite benchmarks/README.md")
-    ap.add_argument("--out", default=str(OUT), help="results JSON")
+    ap.add_argument("--concepts", nargs="+", default=[], choices=list(CATEGORIES))
+    ap.add_argument("--multi", action="store_true", help="two and three concepts at once")
+    ap.add_argument("--report", action="store_true", help="gather the parts into results.json and benchmarks/README.md")
     args = ap.parse_args()
+    if args.report:
+        report()
+        return 0
+    os.chdir(ROOT)  # the SAE paths are repo-relative
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
-    t_all = time.perf_counter()
-    model = load_model(args.model)
-    sae_dirs = args.sae or default_saes(args.model)
+    PARTS.mkdir(parents=True, exist_ok=True)
+    meta = {"load_avg_start": os.getloadavg()[0], "torch_threads": torch.get_num_threads()}
+    model = load_model("embedded")
     saes: dict = {}
-    cfgs = configs(args.quick)
-    results, rows_out, reports = {}, [], {}
     for c in args.concepts:
-        concept = builtin_concept(c)
-        for method in METHODS:
-            rep = run_unlearning(model, [concept], sae_dirs, cfgs[method], model_name=args.model, saes=saes)
-            reports[(c, method)] = rep
-            b, r = rep.base, rep.best.result
-            row = {
-                "concept": c, "method": method, "setting": f"n={rep.best.n_features} v={rep.best.value:g}" if rep.best.n_features else f"v={rep.best.value:g}",
-                "forget_base": b.forget_acc, "forget": r.forget_acc, "forget_drop": 1 - r.forget_acc / b.forget_acc if b.forget_acc else 0.0,
-                "paraphrase_base": b.paraphrase_acc, "paraphrase": r.paraphrase_acc,
-                "retain_base": b.retain_acc, "retain": r.retain_acc, "retain_ratio": r.retain_acc / b.retain_acc if b.retain_acc else float("nan"),
-                "loss_change": r.loss_change, "kl": r.kl, "meets_bar": rep.best_meets_bar, "score": rep.score,
-                "seconds": rep.seconds, "n_settings": len(rep.rows),
-            }
-            rows_out.append(row)
-            print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
-        results[c] = {m: reports[(c, m)].to_dict() for m in METHODS}
-        for m in METHODS:
-            results[c][m].pop("samples", None)
-
-    # targets for clamp
-    clamp = [r for r in rows_out if r["method"] == "clamp"]
-    target_rows = []
-    for r in clamp:
-        d = next(x for x in rows_out if x["concept"] == r["concept"] and x["method"] == "direction")
-        cr, dr = reports[(r["concept"], "clamp")].rows, reports[(r["concept"], "direction")].rows
-        target_rows.append({
-            "concept": r["concept"], "forget_drop": r["forget_drop"], "retain_ratio": r["retain_ratio"], "loss_change": r["loss_change"],
-            "paraphrase_drop": 1 - r["paraphrase"] / r["paraphrase_base"] if r["paraphrase_base"] else 0.0,
-            "met (drop>=0.8, retain>=0.95, loss<=5%)": bool(r["forget_drop"] >= 0.8 and r["meets_bar"]),
-            "clamp vs direction forget at bar": f"{r['forget']:.3f} vs {d['forget']:.3f}" + ("" if d["meets_bar"] else " (direction misses bar)"),
-            "direction front dominated by clamp": dominated_share(cr, dr),
-        })
-    pair_rows = []
-    for pair in PAIRS:
-        if not all(p in args.concepts for p in pair):
-            continue
-        rep = run_unlearning(model, [builtin_concept(p) for p in pair], sae_dirs, cfgs["clamp"], model_name=args.model, saes=saes)
-        b, r = rep.base, rep.best.result
-        pair_rows.append({"concepts": "+".join(pair), "setting": f"n={rep.best.n_features} v={rep.best.value:g}", "forget_base": b.forget_acc,
-                          "forget": r.forget_acc, "paraphrase": r.paraphrase_acc, "retain_base": b.retain_acc, "retain": r.retain_acc,
-                          "retain_ratio": r.retain_acc / b.retain_acc, "loss_change": r.loss_change, "meets_bar": rep.best_meets_bar,
-                          "seconds": rep.seconds})
-        results["+".join(pair)] = rep.to_dict()
-        print(json.dumps(pair_rows[-1]), flush=True)
-    wall = time.perf_counter() - t_all
-
-    Path(args.out).write_text(json.dumps({"model": args.model, "saes": sae_dirs, "quick": args.quick, "rows": rows_out, "targets": target_rows,
-                               "pairs": pair_rows, "wall_s": wall, "results": results}, indent=1, default=float))
-    cols = ["concept", "method", "setting", "forget_base", "forget", "forget_drop", "paraphrase", "retain_base", "retain",
-            "retain_ratio", "loss_change", "kl", "meets_bar", "score", "seconds"]
-    body = (
-        f"`benchmarks/unlearning/run.py{' --quick' if args.quick else ''}`: model `{args.model}`, SAE(s) "
-        + ", ".join(f"`{s}` ({_sae_line(s, saes)})" for s in sae_dirs)
-        + f". Each method is swept on the same model, data and hook; shown is its best setting (lowest forget accuracy with "
-        "retain accuracy >= 0.95 x baseline and retain loss +<= 5%; if none qualifies, the mildest, `meets_bar` False). "
-        "Accuracies are argmax next-token on the fact prompts: forget = the concept's templates 0-1 (used for feature "
-        "selection), paraphrase = its held-out last template, retain = the other five categories. `loss_change` is the relative "
-        "change of next-token loss on held-out corpus text stating none of the forgotten facts; `score` is the SAEBench-style "
-        "unlearning score over the method's sweep; `seconds` is wall time of the whole sweep (selection + every setting).\n\n"
-        + markdown_table(rows_out, cols)
-        + "\n\nTargets for clamp (forget accuracy down >= 80% relative, retain >= 0.95 x baseline, retain loss +<= 5%; "
-        "paraphrase check; clamp vs the direction baseline):\n\n" + markdown_table(target_rows)
-        + ("\n\nSeveral concepts at once (clamp):\n\n" + markdown_table(pair_rows) if pair_rows else "")
-        + f"\n\nTotal wall time {wall:.0f} s."
-    )
-    if not args.no_readme:
-        update_section("unlearning", body)
-    print(f"wall {wall:.0f} s", flush=True)
+        out = run_concept(model, c, saes)
+        out["meta"] = {**meta, "load_avg_end": os.getloadavg()[0]}
+        (PARTS / f"{c}.json").write_text(json.dumps(out, default=float))
+    if args.multi:
+        (PARTS / "multi.json").write_text(json.dumps({"rows": run_multi(model, saes), "meta": meta}, default=float))
     return 0
 
 

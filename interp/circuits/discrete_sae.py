@@ -282,15 +282,24 @@ def training_rows(cfg: DiscreteSAEConfig, n_pairs: int) -> tuple[torch.Tensor, t
     return pick[pick < n_pairs], pick[pick >= n_pairs] - n_pairs
 
 
-def discrete_sae_scores(model: HookedTransformer, task: CircuitTask, cfg: DiscreteSAEConfig | None = None) -> DiscreteSAEResult:
+def discrete_sae_scores(model: HookedTransformer, task: CircuitTask, cfg: DiscreteSAEConfig | None = None,
+                        cache: dict | None = None) -> DiscreteSAEResult:
     """Run the method on `task` (see module docstring): codes are read on the first `cfg.n_read`
-    pairs (0: on the training pairs only), the SAE trains on `training_rows` of them."""
+    pairs (0: on the training pairs only), the SAE trains on `training_rows` of them. `cache`, a
+    dict the caller owns, keeps the head outputs between seeds on the same prompts (they depend on
+    the model, prompts and position only)."""
     cfg = cfg or DiscreteSAEConfig()
     n_read = cfg.n_read or cfg.n_train
     t = task.subset(slice(0, min(n_read, len(task))))
     if len(t) < n_read:
         log.warning("task has %d pairs, fewer than the %d discrete-sae reads codes on; using all", len(t), n_read)
-    o_pos, o_neg = _outputs(model, t, cfg.position)  # [n, L, H, d]
+    key = (id(model), tuple(t.positive), tuple(t.negative), cfg.position)
+    if cache is not None and key in cache:
+        o_pos, o_neg = cache[key]
+    else:
+        o_pos, o_neg = _outputs(model, t, cfg.position)  # [n, L, H, d]
+        if cache is not None:
+            cache[key] = (o_pos, o_neg)
     n, L, H, d = o_pos.shape
     if cfg.unit_norm:
         o_pos = o_pos / o_pos.norm(dim=-1, keepdim=True).clamp_min(1e-8)

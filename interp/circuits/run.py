@@ -205,14 +205,16 @@ def discovery_pairs(method: str, cfg: CircuitConfig) -> int:
     return cfg.sae.n_pairs() if method == "discrete-sae" else cfg.n_prompts
 
 
-def run_method(model: HookedTransformer, task: CircuitTask, method: str, cfg: CircuitConfig, seed: int = 0):
+def run_method(model: HookedTransformer, task: CircuitTask, method: str, cfg: CircuitConfig, seed: int = 0,
+               cache: dict | None = None):
     """Scores, edge scores (or None) and chosen circuit of one method; timed by the caller.
-    `task` holds the method's discovery prompts (`discovery_pairs`)."""
+    `task` holds the method's discovery prompts (`discovery_pairs`); `cache` (caller-owned) keeps
+    discrete-sae's head outputs between seeds."""
     small = task.subset(slice(0, min(cfg.n_prompts, len(task))))
     threshold = cfg.threshold
     if method == "discrete-sae":
         sae_cfg = DiscreteSAEConfig(**{**asdict(cfg.sae), "seed": seed})
-        r = discrete_sae_scores(model, task, sae_cfg)
+        r = discrete_sae_scores(model, task, sae_cfg, cache)
         scores, edges = r.node_scores, (r.edge_scores if sae_cfg.edges or sae_cfg.qkv_edges else None)
         threshold = "positive" if threshold == "auto" else threshold
     elif method == "patching":
@@ -302,7 +304,7 @@ def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...
     runs: list[MethodRun] = []
     first = None
     total, done = cfg.seeds * len(methods), 0
-    fixed = {}
+    fixed, cache = {}, {}
     for seed in range(cfg.seeds):
         for method in methods:
             n = discovery_pairs(method, cfg)
@@ -317,7 +319,7 @@ def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...
                 separates = check_separates(model, t)
             torch.manual_seed(seed)
             with M.measure() as meas:
-                scores, edges, chosen = run_method(model, t, method, cfg, seed)
+                scores, edges, chosen = run_method(model, t, method, cfg, seed, cache)
             scores, chosen = scores.detach().cpu().float(), chosen.cpu()
             edges = edges.detach().cpu().float() if edges is not None else None
             small = t.subset(slice(0, min(cfg.n_prompts, len(t))))

@@ -1,4 +1,6 @@
-"""Tables and graph descriptions of a `CircuitResult` for the dashboard and reports (no Streamlit)."""
+"""Tables, curves and graph descriptions of a `CircuitResult` for the dashboard and reports (no
+Streamlit). The library never reads the repository's benchmarks/: the page passes the folders
+to list saved results from."""
 
 from __future__ import annotations
 
@@ -9,14 +11,20 @@ import pandas as pd
 
 from interp.circuits.run import SUMMARY_KEYS, CircuitResult
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "circuits" / "results"
+
+
+def results_dir() -> Path:
+    """Where results run from the dashboard are saved (under the user data dir)."""
+    from interp.io import user_data_dir
+
+    return user_data_dir("circuits", "results")
 
 
 def scores_frame(res: CircuitResult, method: str) -> pd.DataFrame:
     """Long table (layer, head, score, in_circuit, in_reference) of one method's seed-mean scores."""
     s = res.mean_scores(method)
     chosen = {tuple(h) for r in res.runs if r.method == method and r.seed == 0 for h in r.circuit}
-    ref = {tuple(h) for h in res.reference["heads"]}
+    ref = {tuple(h) for h in (res.reference or {}).get("heads", [])}
     return pd.DataFrame([{"layer": l, "head": h, "score": float(s[l, h]), "in_circuit": (l, h) in chosen,
                           "in_reference": (l, h) in ref} for l in range(res.n_layers) for h in range(res.n_heads)])
 
@@ -42,29 +50,72 @@ def comparison_frame(res: CircuitResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def circuit_dot(heads: list[list[int]] | list[tuple[int, int]], n_layers: int, title: str = "") -> str:
-    """Graphviz DOT of a head-level circuit: input -> heads by layer -> logits, edges between
-    circuit heads of consecutive populated layers (a sketch of the residual-stream paths)."""
+def curves_frame(res: CircuitResult, which: str = "node") -> pd.DataFrame:
+    """Faithfulness curves (method, seed, fraction, f) of every run that has curve `which`
+    ("node", "node_mean" or "edge")."""
+    rows = []
+    for r in res.runs:
+        c = (r.curves or {}).get(which)
+        if c:
+            rows += [{"method": r.method, "seed": r.seed, "fraction": x, "f": f} for x, f in zip(c["x"], c["f"])]
+    return pd.DataFrame(rows, columns=["method", "seed", "fraction", "f"])
+
+
+def mean_edge_scores(res: CircuitResult, method: str):
+    """Seed-mean head -> head edge scores of `method` as a nested list, or None if it has none."""
+    import torch
+
+    es = [torch.tensor(r.edge_scores) for r in res.runs if r.method == method and r.edge_scores is not None]
+    return torch.stack(es).mean(0) if es else None
+
+
+def _q(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def circuit_dot(heads: list[list[int]] | list[tuple[int, int]], n_layers: int, title: str = "",
+                scores=None, edge_scores=None, max_edges: int = 30) -> str:
+    """Graphviz DOT of a head-level circuit: heads by layer, sized by `scores` ([layer][head],
+    optional). Edges are drawn only where the method scored them: the `max_edges` strongest
+    positive head -> head edges of `edge_scores` ([L][H][L][H]) between circuit heads. Without edge
+    scores no edges are drawn (the method says nothing about them)."""
     by_layer: dict[int, list[int]] = {}
     for l, h in heads:
         by_layer.setdefault(int(l), []).append(int(h))
     lines = ["digraph circuit {", "  rankdir=BT; node [shape=box, style=rounded, fontsize=10];"]
     if title:
-        lines.append(f'  label="{title}"; labelloc=t;')
-    lines.append('  input [label="input", shape=ellipse]; logits [label="logits", shape=ellipse];')
-    prev = ["input"]
+        lines.append(f'  label="{_q(title)}"; labelloc=t;')
+    top = max((abs(float(scores[l][h])) for l, h in heads), default=0.0) if scores is not None else 0.0
     for l in range(n_layers):
         if l not in by_layer:
             continue
-        names = [f"h{l}_{h}" for h in sorted(by_layer[l])]
-        lines.append("  { rank=same; " + " ".join(f'{n} [label="{l}.{n.split("_")[1]}"];' for n in names) + " }")
-        lines += [f"  {a} -> {b};" for a in prev for b in names]
-        prev = names
-    lines += [f"  {a} -> logits;" for a in prev]
+        cells = []
+        for h in sorted(by_layer[l]):
+            size = ""
+            if scores is not None and top > 0:
+                w = 0.45 + 0.9 * abs(float(scores[l][h])) / top
+                size = f", width={w:.2f}, height={0.3 + 0.4 * abs(float(scores[l][h])) / top:.2f}, fixedsize=true"
+            cells.append(f'h{l}_{h} [label="{l}.{h}"{size}];')
+        lines.append("  { rank=same; " + " ".join(cells) + " }")
+    if edge_scores is not None:
+        inside = {(int(l), int(h)) for l, h in heads}
+        cand = []
+        for lu, hu in inside:
+            for lv, hv in inside:
+                if lu < lv:
+                    v = float(edge_scores[lu][hu][lv][hv])
+                    if v > 0:
+                        cand.append((v, lu, hu, lv, hv))
+        cand.sort(reverse=True)
+        best = cand[0][0] if cand else 1.0
+        for v, lu, hu, lv, hv in cand[:max_edges]:
+            lines.append(f"  h{lu}_{hu} -> h{lv}_{hv} [penwidth={0.5 + 3 * v / best:.2f}];")
     lines.append("}")
     return "\n".join(lines)
 
 
-def saved_results(root: Path = RESULTS_DIR) -> list[Path]:
-    """Result JSON files written by the benchmark (newest first)."""
-    return sorted(root.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if root.exists() else []
+def saved_results(roots: list[Path] | tuple[Path, ...] = ()) -> list[Path]:
+    """Result JSON files in `roots` (default: `results_dir()`), newest first."""
+    roots = list(roots) or [results_dir()]
+    files = [p for r in roots if Path(r).is_dir() for p in Path(r).glob("*.json")]
+    return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)

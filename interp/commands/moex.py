@@ -92,12 +92,12 @@ def cmd_games(args) -> int:
 def cmd_build(args) -> int:
     from interp.moex.suite import SuiteScale, build_suite, ship
 
-    scale = SuiteScale.tiny() if args.tiny else SuiteScale()
-    build_suite(args.root, scale)
-    if not args.no_ship:
-        for p in ship(args.root):
+    scale = SuiteScale.preset("tiny" if args.tiny else args.scale)
+    build_suite(args.root, scale, seeds=range(args.seeds), device=getattr(args, "device", None), workers=args.workers)
+    if args.ship:
+        for p in ship(f"{args.root}/seed0"):
             print(f"shipped {p}")
-    print("for the comparison table run: python benchmarks/moex/run.py --ship")
+    print("for the comparison table run: python benchmarks/moex/run.py --scale " + ("tiny" if args.tiny else args.scale))
     return 0
 
 
@@ -168,8 +168,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--check", help="validate a file of PGN lines: count and list the illegal ones")
     g.set_defaults(func=cmd_games)
 
-    b = msub.add_parser("build", help="retrain the comparison suite and ship its models into interp/moex/shipped/")
+    b = msub.add_parser("build", help="train the comparison suite (resumable), optionally ship seed 0 into interp/moex/shipped/")
     b.add_argument("--root", default="runs/moex-bench")
-    b.add_argument("--tiny", action="store_true", help="a seconds-long smoke build")
-    b.add_argument("--no-ship", action="store_true")
+    b.add_argument("--scale", default="cpu", choices=["tiny", "cpu", "full"], help="full = 8 layers, d_model 512 (a GPU)")
+    b.add_argument("--seeds", type=int, default=3)
+    b.add_argument("--workers", type=int, default=4, help="game-generation processes")
+    b.add_argument("--tiny", action="store_true", help="a seconds-long smoke build (= --scale tiny)")
+    b.add_argument("--ship", action="store_true", help="copy seed 0's models into the package (a repository build step)")
     b.set_defaults(func=cmd_build)

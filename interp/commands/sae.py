@@ -10,7 +10,7 @@ from interp.errors import InterpError
 
 
 def _configs(args) -> tuple[list, list[Path]]:
-    from interp.sae.config import K_ARCHS, SAETrainConfig
+    from interp.sae.config import K_ARCHS, RECIPE_FIELDS, SAETrainConfig
 
     hooks = [h if args.head is None else f"{h}:{args.head}" for h in args.hook]
     if args.head is not None and any(":" in h for h in args.hook):
@@ -21,8 +21,7 @@ def _configs(args) -> tuple[list, list[Path]]:
         k, l1 = args.k, args.l1
         if len(args.arch) > 1:  # a mixed sweep: --k goes to the k architectures, --l1 to the others
             k, l1 = (k, None) if a in K_ARCHS else (None, l1)
-        recipe = {f: getattr(args, f) for f in ("optimizer", "normalize", "unit_norm_decoder", "shuffle", "aux_coef")
-                  if getattr(args, f, None) is not None}
+        recipe = {f: getattr(args, f) for f in RECIPE_FIELDS if getattr(args, f, None) is not None}
         cfgs.append(SAETrainConfig(hook=h, model=args.model, arch=a, d_sae=args.d_sae, k=k, l1=l1, tokens=args.tokens,
                                    lr=args.lr, batch_size=args.batch_size, seed=args.seed, checkpoint_every=args.checkpoint_every,
                                    **recipe))
@@ -39,8 +38,13 @@ def cmd_train_sae(args) -> int:
         v = getattr(args, name)
         if v is not None and v <= 0:
             raise InterpError(f"--{name.replace('_', '-')} must be positive, got {v}")
+    from dataclasses import replace
+
+    from interp.data.sources import spec_from_args
+
     results, collect_s = train_saes(cfgs, outs, acts_dir=args.acts_dir, act_tokens=args.act_tokens,
                                     eval_tokens=args.eval_tokens, overwrite=args.overwrite, device=getattr(args, "device", None),
+                                    source=replace(spec_from_args(args), seed=0),  # --seed is the SAE's, not the corpus'
                                     parallel=parallel_from_args(args))
     print(f"collected activations in {collect_s:.1f}s")
     for r in results:
@@ -124,7 +128,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keep decoder rows at unit norm (sparsify) instead of SAELens' rescaling by ||W_dec||")
     p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
                    help="shuffle activation rows (default) or train in the model's order")
+    p.add_argument("--data-init", action=argparse.BooleanOptionalAction, default=None,
+                   help="start decoder rows at directions of real activations (else sparsify's W_dec = W_enc^T)")
     p.add_argument("--aux-coef", type=float, help="weight of SAELens' AuxK dead-latent loss (0: off)")
+    p.epilog = ("Recipe flags left unset take the architecture's default: TopK trains with sparsify's recipe (signum, no "
+                "normalisation, unit-norm decoder, W_enc^T init, no AuxK, model order; measured in benchmarks/sae_bench.py), "
+                "the other architectures with SAELens' (adam, normalised, rescaled decoder, data init, AuxK 1, shuffled).")
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between resumable checkpoints (0: none)")
@@ -132,7 +141,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--acts-dir", help="activation cache directory (default: runs/acts/<model>-<hash>)")
     p.add_argument("--eval-tokens", type=int, default=16384, help="held-out tokens for the metrics")
     from interp.commands.scale import add_launch_args, parallel_command
+    from interp.data.sources import add_source_args
 
+    add_source_args(p)
     add_launch_args(p, distribute_hooks=True)
     p.set_defaults(func=parallel_command(cmd_train_sae))
 

@@ -26,6 +26,8 @@ import logging
 import random
 import re
 import shutil
+import signal
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -258,13 +260,14 @@ def _good_chunks(store: Path, man: dict) -> set[int]:
 _WORKER_ENGINE = None
 
 
-def _worker_init(stockfish_path: str | None) -> None:
+def _worker_init(stockfish_path: str | None, in_worker: bool = True) -> None:
     import atexit
 
     global _WORKER_ENGINE
     if stockfish_path is not None:
         _WORKER_ENGINE = open_stockfish(stockfish_path)
-        atexit.register(_WORKER_ENGINE.quit)
+        if in_worker:  # the main process quits its engine itself (in build_game_store's finally)
+            atexit.register(_WORKER_ENGINE.quit)
 
 
 def _worker_chunk(args) -> tuple[int, list[str]]:
@@ -273,6 +276,15 @@ def _worker_chunk(args) -> tuple[int, list[str]]:
         eng = _WORKER_ENGINE or open_stockfish(cfg.stockfish_path)
         return c, [stockfish_game(eng, cfg, c * CHUNK + i) for i in range(CHUNK)]
     return c, [random_game(_game_rng(cfg.seed, c * CHUNK + i), cfg.max_chars) for i in range(CHUNK)]
+
+
+def _exit_on_sigterm():
+    """Turn SIGTERM into SystemExit in the main thread; -> the previous handler (None off the main thread)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 class GameStore(NamedTuple):
@@ -320,14 +332,17 @@ def build_game_store(cfg: ChessDataConfig, root: str | Path | None = None, worke
         t0, made = time.perf_counter(), 0
         if need:
             log.info("generating %d chunk(s) of %d %s games with %d worker(s) into %s", len(need), CHUNK, cfg.engine, workers, store)
+            # random games are cheap: spawning processes (each re-importing the caller) costs more than it saves
+            workers = 1 if cfg.engine == "random" else min(workers, len(need))
             ctx = mp.get_context("spawn")
             sf = cfg.stockfish_path if cfg.engine == "stockfish" else None
             jobs = [(cfg, c) for c in need]
             pool = ctx.Pool(workers, initializer=_worker_init, initargs=(sf,)) if workers > 1 else None
+            old_term = _exit_on_sigterm()  # so `kill PID` stops the workers too (the finally runs)
             try:
                 it = pool.imap_unordered(_worker_chunk, jobs) if pool else map(_worker_chunk, jobs)
                 if pool is None:
-                    _worker_init(sf)
+                    _worker_init(sf, in_worker=False)
                 bar = tqdm(it, total=len(need), desc=f"{cfg.engine} game chunks", leave=False)
                 for c, games in bar:
                     p = _chunk_path(store, c)
@@ -340,6 +355,8 @@ def build_game_store(cfg: ChessDataConfig, root: str | Path | None = None, worke
                     if progress is not None:
                         progress(len(man["chunks"]), total)
             finally:
+                if old_term is not None:
+                    signal.signal(signal.SIGTERM, old_term)
                 if pool is not None:
                     pool.terminate()
                     pool.join()
@@ -470,7 +487,17 @@ def read_pgn_lines(path: str | Path) -> CleanGames:
     p = Path(path)
     if not p.is_file():
         raise InterpError(f"no such games file: {p}")
-    return clean_games(p.read_text().splitlines())
+    data = p.read_bytes()
+    try:
+        if b"\x00" in data:
+            raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InterpError(f"{p} is not a text file of PGN lines (binary content); give one game per line, e.g. ';1.e4 e5 2.Nf3'") from None
+    res = clean_games(text.splitlines())
+    if not res.games:
+        raise InterpError(f"{p} holds no legal game ({res.skipped} line(s) skipped; first: {res.reasons[0] if res.reasons else 'empty file'})")
+    return res
 
 
 def board_to_classes(board: chess.Board) -> np.ndarray:

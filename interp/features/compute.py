@@ -191,8 +191,12 @@ def logit_effects(model: HookedTransformer, dirs: Tensor, n_logits: int, n_bins:
 
 @torch.no_grad()
 def build_feature_stats(model: HookedTransformer, source: FeatureSource, cfg: StatsConfig, model_name: str = "embedded",
-                        source_name: str = "", progress: ProgressFn | None = None) -> FeatureStore:
-    """One pass over `cfg.n_tokens` tokens of `cfg.source`; everything in the module docstring.
+                        source_name: str = "", progress: ProgressFn | None = None, tokens: Tensor | None = None,
+                        vocab: list[str] | None = None, ignore_ids: tuple[int, ...] | None = None) -> FeatureStore:
+    """One pass over `cfg.n_tokens` tokens of `cfg.source` (or of the given token rows `tokens`
+    [N, T], e.g. to compare with another tool on exactly the same tokens, or chess games);
+    everything in the module docstring. A model without a tokenizer needs `tokens`, `vocab` (the
+    string of each id) and `ignore_ids` (ids never counted, e.g. padding) instead of BOS.
     `progress(done_tokens, total_tokens, message)` is called after every batch."""
     from interp.activations import text_source, token_rows
     from interp.device import device_of
@@ -201,17 +205,26 @@ def build_feature_stats(model: HookedTransformer, source: FeatureSource, cfg: St
     hs, F = source.hook, source.n_features
     dev = device_of(model)
     seq_len = cfg.seq_len or model.cfg.n_ctx
+    if tokens is not None:
+        if tokens.dim() != 2 or tokens.shape[0] == 0:
+            raise InterpError(f"token rows must be a non-empty [N, T] tensor, got shape {tuple(tokens.shape)}")
+        seq_len = int(tokens.shape[1])
     if seq_len > model.cfg.n_ctx:
         raise InterpError(f"row length {seq_len} is longer than the model's n_ctx {model.cfg.n_ctx}")
     V = model.cfg.d_vocab
     tok = model.tokenizer
-    if tok is None:
-        raise InterpError("this model has no tokenizer, so feature statistics cannot read text")
-    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    if tok is None and (tokens is None or vocab is None):
+        raise InterpError("this model has no tokenizer: give token rows and their vocabulary")
+    if ignore_ids is None:
+        ignore_ids = (tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id,)
+    ignore = torch.tensor([i for i in ignore_ids if i is not None], dtype=torch.long, device=dev)
     stop = stop_layer(model, [hs])  # the one answer to "stop the forward after this hook's layer"
-    docs, corpus_id = text_source(cfg.source, cfg.seed)
-    rows = token_rows(model, docs, seq_len)
-    concepts = corpus_defines_concepts(cfg.source)
+    if tokens is None:
+        docs, corpus_id = text_source(cfg.source, cfg.seed)
+        rows = token_rows(model, docs, seq_len)
+    else:
+        rows, corpus_id = iter(tokens), f"{tokens.shape[0]} given token rows"
+    concepts = tokens is None and corpus_defines_concepts(cfg.source)
     matcher = ConceptMatcher(model) if concepts else None
 
     firing = A.Firing(F, cfg.hist_bins, cfg.hist_lo, cfg.hist_hi, dev)
@@ -240,7 +253,7 @@ def build_feature_stats(model: HookedTransformer, source: FeatureSource, cfg: St
             if not torch.isfinite(feats).all():
                 raise InterpError(f"the {getattr(source, 'kind', 'feature')} source at {hs} gives NaN or Inf values "
                                   "(are its weights finite?); no statistics written")
-            real = toks != bos
+            real = ~torch.isin(toks, ignore)
             real[:, 0] = False  # a row's first token sees no context: an outlier like BOS
             b = A.make_batch(toks, real, feats)
             for acc in accs:
@@ -267,7 +280,10 @@ def build_feature_stats(model: HookedTransformer, source: FeatureSource, cfg: St
     if tix.sums is not None:
         t |= token_specificity(tix.sums, tix.n, firing.act_sum, firing.max_act, cfg.token_top)
 
-    vocab = [tok.decode([i]) for i in range(V)]
+    if vocab is None:
+        vocab = [tok.decode([i]) for i in range(V)]
+    elif len(vocab) != V:
+        raise InterpError(f"vocab has {len(vocab)} entries but the model has d_vocab {V}")
     centre = t["top_tokens"][:, :, cfg.left]  # [F, K]
     labels = make_labels(firing.count.cpu(), centre.cpu(), t["top_vals"].float().cpu(), vocab, categories,
                          f1.cpu() if f1 is not None else None,

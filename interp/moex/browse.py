@@ -12,11 +12,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from interp.data.chess import BoardProperties, property_names
+from interp.data.chess import BoardProperties, board_properties, property_names
 from interp.errors import InterpError
-from interp.moex.evaluate import feature_activations, hidden_activations, square_heatmap
+from interp.moex.evaluate import hidden_activations, square_heatmap
 from interp.moex.layer import MoEXConfig, hidden_hook_name
-from interp.moex.metrics import THRESHOLDS
 from interp.moex.model import SHIPPED_DIR
 
 
@@ -24,20 +23,20 @@ def shipped_games(path: str | Path = SHIPPED_DIR / "games.json") -> dict[str, li
     """{"train": [...], "val": [...]}: the games shipped next to the models (for offline browsing)."""
     p = Path(path)
     if not p.is_file():
-        raise InterpError(f"no shipped games at {p}; run `python benchmarks/moex/run.py --ship`")
+        raise InterpError(f"no shipped games at {p}; the package is incomplete (reinstall interp)")
     return json.loads(p.read_text())
 
 
 def shipped_comparison(path: str | Path = SHIPPED_DIR / "comparison.json") -> dict:
     p = Path(path)
     if not p.is_file():
-        raise InterpError(f"no comparison table at {p}; run `python benchmarks/moex/run.py --ship`")
+        raise InterpError(f"no comparison table at {p}; the package is incomplete (reinstall interp)")
     return json.loads(p.read_text())
 
 
 class RoutingStats(NamedTuple):
     expert_load: np.ndarray
-    """[E] fraction of tokens routed to each expert"""
+    """[E] fraction of characters (all of them, padding excluded) routed to each expert"""
     active_per_token: np.ndarray
     """[tokens] number of z units > 0 per token"""
     active_when_chosen: np.ndarray
@@ -53,52 +52,67 @@ def routing_stats(model, mlp: MoEXConfig, games: list[str], n_ctx: int, layer: i
     block = model.blocks[layer].mlp
     E, D = mlp.n_experts, mlp.d_mlp
     names = [f"blocks.{layer}.mlp.hook_gates", f"blocks.{layer}.mlp.hook_moex_z", f"blocks.{layer}.ln2.hook_normalized"]
+    from interp.device import device_of
     from interp.moex.train import games_to_tensor
 
-    toks = games_to_tensor(games, n_ctx)[:, :-1]
+    toks = games_to_tensor(games, n_ctx, device_of(model))[:, :-1]
     _, cache = model.run_with_cache(toks, names_filter=lambda n: n in names)
-    gates = cache[names[0]].reshape(-1, E)
-    z = cache[names[1]].reshape(-1, E, D)
+    real = (torch.arange(toks.shape[1])[None, :] < torch.tensor([min(len(g), n_ctx) for g in games])[:, None]).reshape(-1)
+    gates = cache[names[0]].reshape(-1, E).cpu()[real]  # every real character (padding excluded)
+    z = cache[names[1]].reshape(-1, E, D).cpu()[real]
     chosen = gates != 0
     active = (z > 0).sum(-1).float()  # [T, E]
     cnt = chosen.sum(0).clamp(min=1)
     est = np.full(E, np.nan)
     if mlp.router == "sparsity":
         x = cache[names[2]].reshape(-1, mlp.d_model)
-        est = ((block.expected_active(x) * chosen).sum(0) / cnt).numpy()
+        est = ((block.expected_active(x).cpu()[real] * chosen).sum(0) / cnt).numpy()
     return RoutingStats(chosen.float().mean(0).numpy(), active.sum(1).numpy(), ((active * chosen).sum(0) / cnt).numpy(), est)
 
 
 class UnitTable(NamedTuple):
     acts: torch.Tensor
-    """[positions, F] unit activations at each '.' before a white move"""
+    """[positions, F] unit activations at each '.' before a white move (where the board is scored)"""
     props: BoardProperties
     firing_rate: np.ndarray
-    """[F] fraction of positions where the unit is > 0"""
+    """[F] fraction of those '.' positions where the unit is > 0"""
+    firing_rate_all: np.ndarray
+    """[F] fraction of ALL characters of the games (padding excluded) where the unit is > 0"""
+    n_firings: np.ndarray
+    """[F] '.' positions where the unit is > 0"""
     best_property: list[str]
-    """[F] the square:piece cell the unit detects best (best F1 over the coverage thresholds)"""
+    """[F] the square:piece cell the unit detects best ('' if it fires at fewer than min_firings positions)"""
     best_f1: np.ndarray
+    """[F] F1 of that cell (NaN if the unit fires at fewer than min_firings '.' positions)"""
     best_threshold: np.ndarray
     """[F] the t of 'fires above t * max activation' that gives best_f1"""
+    n_positions: int
+    """'.' positions measured"""
+    n_chars: int
+    """characters measured for firing_rate_all"""
 
 
 @torch.no_grad()
-def unit_table(model, mlp: MoEXConfig, games: list[str], n_ctx: int, layer: int) -> UnitTable:
-    acts, props = feature_activations(model, hidden_hook_name(mlp, layer), games, n_ctx)
-    p = torch.as_tensor(props.one_hot()).float()
-    max_F = acts.max(0).values
-    best = torch.zeros(acts.shape[1])
-    best_idx = torch.zeros(acts.shape[1], dtype=torch.long)
-    best_t = torch.zeros(acts.shape[1])
-    for t in THRESHOLDS:  # the same classifiers as the coverage metric
-        fires = ((acts > t * max_F) & (max_F > 0)).float()
-        f1 = 2 * (fires.T @ p) / (fires.sum(0)[:, None] + p.sum(0)[None, :]).clamp(min=1e-9)
-        val, idx = f1.max(1)
-        better = val > best
-        best, best_idx, best_t = torch.where(better, val, best), torch.where(better, idx, best_idx), torch.where(better, t, best_t)
+def unit_table(model, mlp: MoEXConfig, games: list[str], n_ctx: int, layer: int, min_firings: int = 10,
+               progress=None) -> UnitTable:
+    """Per-unit firing rates (at '.' positions and at every character) and the best board cell.
+
+    A unit that fires at fewer than `min_firings` '.' positions gets no F1 (NaN): an F1 from a
+    handful of firings ranks units that fired once above real detectors."""
+    from interp.moex.metrics import best_property_per_feature
+
+    hook = hidden_hook_name(mlp, layer)
+    h = hidden_activations(model, hook, games, n_ctx, progress=progress)  # [G, n_ctx, F]
+    real = torch.arange(h.shape[1])[None, :] < torch.tensor([min(len(g), n_ctx) for g in games])[:, None]
+    fires_all = ((h > 0) & real[..., None]).sum((0, 1)).float()
+    props = board_properties(games, max_char=n_ctx)
+    acts = h[torch.as_tensor(props.game_index), torch.as_tensor(props.char_index)]
+    best = best_property_per_feature(acts, props.one_hot(), min_firings=min_firings)
     names = property_names()
-    return UnitTable(acts, props, (acts > 0).float().mean(0).numpy(), [names[i] for i in best_idx.tolist()],
-                     best.numpy(), best_t.numpy())
+    n_fire = (acts > 0).sum(0).numpy()
+    return UnitTable(acts, props, (acts > 0).float().mean(0).numpy(), (fires_all / real.sum()).numpy(), n_fire,
+                     [names[i] if np.isfinite(f) else "" for i, f in zip(best.index.tolist(), best.f1)],
+                     best.f1, best.threshold, len(acts), int(real.sum()))
 
 
 def unit_heatmap(table: UnitTable, unit: int, piece: str | None = None) -> np.ndarray:

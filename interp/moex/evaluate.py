@@ -30,13 +30,17 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def hidden_activations(model, hook: str, games: list[str], n_ctx: int, batch_size: int = 16) -> torch.Tensor:
-    """[G, n_ctx, F] activations at `hook` for each game (padded games are cut to n_ctx), on the CPU."""
+def hidden_activations(model, hook: str, games: list[str], n_ctx: int, batch_size: int = 16, progress=None) -> torch.Tensor:
+    """[G, n_ctx, F] activations at `hook` for each game (padded games are cut to n_ctx), on the CPU.
+
+    `progress(done_games, total_games)` after each batch."""
     toks = games_to_tensor(games, n_ctx, device_of(model))[:, :-1]
     outs = []
     for i in range(0, len(games), batch_size):
         _, cache = model.run_with_cache(toks[i:i + batch_size], names_filter=hook)
         outs.append(cache[hook].float().cpu())
+        if progress is not None:
+            progress(min(i + batch_size, len(games)), len(games))
     return torch.cat(outs)
 
 
@@ -56,10 +60,23 @@ def feature_activations(model, hook: str, games: list[str], n_ctx: int, sae=None
 
 
 @torch.no_grad()
+def greedy_move(model, prefix: str, max_len: int = 8) -> str:
+    """The model's greedy continuation of `prefix` up to the next space (or `max_len` characters)."""
+    ids, out = encode(prefix), ""
+    dev = device_of(model)
+    for _ in range(max_len):
+        nxt = int(model(torch.tensor([ids], device=dev))[0, -1].argmax())
+        if nxt == STOI[" "]:
+            break
+        ids.append(nxt)
+        out += VOCAB[nxt]
+    return out
+
+
+@torch.no_grad()
 def legal_move_rate(model, games: list[str], n_ctx: int, n_samples: int = 100, seed: int = 0, max_len: int = 8) -> float:
     """Fraction of greedy white-move continuations (after a random move number 'N.') that are legal."""
     rng = np.random.default_rng(seed)
-    dev = device_of(model)
     legal = total = 0
     for text in games[:n_samples]:
         parsed = parse_game(text)
@@ -67,14 +84,7 @@ def legal_move_rate(model, games: list[str], n_ctx: int, n_samples: int = 100, s
         if not ok:
             continue
         j = int(rng.choice(ok))
-        ids = encode(text[: parsed.dot_positions[j] + 1])
-        out = ""
-        for _ in range(max_len):
-            nxt = int(model(torch.tensor([ids], device=dev))[0, -1].argmax())
-            if nxt == STOI[" "]:
-                break
-            ids.append(nxt)
-            out += VOCAB[nxt]
+        out = greedy_move(model, text[: parsed.dot_positions[j] + 1], max_len)
         total += 1
         try:
             parsed.boards[j].parse_san(out)

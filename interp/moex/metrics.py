@@ -110,3 +110,41 @@ def reconstruction(acts_train: Float[torch.Tensor, "N F"], props_train: Bool[tor
         if best is None or f1 > best.score:
             best = ReconstructionResult(f1, t, int(keep_FC.sum()), int(keep_FC.any(0).sum()))
     return best
+
+
+class BestProperty(NamedTuple):
+    f1: np.ndarray
+    """[F] the best F1 of each feature for any property over the thresholds (NaN: too few firings)"""
+    index: np.ndarray
+    """[F] the property of that F1"""
+    threshold: np.ndarray
+    """[F] the t of 'fires above t * max' that gives it"""
+
+
+def best_property_per_feature(acts: Float[torch.Tensor, "N F"], props: Bool[torch.Tensor, "N C"], thresholds=THRESHOLDS,
+                              min_firings: int = 10, max_F: torch.Tensor | None = None) -> BestProperty:
+    """For each feature, the property it detects best: max over t and c of F1("A[:, f] > t * max_f", c).
+
+    A feature that fires (> 0) at fewer than `min_firings` positions gets NaN, so that a unit
+    that fired once with a lucky hit does not rank first. The same classifiers as `coverage`,
+    seen from the feature's side instead of the property's.
+    """
+    a, p = _as_tensors(acts, props)
+    max_F = feature_max(a) if max_F is None else torch.as_tensor(max_F, dtype=torch.float32)
+    n_pos_C = p.sum(0)
+    F_ = a.shape[1]
+    best = torch.full((F_,), -1.0)
+    best_idx = torch.zeros(F_, dtype=torch.long)
+    best_t = torch.zeros(F_)
+    for t in thresholds:
+        f = _fires(a, max_F, t)
+        f1_FC = 2 * (f.T @ p) / (f.sum(0)[:, None] + n_pos_C[None, :]).clamp(min=1e-9)
+        val, idx = f1_FC.max(1)
+        better = val > best
+        best, best_idx, best_t = torch.where(better, val, best), torch.where(better, idx, best_idx), torch.where(better, t, best_t)
+    enough = (a > 0).sum(0) >= min_firings
+    f1 = best.numpy().astype(float)
+    f1[~enough.numpy()] = np.nan
+    thr = best_t.numpy().astype(float)
+    thr[~enough.numpy()] = np.nan
+    return BestProperty(f1, best_idx.numpy(), thr)

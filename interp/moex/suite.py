@@ -6,9 +6,10 @@ dense and MoE layers use the same number of hidden units (and the same W_in / W_
 token; the MoE layers additionally hold E - k idle experts, and the router adds E * d_model
 (softmax) or 2 * E * d_model (sparsity statistics, computed from W_enc, no extra weights).
 
-`build_suite` trains the models of `suite_configs` one after another (the upcycled MoE-X continues
-from the trained dense-ReLU model) into ``root/<name>/``; `SHIPPED` names those copied into the
-package (``interp/moex/shipped/``) by `ship`.
+`build_suite` trains the models of `suite_configs` for each seed one after another (the upcycled
+MoE-X continues from the same seed's trained dense-ReLU model) into ``root/seed<N>/<name>/``,
+resuming checkpoints; `SHIPPED` names those copied into the package (``interp/moex/shipped/``) by
+`ship` (a build step of the repository, run by benchmarks/moex/run.py --ship).
 """
 
 from __future__ import annotations
@@ -30,85 +31,118 @@ SHIPPED = ("dense-gelu", "switch", "moex", "moex-upcycled")
 
 @dataclass
 class SuiteScale:
-    d_model: int = 128
+    d_model: int = 256
     """residual width"""
-    n_layers: int = 2
+    n_layers: int = 4
     """transformer blocks"""
+    n_heads: int = 8
+    """attention heads"""
     n_ctx: int = 256
     """context in characters"""
     n_experts: int = 8
     """E"""
     top_k: int = 2
     """k"""
-    expert_width: int = 256
+    expert_width: int = 512
     """D; the dense MLPs get k * D hidden units"""
-    steps: int = 300
+    steps: int = 3000
     """optimizer steps of each from-scratch model"""
-    upcycle_steps: int = 150
+    upcycle_steps: int = 1000
     """extra steps of the upcycled MoE-X on top of the trained dense-ReLU model"""
     batch_size: int = 16
     """games per step"""
-    n_games: int = 3000
+    lr: float = 1e-3
+    """peak learning rate"""
+    n_games: int = 10000
     """training games"""
     n_val_games: int = 200
     """held-out games"""
-    cache_dir: str = "runs/chess"
-    """generated games cache"""
+    engine: str = "stockfish"
+    """game source (see interp.data.chess)"""
+    store: str | None = None
+    """root of the game stores (default $INTERP_HOME/chess)"""
+    ablation: bool = False
+    """also train the 2x2 ablation (ReLU experts + softmax router, GELU experts + sparsity router)"""
 
     def __post_init__(self):
         if self.top_k > self.n_experts:
             raise InterpError(f"top_k={self.top_k} is larger than the number of experts E={self.n_experts}")
 
     @staticmethod
+    def preset(name: str) -> "SuiteScale":
+        """tiny: a seconds-long smoke run; cpu: TrainConfig's defaults (4 layers, d_model 256: hours per model
+        on one CPU core); full: Karvonen et al.'s size (8 layers, d_model 512, 100k Stockfish games) for a GPU."""
+        if name == "tiny":
+            return SuiteScale(d_model=32, n_layers=1, n_heads=4, n_ctx=64, n_experts=4, top_k=2, expert_width=32, steps=6,
+                              upcycle_steps=3, batch_size=4, n_games=24, n_val_games=8, engine="random")
+        if name == "cpu":
+            return SuiteScale()
+        if name == "full":
+            return SuiteScale(d_model=512, n_layers=8, n_heads=8, n_ctx=512, n_experts=8, top_k=2, expert_width=1024,
+                              steps=30000, upcycle_steps=5000, batch_size=64, lr=3e-4, n_games=100_000, n_val_games=500)
+        raise InterpError(f"unknown scale {name!r}; use tiny, cpu or full")
+
+    @staticmethod
     def tiny() -> "SuiteScale":
-        return SuiteScale(d_model=32, n_layers=1, n_ctx=64, n_experts=4, top_k=2, expert_width=32, steps=6,
-                          upcycle_steps=3, batch_size=4, n_games=24, n_val_games=8)
+        return SuiteScale.preset("tiny")
 
 
-def suite_configs(s: SuiteScale) -> dict[str, TrainConfig]:
-    """name -> TrainConfig, in training order (moex-upcycled needs dense-relu first)."""
-    model = ChessModelConfig(n_layers=s.n_layers, d_model=s.d_model, n_heads=4, n_ctx=s.n_ctx)
+def suite_configs(s: SuiteScale, seed: int = 0) -> dict[str, TrainConfig]:
+    """name -> TrainConfig for one seed, in training order (moex-upcycled needs dense-relu first)."""
+    model = ChessModelConfig(n_layers=s.n_layers, d_model=s.d_model, n_heads=s.n_heads, n_ctx=s.n_ctx, seed=seed)
     dense = dict(d_model=s.d_model, d_mlp=s.top_k * s.expert_width)
     moe = dict(d_model=s.d_model, d_mlp=s.expert_width, n_experts=s.n_experts, top_k=s.top_k)
-    base = TrainConfig(mlp=MoEXConfig("dense-gelu", **dense), model=model, steps=s.steps, batch_size=s.batch_size, n_games=s.n_games,
-                       n_val_games=s.n_val_games, cache_dir=s.cache_dir, checkpoint_every=100)
+    base = TrainConfig(mlp=MoEXConfig("dense-gelu", **dense), model=model, steps=s.steps, batch_size=s.batch_size, lr=s.lr,
+                       warmup=max(1, min(100, s.steps // 20)), n_games=s.n_games, n_val_games=s.n_val_games, engine=s.engine,
+                       store=s.store, seed=seed, checkpoint_every=max(1, s.steps // 20), eval_every=max(1, s.steps // 10))
     mlps = {
         "dense-gelu": MoEXConfig("dense-gelu", **dense),
         "dense-relu": MoEXConfig("dense-relu", **dense),
         "switch": MoEXConfig("switch", **moe),  # GELU experts, softmax router
         "moex": MoEXConfig("moex", **moe),  # ReLU experts, sparsity router
-        "relu-experts+softmax-router": MoEXConfig("switch", act="relu", **moe),
-        "gelu-experts+sparsity-router": MoEXConfig("moex", act="gelu", **moe),
     }
+    if s.ablation:
+        mlps["relu-experts+softmax-router"] = MoEXConfig("switch", act="relu", **moe)
+        mlps["gelu-experts+sparsity-router"] = MoEXConfig("moex", act="gelu", **moe)
     cfgs = {name: replace(base, mlp=m) for name, m in mlps.items()}
-    cfgs["moex-upcycled"] = replace(base, mlp=mlps["moex"], steps=s.upcycle_steps, warmup=10, upcycle_from="dense-relu")
+    cfgs["moex-upcycled"] = replace(base, mlp=mlps["moex"], steps=s.upcycle_steps, warmup=max(1, min(50, s.upcycle_steps // 20)),
+                                    checkpoint_every=max(1, s.upcycle_steps // 10), eval_every=max(1, s.upcycle_steps // 5),
+                                    upcycle_from="dense-relu")
     return cfgs
 
 
-def build_suite(root: str | Path, scale: SuiteScale | None = None, only: list[str] | None = None,
-                resume: bool = True) -> dict[str, TrainResult]:
-    """Train the suite's models into root/<name>/ (skipping those already finished)."""
+def build_suite(root: str | Path, scale: SuiteScale | None = None, only: list[str] | None = None, seeds=(0,),
+                device=None, workers: int = 1) -> dict[tuple[str, int], TrainResult | None]:
+    """Train the suite's models into root/seed<N>/<name>/; a finished model is skipped, a checkpoint resumed."""
     from interp.moex.model import read_cfg
 
     root = Path(root)
     results = {}
-    for name, cfg in suite_configs(scale or SuiteScale()).items():
-        if only and name not in only:
-            continue
-        if cfg.upcycle_from:
-            cfg = replace(cfg, upcycle_from=str(root / cfg.upcycle_from))
-        out = root / name
-        if (out / "cfg.json").exists() and read_cfg(out).get("steps") == cfg.steps and not (out / "checkpoint").exists():
-            log.info("%s already trained; skipping", name)
-            results[name] = None
-            continue
-        log.info("training %s", name)
-        results[name] = train_chess_model(cfg, out, resume=resume)
+    for seed in seeds:
+        for name, cfg in suite_configs(scale or SuiteScale(), seed).items():
+            if only and name not in only:
+                continue
+            if cfg.upcycle_from:
+                cfg = replace(cfg, upcycle_from=str(root / f"seed{seed}" / cfg.upcycle_from))
+            out = root / f"seed{seed}" / name
+            if (out / "cfg.json").exists() and not (out / "checkpoint").exists():
+                if read_cfg(out).get("train") == cfg.to_dict():
+                    log.info("%s seed %d already trained; skipping", name, seed)
+                    results[(name, seed)] = None
+                    continue
+                raise InterpError(f"{out} holds a model trained with other settings; remove it or use another --root")
+            log.info("training %s seed %d", name, seed)
+            results[(name, seed)] = train_chess_model(cfg, out, resume=(out / "checkpoint" / "manifest.json").is_file(),
+                                                      device=device, workers=workers)
     return results
 
 
 def ship(root: str | Path, dest: str | Path = SHIPPED_DIR, names=SHIPPED) -> list[Path]:
     """Copy the trained models `names` from root/ into the package's shipped directory."""
+    import tempfile
+
+    from interp.io import replace_dir
+
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     out = []
@@ -116,14 +150,13 @@ def ship(root: str | Path, dest: str | Path = SHIPPED_DIR, names=SHIPPED) -> lis
         src = Path(root) / name
         if not (src / "cfg.json").is_file():
             raise InterpError(f"{src} has no trained model; run the suite first")
-        tmp = dest / (name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
+        if (dest / name).exists() and not (dest / name / "cfg.json").is_file():
+            raise InterpError(f"{dest / name} exists and is not a chess model directory; not replacing it")
+        # the package's own shipped/ directory is written here on purpose (the repository's build
+        # step), so not through atomic_dir, which refuses package paths; same temp-and-rename scheme
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=dest))
         for f in ("cfg.json", "model.safetensors"):
             shutil.copy2(src / f, tmp / f)
-        if (dest / name).exists():
-            shutil.rmtree(dest / name)
-        tmp.rename(dest / name)
+        replace_dir(tmp, dest / name)
         out.append(dest / name)
     return out

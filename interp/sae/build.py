@@ -36,10 +36,12 @@ class ShippedSpec:
     act_tokens: int = 204_800  # activations collected once per hook (rounded up to whole shards)
     k: int = 32  # TopK / BatchTopK latents per token
     expansion: int = 4  # d_sae = expansion * d_model
-    lr: float = 2e-3
     batch_size: int = 4096
-    dead_window: int = 10  # steps without firing before SAELens' AuxK loss revives a latent
-    aux_coef: float = 4.0  # AuxK loss weight (higher keeps more latents alive in a short run)
+    # TopK SAEs train with the default TopK recipe (sparsify's: SignSGD + schedule-free at its lr rule,
+    # see interp/sae/config.py RECIPES); the BatchTopK SAE with SAELens' Adam recipe and these settings:
+    adam_lr: float = 2e-3
+    dead_window: int = 10  # steps without firing before SAELens' AuxK loss revives a latent (BatchTopK)
+    aux_coef: float = 4.0  # AuxK loss weight (higher keeps more latents alive in a short run) (BatchTopK)
     eval_tokens: int = 16384  # held-out tokens for metrics.json
     longer: dict = field(default_factory=lambda: {"resid_post_L0_topk": 655_360, "resid_post_L1_topk": 491_520,
                                                   "resid_post_L2_topk": 1_474_560, "resid_post_L3_topk": 1_474_560,
@@ -55,15 +57,15 @@ class ShippedSpec:
 def shipped_configs(n_layers: int, d_model: int, model_name: str, spec: ShippedSpec) -> dict[str, SAETrainConfig]:
     """name -> config for every shipped SAE of a model with `n_layers` layers."""
     mid = sorted({max(0, n_layers // 2 - 1), n_layers // 2} & set(range(n_layers)))
-    common = dict(model=model_name, d_sae=spec.expansion * d_model, tokens=spec.tokens, lr=spec.lr, batch_size=spec.batch_size,
-                  dead_window=spec.dead_window, aux_coef=spec.aux_coef)
+    common = dict(model=model_name, d_sae=spec.expansion * d_model, tokens=spec.tokens, batch_size=spec.batch_size)
     out = {f"resid_post_L{l}_topk": SAETrainConfig(hook=f"blocks.{l}.hook_resid_post", arch="topk", k=spec.k, **common)
            for l in range(n_layers)}
     for l in mid:
         out[f"mlp_out_L{l}_topk"] = SAETrainConfig(hook=f"blocks.{l}.hook_mlp_out", arch="topk", k=spec.k, **common)
         out[f"attn_out_L{l}_topk"] = SAETrainConfig(hook=f"blocks.{l}.hook_attn_out", arch="topk", k=spec.k, **common)
     out[f"resid_post_L{mid[0]}_batchtopk"] = SAETrainConfig(hook=f"blocks.{mid[0]}.hook_resid_post", arch="batchtopk",
-                                                            k=spec.k, **common)
+                                                            k=spec.k, lr=spec.adam_lr, dead_window=spec.dead_window,
+                                                            aux_coef=spec.aux_coef, **common)
     return {name: replace(c, tokens=spec.longer.get(name, c.tokens)) for name, c in out.items()}
 
 
@@ -119,7 +121,7 @@ def write_readme(root: str | Path | None = None) -> Path:
         f = lambda k: f"{m[k]:.3f}" if isinstance(m.get(k), (int, float)) else "-"  # noqa: E731
         target = ("yes" if meets_targets(m) else "no") if "hook_resid_post" in s.hook else "n/a"
         size = (Path(s.path) / "sae_weights.safetensors").stat().st_size / 2**20
-        rows.append(f"| `{Path(s.path).relative_to(root)}` | `{s.hook}` | {s.arch} ({m.get('arch', s.arch)}) | {s.d_in} | {s.d_sae} | "
+        rows.append(f"| `{Path(s.path).relative_to(root)}` | `{s.hook}` | {s.arch} ({m.get('arch', s.arch)}, {(m.get('config') or {}).get('optimizer') or 'adam'}) | {s.d_in} | {s.d_sae} | "
                     f"{f('l0')} | {f('explained_variance')} | {f('ce_loss_score')} | {f('kl_div_score')} | {f('mse')} | {f('cossim')} | "
                     f"{f('l2_ratio')} | {f('relative_reconstruction_bias')} | {f('frac_alive')} | {f('freq_over_1_percent')} | "
                     f"{f('freq_over_10_percent')} | {m.get('train_tokens', '-')} | {size:.1f} | {target} |")
@@ -129,19 +131,18 @@ def write_readme(root: str | Path | None = None) -> Path:
         "Rebuild them all with `interp build-default` (or `python -m interp.sae.build`).\n\n"
         "Each directory is SAELens format (`sae_lens.SAE.load_from_disk(dir)`). Metrics are SAEBench's core keys on\n"
         f"held-out embedded-corpus text. Targets for residual-stream SAEs: ce_loss_score >= {TARGETS['ce_loss_score']}, "
-        f"explained_variance >= {TARGETS['explained_variance']}, l0 <= {TARGETS['l0_max']}, frac_alive >= {TARGETS['frac_alive']}.\n\n"
-        "| SAE | hook | arch (trained as) | d_in | d_sae | l0 | explained_variance | ce_loss_score | kl_div_score | mse | cossim | "
+        f"explained_variance >= {TARGETS['explained_variance']}, l0 <= {TARGETS['l0_max']}, frac_alive >= {TARGETS['frac_alive']}.\n"
+        "TopK SAEs train with the default TopK recipe (sparsify's: SignSGD + schedule-free, unit-norm decoder, no input\n"
+        "normalisation; `signum`), the BatchTopK SAE with SAELens' Adam recipe (`adam`).\n\n"
+        "| SAE | hook | arch (trained as, optimizer) | d_in | d_sae | l0 | explained_variance | ce_loss_score | kl_div_score | mse | cossim | "
         "l2_ratio | relative_reconstruction_bias | frac_alive | freq_over_1_percent | freq_over_10_percent | train tokens | weights MiB | "
         "meets targets |\n"
         "|" + "---|" * 19 + "\n" + "\n".join(rows) + "\n"
         + ("\nWhere ce_loss_score is not informative (generated from the same metrics):\n\n" + "\n".join(notes) + "\n" if notes else "")
     )
-    out = root / "README.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
-    return out
+    from interp.io import atomic_write_text
+
+    return atomic_write_text(root / "README.md", text)
 
 
 if __name__ == "__main__":

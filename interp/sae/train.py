@@ -341,11 +341,11 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
     return FitResult(sae=sae, curve=curve, steps=steps, seconds=seconds, resumed_from=start)
 
 
-def tensor_batches(acts: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    """Endless shuffled full batches from an in-memory [N, d] tensor, one permutation per epoch."""
+def tensor_batches(acts: torch.Tensor, batch_size: int, seed: int, shuffle: bool = True) -> Iterator[torch.Tensor]:
+    """Endless full batches from an in-memory [N, d] tensor, one permutation per epoch (or in order)."""
     g = torch.Generator().manual_seed(seed)
     while True:
-        perm = torch.randperm(len(acts), generator=g)
+        perm = torch.randperm(len(acts), generator=g) if shuffle else torch.arange(len(acts))
         for j in range(0, len(acts) - batch_size + 1, batch_size):
             yield acts[perm[j : j + batch_size]].float()
 
@@ -364,12 +364,13 @@ def store_batches(store, hook: str, batch_size: int, seed: int, shuffle: bool = 
 
 def train_sae_on_tensor(acts: Float[torch.Tensor, "n d"], arch: str = "topk", d_sae: int = 512, k: int | None = None,
                         l1: float | None = None, steps: int | None = None, epochs: float | None = None,
-                        batch_size: int = 1024, lr: float = 1e-3, seed: int = 0, hook_name: str | None = None,
-                        hook_head_index: int | None = None, model_name: str | None = None):
+                        batch_size: int = 1024, lr: float | None = None, seed: int = 0, hook_name: str | None = None,
+                        hook_head_index: int | None = None, model_name: str | None = None, **recipe):
     """Train an SAELens SAE in memory on activations `acts` [N, d] and return the inference `SAE`.
 
     Length: `steps` optimizer steps, or `epochs` passes over `acts` (default: 20 epochs, at
-    least 200 steps). `batch_size` is capped at N. Same SAELens loop as `train_saes`."""
+    least 200 steps). `batch_size` is capped at N. Same SAELens loop and default recipe as
+    `train_saes`; `recipe` overrides `SAETrainConfig`'s recipe fields (optimizer, normalize, ...)."""
     if acts.dim() != 2 or len(acts) == 0:
         raise InterpError(f"acts must be a non-empty [N, d] tensor, got shape {tuple(acts.shape)}")
     bad = (~torch.isfinite(acts)).any(-1).nonzero()
@@ -382,9 +383,9 @@ def train_sae_on_tensor(acts: Float[torch.Tensor, "n d"], arch: str = "topk", d_
     steps = max(1, steps)
     cfg = SAETrainConfig(hook=hook_name or "tensor", model=model_name or "", arch=arch, d_sae=d_sae, k=k, l1=l1,
                          tokens=steps * batch_size, lr=lr, batch_size=batch_size, seed=seed, checkpoint_every=0,
-                         dead_window=max(5, min(40, steps // 10)))
+                         dead_window=max(5, min(40, steps // 10)), **recipe)
     meta = {"model_name": model_name, "hook_name": hook_name, "hook_head_index": hook_head_index}
-    res = fit_sae(cfg, acts.shape[1], tensor_batches(acts.detach().cpu(), batch_size, seed), meta)
+    res = fit_sae(cfg, acts.shape[1], tensor_batches(acts.detach(), batch_size, seed, cfg.shuffle), meta, device=acts.device)
     return to_inference(res.sae)
 
 
@@ -401,11 +402,14 @@ class TrainResult:
     curve: list = field(default_factory=list)
 
 
-def acts_dir_for(model_name: str, hooks: list[str], n_tokens: int, seed: int = 0) -> Path:
+def acts_dir_for(model_name: str, hooks: list[str], n_tokens: int, seed: int = 0, source=None) -> Path:
     """Default cache directory for the activations of one collection."""
+    from dataclasses import asdict
+
     from interp.models import model_id
 
-    h = hashlib.sha256(json.dumps([model_name, sorted(hooks), n_tokens, seed]).encode()).hexdigest()[:10]
+    key = [model_name, sorted(hooks), n_tokens, seed] + ([asdict(source)] if source is not None and source.source != "corpus" else [])
+    h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return Path("runs") / "acts" / f"{model_id(model_name)}-{h}"
 
 
@@ -443,7 +447,7 @@ def check_training_fits(cfg: SAETrainConfig, d_in: int, device: torch.device) ->
 def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir: str | Path | None = None,
                act_tokens: int | None = None, eval_tokens: int = 16384, model=None, overwrite: bool = False,
                keep_acts: bool = True, on_result=None, device: str | None = None,
-               parallel: Parallel | None = None) -> tuple[list[TrainResult], float]:
+               source: "SourceSpec | None" = None, parallel: Parallel | None = None) -> tuple[list[TrainResult], float]:
     """Train several SAEs from ONE model pass: collect every hook's activations once
     (`collect_activations`, float16 shards, through the fast forward of `interp.forward`), then
     train each SAE from disk on the model's device in float32, evaluate it, save it.
@@ -453,10 +457,13 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
     SAE, disk for the activations. `act_tokens` activation vectors are collected (default: the
     largest `tokens`); SAEs that ask for more train for several epochs. A directory that already
     holds the same finished config is skipped unless `overwrite`. `on_result(TrainResult)` is
-    called as each SAE is saved. Under torchrun, `parallel` (`interp.distributed.from_env`) splits the
-    collection by shards and the training by batch rows (or by SAE with `distribute_hooks`); every
-    rank returns every result. Returns the results and the collection time in seconds."""
+    called as each SAE is saved. `source` (`interp.data.sources.SourceSpec`: text, JSONL, parquet,
+    dataset directory or hf:NAME, context size, BOS) defaults to the embedded corpus at the
+    model's context. Returns the results and the collection time in seconds. Under torchrun, `parallel`
+    (`interp.distributed.from_env`) splits the collection by shards and the training by batch rows
+    (or by SAE with `distribute_hooks`); every rank returns every result."""
     from interp.activations import CollectConfig, Manifest
+    from interp.data.sources import SourceSpec
     from interp.device import device_of
     from interp.hooks import hook_dim, parse_hook
     from interp.io import RunLock, check_output_dir
@@ -499,30 +506,27 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
 
     act_tokens = act_tokens or max(c.tokens for _, c, _ in todo)
     todo_hooks = list(dict.fromkeys(c.hook for _, c, _ in todo))
-    acts = Path(acts_dir) if acts_dir else acts_dir_for(model_name, todo_hooks, act_tokens)
+    src = source or SourceSpec()
+    acts = Path(acts_dir) if acts_dir else acts_dir_for(model_name, todo_hooks, act_tokens, source=src)
     loading = model_loading_info(model)
-    ccfg = CollectConfig(hooks=todo_hooks, n_tokens=act_tokens, dtype="float16")
+    ccfg = CollectConfig(hooks=todo_hooks, n_tokens=act_tokens, dtype="float16", source=src.source, text_field=src.text_field,
+                         split=src.split, seq_len=src.context_size, prepend_bos=src.prepend_bos, seed=src.seed)
+    seq_len = src.context_size or model.cfg.n_ctx
+    if seq_len > model.cfg.n_ctx:
+        raise InterpError(f"--context-size {seq_len} is longer than the model's context of {model.cfg.n_ctx}")
     reuse = False
     if (acts / "manifest.json").exists():
-        # Reuse an identical collection (finished or interrupted), or a finished one of the same
-        # model, context and corpus that holds every hook needed with enough tokens.
-        from dataclasses import asdict
-
+        # Reuse a finished collection that was made by the same model, loading policy, source,
+        # context size and BOS policy and holds every hook needed with enough tokens. Anything else
+        # is left to `collect_activations` (it resumes the identical run, refuses a different one).
         try:
             old = Manifest.read(acts)
         except InterpError:
             old = None
-        same = old is not None and old.config == {**asdict(ccfg), "seq_len": model.cfg.n_ctx, "model": model_name}
+        oc = old.config if old is not None else {}
         reuse = (old is not None and old.complete and old.model == model_name and set(todo_hooks) <= set(old.hooks)
-                 and old.n_tokens >= act_tokens and old.seq_len == model.cfg.n_ctx
-                 and old.config.get("source", "corpus") == ccfg.source and old.config.get("seed", 0) == ccfg.seed)
-        if not (same or reuse):
-            if acts_dir is not None:  # the user's directory: never deleted
-                raise InterpError(f"--acts-dir {acts} holds activations of another run ({old.model if old else '?'}, hooks "
-                                  f"{', '.join(old.hooks) if old else '?'}); give another directory (nothing was changed)")
-            if par.is_writer:
-                shutil.rmtree(acts)  # our own cache under runs/acts
-            dist.barrier(par)
+                 and old.n_tokens >= act_tokens and old.seq_len == seq_len and oc.get("processing") == loading.get("processing")
+                 and all(oc.get(k) == getattr(ccfg, k) for k in ("source", "text_field", "split", "prepend_bos", "seed")))
     if not reuse:
         need = act_tokens * sum(dims[h] for h in todo_hooks) * 2
         root = next(p for p in [acts, *acts.parents] if p.exists())
@@ -535,7 +539,8 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
             # one training per run directory, taken before the model runs (by the rank that writes it)
             dist.agree(par, lambda: [locks.enter_context(RunLock(_partial(o), what="SAE training"))
                                      for j, (_, _, o) in enumerate(todo) if par.writes(j, len(todo))])
-            collect_s = _collect_and_fit(model, model_name, todo, results, acts, ccfg, reuse, loading, dev, eval_tokens, on_result, par)
+            collect_s = _collect_and_fit(model, model_name, todo, results, acts, ccfg, reuse, loading, dev, eval_tokens, on_result,
+                                         own_cache=acts_dir is None, par=par)
     finally:  # keep a .partial only while it holds a resumable checkpoint
         for j, (_, _, o) in enumerate(todo):
             if not par.writes(j, len(todo)):
@@ -549,7 +554,7 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
 
 
 def _collect_and_fit(model, model_name, todo, results, acts, ccfg, reuse, loading, dev, eval_tokens, on_result,
-                     par: Parallel = dist.LOCAL) -> float:
+                     own_cache: bool, par: Parallel = dist.LOCAL) -> float:
     """The work of `train_saes` once everything is checked and locked: collect, then train,
     evaluate and save each SAE. Returns the collection time."""
     from interp.activations import ActivationStore, collect_activations
@@ -558,7 +563,13 @@ def _collect_and_fit(model, model_name, todo, results, acts, ccfg, reuse, loadin
 
     t0 = time.time()
     if not reuse:
-        collect_activations(model, ccfg, acts, model_name=model_name, parallel=par)
+        try:
+            collect_activations(model, ccfg, acts, model_name=model_name, parallel=par)
+        except InterpError as e:
+            if own_cache and "holds a different collect run" in str(e):  # our own cache dir: rebuilt (atomically)
+                collect_activations(model, ccfg, acts, model_name=model_name, overwrite=True, parallel=par)
+            else:
+                raise
     collect_s = time.time() - t0
     store = ActivationStore(acts)
     data_id = f"{store.manifest.corpus}:{store.manifest.n_tokens}:{store.manifest.config.get('seq_len')}"

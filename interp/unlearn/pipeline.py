@@ -67,7 +67,8 @@ class UnlearnConfig:
     method: str = "clamp"  # clamp | zero | scale (SAE features) | direction | finetune (baselines)
     n_features: int | None = None  # features per SAE and concept; None: chosen on the validation split
     value: float | None = None  # clamp multiplier / scale factor / direction alpha / finetune steps; None: chosen
-    sweep: bool = False  # evaluate every grid setting (validation and test) instead of the early-stopping search
+    sweep: bool = False  # evaluate every grid setting instead of the early-stopping search
+    test_every_setting: bool = True  # sweep: also measure every setting on the test part (for test-split Pareto fronts)
     n_features_grid: tuple[int, ...] = N_FEATURES_GRID  # candidate features per SAE (ascending)
     value_grid: tuple[float, ...] | None = None  # candidate strengths (ascending); None: VALUE_GRID[method]
     retain_threshold: float = 0.2  # feature selection: max firing frequency on retain tokens
@@ -76,7 +77,7 @@ class UnlearnConfig:
     condition: bool = False  # edit only at positions where the concept's detector features fire
     n_detectors: int = 10  # conditional edits: detector features per SAE and concept
     n_corpus_docs: int = 32  # held-out corpus documents for the test part's retain loss, KL and corpus accuracy
-    n_val_docs: int = 16  # corpus documents for the validation part
+    n_val_docs: int = 32  # corpus documents for the validation part (fewer made the loss bar too noisy to hold on test)
     n_retain: int = 0  # retain prompts per part (an even spread; 0: all)
     n_samples: int = 3  # forget prompts shown with greedy completions before/after (plus 2 retain)
     finetune_lr: float = 2e-4  # finetune baseline: Adam learning rate
@@ -89,6 +90,8 @@ class UnlearnConfig:
     def __post_init__(self):
         if self.method not in ALL_METHODS:
             raise InterpError(f"unknown method {self.method!r}; use one of {', '.join(ALL_METHODS)}")
+        if self.n_features is not None and self.n_features < 1:
+            raise InterpError("n_features must be at least 1")
         SelectConfig(self.n_features or 1, self.retain_threshold, self.score, self.positions)  # same checks
         if self.method == "finetune" and self.value is not None and self.value < 1:
             raise InterpError("finetune: value is a number of steps, at least 1")
@@ -347,7 +350,7 @@ def run_unlearning(model: HookedTransformer, concepts: list[Concept], sae_dirs: 
 
             rows = search(ns, vs, run, es_val.base, cfg.val_retain_bar, cfg.val_loss_bar, exhaustive=cfg.search == "sweep")
             best = E.best_row(rows, es_val.base, cfg.val_retain_bar, cfg.val_loss_bar)[0]
-            for r in rows if cfg.search == "sweep" else [best]:
+            for r in rows if cfg.search == "sweep" and cfg.test_every_setting else [best]:
                 tick(f"{cfg.method} n={r.n_features} value={r.value:g} (test)")
                 r.test = E.evaluate(model, es_test, makers[(r.n_features, r.value)], start_layer=start)
             best_edit = makers[(best.n_features, best.value)]
@@ -361,14 +364,14 @@ def run_unlearning(model: HookedTransformer, concepts: list[Concept], sae_dirs: 
     if cfg.sae_method:
         spec = spec_from_selections(selections, best.n_features, cfg.method, best.value, [c.name for c in concepts], model_name, cfg.condition)
     tested = [r for r in rows if r.test is not None]
-    front_rows = [replace(r, result=r.test) for r in tested] if cfg.search == "sweep" else rows
+    front_rows = [replace(r, result=r.test) for r in tested] if cfg.search == "sweep" and cfg.test_every_setting else rows
     front_ids = {(r.n_features, r.value) for r in E.pareto(front_rows)}
     sizes = {"selection": sum(len(s.selection.forget) for s in splits), "validation": len(val_c.forget), "test": len(test_c.forget),
              "paraphrase": len(test_c.paraphrase), "adversarial": len(test_c.adversarial), "retain_test": len(test_c.retain)}
     return UnlearnReport(
         merged.name, cfg.method, cfg.search, es_test.base, best.test, E.meets_bar(replace(best, result=best.test), es_test.base),
         es_val.base, rows, best, val_ok,
-        E.unlearning_score(front_rows, es_test.base if cfg.search == "sweep" else es_val.base),
+        E.unlearning_score(front_rows, es_test.base if front_rows is not rows else es_val.base),
         [r for r in rows if (r.n_features, r.value) in front_ids], sizes, selections, samples, spec, time.perf_counter() - t0)
 
 
@@ -384,7 +387,7 @@ def _finetune_rows(model, splits, merged, cfg, es_val, es_test, tick):
         t = time.perf_counter()
         row = E.SweepRow("finetune", 0, float(step), E.evaluate(ft, es_val), time.perf_counter() - t)
         rows.append(row)
-        if cfg.search == "sweep":
+        if cfg.search == "sweep" and cfg.test_every_setting:
             row.test = E.evaluate(ft, es_test)
         if best_model is None or E.best_row(rows, es_val.base, cfg.val_retain_bar, cfg.val_loss_bar)[0] is row:
             best_model = _frozen_copy(ft)
@@ -464,3 +467,41 @@ def evaluate_spec(model: HookedTransformer, concepts: list[Concept], spec: Unlea
                          E.meets_bar(row, es.base), E.unlearning_score([row], es.base), [row],
                          {"test": len(test_c.forget), "paraphrase": len(test_c.paraphrase), "adversarial": len(test_c.adversarial)},
                          [], E.samples(model, prompts, edit), spec, time.perf_counter() - t0)
+
+
+@dataclass
+class Transfer:
+    """A spec carried over to another SAE of the same hook by matching decoder directions."""
+
+    spec: UnlearnSpec  # the same setting with each feature replaced by its best match in the new SAE
+    cosines: list[float]  # decoder cosine of each feature with its match
+
+
+def transfer_spec(model: HookedTransformer, spec: UnlearnSpec, new_sae_dir: str, concepts: list[Concept],
+                  split_seed: int = 0, saes: dict | None = None) -> Transfer:
+    """Carry `spec` to `new_sae_dir` (an SAE of the same hook, e.g. trained with another seed):
+    feature i becomes argmax_j cos(W_dec_old[i], W_dec_new[j]); its typical activation is re-measured
+    on the concepts' selection split, as `run_unlearning` measures it."""
+    saes = load_saes(model, [e.sae_dir for e in spec.edits] + [new_sae_dir], saes)
+    new = saes[new_sae_dir]
+    hook = str(S.check_fits(model, new, path=new_sae_dir))
+    edits = [e for e in spec.edits if e.hook == hook]
+    if not edits:
+        raise InterpError(f"the spec edits no SAE at {hook}, the hook of {new_sae_dir}")
+    import torch
+
+    w_new = torch.nn.functional.normalize(new.W_dec.detach().float().cpu(), dim=1)
+    sel = [split_concept(c, seed=split_seed).selection for c in concepts]
+    merged_sel = merge_concepts(sel)
+    st = feature_stats(model, new, new_sae_dir, merged_sel, retain_corpus(merged_sel, 32, seed=FIT_SEED))
+    out, cosines = [], []
+    for e in edits:
+        w_old = torch.nn.functional.normalize(saes[e.sae_dir].W_dec.detach().float().cpu()[e.features], dim=1)
+        cos, idx = (w_old @ w_new.T).max(dim=1)
+        feats = idx.tolist()
+        cosines += cos.tolist()
+        typical = [float(st.mean_forget[f]) if st.freq_forget[f] > 0 else t for f, t in zip(feats, e.typical)]
+        out.append(FeatureEdit(new_sae_dir, hook, feats, typical, [f"match of #{f}" for f in e.features]))
+    # duplicates (two old features matching one new one) are merged, keeping the larger typical activation
+    merged = merge_specs([UnlearnSpec([ed], spec.method, spec.value, list(spec.concepts), spec.model) for ed in out])
+    return Transfer(merged, cosines)

@@ -1,0 +1,102 @@
+"""Feature-selection options for unlearning, measured against the default on the same splits.
+
+Each variant runs the default command's search (setting chosen on validation, numbers on the
+held-out test split) with one thing changed: the SAEs features are selected from (residual
+stream after layers 1, 2, 3 alone or together, the layer-3 residual plus layer-2 MLP-out), the
+forget positions scored ("last" vs "all"), conditional clamping, and the ranking score. Parts run
+as separate processes (runs/bench_unlearn_options/<concept>.json); `--report` writes the
+"unlearning-options" section of benchmarks/README.md.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/unlearning/options.py --concepts emotions
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/unlearning/options.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._readme import markdown_table, update_section  # noqa: E402
+from interp.data.corpus import CATEGORIES  # noqa: E402
+from interp.models import load_model  # noqa: E402
+from interp.unlearn import UnlearnConfig, builtin_concept, run_unlearning  # noqa: E402
+
+PARTS = ROOT / "runs" / "bench_unlearn_options"
+S = "saes/embedded/"
+VARIANTS = {  # name -> (SAEs, config changes)
+    "default (L3 resid, last, dir)": ([S + "resid_post_L3_topk"], {}),
+    "all positions": ([S + "resid_post_L3_topk"], {"positions": "all"}),
+    "conditional": ([S + "resid_post_L3_topk"], {"condition": True}),
+    "score freq": ([S + "resid_post_L3_topk"], {"score": "freq"}),
+    "L2 resid": ([S + "resid_post_L2_topk"], {}),
+    "L1+L2+L3 resid": ([S + "resid_post_L1_topk", S + "resid_post_L2_topk", S + "resid_post_L3_topk"], {}),
+    "L3 resid + L2 MLP-out": ([S + "resid_post_L3_topk", S + "mlp_out_L2_topk"], {}),
+}
+
+
+def _drop(a: float, b: float) -> float:
+    return 1 - a / b if b else float("nan")
+
+
+def run(concepts: list[str], variants: list[str]) -> None:
+    os.chdir(ROOT)
+    torch.set_num_threads(1)
+    PARTS.mkdir(parents=True, exist_ok=True)
+    model = load_model("embedded")
+    saes: dict = {}
+    for c in concepts:
+        rows = []
+        for name in variants:
+            dirs, kw = VARIANTS[name]
+            t, cpu = time.perf_counter(), time.process_time()
+            rep = run_unlearning(model, [builtin_concept(c)], dirs, UnlearnConfig(**kw), saes=saes)
+            b, r = rep.base, rep.test
+            rows.append({"concept": c, "variant": name, "setting": f"n={rep.best.n_features} v={rep.best.value:g}",
+                         "forget_drop": _drop(r.forget_acc, b.forget_acc), "paraphrase_drop": _drop(r.paraphrase_acc, b.paraphrase_acc),
+                         "adversarial_drop": _drop(r.adversarial_acc, b.adversarial_acc), "retain_in": r.retain_acc / b.retain_acc,
+                         "loss_change": r.loss_change, "meets_bar": rep.meets_bar,
+                         "target_met": bool(rep.meets_bar and _drop(r.forget_acc, b.forget_acc) >= 0.8),
+                         "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - cpu})
+            print(json.dumps(rows[-1]), flush=True)
+            (PARTS / f"{c}.json").write_text(json.dumps(rows, default=float))
+
+
+def report() -> None:
+    rows = [r for p in sorted(PARTS.glob("*.json")) for r in json.loads(p.read_text())]
+    means = []
+    for v in VARIANTS:
+        rs = [r for r in rows if r["variant"] == v]
+        if rs:
+            means.append({"variant": v, "concepts": len(rs), "mean forget_drop": sum(r["forget_drop"] for r in rs) / len(rs),
+                          "mean adversarial_drop": sum(r["adversarial_drop"] for r in rs) / len(rs),
+                          "target met": sum(r["target_met"] for r in rs), "mean cpu_s": sum(r["cpu_s"] for r in rs) / len(rs)})
+    body = ("`benchmarks/unlearning/options.py` (then `--report`), on a machine shared by seven helpers. Each variant is the "
+            "default command with one change; setting chosen on validation, numbers on the held-out test split. Per concept:\n\n"
+            + markdown_table(rows) + "\n\nMeans over the concepts run:\n\n" + markdown_table(means))
+    update_section("unlearning-options", body)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--concepts", nargs="+", default=[], choices=list(CATEGORIES))
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    if args.report:
+        report()
+    else:
+        run(args.concepts, args.variants)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
