@@ -61,6 +61,7 @@ def dp_run(tmp_path_factory):
     return root, r
 
 
+@pytest.mark.slow
 def test_data_parallel_equals_one_process_over_the_same_global_batches(dp_run, model):
     from interp.sae.config import SAETrainConfig
     from interp.sae.train import train_saes
@@ -112,6 +113,7 @@ def _rank_pid(launcher: subprocess.Popen, rank: int) -> int | None:
     return None
 
 
+@pytest.mark.slow
 def test_killed_rank_fails_the_job_and_the_rerun_resumes_with_nothing_lost(dp_run):
     root, _ = dp_run
     out = root / "killed"
@@ -155,6 +157,7 @@ def test_killed_rank_fails_the_job_and_the_rerun_resumes_with_nothing_lost(dp_ru
     assert not (root / "killed.partial").exists()
 
 
+@pytest.mark.slow
 def test_distribute_hooks_gives_the_same_saes_as_single_runs(tmp_path, model):
     from interp.sae.config import SAETrainConfig
     from interp.sae.train import train_saes
@@ -173,6 +176,7 @@ def test_distribute_hooks_gives_the_same_saes_as_single_runs(tmp_path, model):
         _assert_same_sae(o, tmp_path / f"single-{hook}", atol=1e-6)
 
 
+@pytest.mark.slow
 def test_uneven_batch_across_ranks_is_one_line_on_rank_zero_and_nothing_written(tmp_path):
     r = _interp(["train-sae", "--nproc", "2", "--hook", HOOK, "--d-sae", "64", "--k", "4", "--tokens", "1000",
                  "--batch-size", "63", "--out", "sae", "--acts-dir", "acts"], tmp_path)
@@ -232,6 +236,7 @@ WORKER = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_distributed_collection_equals_single_process_row_for_row_and_resumes_per_rank(tmp_path, model):
     from interp.activations import ActivationStore, CollectConfig, collect_activations
 

@@ -64,6 +64,7 @@ def test_refuses_a_foreign_directory(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
 
 
+@pytest.mark.slow
 def test_ray_sweep_finishes_and_a_rerun_skips_both(tmp_path):
     pytest.importorskip("ray")
     trials = S.sae_trials(BASE, d_sae=[32], k=[4, 8])
