@@ -194,9 +194,41 @@ def _spec_of(hook: str) -> HookSpec:
 
 
 def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: str | Path, model_name: str | None = None,
-                        overwrite: bool = False) -> Manifest:
+                        overwrite: bool = False, parallel=None) -> Manifest:
     """Run `model` over `cfg.source` and stream the activations at `cfg.hooks` into `out_dir` (see the
-    module docstring for the guarantees). Returns the finished manifest."""
+    module docstring for the guarantees). Returns the finished manifest.
+
+    Under torchrun (`parallel`, see `interp.distributed`): rank 0 checks, locks and prepares the
+    directory; rank r writes shards r, r+W, ... and skips those already on disk (resumable per
+    rank); rank 0 writes the manifest once every rank is done."""
+    from interp import distributed as dist
+
+    par = parallel or dist.LOCAL
+    if not par.active:
+        return _collect(model, cfg, out_dir, model_name, overwrite, par)
+    if par.is_writer:
+        object.__setattr__(par, "_announced", False)  # set by `_announce` once the other ranks are told where to write
+        try:
+            man = _collect(model, cfg, out_dir, model_name, overwrite, par)
+        except BaseException as e:
+            if not getattr(par, "_announced", False):
+                dist.broadcast_from_writer(par, ("error", str(e) if isinstance(e, InterpError) else f"rank 0 failed: {e}"))
+            raise
+    else:
+        kind, value = dist.broadcast_from_writer(par, None)  # rank 0's verdict, and the directory to write into
+        if kind == "error":
+            raise dist.RankExit(value)
+        out, man = Path(value[0]), Manifest(**value[1])
+        if kind == "run":
+            specs = [parse_hook(model, h) for h in cfg.hooks]
+            rows_needed = -(-cfg.n_tokens // man.seq_len)
+            man = _run(model, cfg, specs, open_source(cfg.source_spec, model.tokenizer), man, out, rows_needed, man.n_shards, par)
+    dist.barrier(par)  # rank 0 has moved the finished directory into place
+    return man
+
+
+def _collect(model: HookedTransformer, cfg: CollectConfig, out_dir: str | Path, model_name: str | None, overwrite: bool,
+             par) -> Manifest:
     from interp.models import loading_info
 
     # --- validate everything before any work --------------------------------------------------
@@ -233,25 +265,41 @@ def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: s
             old.shards_done = _verified_shards(out, old)
             if old.complete and old.shards_done == old.n_shards:
                 log.info("%s already holds this run; nothing to do", out)
+                _announce(par, "done", out, old)
                 return old
             log.info("resuming %s at shard %d/%d", out, old.shards_done, old.n_shards)
             old.complete = False
-            return _run(model, cfg, specs, src, old, out, rows_needed, n_shards)
+            return _run(model, cfg, specs, src, old, out, rows_needed, n_shards, par)
     man = Manifest(model=model_name, hooks=[str(s) for s in specs], d=dims, dtype=cfg.dtype, seq_len=seq_len,
                    n_tokens=rows_needed * seq_len, corpus=src.id, config=run_cfg, n_shards=n_shards,
                    shard_rows=cfg.shard_rows, source=src.identity, loading=info)
     if old is not None or (out.exists() and any(p.name != ".lock" for p in out.iterdir())):
         # replace a previous run atomically: build beside it, swap, delete the old one last
         with io.RunLock(out, "activation directory"), io.atomic_dir(out, overwrite=True, marker=MARKER) as tmp:
-            return _run(model, cfg, specs, src, man, tmp, rows_needed, n_shards)
+            return _run(model, cfg, specs, src, man, tmp, rows_needed, n_shards, par)
     with io.RunLock(out, "activation directory"):
-        return _run(model, cfg, specs, src, man, out, rows_needed, n_shards)
+        return _run(model, cfg, specs, src, man, out, rows_needed, n_shards, par)
+
+
+def _announce(par, kind: str, out: Path, man: Manifest) -> None:
+    """Distributed: rank 0 tells the other ranks where to write (or that the run is already done)."""
+    if par.active and par.is_writer:
+        from interp import distributed as dist
+
+        dist.broadcast_from_writer(par, (kind, (str(out), asdict(man))))
+        object.__setattr__(par, "_announced", True)
 
 
 def _run(model, cfg: CollectConfig, specs: list[HookSpec], src: TextSource, man: Manifest, out: Path,
-         rows_needed: int, n_shards: int) -> Manifest:
-    """Write shards man.shards_done..n_shards-1 into `out`, each file atomically, the manifest after each shard."""
+         rows_needed: int, n_shards: int, par=None) -> Manifest:
+    """Write shards man.shards_done..n_shards-1 into `out`, each file atomically, the manifest after each shard.
+    Distributed (`par`): this rank's shards only, skipping those already on disk; rank 0 writes the manifest at the end."""
+    from interp import distributed as dist
+
+    par = par or dist.LOCAL
     seq_len = man.seq_len
+    if par.active and not par.is_writer:
+        return _run_rank(model, cfg, specs, src, man, out, rows_needed, n_shards, par)
     for s in specs:
         (out / s.safe).mkdir(parents=True, exist_ok=True)
         io.remove_stale_temp_files(out / s.safe)
@@ -259,6 +307,9 @@ def _run(model, cfg: CollectConfig, specs: list[HookSpec], src: TextSource, man:
     io.remove_stale_temp_files(out / "tokens")
     io.remove_stale_temp_files(out)
     man.write(out)
+    if par.active:
+        _announce(par, "run", out, man)
+        return _run_rank(model, cfg, specs, src, man, out, rows_needed, n_shards, par)
     rows = src.rows(seq_len)
     # Skip the rows of shards already written (the stream is deterministic).
     for _ in range(man.shards_done * cfg.shard_rows):
@@ -304,6 +355,67 @@ def _run(model, cfg: CollectConfig, specs: list[HookSpec], src: TextSource, man:
     bar.close()
     man.complete = True
     man.write(out)
+    return man
+
+
+def _run_rank(model, cfg: CollectConfig, specs: list[HookSpec], src: TextSource, man: Manifest, out: Path,
+              rows_needed: int, n_shards: int, par) -> Manifest:
+    """One rank of a distributed collection: shards i with i % W == rank that are not on disk yet
+    (a shard's files are each written atomically, tokens last, so a tokens file means a whole
+    shard); then the ranks pool their checksums and rank 0 writes the finished manifest."""
+    from interp import distributed as dist
+    from interp.forward import FastCapture
+
+    seq_len, dtype = man.seq_len, _DTYPES[cfg.dtype]
+    rows = src.rows(seq_len)
+    forward = FastCapture(model, specs)
+    device = model.cfg.device
+    mine = {}
+    bar = tqdm(total=rows_needed * seq_len, unit="tok", unit_scale=True, desc="collect activations", disable=not par.is_writer)
+    tune_malloc()
+    for shard in range(n_shards):
+        shard_rows = min(cfg.shard_rows, rows_needed - shard * cfg.shard_rows)
+        name = f"shard_{shard:05d}.safetensors"
+        files = [f"{s.safe}/{name}" for s in specs] + [f"tokens/{name}"]
+        if not par.owns_shard(shard) or all((out / f).is_file() for f in files):
+            for _ in range(shard_rows):  # another rank's shard, or one this rank already wrote: skip its rows
+                next(rows, None)
+            if par.owns_shard(shard):
+                mine.update({f: io.sha256_file(out / f) for f in files})
+            bar.update(shard_rows * seq_len)
+            continue
+        tok_rows, acts, n_rows = [], {str(s): [] for s in specs}, 0
+        while n_rows < shard_rows:
+            batch = [r for _, r in zip(range(min(cfg.batch_size, shard_rows - n_rows)), rows)]
+            if not batch:
+                break
+            toks = torch.stack(batch)
+            store = forward(toks.to(device))
+            tok_rows.append(toks)
+            n_rows += len(toks)
+            for k in acts:
+                acts[k].append(store[k].reshape(-1, man.d[k]).to(dtype).cpu())
+            bar.update(toks.numel())
+        if not tok_rows:
+            raise InterpError(f"the source {cfg.source!r} ran out of text after {shard} shards; ask for fewer tokens")
+        for s in specs:
+            a = torch.cat(acts[str(s)])
+            if not torch.isfinite(a.float()).all():
+                raise InterpError(f"non-finite activations at hook {s} in shard {shard}; try --dtype float32")
+            io.atomic_save_safetensors({"acts": a}, out / s.safe / name)
+        io.atomic_save_safetensors({"tokens": torch.cat(tok_rows).to(torch.int32)}, out / "tokens" / name)
+        mine.update({f: io.sha256_file(out / f) for f in files})
+    bar.close()
+    import torch.distributed as tdist
+
+    every: list = [None] * par.world_size
+    tdist.all_gather_object(every, mine)  # also the barrier: every rank's shards are on disk
+    for d in every:
+        man.sha256.update(d)
+    man.shards_done, man.complete = n_shards, True
+    if par.is_writer:
+        man.write(out)
+    dist.barrier(par)
     return man
 
 

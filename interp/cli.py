@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "interp.commands.circuits",
     "interp.commands.unlearn",
     "interp.commands.moex",
+    "interp.commands.scale",
 )
 
 DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (env INTERP_DEVICE; default auto)"
@@ -162,6 +163,7 @@ def error_message(e: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for `--nproc`, which relaunches this command under torchrun
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
@@ -177,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if args.debug:
             raise
+        if getattr(e, "quiet", False):  # distributed: rank 0 already printed this error (interp.distributed.RankExit)
+            return 2
         try:
             sys.stdout.flush()
         except OSError:

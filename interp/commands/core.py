@@ -95,7 +95,9 @@ def cmd_collect(args) -> int:
 
     io.check_output_dir(args.out, marker="manifest.json", overwrite=True, what="--out")
     model = load_model(args.model, device=args.device, dtype=args.dtype, processing=args.processing)
-    man = collect_activations(model, cfg, args.out, model_name=args.model, overwrite=args.overwrite)
+    from interp.commands.scale import parallel_from_args
+
+    man = collect_activations(model, cfg, args.out, model_name=args.model, overwrite=args.overwrite, parallel=parallel_from_args(args))
     print(f"{man.n_tokens} tokens x {len(man.hooks)} hooks in {man.n_shards} shards -> {args.out}")
     return 0
 
@@ -192,7 +194,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dtype of the stored activations (the model's dtype is the global --dtype)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a previous collect run in --out (atomically); other directories are never replaced")
-    p.set_defaults(func=cmd_collect)
+    from interp.commands.scale import add_launch_args, parallel_command
+
+    add_launch_args(p)
+    p.set_defaults(func=parallel_command(cmd_collect))
 
     p = sub.add_parser("app", help="launch the local dashboard")
     p.add_argument("--port", type=int, default=8501)

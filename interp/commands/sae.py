@@ -30,6 +30,7 @@ def _configs(args) -> tuple[list, list[Path]]:
 
 
 def cmd_train_sae(args) -> int:
+    from interp.commands.scale import parallel_from_args
     from interp.sae.train import train_saes
 
     cfgs, outs = _configs(args)
@@ -43,7 +44,8 @@ def cmd_train_sae(args) -> int:
 
     results, collect_s = train_saes(cfgs, outs, acts_dir=args.acts_dir, act_tokens=args.act_tokens,
                                     eval_tokens=args.eval_tokens, overwrite=args.overwrite, device=getattr(args, "device", None),
-                                    source=replace(spec_from_args(args), seed=0))  # --seed is the SAE's, not the corpus'
+                                    source=replace(spec_from_args(args), seed=0),  # --seed is the SAE's, not the corpus'
+                                    parallel=parallel_from_args(args))
     print(f"collected activations in {collect_s:.1f}s")
     for r in results:
         m = r.metrics
@@ -138,10 +140,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--act-tokens", type=int, help="activations to collect (default: --tokens; fewer means several epochs)")
     p.add_argument("--acts-dir", help="activation cache directory (default: runs/acts/<model>-<hash>)")
     p.add_argument("--eval-tokens", type=int, default=16384, help="held-out tokens for the metrics")
+    from interp.commands.scale import add_launch_args, parallel_command
     from interp.data.sources import add_source_args
 
     add_source_args(p)
-    p.set_defaults(func=cmd_train_sae)
+    add_launch_args(p, distribute_hooks=True)
+    p.set_defaults(func=parallel_command(cmd_train_sae))
 
     p = sub.add_parser("eval-sae", help="SAEBench core metrics of a SAELens-format SAE directory")
     p.add_argument("dir", help="SAE directory (cfg.json + sae_weights.safetensors) or sae-lens:RELEASE/SAE_ID")

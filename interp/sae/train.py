@@ -33,7 +33,9 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
+from interp import distributed as dist
 from interp.alloc import tune_malloc
+from interp.distributed import DataParallelSync, Parallel
 from interp.errors import InterpError
 from interp.sae.config import SAETrainConfig
 from interp.sae.io import save_sae, to_inference
@@ -229,15 +231,19 @@ def _resume(trainer, sae, ckpt_root: Path | None, cfg: SAETrainConfig, data_id: 
 
 
 def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], metadata: dict,
-            ckpt_dir: Path | None = None, data_id: str = "", device: str | torch.device | None = None) -> FitResult:
+            ckpt_dir: Path | None = None, data_id: str = "", device: str | torch.device | None = None,
+            sync: DataParallelSync | None = None) -> FitResult:
     """Train one SAE on `batches` ([batch_size, d_in]) with SAELens on `device` (default cpu), in
     float32 whatever the batches' dtype; resumable from `ckpt_dir`.
 
-    `batches` must be deterministic: on resume the first `step` batches are skipped."""
+    `batches` must be deterministic: on resume the first `step` batches are skipped. Data
+    parallel: `batches` are this rank's slices of the global batches and `sync` averages the
+    gradients over ranks (`interp.distributed.DataParallelSync`); only its writer checkpoints."""
     from sae_lens import SAETrainer
     from sae_lens.config import SAETrainerConfig
 
     tune_malloc()
+    sync = sync or DataParallelSync()
     device = torch.device(device) if device is not None else torch.device("cpu")
     sae = make_training_sae(cfg, d_in, metadata).to(device)
     steps = cfg.steps
@@ -259,7 +265,7 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
         raise InterpError("no training activations")
     if start == 0:
         # SAELens' scaler, estimated on the first batches (which are then trained on as usual).
-        est = [first] + [b for _, b in zip(range(NORM_BATCHES - 1), batches)]
+        est = sync.gather_batches([first] + [b for _, b in zip(range(NORM_BATCHES - 1), batches)])
         if not all(torch.isfinite(b).all() for b in est):
             bad = next(i for i, b in enumerate(est) if not torch.isfinite(b).all())
             raise InterpError(f"non-finite (NaN/inf) activations at step {bad} (hook {cfg.hook}); stopping")
@@ -292,7 +298,8 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
         pending = iter(())
 
     t0 = time.time()
-    bar = tqdm(total=steps, initial=start, desc=f"train {cfg.arch} SAE {cfg.hook}", unit="step", leave=False)
+    bar = tqdm(total=steps, initial=start, desc=f"train {cfg.arch} SAE {cfg.hook}", unit="step", leave=False,
+               disable=not sync.writer)
     for step in range(start, steps):
         batch = next(pending, None)
         if batch is None:
@@ -302,7 +309,7 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
         if not torch.isfinite(batch).all():
             raise InterpError(f"non-finite (NaN/inf) activations at step {step} (hook {cfg.hook}); stopping")
         trainer.maybe_reset_sparsity()
-        out = trainer.step(batch.to(torch.float32))  # (moves the batch to the SAE's device)
+        out = sync.step(trainer, batch.to(torch.float32))  # (trainer.step moves the batch to the SAE's device)
         trainer.n_training_steps += 1  # SAETrainer.step leaves this to its caller
         if cfg.unit_norm_decoder:
             normalize_decoder_rows(sae)
@@ -310,15 +317,15 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
             raise InterpError(f"training diverged: non-finite loss at step {step} (hook {cfg.hook}); lower --lr")
         if step % CURVE_EVERY == 0 or step == steps - 1:
             with torch.no_grad():
-                err = (out.sae_out - out.sae_in).pow(2).sum(-1).mean()
-                var = (out.sae_in - out.sae_in.mean(0)).pow(2).sum(-1).mean()
-                l0 = (out.feature_acts != 0).float().sum(-1).mean()
-            curve.append({"step": step, "tokens": (step + 1) * cfg.batch_size, "loss": round(out.loss.item(), 5),
+                err = sync.mean((out.sae_out - out.sae_in).pow(2).sum(-1).mean())
+                var = sync.mean((out.sae_in - out.sae_in.mean(0)).pow(2).sum(-1).mean())
+                l0 = sync.mean((out.feature_acts != 0).float().sum(-1).mean())
+            curve.append({"step": step, "tokens": (step + 1) * cfg.batch_size, "loss": round(sync.mean(out.loss.detach()).item(), 5),
                           "mse": round(err.item(), 5), "l0": round(l0.item(), 3),
                           "explained_variance": round(1 - (err / var).item(), 5)})
             bar.set_postfix(loss=f"{out.loss.item():.4f}", l0=f"{l0.item():.1f}", ev=f"{curve[-1]['explained_variance']:.3f}")
         bar.update(1)
-        if ckpt_dir is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
+        if ckpt_dir is not None and sync.writer and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
             _save_checkpoint(trainer, ckpt_dir, {"step": step + 1, "curve": curve, "config": cfg.to_dict(), "data": data_id})
     bar.close()
     seconds = time.time() - t0
@@ -440,7 +447,7 @@ def check_training_fits(cfg: SAETrainConfig, d_in: int, device: torch.device) ->
 def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir: str | Path | None = None,
                act_tokens: int | None = None, eval_tokens: int = 16384, model=None, overwrite: bool = False,
                keep_acts: bool = True, on_result=None, device: str | None = None,
-               source: "SourceSpec | None" = None) -> tuple[list[TrainResult], float]:
+               source: "SourceSpec | None" = None, parallel: Parallel | None = None) -> tuple[list[TrainResult], float]:
     """Train several SAEs from ONE model pass: collect every hook's activations once
     (`collect_activations`, float16 shards, through the fast forward of `interp.forward`), then
     train each SAE from disk on the model's device in float32, evaluate it, save it.
@@ -452,7 +459,9 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
     holds the same finished config is skipped unless `overwrite`. `on_result(TrainResult)` is
     called as each SAE is saved. `source` (`interp.data.sources.SourceSpec`: text, JSONL, parquet,
     dataset directory or hf:NAME, context size, BOS) defaults to the embedded corpus at the
-    model's context. Returns the results and the collection time in seconds."""
+    model's context. Returns the results and the collection time in seconds. Under torchrun, `parallel`
+    (`interp.distributed.from_env`) splits the collection by shards and the training by batch rows
+    (or by SAE with `distribute_hooks`); every rank returns every result."""
     from interp.activations import CollectConfig, Manifest
     from interp.data.sources import SourceSpec
     from interp.device import device_of
@@ -485,6 +494,8 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
     if not todo:
         return results, 0.0  # type: ignore[return-value]
 
+    par = parallel or dist.LOCAL
+    dist.agree(par, lambda: [par.local_batch(c.batch_size) for c in cfgs])  # uneven budgets fail on every rank, before any work
     model_name = cfgs[0].model
     model = model if model is not None else load_model(model_name, **({"device": device} if device else {}))
     dev = device_of(model)
@@ -525,22 +536,25 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
                               f"in {acts}, but only {_gib(free)} is free; lower --act-tokens")
     try:
         with contextlib.ExitStack() as locks:
-            for _, _, o in todo:  # one training per run directory, taken before the model runs
-                locks.enter_context(RunLock(_partial(o), what="SAE training"))
+            # one training per run directory, taken before the model runs (by the rank that writes it)
+            dist.agree(par, lambda: [locks.enter_context(RunLock(_partial(o), what="SAE training"))
+                                     for j, (_, _, o) in enumerate(todo) if par.writes(j, len(todo))])
             collect_s = _collect_and_fit(model, model_name, todo, results, acts, ccfg, reuse, loading, dev, eval_tokens, on_result,
-                                         own_cache=acts_dir is None)
+                                         own_cache=acts_dir is None, par=par)
     finally:  # keep a .partial only while it holds a resumable checkpoint
-        for _, _, o in todo:
+        for j, (_, _, o) in enumerate(todo):
+            if not par.writes(j, len(todo)):
+                continue
             p = _partial(o)
             if p.is_dir() and ((o / CFG).exists() or not any(p.iterdir())):
                 shutil.rmtree(p, ignore_errors=True)
-    if not keep_acts and acts_dir is None:
+    if not keep_acts and acts_dir is None and par.is_writer:
         shutil.rmtree(acts, ignore_errors=True)
     return results, collect_s  # type: ignore[return-value]
 
 
 def _collect_and_fit(model, model_name, todo, results, acts, ccfg, reuse, loading, dev, eval_tokens, on_result,
-                     own_cache: bool) -> float:
+                     own_cache: bool, par: Parallel = dist.LOCAL) -> float:
     """The work of `train_saes` once everything is checked and locked: collect, then train,
     evaluate and save each SAE. Returns the collection time."""
     from interp.activations import ActivationStore, collect_activations
@@ -550,16 +564,23 @@ def _collect_and_fit(model, model_name, todo, results, acts, ccfg, reuse, loadin
     t0 = time.time()
     if not reuse:
         try:
-            collect_activations(model, ccfg, acts, model_name=model_name)
+            collect_activations(model, ccfg, acts, model_name=model_name, parallel=par)
         except InterpError as e:
             if own_cache and "holds a different collect run" in str(e):  # our own cache dir: rebuilt (atomically)
-                collect_activations(model, ccfg, acts, model_name=model_name, overwrite=True)
+                collect_activations(model, ccfg, acts, model_name=model_name, overwrite=True, parallel=par)
             else:
                 raise
     collect_s = time.time() - t0
     store = ActivationStore(acts)
     data_id = f"{store.manifest.corpus}:{store.manifest.n_tokens}:{store.manifest.config.get('seq_len')}"
-    for i, c, o in todo:
+    if par.active and par.is_writer:
+        log.info("training %d SAE(s) on %d ranks (%s): global batch %s", len(todo), par.world_size,
+                 "each rank its own SAEs" if par.distribute_hooks else "data parallel",
+                 ", ".join(f"{c.batch_size} ({par.local_batch(c.batch_size)} per rank)" for _, c, _ in todo))
+    for j, (i, c, o) in enumerate(todo):
+        if not par.trains(j, len(todo)):
+            continue
+        sync = par.sync()
         if store.manifest.n_tokens < c.batch_size:
             raise InterpError(f"only {store.manifest.n_tokens} activations collected, fewer than one batch ({c.batch_size})")
         hs = parse_hook(model, c.hook)
@@ -567,17 +588,27 @@ def _collect_and_fit(model, model_name, todo, results, acts, ccfg, reuse, loadin
                 "context_size": store.manifest.seq_len, "prepend_bos": True, "dataset_path": store.manifest.corpus,
                 "model_from_pretrained_kwargs": loading.get("processing") or {}, "interp_model_loading": loading,
                 "interp_train_config": c.to_dict()}
-        res = fit_sae(c, store.manifest.d[c.hook], store_batches(store, c.hook, c.batch_size, c.seed, c.shuffle), meta,
-                      ckpt_dir=_partial(o) / "ckpt", data_id=data_id, device=dev)
+        res = fit_sae(c, store.manifest.d[c.hook], par.rank_slice(store_batches(store, c.hook, c.batch_size, c.seed, c.shuffle)),
+                      meta, ckpt_dir=_partial(o) / "ckpt", data_id=data_id, device=dev, sync=sync)
+        if not sync.writer:
+            continue
         metrics = evaluate_sae(to_inference(res.sae).to(dev), model, n_tokens=eval_tokens).metrics
         extra = {"train_tokens": res.steps * c.batch_size, "train_seconds": round(res.seconds, 1),
-                 "activation_tokens": store.manifest.n_tokens, "arch": c.arch, "hook": c.hook, "config": c.to_dict()}
+                 "activation_tokens": store.manifest.n_tokens, "arch": c.arch, "hook": c.hook, "config": c.to_dict(),
+                 "world_size": par.world_size, "global_batch": c.batch_size,
+                 "parallel": ("hooks" if par.distribute_hooks else "data") if par.active else "none"}
         save_sae(res.sae, o, metrics=metrics, curve=res.curve, extra=extra, overwrite=True)  # (checked before any work)
         shutil.rmtree(_partial(o) / "ckpt", ignore_errors=True)
         log.info("%s: %s", o, {k: round(v, 4) for k, v in metrics.items() if k in ("l0", "explained_variance", "ce_loss_score")})
         results[i] = TrainResult(o, c, metrics, res.seconds, res.resumed_from, curve=res.curve)
         if on_result is not None:
             on_result(results[i])
+    if par.active:  # every rank returns every result: read those another rank saved
+        dist.barrier(par)
+        for i, c, o in todo:
+            if results[i] is None:
+                m = json.loads((o / "metrics.json").read_text())
+                results[i] = TrainResult(o, c, m, m.get("train_seconds", 0.0), 0)
     return collect_s
 
 
