@@ -45,7 +45,7 @@ def sae_root(tmp_path_factory):
 
 
 def _app(page: str | None = None, **state) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=180)
+    at = AppTest.from_file(MAIN, default_timeout=400)
     for k, v in state.items():
         at.session_state[k] = v
     at.run()
@@ -248,7 +248,7 @@ def test_reports_page_downloads(sae_root):
 @pytest.mark.parametrize("page,control", [("pages/circuits.py", "Task"), ("pages/unlearning.py", "Concepts to forget"),
                                           ("pages/moex.py", "Chess model")])
 def test_other_pages_are_reachable(sae_root, page, control):
-    at = AppTest.from_file(MAIN, default_timeout=180)
+    at = AppTest.from_file(MAIN, default_timeout=400)
     at.run()
     at.switch_page(page).run()
     assert not at.exception, at.exception

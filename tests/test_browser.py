@@ -274,11 +274,15 @@ def test_features_label_dropdown_follows_the_sae(app_url, page, sae_root):
     _fill(page, "Search labels", "'")  # every token label quotes its tokens, in any label format
     _pick_sae(page, "b_tiny")
     labels_b = load_stats(sae_root / "embedded" / "b_tiny").labels
-    box = page.locator("[data-testid='stSelectbox']").filter(has=page.get_by_text(re.compile("matching features")))
-    assert box.count() == 1, page.inner_text("body")[:600]
-    m = re.search(r"#(\d+): (.+)", box.inner_text())
+    page.wait_for_timeout(500)
+    _wait_idle(page)
+    box = page.locator("[data-testid='stSelectbox']").filter(has=page.get_by_text(f"{sum(1 for x in labels_b if chr(39) in x)} matching features")).last
+    combo = box.get_by_role("combobox")
+    shown = " ".join([box.inner_text(), combo.input_value() if combo.count() else "", combo.get_attribute("aria-label") or "" if combo.count() else ""])
+    m = re.search(r"#(\d+): ([^\n]+)", shown)
+    assert m, shown
     fid = int(m.group(1))
-    assert m.group(0).strip() == f"#{fid}: {labels_b[fid]}", (m.group(0), labels_b[fid])
+    assert m.group(0).startswith(f"#{fid}: {labels_b[fid]}"), (m.group(0), labels_b[fid])  # the new SAE's label
 
 
 def test_features_quantile_samples_have_interval_headers(app_url, page):

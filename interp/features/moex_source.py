@@ -72,7 +72,7 @@ def build_moex_stats(model_dir: str | Path, layer: int, n_games: int = 200, prog
 
 
 @torch.no_grad()
-def unit_board(model_dir: str | Path, layer: int, unit: int, piece: str | None = None, n_games: int = 200):
+def unit_board(model_dir: str | Path, layer: int, unit: int, piece: str | None = None, n_games: int = 60):
     """[8, 8] mean activation of a unit where each square holds `piece` (None: any), at the '.'
     before each white move (interp.moex.browse.unit_heatmap), with the unit's best board cell."""
     from interp.moex.browse import shipped_games, unit_heatmap, unit_table
