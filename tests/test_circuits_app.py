@@ -76,6 +76,7 @@ def test_run_now_passes_the_discrete_sae_options(monkeypatch):
     real = R.discrete_sae_scores
     monkeypatch.setattr(R, "discrete_sae_scores", lambda model, task, cfg, *a: seen.append(cfg) or real(model, task, cfg, *a))
     at = _circuits_page()
+    at.default_timeout = 600  # a real run with its faithfulness curves; slow on a machine shared by many jobs
     at.multiselect(key="circ_methods").set_value(["discrete-sae"]).run()
     at.selectbox(key="circ_preset").set_value("legacy").run()  # the quick one: codes on 10 pairs
     at.selectbox(key="circ_pos").set_value("last").run()

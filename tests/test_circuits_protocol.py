@@ -274,3 +274,24 @@ def test_paper_f1_is_harmonic_mean_of_tpr_and_tnr():
     # TPR 1, TNR 2/3 -> 2 * 1 * 2/3 / (5/3) = 0.8
     assert tpr_tnr_f1(chosen, ref) == pytest.approx(0.8)
     assert best_tpr_tnr_f1([(0.0, 0.0), (0.0, 1.0), (1.0, 1.0)]) == pytest.approx(1.0)
+
+
+def test_methods_work_with_gradients_off_as_in_the_dashboard(tiny):
+    """The dashboard turns gradients off globally; EAP, EAP-IG and the SAE training must still work."""
+    from interp.circuits.eap import eap_ig_scores, eap_scores
+    from interp.circuits.tasks import ioi_task
+
+    t = ioi_task(tiny, n=3, seed=9)
+    with torch.no_grad():
+        ref = [p.requires_grad for p in tiny.parameters()]
+        for p in tiny.parameters():
+            p.requires_grad_(False)
+        try:
+            assert eap_scores(tiny, t).node_scores.abs().sum() > 0
+            assert eap_ig_scores(tiny, t, steps=2).node_scores.abs().sum() > 0
+            r = discrete_sae_scores(tiny, t, DiscreteSAEConfig.legacy(n_train=3, steps=3, d_sae=8))
+            r2 = discrete_sae_scores(tiny, t, DiscreteSAEConfig(n_train=3, n_read=3, steps=3, d_sae=8))
+            assert r.node_scores.shape == r2.node_scores.shape == (2, 2)
+        finally:
+            for p, g in zip(tiny.parameters(), ref):
+                p.requires_grad_(g)

@@ -57,6 +57,7 @@ def run(model_name: str, seeds: int, acdc_seeds: int, n_eval: int, quick: bool, 
         for r in legacy.runs:
             r.method = "discrete-sae-legacy"
         res.runs += legacy.runs
+        res.summarize().save(result_path(model_name, task))  # kept if the ACDC stage is cut short
         if acdc_seeds and not quick:
             ac = run_circuits(model_name, task, ["acdc"], replace(cfg, seeds=acdc_seeds, acdc=ACDCConfig(tau=0.01)), model=model,
                               reference=None)

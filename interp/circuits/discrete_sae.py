@@ -164,6 +164,7 @@ def head_inputs(model: HookedTransformer, tokens: torch.Tensor, mask: torch.Tens
     return torch.stack(out).view(3, L, *out[0].shape).transpose(1, 2)
 
 
+@torch.enable_grad()  # callers (the dashboard) may run with gradients off; training needs them
 def train_code_sae(acts: Float[torch.Tensor, "N d"], cfg: DiscreteSAEConfig, l1: float | None = None):
     """Train the code SAE on `acts`. Returns (sae, input scale); `sae.encode(x * scale)` gives latents.
 

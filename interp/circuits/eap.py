@@ -72,6 +72,7 @@ def eap_scores(model: HookedTransformer, task: CircuitTask) -> EAPResult:
     return eap_ig_scores(model, task, steps=0)
 
 
+@torch.enable_grad()  # attribution needs gradients even when the caller turned them off
 def eap_ig_scores(model: HookedTransformer, task: CircuitTask, steps: int = 5) -> EAPResult:
     """EAP-IG node and edge scores (see module docstring); ``steps=0`` is plain EAP (gradient at
     the positive input only)."""
@@ -91,10 +92,10 @@ def eap_ig_scores(model: HookedTransformer, task: CircuitTask, steps: int = 5) -
         alphas = [k / steps for k in range(steps)] if steps else [None]
         grads: dict = {}
         for alpha in alphas:
-            edits = []
-            if alpha is not None:
-                mixed = neg[embed] + alpha * (pos[embed] - neg[embed])
-                edits = [(embed, lambda a, hook, x=mixed: x.clone().requires_grad_(True))]  # as the authors: a leaf that takes gradients
+            # the input of the gradient run is a leaf that takes gradients (as the authors' hook), so
+            # attribution works whether or not the model's weights require grad
+            mixed = pos[embed] if alpha is None else neg[embed] + alpha * (pos[embed] - neg[embed])
+            edits = [(embed, lambda a, hook, x=mixed: x.clone().requires_grad_(True))]
             with intervene(model, edits), capture(model, names, detach=False) as acts:
                 metric = task.metric_from_logits(model(task.pos_tokens)).mean()
             g = torch.autograd.grad(metric, [acts[n] for n in names], allow_unused=True)

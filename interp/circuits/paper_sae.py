@@ -76,6 +76,7 @@ def paper_loss(x: torch.Tensor, f: torch.Tensor, x_hat: torch.Tensor, lam: float
     return torch.nn.functional.mse_loss(x_hat, x) + lam * f.flatten(0, -2).norm(p=1, dim=-1).mean()
 
 
+@torch.enable_grad()  # callers may run with gradients off; training needs them
 def train_paper_sae(x: Float[torch.Tensor, "N d_in"], d_sae: int = 200, lam: float = 0.02, lr: float = 1e-3,
                     epochs: int = 500, seed: int = 0) -> PaperSAE:
     """Full-batch Adam training on `x` (the authors' ``train``), on x's device."""
