@@ -103,8 +103,12 @@ def vs_sae_dashboard(model, sae_dir: Path, n_tokens: int, n_features: int, tmp: 
     subprocess.run([str(py), str(ROOT / "benchmarks" / "sae_dashboard_peer.py"), str(ROOT / "interp" / "embedded"), str(sae_dir),
                     str(tmp / "peer_tokens.safetensors"), str(n_features), str(out)], check=True, env=env, cwd=ROOT)
     peer = json.loads(out.read_text())
+    with torch.no_grad():
+        ours_check = model(rows[:2])[:, -1, :8].flatten()
+    diff = float((ours_check - torch.tensor(peer["check_logits"])).abs().max())
+    assert diff < 1e-3, f"the peer's model differs from ours (max logit difference {diff})"
     return {"ours": ours, "peer": peer["seconds"], "n_tokens": int(rows.numel()), "n_features": n_features,
-            "d_sae": int(sae.cfg.d_sae), "peer_parts": peer["page_parts"]}
+            "d_sae": int(sae.cfg.d_sae), "peer_parts": peer["page_parts"], "logit_diff": diff}
 
 
 PAGES = ["home", "features", "prompt_lab", "reports", "circuits", "unlearning", "moex"]
@@ -174,8 +178,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=1_000_000)
     ap.add_argument("--sae", help="a 2048-latent SAE dir (default: a random TopK SAE built here)")
     ap.add_argument("--skip-app", action="store_true", help="skip the Chromium app-launch measurement")
-    ap.add_argument("--peer-tokens", type=int, default=16_384, help="tokens for the sae-dashboard comparison")
-    ap.add_argument("--peer-features", type=int, default=2048, help="features for the sae-dashboard comparison")
+    ap.add_argument("--peer-tokens", type=int, default=4096, help="tokens for the sae-dashboard comparison")
+    ap.add_argument("--peer-features", type=int, default=512, help="features for the sae-dashboard comparison")
     ap.add_argument("--skip-peer", action="store_true", help="skip the sae-dashboard comparison")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))

@@ -277,10 +277,14 @@ def memory_child(n_tokens: int, steps: int, work: str) -> None:
 
 
 def _child(args: list[str]) -> dict:
-    r = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(r.stderr[-3000:])
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return _finish(subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+
+
+def _finish(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(err[-3000:])
+    return json.loads(out.strip().splitlines()[-1])
 
 
 # --- parts (parent) -----------------------------------------------------------------------------
@@ -297,20 +301,35 @@ SPEED_KINDS = {
 
 def part_speed(a, tmp: Path) -> str:
     best: dict[str, dict] = {}
+    kinds = [k for k in SPEED_KINDS if k in a.kinds]
     for rep in range(a.repeats):  # interleaved, so a slow spell of the machine hits every setup alike
-        for k in SPEED_KINDS:
-            w = tmp / f"{k}_{rep}"
+        ws = {k: tmp / f"{k}_{rep}" for k in kinds}
+        for w in ws.values():
             w.mkdir()
-            r = _child(["--speed-child", k, "--tokens", str(a.tokens), "--work", str(w)])
+        args = {k: ["--speed-child", k, "--tokens", str(a.tokens), "--work", str(ws[k])] for k in kinds}
+        if a.parallel:  # every setup at once: each process gets the same share of a busy machine
+            procs = {k: subprocess.Popen([sys.executable, __file__, *args[k]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True) for k in kinds}
+            res = {k: _finish(p) for k, p in procs.items()}
+        else:
+            res = {k: _child(args[k]) for k in kinds}
+        for k, r in res.items():
             print(f"run {rep} {k}: {r['seconds']:.1f} s", flush=True)
             if k not in best or r["seconds"] < best[k]["seconds"]:
                 best[k] = r
-            shutil.rmtree(w, ignore_errors=True)
+            shutil.rmtree(ws[k], ignore_errors=True)
+        _save_part("speed", _speed_table(a, best, rep + 1))  # each finished round is kept, should a later one be cut short
+    return _speed_table(a, best, a.repeats)
+
+
+def _speed_table(a, best: dict, rounds: int) -> str:
     lens_tps = a.tokens / best["saelens"]["seconds"]
     sp1 = a.tokens / best["sparsify1"]["seconds"]
     mid = "blocks.2.hook_resid_post"
     rows = []
     for k, label in SPEED_KINDS.items():
+        if k not in best:
+            continue
         n = 4 if k.endswith("4") else 1
         tps = n * a.tokens / best[k]["seconds"]
         q = best[k]["quality"]
@@ -324,7 +343,7 @@ def part_speed(a, tmp: Path) -> str:
             f"Embedded model (4 layers, d_model 256), TopK k={K}, {D_SAE_MULT * 256} latents, batches of {BATCH} tokens "
             f"({SEQS} rows of 128), {a.tokens} training tokens per SAE ({a.tokens // BATCH} steps), the same corpus rows "
             "(seed 0), one torch thread. Every run is a fresh process (imports done before the clock starts); fastest of "
-            f"{a.repeats} interleaved runs. **The machine was shared with six other helpers' jobs** (load average 8-15 on "
+            f"{rounds} round(s){', the setups of a round run side by side' if a.parallel else ' of interleaved runs'}. **The machine was shared with six other helpers' jobs** (load average 8-15 on "
             "2 cores), so the ratios, not the seconds, are the result. Quality on "
             f"{HELDOUT_TOKENS} held-out tokens (HookedTransformer's own activations, BOS dropped): FVU = "
             "sum ||x - x_hat||^2 / sum ||x - mean||^2 (random reconstruction by the mean: 1.0), L0, fraction of latents "
@@ -369,6 +388,15 @@ def part_memory(a, tmp: Path) -> str:
             "the store.\n\n" + markdown_table(rows))
 
 
+def _save_part(part: str, text: str) -> None:
+    """Store one part's table and regenerate the section (re-read first: two invocations with
+    different --parts may run side by side)."""
+    done = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    done[part] = text
+    RESULTS.write_text(json.dumps(done, indent=1))
+    update_section("sae", "\n\n".join(done[k] for k in PARTS if k in done))
+
+
 PARTS = {"speed": part_speed, "split": part_split, "recipe": part_recipe, "memory": part_memory}
 
 
@@ -378,6 +406,9 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=200_000, help="training tokens per SAE")
     p.add_argument("--repeats", type=int, default=2, help="timed runs of each setup (the fastest is reported)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per recipe variant")
+    p.add_argument("--kinds", nargs="+", default=list(SPEED_KINDS), choices=list(SPEED_KINDS), help="setups of the speed part")
+    p.add_argument("--parallel", action="store_true",
+                   help="run a round's setups side by side (on a machine busy with other work each gets an equal share)")
     p.add_argument("--mem-tokens", type=int, nargs="*", default=[500_000, 10_000_000])
     p.add_argument("--mem-steps", type=int, default=40)
     p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
@@ -401,11 +432,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=ROOT / "runs") as tmp:
         for part in a.parts:
             text = PARTS[part](a, Path(tmp))
-            # re-read before writing: two invocations with different --parts may run side by side
-            done = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-            done[part] = text
-            RESULTS.write_text(json.dumps(done, indent=1))
-            update_section("sae", "\n\n".join(done[k] for k in PARTS if k in done))
+            _save_part(part, text)
             print(text, flush=True)
 
 

@@ -35,15 +35,28 @@ def main() -> None:
     # rows given below already start with BOS, so this changes no input
     tok.init_kwargs.update(name_or_path=str(Path(model_dir) / "tokenizer"), add_bos_token=True)
     model = HookedTransformer(HookedTransformerConfig(**cfg, device="cpu"), tokenizer=tok)
-    model.load_state_dict(load_file(str(Path(model_dir) / "model.safetensors")), strict=False)
+    state = load_file(str(Path(model_dir) / "model.safetensors"))
+    own = model.state_dict()
+    # buffers TransformerLens rebuilds (the causal mask, IGNORE) are stored empty by TL 3: keep the model's
+    state = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    missing = [k for k in own if k not in state and not k.endswith((".mask", ".IGNORE"))]
+    assert not missing, f"weights missing for {missing[:5]}"
+    model.load_state_dict(state, strict=False)
     model.eval()
     from sae_lens import SAE
 
     sae = SAE.load_from_disk(sae_dir, device="cpu")
+    # SaeVisRunner folds the decoder norms into the encoder first; SAELens refuses that for TopK
+    # SAEs. The bench SAE's decoder rows have unit norm, so folding is the identity: skip it.
+    norms = sae.W_dec.norm(dim=1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4), "decoder rows must have unit norm to skip the fold"
+    sae.fold_W_dec_norm = lambda: None
     from sae_dashboard.sae_vis_data import SaeVisConfig
     from sae_dashboard.sae_vis_runner import SaeVisRunner
 
     tokens = load_file(tokens_file)["tokens"]
+    with torch.no_grad():  # the bench checks these against interp's model: same weights, same forward
+        check = model(tokens[:2])[:, -1, :8].flatten().tolist()
     feats = list(range(int(n_features)))
     vis_cfg = SaeVisConfig(hook_point=sae.cfg.metadata.hook_name if hasattr(sae.cfg, "metadata") else sae.cfg.hook_name,
                            features=feats, minibatch_size_features=256, minibatch_size_tokens=64, device="cpu", verbose=False)
@@ -53,7 +66,7 @@ def main() -> None:
     one = data.feature_data_dict[feats[0]]
     shown = sorted(k for k, v in vars(one).items() if v is not None)
     Path(out).write_text(json.dumps({"seconds": seconds, "n_features": len(feats), "n_tokens": int(tokens.numel()),
-                                     "page_parts": shown}))
+                                     "page_parts": shown, "check_logits": check}))
 
 
 if __name__ == "__main__":

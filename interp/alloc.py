@@ -2,9 +2,7 @@
 
 A forward pass or an SAE step allocates and frees the same multi-megabyte tensors every batch.
 glibc serves blocks that large with fresh `mmap`s (or trims them off the heap top) and returns
-them on `free`, so every batch page-faults its buffers in again. `benchmarks/sae_bench.py` runs
-SAELens' own training runner with and without this setting: 1.09x faster with it on this CPU
-(31.1 s -> 28.5 s for 200k tokens). `tune_malloc()` raises glibc's trim threshold and fixes
+them on `free`, so every batch page-faults its buffers in again. `tune_malloc()` raises glibc's trim threshold and fixes
 its mmap threshold, the same thing `MALLOC_TRIM_THRESHOLD_` / `MALLOC_MMAP_THRESHOLD_` /
 `MALLOC_TOP_PAD_` do from the environment; PyTorch's own CPU tuning guide suggests swapping in
 jemalloc or tcmalloc for the same reason, which needs a preload we cannot do from inside the

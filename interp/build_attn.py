@@ -113,6 +113,40 @@ def train_attn_model(cfg: AttnBuildConfig, out_dir: str | Path = EMBEDDED_ATTN_D
     return model, card
 
 
+def export_checkpoint(cfg: AttnBuildConfig, work_dir: str | Path, out_dir: str | Path = EMBEDDED_ATTN_DIR, tag: str = "phase1"):
+    """Write the model at the last checkpoint of `tag` in `work_dir` (weights, tokenizer, card), for a
+    build stopped before its end. The card says which step it is; rerunning `train_attn_model`
+    with the same config resumes from that checkpoint and finishes the build."""
+    from transformers import AutoTokenizer
+
+    work = Path(work_dir)
+    meta = json.loads((work / f"{tag}_ckpt.json").read_text())
+    if meta.get("config") != asdict(cfg):
+        raise ValueError(f"the checkpoint in {work} was written by another config")
+    tokenizer = AutoTokenizer.from_pretrained(str(work / "tokenizer"))
+    model = build_from_config(attn_model_config(cfg, ((len(tokenizer) + 63) // 64) * 64), tokenizer=tokenizer)
+    model.load_state_dict(load_file(str(work / f"{tag}_ckpt.safetensors")))
+    model.eval()
+    docs = C.generate_corpus(cfg.n_docs, seed=cfg.seed)
+    card = model_card.evaluate(model, n=cfg.eval_n, docs=C.generate_corpus(max(200, cfg.eval_n), seed=C.HELDOUT_SEED))
+    card["targets"] = ATTN_TARGETS
+    card["meets_targets"] = {k: card[k] >= v for k, v in ATTN_TARGETS.items()}
+    done = meta["step"] + (cfg.steps if tag == "phase2" else 0)
+    card["note"] = (f"attention-only (no MLP). A PARTIAL build: {tag} checkpoint at step {meta['step']} "
+                    f"({done} of {cfg.steps + cfg.phase2_steps} optimizer steps); the build was stopped for time on a "
+                    f"2-core machine shared by seven jobs. Rerunning `interp build-default --attn-only` with the same "
+                    f"work dir resumes it. Fact recall is reported but not a target.")
+    card["build"] = asdict(cfg)
+    card["trained_steps"] = done
+    card["params"] = sum(p.numel() for p in model.parameters())
+    card["corpus_hash"] = C.corpus_hash(docs)
+    card["train_tokens"] = done * cfg.batch_size * cfg.n_ctx
+    card["train_curve"] = meta["curve"]
+    out = save_model(model, out_dir)
+    io.atomic_write_json(out / "model_card.json", card)
+    return model, card
+
+
 if __name__ == "__main__":  # developer entry point: python -m interp.build_attn [--quick] [--out DIR]
     import argparse
 
@@ -120,7 +154,12 @@ if __name__ == "__main__":  # developer entry point: python -m interp.build_attn
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None)
     p.add_argument("--work-dir", default="runs/embedded_attn")
+    p.add_argument("--export-checkpoint", action="store_true", help="write the model at the last phase-1 checkpoint and stop")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO)
     c = AttnBuildConfig.quick() if a.quick else AttnBuildConfig()
+    if a.export_checkpoint:
+        _, card = export_checkpoint(c, Path(a.work_dir) / ("quick" if a.quick else "full"), a.out or EMBEDDED_ATTN_DIR)
+        print({k: card[k] for k in ("ioi_accuracy", "ioi_logit_diff", "greater_than_prob_diff", "docstring_accuracy", "heldout_loss")})
+        raise SystemExit(0)
     train_attn_model(c, out_dir=a.out or EMBEDDED_ATTN_DIR, work_dir=Path(a.work_dir) / ("quick" if a.quick else "full"))

@@ -167,7 +167,7 @@ def mean_head(head: int, mean_z: torch.Tensor) -> Callable:
 
     def fn(z, hook):
         z = z.clone()
-        m = mean_z.to(z.dtype)
+        m = mean_z.to(device=z.device, dtype=z.dtype)
         z[:, :, head] = m[: z.shape[1]] if m.dim() == 2 else m
         return z
 

@@ -171,7 +171,8 @@ def check_output_dir(out: str | Path, *, marker: str | None, overwrite: bool, wh
         return p
     ours = marker is None or (p / marker).exists()
     if not ours:
-        raise InterpError(f"{what} {p} exists and is not an interp {marker.split('.')[0]} run; choose another path (nothing was changed)")
+        raise InterpError(f"{what} {p} exists and is not an interp output of this kind (no {marker} in it); "
+                          "choose another path (nothing was changed)")
     if not overwrite:
         raise InterpError(f"{what} {p} exists; pass --overwrite to replace it (nothing was changed)")
     return p

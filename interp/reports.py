@@ -329,10 +329,10 @@ def write_report(stats: FeatureStore, ids: list[int], fmt: str, out: str | Path,
 # ----------------------------------------------------------------------------- tables for the dashboard
 TABLE_CSS = """
 .itable{border-collapse:collapse;font-size:13px;width:100%;table-layout:auto}
-.itable th{text-align:left;border-bottom:2px solid #d0d7de;padding:4px 8px;white-space:nowrap}
-.itable td{border-bottom:1px solid #eaeef2;padding:3px 8px;vertical-align:top}
+.itable th{text-align:left;border-bottom:2px solid #d0d7de;padding:4px 6px;white-space:normal;vertical-align:bottom}
+.itable td{border-bottom:1px solid #eaeef2;padding:3px 6px;vertical-align:top;overflow-wrap:anywhere}
 .itable td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.itable td.path{font-family:ui-monospace,Menlo,monospace;font-size:12px;word-break:break-all;min-width:180px}
+.itable td.path{font-family:ui-monospace,Menlo,monospace;font-size:12px;word-break:break-all;min-width:120px}
 .itable td.warn{background:#fff8c5}
 """
 

@@ -271,13 +271,14 @@ def test_features_label_dropdown_follows_the_sae(app_url, page, sae_root):
 
     _open(page, app_url, "features")
     _pick_sae(page, "a_tiny")
-    _fill(page, "Search labels", "tokens")
+    _fill(page, "Search labels", "'")  # every token label quotes its tokens, in any label format
     _pick_sae(page, "b_tiny")
     labels_b = load_stats(sae_root / "embedded" / "b_tiny").labels
-    box = page.locator("[data-testid='stSelectbox']").filter(has_text="matching features")
-    shown = box.locator("[data-baseweb='select']").inner_text().strip()
-    fid = int(re.match(r"#(\d+)", shown).group(1))
-    assert shown == f"#{fid}: {labels_b[fid]}", (shown, labels_b[fid])
+    box = page.locator("[data-testid='stSelectbox']").filter(has=page.get_by_text(re.compile("matching features")))
+    assert box.count() == 1, page.inner_text("body")[:600]
+    m = re.search(r"#(\d+): (.+)", box.inner_text())
+    fid = int(m.group(1))
+    assert m.group(0).strip() == f"#{fid}: {labels_b[fid]}", (m.group(0), labels_b[fid])
 
 
 def test_features_quantile_samples_have_interval_headers(app_url, page):

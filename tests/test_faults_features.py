@@ -77,7 +77,7 @@ def test_features_bad_paths_and_nan_sae(capsys, tmp_path, model):
     w["W_dec"][1, 1] = float("inf")
     save_file(w, str(d / "sae_weights.safetensors"))
     before = _snapshot(d)
-    _clean_error(capsys, ["features", "--sae", str(d), "--tokens", "256"], "NaN or Inf")
+    _clean_error(capsys, ["features", "--sae", str(d), "--tokens", "256"], "NaN/Inf")
     assert_tree_unchanged(d, before)  # no statistics written for a broken SAE
 
 

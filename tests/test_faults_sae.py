@@ -183,10 +183,9 @@ def test_check_sae_fits_warns_on_another_model(tiny_path, tmp_path, caplog):
 
     sae = load_sae(_plain_saelens_dir(tmp_path / "p", model="gpt2"), device="cpu")
     model = load_model(tiny_path)
-    model.cfg.model_name = "tiny"
     with caplog.at_level(logging.WARNING, logger="interp.sae.io"):
         check_sae_fits(sae, model)
-    assert [r.message for r in caplog.records] == ["this SAE was trained on model 'gpt2', applying it to 'tiny'"]
+    assert [r.message for r in caplog.records] == [f"this SAE was trained on model 'gpt2', applying it to {tiny_path!r}"]
 
 
 def test_nan_weights_are_refused_by_load_and_eval(tmp_path, capsys):

@@ -1,34 +1,31 @@
 """`interp unlearn` on bad input: one line on stderr, exit 2, before any work, nothing written.
 
-(Uses the shape of tests/faults.py's helpers - run the CLI, assert a clean one-line error, compare
-a directory tree before and after - written here until that module is on main.)"""
+One case runs the real CLI in a subprocess (`faults.run_cli`); the others call `interp.cli.main`
+in-process (a subprocess per case would cost the suite a torch import each) and check the same
+way (`faults.assert_clean_error` on the captured result, `faults.tree_snapshot`)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from faults import assert_clean_error, assert_tree_unchanged, run_cli, tree_snapshot
 from interp.cli import main
 from interp.data import corpus as C
 
 SAE = str(Path(__file__).resolve().parents[1] / "saes" / "embedded" / "resid_post_L3_topk")
 
 
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else b"<dir>") for p in sorted(root.rglob("*"))}
-
-
 def clean_error(capsys, argv: list[str], *needles: str) -> str:
     rc = main(argv)
     out = capsys.readouterr()
-    err = out.err.strip()
-    assert rc == 2, (rc, err)
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    line = assert_clean_error(subprocess.CompletedProcess(argv, rc, out.out, out.err))
     for n in needles:
-        assert n in err, (n, err)
-    return err
+        assert n in line, (n, line)
+    return line
 
 
 def concept_file(path: Path, n_forget: int, answer: str | None = None) -> Path:
@@ -38,12 +35,12 @@ def concept_file(path: Path, n_forget: int, answer: str | None = None) -> Path:
     return path
 
 
-def test_too_few_prompts_for_the_splits(capsys, tmp_path):
+def test_too_few_prompts_for_the_splits(tmp_path):
     f = concept_file(tmp_path / "few.txt", 3)
-    before = tree(tmp_path)
-    clean_error(capsys, ["unlearn", "--concept", str(f), "--sae", SAE, "--json", str(tmp_path / "r.json")],
-                "has 3 forget prompts with a completion", "need at least 2 each")
-    assert tree(tmp_path) == before
+    before = tree_snapshot(tmp_path)
+    r = run_cli(["unlearn", "--concept", str(f), "--sae", SAE, "--json", str(tmp_path / "r.json")])
+    assert_clean_error(r, "has 3 forget prompts with a completion.*need at least 2 each")
+    assert_tree_unchanged(tmp_path, before)
 
 
 @pytest.mark.parametrize("data, needle", [(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not UTF-8 text"), (b"# forget\nabc\x00def\n", "is binary")])
@@ -65,13 +62,13 @@ def test_output_paths_that_are_directories_or_under_a_file(capsys, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
     (tmp_path / "afile").write_text("x")
-    before = tree(tmp_path)
+    before = tree_snapshot(tmp_path)
     clean_error(capsys, ["unlearn", "--concept", "colors", "--sae", SAE, "--json", str(tmp_path / "out")], "is a directory")
     clean_error(capsys, ["unlearn", "--concept", "colors", "--sae", SAE, "--save-spec", str(tmp_path / "afile" / "s.json")],
                 "is a file, not a directory")
     clean_error(capsys, ["unlearn", "--concept", "colors", "--method", "direction", "--save-spec", str(tmp_path / "s.json")],
                 "--save-spec needs an SAE method")
-    assert tree(tmp_path) == before
+    assert_tree_unchanged(tmp_path, before)
 
 
 def test_saes_from_different_models(capsys, tmp_path):

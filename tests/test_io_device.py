@@ -95,7 +95,7 @@ def test_foreign_directory_and_file_are_never_replaced(tmp_path):
     d = tmp_path / "photos"
     d.mkdir()
     (d / "me.jpg").write_bytes(b"\xff")
-    with pytest.raises(InterpError, match="is not an interp cfg run"):
+    with pytest.raises(InterpError, match=r"is not an interp output of this kind \(no cfg.json"):
         check_output_dir(d, marker="cfg.json", overwrite=True)
     f = tmp_path / "notes.txt"
     f.write_text("keep")
@@ -136,3 +136,49 @@ def test_checksum_detects_truncation(tmp_path):
     p.write_bytes(b"abc")
     with pytest.raises(InterpError, match="corrupt or truncated"):
         verify_checksum(p, h, "shard")
+
+
+def test_stale_siblings_of_dead_processes_are_tidied(tmp_path):
+    from interp.io import clean_stale_siblings, remove_stale_temp_files
+
+    out = tmp_path / "run"
+    dead = 2**22 + 12345  # above pid_max defaults: no such process
+    (tmp_path / f".run.tmp-{dead}-1").mkdir()
+    (tmp_path / f".run.old-{dead}-2").mkdir()
+    (tmp_path / f".run.old-{dead}-2" / "manifest.json").write_text("{}")
+    live = tmp_path / f".run.tmp-{os.getpid()}-3"
+    live.mkdir()
+    clean_stale_siblings(out)
+    # the kill fell between the two renames of replace_dir: the old run comes back
+    assert (out / "manifest.json").read_text() == "{}"
+    assert not (tmp_path / f".run.tmp-{dead}-1").exists() and live.exists()
+    (out / ".shard_00001.safetensors.abc.tmp").write_bytes(b"half")
+    (out / "keep.tmp.txt").write_text("x")
+    remove_stale_temp_files(out)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.tmp.txt", "manifest.json"]
+
+
+def test_processing_specs_and_mismatch_lines():
+    from interp.models import PROCESSING_FLAGS, parse_processing
+
+    assert parse_processing("none") == dict.fromkeys(PROCESSING_FLAGS, False)
+    assert parse_processing("tl-default") == dict.fromkeys(PROCESSING_FLAGS, True)
+    assert parse_processing("fold_ln, center_unembed") == {"fold_ln": True, "center_writing_weights": False,
+                                                          "center_unembed": True, "fold_value_biases": False}
+    for bad in ("fold", "fold_ln,nope", ","):
+        with pytest.raises(InterpError, match="expected none, tl-default"):
+            parse_processing(bad)
+
+
+def test_shipped_registry_names_the_build_command(monkeypatch, tmp_path, model):
+    from interp import models as M
+
+    monkeypatch.setitem(M.SHIPPED, "embedded-attn", M.ShippedModel("embedded-attn", "no_such_dir_here",
+                                                                  "interp build-default --attn-only"))
+    with pytest.raises(M.ModelLoadError, match=r"shipped model 'embedded-attn' is missing; build it with `interp build-default --attn-only`"):
+        M.load_model("embedded-attn")
+    info = M.loading_info(M.load_model("embedded", processing="center_writing_weights"))
+    assert info["family"] == "interp" and info["processing"]["center_writing_weights"] and not info["processing"]["fold_ln"]
+    line = M.processing_mismatch(model, {})  # SAELens default: every flag on (from_pretrained's defaults)
+    assert line.startswith("SAE expects fold_ln=True (model has False)") and line.endswith("--processing tl-default")
+    assert M.processing_mismatch(model, dict.fromkeys(M.PROCESSING_FLAGS, False)) is None

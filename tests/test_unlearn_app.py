@@ -30,7 +30,7 @@ def sae_root(tmp_path_factory):
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=300)
+    at = AppTest.from_file(MAIN, default_timeout=900)
     at.run()
     at.switch_page("pages/unlearning.py").run()
     assert not at.exception, at.exception

@@ -40,10 +40,11 @@ if not saes:
 table = sae_overview(saes, sae_root())
 cols = [("name", "name", ""), ("hook", "hook", ""), ("arch", "architecture", ""), ("d_sae", "d_sae", "num"), ("L0", "L0", "num"),
         ("explained_variance", "explained variance", "num"), ("kl_div_score", "KL-div score", "num"),
-        ("ce_loss_score", "CE-loss score", "num"), ("frac_alive", "alive", "num"), ("stats", "feature stats", ""),
-        ("path", f"path (under {sae_root().name}/)", "path")]
+        ("ce_loss_score", "CE-loss score", "num"), ("frac_alive", "alive", "num"), ("stats", "stats", ""),
+        ("path", "path", "path")]
 warn = {(i, k) for i, r in enumerate(table) for k in ("ce_loss_score", "kl_div_score") if any(w.startswith(k) for w in r["uninformative"])}
 st.html(f"<style>{TABLE_CSS}</style>" + table_html(table, cols, "sae-table", warn))
+st.caption(f"Paths are under {sae_root()}; 'stats' = feature statistics built (the Features page can build them).")
 for r in table:
     if r["uninformative"]:
         st.warning(f"**{r['name']}**: " + "; ".join(r["uninformative"]) + ". Judge it by explained variance instead.")

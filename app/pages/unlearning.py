@@ -12,7 +12,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.common import current_model_name, current_sae_dir, load_model_cached, saes_for_model, show_error
+from app.common import current_model_name, current_sae_dir, load_model_cached, progress_box, saes_for_model, show_error
 from interp.data.corpus import CATEGORIES
 from interp.errors import InterpError
 from interp.unlearn import ALL_METHODS, UnlearnConfig, UnlearnSpec, builtin_concept, run_unlearning
@@ -22,18 +22,15 @@ STRENGTH = {"clamp": "Clamp multiplier", "zero": "(unused)", "scale": "Scale fac
 BASELINES = ("direction", "finetune")
 
 
-def _run(model_name: str, concepts: tuple[str, ...], sae_dirs: tuple[str, ...], cfg: UnlearnConfig, label: str, bar) -> dict:
-    """One report, cached in the session per setting; `bar` is fed by the library's progress callback."""
+def _run(model_name: str, concepts: tuple[str, ...], sae_dirs: tuple[str, ...], cfg: UnlearnConfig) -> dict:
+    """One report, cached in the session per setting; the library's progress drives a bar."""
     cache = st.session_state.setdefault("unl_cache", {})
     key = (model_name, concepts, sae_dirs, repr(cfg))
     if key not in cache:
         model = load_model_cached(model_name)
-
-        def progress(frac: float, msg: str) -> None:
-            bar.progress(min(max(frac, 0.0), 1.0), text=f"{label}: {msg}")
-
-        cache[key] = run_unlearning(model, [builtin_concept(c) for c in concepts], list(sae_dirs), cfg, model_name=model_name,
-                                    progress=progress).to_dict()
+        with progress_box(f"Unlearning ({cfg.method})") as cb:
+            cache[key] = run_unlearning(model, [builtin_concept(c) for c in concepts], list(sae_dirs), cfg, model_name=model_name,
+                                        progress=cb).to_dict()
     return cache[key]
 
 
@@ -100,13 +97,11 @@ if st.button("Run unlearning", type="primary", key="unl_run"):
         common = dict(retain_threshold=float(threshold), positions=positions, split_by=split_by)
         cfg = UnlearnConfig(method=method, n_features=None if auto or not sae_method else int(n_features),
                             value=None if auto else float(value), condition=bool(condition) and sae_method, **common)
-        bar = st.progress(0.0, text="starting")
-        st.session_state["unl_report"] = _run(model_name, tuple(concepts), tuple(sae_dirs), cfg, method, bar)
+        st.session_state["unl_report"] = _run(model_name, tuple(concepts), tuple(sae_dirs), cfg)
         if compare:
             st.session_state["unl_baselines"] = [
-                _run(model_name, tuple(concepts), tuple(sae_dirs), UnlearnConfig(method=b, sweep=True, **common), b, bar)
+                _run(model_name, tuple(concepts), tuple(sae_dirs), UnlearnConfig(method=b, sweep=True, test_every_setting=False, **common))
                 for b in BASELINES if b != method]
-        bar.empty()
     except InterpError as e:
         show_error(e)
 

@@ -47,9 +47,9 @@ def result_path(model: str, task: str) -> Path:
     return RESULTS / f"{model}__{task}.json"
 
 
-def run(model_name: str, seeds: int, acdc_seeds: int, n_eval: int, quick: bool) -> None:
+def run(model_name: str, seeds: int, acdc_seeds: int, n_eval: int, quick: bool, tasks=TASKS) -> None:
     model = load_named_model(model_name)
-    for task in TASKS:
+    for task in tasks:
         cfg = CircuitConfig(seeds=seeds, n_eval=n_eval)
         res = run_circuits(model_name, task, ["discrete-sae", "patching", "eap", "eap-ig"], cfg, model=model, reference=None)
         legacy = run_circuits(model_name, task, ["discrete-sae"], replace(cfg, sae=DiscreteSAEConfig.legacy()), model=model,
@@ -83,15 +83,20 @@ def table() -> str:
              "MIB's edge fractions over the head→head edges a method scores. Node AUC: against the stored reference "
              "(content-keyed), with the layer-only ranking (earlier layers first / later first) and the std of a random "
              "ranking's AUC beside it. Time: discovery wall time per seed (mean ± std), on a 2-core machine shared by "
-             "seven jobs (load average about 17), so absolute times are inflated and only ratios mean anything. "
+             "seven jobs (load average 17 to 33 during the runs), so absolute times are inflated and only ratios mean anything. "
              "discrete-sae reads its codes on one fixed prompt set per task (seed 20000): its std covers the SAE "
              "initialisation and the 10 training prompts only; its time after seed 0 reuses the head outputs."]
+    targets: list[str] = []
     for model_name in MODELS:
         model = None
         for task in TASKS:
             path = result_path(model_name, task)
             if not path.exists():
-                parts.append(f"\n**{model_name} / {task}**: not run (no {path.relative_to(ROOT)}).")
+                why = ""
+                if model_name == "embedded-attn":
+                    why = (" The partial attention-only model has no such behaviour (see its model card), so its metric "
+                           "does not separate positive from negative prompts: there is no circuit to find.")
+                parts.append(f"\n**{model_name} / {task}**: not run (no {path.relative_to(ROOT)}).{why}")
                 continue
             res = CircuitResult.load(path)
             if model is None:
@@ -111,6 +116,9 @@ def table() -> str:
                     head += f"; paper's discrete-sae AUC {PAPER[task]:.3f}"
             else:
                 head += "; no stored reference (node AUC n/a)"
+            if not res.separates:
+                head += (". **The metric does not separate positive from negative prompts on this model: there is no "
+                         "circuit to find, and the numbers below measure noise.**")
             rows = ["| method | seeds | CPR (resample) | CMD (resample) | CPR (mean) | CMD (mean) | edge CPR | node AUC | time (s) |",
                     "|---|---|---|---|---|---|---|---|---|"]
             for m in ORDER:
@@ -122,7 +130,51 @@ def table() -> str:
                 rows.append(f"| {m} | {len(rs)} | {_fmt(*ms('cpr'))} | {_fmt(*ms('cmd'))} | {_fmt(*ms('cpr_mean'))} | "
                             f"{_fmt(*ms('cmd_mean'))} | {_fmt(*ms('edge_cpr'))} | {_fmt(*auc)} | {_fmt(*ms('seconds'))} |")
             parts.append(head + "\n\n" + "\n".join(rows))
+            targets.append(_targets(model_name, task, res, ref))
+    parts.append("\n**Targets** (issue 13): discrete-sae (paper protocol) node AUC >= the paper's on embedded-attn and >= 0.85 on "
+                 "IOI and greater-than on embedded; its CPR within 0.05 of the best method's; >= 100x less time than ACDC.\n")
+    parts.append("| model | task | dsae AUC | AUC target | dsae CPR | best CPR (method) | CPR gap | ACDC / dsae time |\n"
+                 "|---|---|---|---|---|---|---|---|\n" + "\n".join(t for t in targets if t))
+    parts.append(CLAIMS)
     return "\n".join(parts)
+
+
+def _mean(res: CircuitResult, method: str, key: str) -> float:
+    return M.mean_std([float(getattr(r, key)) for r in res.runs if r.method == method])[0]
+
+
+def _targets(model_name: str, task: str, res: CircuitResult, ref) -> str:
+    if not any(r.method == "discrete-sae" for r in res.runs):
+        return ""
+    auc = M.mean_std([M.roc_auc(torch.tensor(r.node_scores), ref.mask) for r in res.runs if r.method == "discrete-sae"])[0] \
+        if ref is not None else math.nan
+    goal = PAPER[task] if model_name == "embedded-attn" else (0.85 if task in ("ioi", "greater-than") else math.nan)
+    if math.isnan(auc) or math.isnan(goal):
+        auc_cell = "n/a (no reference)" if math.isnan(auc) else f"{auc:.3f}"
+        goal_cell = "none" if math.isnan(goal) else f">= {goal:.3f}"
+    else:
+        auc_cell = f"{auc:.3f} ({'met' if auc >= goal else f'missed by {goal - auc:.3f}'})"
+        goal_cell = f">= {goal:.3f}"
+    cprs = {m: _mean(res, m, "cpr") for m in dict.fromkeys(r.method for r in res.runs)}
+    best = max(cprs, key=lambda m: cprs[m] if not math.isnan(cprs[m]) else -1)
+    gap = cprs[best] - cprs["discrete-sae"]
+    t_acdc, t_dsae = _mean(res, "acdc", "seconds"), _mean(res, "discrete-sae", "seconds")
+    ratio = f"{t_acdc / t_dsae:.1f}x ({'met' if t_acdc / t_dsae >= 100 else 'missed'})" if not math.isnan(t_acdc) else "ACDC not run"
+    return (f"| {model_name} | {task} | {auc_cell} | {goal_cell} | {cprs['discrete-sae']:.3f} | {cprs[best]:.3f} ({best}) | "
+            f"{gap:.3f} ({'met' if gap <= 0.05 else 'missed'}) | {ratio} |")
+
+
+CLAIMS = """
+**What these results overturn.** The previous version of this section (run of 2026-11-27) measured discrete-sae with
+this package's earlier setup (row `discrete-sae-legacy` above: codes read only on the 10 training pairs, SAELens'
+standard SAE with l1 1.0 on rescaled inputs) and argued, from a diagnostic row (node AUC of the raw norm of a head's
+output difference between positive and negative prompts: 0.687 / 0.871 / 0.627), that no discretisation of the head
+outputs could beat that raw difference. That argument was wrong: the code count is not a summary of the mean output
+difference; read on 250 + 250 prompts it counts how many distinct output patterns a head shows only on positive
+prompts, i.e. how varied its outputs are there. Compare the `discrete-sae` (authors' protocol) and
+`discrete-sae-legacy` rows above, same prompts and references. The time column also overturns the old speed claim:
+the authors' protocol (500 full-batch epochs, codes on 500 prompts) costs tens of seconds per run on this machine,
+not under a second, so the ">= 100x faster than ACDC" target is not met here."""
 
 
 def main() -> None:
@@ -134,6 +186,7 @@ def main() -> None:
     r.add_argument("--acdc-seeds", type=int, default=3)
     r.add_argument("--n-eval", type=int, default=40)
     r.add_argument("--quick", action="store_true")
+    r.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     sub.add_parser("table")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -141,7 +194,7 @@ def main() -> None:
     if a.cmd == "run":
         if a.quick:
             a.seeds, a.n_eval = 1, 8
-        run(a.model, a.seeds, a.acdc_seeds, a.n_eval, a.quick)
+        run(a.model, a.seeds, a.acdc_seeds, a.n_eval, a.quick, a.tasks)
     else:
         body = table()
         update_section("circuits", "## Circuits\n\n" + body)

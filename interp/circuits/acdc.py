@@ -137,7 +137,7 @@ def removed_edges(model: HookedTransformer, neg_src: list[torch.Tensor], removed
             m = removed.qkv[x, :n, lv]
             if not m.any():
                 return a
-            return a + torch.einsum("bpsd,sv->bpvd", diff(lv, a.shape[1], n), m.to(a.dtype))
+            return a + torch.einsum("bpsd,sv->bpvd", diff(lv, a.shape[1], n), m.to(device=a.device, dtype=a.dtype))
         return fn
 
     def fix_mlp(lv):
@@ -146,13 +146,13 @@ def removed_edges(model: HookedTransformer, neg_src: list[torch.Tensor], removed
             m = removed.mlp[:n, lv]
             if not m.any():
                 return a
-            return a + torch.einsum("bpsd,s->bpd", diff(lv, a.shape[1], n), m.to(a.dtype))
+            return a + torch.einsum("bpsd,s->bpd", diff(lv, a.shape[1], n), m.to(device=a.device, dtype=a.dtype))
         return fn
 
     def fix_out(a, hook):
         if not removed.out.any():
             return a
-        return a + torch.einsum("bpsd,s->bpd", diff(L, a.shape[1], L * (H + 1)), removed.out.to(a.dtype))
+        return a + torch.einsum("bpsd,s->bpd", diff(L, a.shape[1], L * (H + 1)), removed.out.to(device=a.device, dtype=a.dtype))
 
     edits = []
     for l in range(L):

@@ -256,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", nargs="+", default=list(BUILTIN_TASKS))
     p.add_argument("--keep", type=float, default=0.9)
     p.add_argument("--ablation", default="resample")
+    p.add_argument("--sets", type=int, default=STABILITY_SETS, help="prompt sets of the greedy search (stability)")
+    p.add_argument("--orders", type=int, default=STABILITY_ORDERS, help="random orders of the single pass (stability)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     from interp.circuits.run import load_named_model
@@ -263,7 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in a.models:
         model = load_named_model(name)
         for task in a.tasks:
-            ref = build_reference(model, make_task(model, task, n=REFERENCE_PROMPTS), name, keep=a.keep, ablation=a.ablation)
+            try:
+                ref = build_reference(model, make_task(model, task, n=REFERENCE_PROMPTS), name, keep=a.keep, ablation=a.ablation,
+                                      stability_sets=a.sets, stability_orders=a.orders)
+            except InterpError as e:  # e.g. the model has no behaviour on this task: no reference, said why
+                log.warning("%s / %s: no reference: %s", name, task, e)
+                continue
             for old in REFERENCE_DIR.glob(f"{name}__{task}*.json"):
                 old.unlink()  # the developer command owns these shipped files
             path = save_reference(ref, REFERENCE_DIR)

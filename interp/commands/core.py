@@ -89,7 +89,7 @@ def cmd_collect(args) -> int:
 
     # cheap checks first (sizes, the output path, the source), then the model, then the rest
     cfg = CollectConfig(hooks=args.hooks, n_tokens=args.tokens, source=args.source, seq_len=args.context_size,
-                        batch_size=args.batch_size, dtype=args.store_dtype, text_field=args.text_field,
+                        batch_size=args.batch_size, shard_rows=args.shard_rows, dtype=args.store_dtype, text_field=args.text_field,
                         split=args.split, prepend_bos=args.prepend_bos)
     from interp import io
 
@@ -187,6 +187,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output directory")
     add_source_args(p)
     p.add_argument("--batch-size", type=int, default=32, help="rows per forward pass")
+    p.add_argument("--shard-rows", type=int, default=256, help="rows per shard file (memory holds one shard per hook)")
     p.add_argument("--store-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                    help="dtype of the stored activations (the model's dtype is the global --dtype)")
     p.add_argument("--overwrite", action="store_true",

@@ -26,7 +26,6 @@ def _drop(after: float, base: float) -> str:
 
 
 def cmd_unlearn(args) -> int:
-    from interp.device import resolve_device
     from interp.models import load_model
     from interp.unlearn import UnlearnConfig, UnlearnSpec, evaluate_spec, resolve_concept, run_unlearning, save_report_json
     from interp.unlearn.concepts import split_concept
@@ -51,7 +50,7 @@ def cmd_unlearn(args) -> int:
                             condition=args.condition, split_by=args.split_by, split_seed=args.split_seed, min_base_acc=args.min_base_acc)
     for c in concepts:
         split_concept(c, seed=args.split_seed, by=args.split_by)  # enough prompts for the three parts?
-    model = load_model(args.model, device=str(resolve_device(getattr(args, "device", None))))
+    model = load_model(args.model, device=getattr(args, "device", None), dtype=getattr(args, "dtype", None))
     if spec is not None:
         report = evaluate_spec(model, concepts, spec, split_seed=args.split_seed)
     else:

@@ -318,14 +318,10 @@ def build_feature_stats(model: HookedTransformer, source: FeatureSource, cfg: St
 
 
 def load_sae_dir(path: str | Path, device: str | None = None):
-    """Load an SAE directory (SAELens format) through the SAE module's loader, refusing NaN/Inf weights."""
+    """Load an SAE directory (SAELens format) through the SAE module's loader (which refuses NaN/Inf weights)."""
     from interp.sae.io import load_sae
 
-    sae = load_sae(Path(path), device=str(device or "cpu"))
-    for name, p in sae.named_parameters():
-        if not torch.isfinite(p).all():
-            raise InterpError(f"the SAE in {path} has NaN or Inf values in {name}; retrain or fix it before building statistics")
-    return sae
+    return load_sae(Path(path), device=str(device or "cpu"))
 
 
 def build_for_sae_dir(sae_dir: str | Path, cfg: StatsConfig, model=None, model_name: str | None = None,

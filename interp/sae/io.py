@@ -171,9 +171,18 @@ def check_sae_fits(sae, model, hook: str | None = None) -> str:
     want_name, have_name = getattr(md, "model_name", None), here.get("name")
     if want_name and have_name and want_name != have_name:
         log.warning("this SAE was trained on model %r, applying it to %r", want_name, have_name)
-    elif trained and here.get("processing") is not None and trained != here.get("processing"):
-        log.warning("this SAE was trained on %s loaded with %s, but the model here was loaded with %s",
-                    want_name, trained, here.get("processing"))
+    elif trained:
+        try:
+            from interp.models import processing_mismatch
+        except ImportError:
+            processing_mismatch = None
+        if processing_mismatch is not None:
+            why = processing_mismatch(model, trained)
+            if why:
+                log.warning("%s", why)
+        elif here.get("processing") is not None and trained != here.get("processing"):
+            log.warning("this SAE was trained on %s loaded with %s, but the model here was loaded with %s",
+                        want_name, trained, here.get("processing"))
     return str(spec)
 
 

@@ -29,12 +29,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from interp.data.corpus import HELDOUT_SEED
 from interp.errors import InterpError
 from interp.io import atomic_write_json, check_parent_writable
+from interp.progress import Progress, ProgressFn
 from interp.unlearn import evaluation as E
 from interp.unlearn import saes as S
 from interp.unlearn.baselines import FinetuneConfig, finetune_unlearn, mean_difference_direction, project_out
@@ -57,7 +57,6 @@ VALUE_GRID = {  # ascending strength: the search stops at the first value that b
     "finetune": (5.0, 10.0, 20.0, 30.0, 40.0),
 }
 
-Progress = Callable[[float, str], None]  # (fraction done, what is running)
 
 
 @dataclass
@@ -259,25 +258,22 @@ def _done(row: E.SweepRow, prob: float = 0.01) -> bool:
 
 
 class _Ticker:
-    """A tqdm bar plus the caller's progress callback, over an estimated number of steps."""
+    """Steps of a run on an `interp.progress.Progress` bar (tqdm, plus the caller's callback); the
+    total is an estimate because the search stops early."""
 
-    def __init__(self, total: int, desc: str, progress: Progress | None):
-        self.total, self.done, self.progress = max(total, 1), 0, progress
-        self.bar = tqdm(total=self.total, desc=desc, leave=False, disable=None)
+    def __init__(self, total: int, desc: str, progress: ProgressFn | None):
+        self.desc = desc
+        self.bar = Progress(total=max(total, 1), desc=desc, callback=progress, disable=None, leave=False)
 
     def __call__(self, msg: str) -> None:
-        if self.progress:
-            self.progress(min(self.done / self.total, 0.99), msg)
-        self.bar.set_postfix_str(msg[:60], refresh=False)
-        self.done += 1
-        if self.done > self.total:
-            self.total = self.bar.total = self.done + 1
+        if self.bar.n >= self.bar.total:  # the estimate was short: keep the bar below 100% until the end
+            self.bar.total = self.bar.bar.total = self.bar.n + 1
+        self.bar.set_description(f"{self.desc}: {msg}")
         self.bar.update(1)
 
     def close(self) -> None:
+        self.bar.update(max(self.bar.total - self.bar.n, 0))
         self.bar.close()
-        if self.progress:
-            self.progress(1.0, "done")
 
 
 def _parts(concepts: list[Concept], cfg: UnlearnConfig) -> tuple[list[Splits], Concept, Concept]:
@@ -294,12 +290,12 @@ def _parts(concepts: list[Concept], cfg: UnlearnConfig) -> tuple[list[Splits], C
 
 def run_unlearning(model: HookedTransformer, concepts: list[Concept], sae_dirs: list[str], cfg: UnlearnConfig = UnlearnConfig(),
                    model_name: str = "embedded", hooks: list[str] | None = None, saes: dict | None = None,
-                   progress: Progress | None = None) -> UnlearnReport:
+                   progress: ProgressFn | None = None) -> UnlearnReport:
     """Unlearn `concepts` (all at once) with `cfg.method` and measure it (module docstring).
 
     SAE methods use the features of `sae_dirs`; the direction baseline works at `hooks` (default:
-    the SAEs' hooks); fine-tuning needs neither. `progress(fraction, message)` is called as work
-    proceeds (the dashboard's progress bar); the CLI sees a tqdm bar."""
+    the SAEs' hooks); fine-tuning needs neither. `progress(done, total, message)` is called as work
+    proceeds (`interp.progress`; the dashboard's progress bar); the CLI sees a tqdm bar."""
     t0 = time.perf_counter()
     if not concepts:
         raise InterpError("give at least one concept")

@@ -1,0 +1,133 @@
+"""Scale benchmark: a random-weight GPT-2-small-sized model (12 layers, d_model 768, 12 heads, built
+offline from its config) and the embedded model.
+
+* collection (`interp collect`'s library call, shards written to disk) vs a bare HookedTransformer
+  forward that stops at the same layer and keeps nothing (target >= 0.9x);
+* SAE training tokens/s, `interp.sae.train.train_saes` vs SAELens' `LanguageModelSAETrainingRunner`
+  on the same model, hook and SAE config (TopK, d_sae = 4 x d_model, k = 32, batch 4096 tokens;
+  the two training functions of `benchmarks/sae_bench.py`) (target >= 1.0x);
+* peak resident memory of each run (its own child process, `ru_maxrss`).
+
+Each measurement runs in a fresh child process; peer and ours run in the same invocation on the
+same (possibly shared) machine, and the table reports ratios.
+
+    python benchmarks/scale_bench.py [--collect-tokens 32768] [--sae-tokens 32768]
+
+Writes the `scale` section of benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._readme import markdown_table, update_section  # noqa: E402
+
+MODELS = {
+    "gpt2-small-size (random)": dict(n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, n_ctx=128,
+                                     d_vocab=50257, act_fn="gelu_new", normalization_type="LN", model_name="gpt2-size-random"),
+    "embedded": None,
+}
+GPU_NOTE = ("\n\n**GPU** (`bash benchmarks/gpu_check.sh`: collect, train-sae, eval-sae, features, circuits "
+            "discrete-sae and eap, unlearn and a short MoE-X training with `--device cuda` beside the CPU run): "
+            "not run yet; the machines these numbers come from have no GPU.")
+HOOK_LAYER = {"gpt2-small-size (random)": 6, "embedded": 2}
+
+
+def _model(name: str):
+    from transformers import AutoTokenizer
+
+    from interp.models import EMBEDDED_DIR, build_from_config, load_model
+
+    if MODELS[name] is None:
+        return load_model("embedded", device="cpu")
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(str(EMBEDDED_DIR / "tokenizer"))  # ids < 2304 < d_vocab: any text works
+    return build_from_config(MODELS[name], tokenizer=tok).eval()
+
+
+def child(name: str, part: str, tokens: int) -> None:
+    torch.set_num_threads(1)
+    model = _model(name)
+    hook = f"blocks.{HOOK_LAYER[name]}.hook_resid_post"
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if part in ("bare", "collect"):
+            from interp.activations import CollectConfig, collect_activations, text_source, token_rows
+
+            seq = model.cfg.n_ctx
+            n_rows, bs = -(-tokens // seq), 32
+            docs, _ = text_source("corpus", 0)
+            rows = torch.stack([r for _, r in zip(range(n_rows), token_rows(model, docs, seq))])
+            t0 = time.perf_counter()
+            if part == "bare":
+                with torch.no_grad():
+                    for i in range(0, n_rows, bs):
+                        model(rows[i : i + bs], stop_at_layer=HOOK_LAYER[name] + 1)
+            else:
+                collect_activations(model, CollectConfig(hooks=[hook], n_tokens=n_rows * seq, batch_size=bs), work / "a")
+            dt = time.perf_counter() - t0
+            n = n_rows * seq
+        else:
+            from benchmarks.sae_bench import run_ours, run_saelens
+
+            dt, _ = (run_ours(model, [hook], tokens, work) if part == "ours" else run_saelens(model, hook, tokens, work))
+            n = tokens
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"tok_s": n / dt, "seconds": dt, "peak_mb": peak}))
+
+
+def _run(name: str, part: str, tokens: int) -> dict:
+    r = subprocess.run([sys.executable, __file__, "--child", name, part, str(tokens)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{name} {part} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--collect-tokens", type=int, default=32768)
+    p.add_argument("--sae-tokens", type=int, default=32768)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child:
+        child(a.child[0], a.child[1], int(a.child[2]))
+        return
+    rows = []
+    for name in a.models:
+        res = {part: _run(name, part, a.collect_tokens if part in ("bare", "collect") else a.sae_tokens)
+               for part in ("bare", "collect", "saelens", "ours")}
+        print(name, json.dumps(res), flush=True)
+        rows.append({
+            "model": name,
+            "hook": f"blocks.{HOOK_LAYER[name]}.hook_resid_post",
+            "bare forward tok/s": round(res["bare"]["tok_s"]),
+            "collect tok/s": round(res["collect"]["tok_s"]),
+            "collect / bare (>= 0.9)": round(res["collect"]["tok_s"] / res["bare"]["tok_s"], 2),
+            "SAELens runner tok/s": round(res["saelens"]["tok_s"]),
+            "interp train-sae tok/s": round(res["ours"]["tok_s"]),
+            "ours / SAELens (>= 1.0)": round(res["ours"]["tok_s"] / res["saelens"]["tok_s"], 2),
+            "peak MB collect / SAELens / ours": f"{res['collect']['peak_mb']:.0f} / {res['saelens']['peak_mb']:.0f} / {res['ours']['peak_mb']:.0f}",
+        })
+    body = ("`python benchmarks/scale_bench.py` (collection: %d tokens; SAE training: %d tokens per run, TopK d_sae = "
+            "4 x d_model, k = 32, batch 4096; one thread; each number from its own child process). The machine was "
+            "shared with other jobs, so absolute speeds vary; the ratios compare runs made minutes apart.\n\n"
+            % (a.collect_tokens, a.sae_tokens)) + markdown_table(rows) + GPU_NOTE
+    update_section("scale", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
