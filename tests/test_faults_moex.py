@@ -4,7 +4,6 @@ one-line errors (exit 2) that leave the user's files untouched, CLI defaults equ
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,22 +14,19 @@ import pytest
 import torch
 
 from interp.errors import InterpError
+from tests.faults import assert_clean_error, assert_tree_unchanged, cli_env, tree_snapshot
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--engine", "random", "--layers", "1", "--d-model", "16", "--heads", "2", "--n-ctx", "48", "--expert-width", "8",
         "--experts", "4", "--topk", "2", "--games", "24", "--val-games", "6", "--batch-size", "4", "--warmup", "2"]
 DENSE = TINY[:12] + TINY[16:]  # without --experts / --topk
 
 
 def _env(tmp_path) -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "INTERP_HOME": str(tmp_path / "home")}
+    return cli_env({"INTERP_HOME": str(tmp_path / "home")})
 
 
 def _one_line_error(p: subprocess.CompletedProcess, match: str) -> None:
-    assert p.returncode == 2, (p.returncode, p.stderr[-500:])
-    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(lines) == 1 and match in lines[0], p.stderr[-800:]
-    assert "Traceback" not in p.stderr
+    assert_clean_error(p, match)
 
 
 @pytest.fixture
@@ -51,10 +47,6 @@ def cli(tmp_path, capsys, monkeypatch):
         return subprocess.CompletedProcess(list(args), rc, out.out, out.err)
 
     return run
-
-
-def _snapshot(d: Path) -> dict:
-    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 def _weights(d: Path) -> dict:
@@ -101,11 +93,11 @@ def test_out_that_is_a_file_or_a_foreign_directory_is_refused(tmp_path, cli):
     d = tmp_path / "photos"
     d.mkdir()
     (d / "a.jpg").write_bytes(b"\xff\xd8")
-    before = _snapshot(d)
+    before = tree_snapshot(d)
     for extra in ([], ["--overwrite"], ["--resume"]):
         p = cli("moex", "train", "--arch", "dense-gelu", "--engine", "random", "--steps", "2", "--out", str(d), *extra)
         _one_line_error(p, "photos")
-    assert _snapshot(d) == before
+    assert_tree_unchanged(d, before)
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, cli):

@@ -32,7 +32,7 @@ from interp.moex.train import TrainConfig, split_games, validation_loss  # noqa:
 
 
 def checkpoints(run: Path) -> list[tuple[int, Path, dict]]:
-    """(step, weights file, train config dict) of every checkpoint and the finished model."""
+    """(step, weights file or None for the initialisation, train config dict): step 0, every checkpoint, the finished model."""
     out = []
     man = run / "checkpoint" / "manifest.json"
     if man.is_file():
@@ -44,7 +44,7 @@ def checkpoints(run: Path) -> list[tuple[int, Path, dict]]:
         out.append((int(cfg["steps"]), run / "model.safetensors", cfg["train"]))
     if not out:
         raise InterpError(f"{run} has no checkpoint and no finished model")
-    return out
+    return [(0, None, out[0][2])] + out  # step 0: the initialisation, rebuilt from the run's seeds
 
 
 def main(argv=None) -> int:
@@ -63,7 +63,8 @@ def main(argv=None) -> int:
         tcfg = TrainConfig(**{k: v for k, v in train.items() if k in TrainConfig.__dataclass_fields__})
         mcfg, mlp = configs_from({"model": train["model"], "mlp": train["mlp"]}, run)
         model = build_chess_model(mcfg, mlp, device="cpu")
-        model.load_state_dict(load_file(str(weights)), strict=False)
+        if weights is not None:
+            model.load_state_dict(load_file(str(weights)), strict=False)
         model.eval()
         _, val = split_games(tcfg)
         t0 = time.perf_counter()

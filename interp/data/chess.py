@@ -3,14 +3,16 @@
 A game is one string in the style of Karvonen et al. (2024): ``";1.e4 e5 2.Nf3 Nc6 3.Bb5 a6"``
 (no spaces after the move number, a leading ``;``). Games come from
 
-* ``engine="random"`` (default, needs nothing): a weighted-random legal-move player that prefers
-  captures, checks, castling and developing moves, with a per-game temperature, so games look
-  less like noise than uniform random play;
-* ``engine="stockfish"``: self-play of the Stockfish binary (Debian package ``stockfish``:
-  ``apt-get install -y stockfish``) at a per-game skill level, choosing at random among its
-  MultiPV candidates now and then. Node-limited search with one thread, so it is deterministic.
+* ``engine="stockfish"`` (default): Stockfish self-play (Debian package ``stockfish``:
+  ``apt-get install -y stockfish``), node-limited on one thread, with a seeded draw among its
+  top candidates (see `stockfish_game`), so game i is a function of (settings, seed, i);
+* ``engine="random"``: a weighted-random legal-move player that prefers captures, checks,
+  castling and developing moves, with a per-game temperature (needs nothing);
+* optionally mixed: ``random_fraction`` of the Stockfish games are weighted-random.
 
-Both are deterministic by seed, and `load_or_generate` caches games on disk as JSON (atomic).
+`build_game_store` generates them in chunks with parallel worker processes into a resumable
+store under ``user_data_dir('chess')`` (sha256 manifest; a killed run continues);
+`load_or_generate` returns the first n games of a store, generating what is missing.
 
 Board-state properties (`board_properties`) are computed with python-chess at each ``'.'`` of a
 move number, i.e. just before a white move: the piece on every square as one of 13 classes
