@@ -85,7 +85,7 @@ def test_ray_sweep_finishes_and_a_rerun_skips_both(tmp_path):
     for r in rows:  # the metrics in the table are the saved SAE's
         m = json.loads((tmp_path / "sw" / r["sae_dir"] / "metrics.json").read_text())
         assert r["l0"] == m["l0"] and r["explained_variance"] == m["explained_variance"]
-        assert abs(r["l0"] - r["k"]) < 0.5
+        assert 0 < r["l0"] <= r["k"] + 1e-6  # a TopK SAE fires at most k latents per token
     table = (tmp_path / "sw" / "results.md").read_text()
     assert table.count("\n") == 4 and all(r["id"] in table for r in rows)
     stamp = {r["id"]: (tmp_path / "sw" / "trials" / f"{r['id']}.json").stat().st_mtime_ns for r in rows}
