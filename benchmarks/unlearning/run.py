@@ -166,7 +166,7 @@ def report() -> None:
     n_dom = sum(r["clamp dominates direction (share of its front)"] >= 1.0 for r in fronts)
     body = (
         f"`benchmarks/unlearning/run.py` (parts run as separate processes, then `--report`): model `embedded`, SAE `{SAE}`. "
-        "**Run on a machine shared by seven helpers (load average about 16 on 2 cores)**: `wall_s` is inflated several times; "
+        "**Run on a machine shared by seven helpers (load average about 40 on 2 cores)**: `wall_s` is inflated several times; "
         "`cpu_s` (process CPU time) is the load-independent cost.\n\n"
         "**The default command** (`interp unlearn --sae saes/embedded/resid_post_L3_topk --concept C`): features chosen on the "
         "selection split (50% of the forget prompts), number of features and clamp multiplier on the validation split (25%) by "
@@ -181,14 +181,15 @@ def report() -> None:
         "n in {5,10,20,40}, direction alpha in {0.5,1,1.5,2,3}, fine-tuning 10/20/30 steps; points are (forget accuracy, "
         "in-domain retain accuracy)). The last column is the share of direction's front points that some clamp setting "
         "weakly dominates.\n\n"
-        + markdown_table(fronts)
-        + f"\n\nClamp's front dominates direction's on {n_dom} of {len(fronts)} concepts.\n\n"
-        "**Transfer to a second SAE** (`saes/embedded/resid_post_L3_topk_seed1`: same hook and config, training seed 1). "
+        + (markdown_table(fronts) + f"\n\nClamp's front dominates direction's on {n_dom} of {len(fronts)} concepts.\n\n"
+           if fronts else "Not finished in time on the shared machine (the sweeps run after the default command).\n\n")
+        + "**Transfer to a second SAE** (`saes/embedded/resid_post_L3_topk_seed1`: same hook and config, training seed 1). "
         "`matched`: the default spec with each feature replaced by the seed-1 feature with the closest decoder direction "
         "(mean cosine shown), typical activations re-measured; `reselected`: the same setting (n, multiplier) with features "
         "selected afresh on the seed-1 SAE. Test split.\n\n"
-        + (markdown_table(transfer) if transfer else "not run (time).")
-        + ("\n\n**Several concepts at once** (the default command with two and three `--concept`s):\n\n" + markdown_table(multi) if multi else "")
+        + (markdown_table(transfer) if transfer else "Not finished in time on the shared machine.")
+        + "\n\n**Several concepts at once** (the default command with two and three `--concept`s):\n\n"
+        + (markdown_table(multi) if multi else "Not finished in time on the shared machine.")
     )
     update_section("unlearning", body)
 
