@@ -9,12 +9,40 @@ from pathlib import Path
 from interp.errors import InterpError
 
 
+_TRAIN_DEFAULTS = {
+    "expert_width": "mlp.d_mlp",
+    "balance": "mlp.balance_coef",
+    "layers": "model.n_layers",
+    "d_model": "model.d_model",
+    "heads": "model.n_heads",
+    "n_ctx": "model.n_ctx",
+    "steps": "steps",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "warmup": "warmup",
+    "games": "n_games",
+    "val_games": "n_val_games",
+    "engine": "engine",
+    "nodes": "stockfish_nodes",
+    "store": "store",
+    "seed": "seed",
+    "checkpoint_every": "checkpoint_every",
+    "eval_every": "eval_every",
+}
+
+
 def train_config_from_args(args):
     """The TrainConfig the `moex train` options describe (every default comes from TrainConfig)."""
     from interp.moex.layer import MoEXConfig
     from interp.moex.model import ChessModelConfig
+    from operator import attrgetter
+
     from interp.moex.train import TrainConfig
 
+    td = TrainConfig()
+    for dest, path in _TRAIN_DEFAULTS.items():
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, attrgetter(path)(td))
     if args.data != "chess" and not Path(args.data).is_file():
         raise InterpError(f"--data must be 'chess' (generated games) or a text file of PGN lines; {args.data!r} is neither")
     moe = args.arch in ("switch", "moex")
@@ -103,13 +131,13 @@ def cmd_build(args) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from interp.data.chess import ChessDataConfig
-    from interp.moex.train import TrainConfig
 
     p = sub.add_parser("moex", help="MoE-X sparse experts on chess: train, evaluate, generate games")
     msub = p.add_subparsers(dest="moex_command", metavar="MOEX_COMMAND")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
-    td = TrainConfig()
+    # Defaults left as None are TrainConfig's (filled in by train_config_from_args): importing
+    # interp.moex.train here would pull torch into every `interp` call (the parser must stay light).
     t = msub.add_parser("train", help="train a character-level chess model with dense / switch / moex MLPs",
                         description="Defaults are TrainConfig's: 4 layers, d_model 256, Stockfish games "
                                     "(hours on a CPU, minutes on a GPU: --device cuda).")
@@ -119,30 +147,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint in --out")
     t.add_argument("--overwrite", action="store_true", help="start over, replacing the chess model or checkpoint in --out")
     t.add_argument("--upcycle-from", help="a trained dense chess model directory to upcycle from")
-    t.add_argument("--experts", type=int, help=f"E (default {td.mlp.n_experts})")
-    t.add_argument("--topk", type=int, help=f"k experts per token (default {td.mlp.top_k})")
-    t.add_argument("--expert-width", type=int, default=td.mlp.d_mlp, help="D hidden units per expert (dense: d_mlp = k * D)")
+    t.add_argument("--experts", type=int, help="E (default: TrainConfig's)")
+    t.add_argument("--topk", type=int, help="k experts per token (default: TrainConfig's)")
+    t.add_argument("--expert-width", type=int, default=None, help="D hidden units per expert (dense: d_mlp = k * D)")
     t.add_argument("--d-mlp", type=int, help="dense hidden width (default: k * expert width = equal active params)")
     t.add_argument("--act", choices=["relu", "gelu"], help="expert activation (default: moex relu, switch gelu)")
     t.add_argument("--router", choices=["sparsity", "softmax"], help="router (default: moex sparsity, switch softmax)")
-    t.add_argument("--balance", type=float, default=td.mlp.balance_coef, help="load-balancing loss weight")
-    t.add_argument("--layers", type=int, default=td.model.n_layers)
-    t.add_argument("--d-model", type=int, default=td.model.d_model)
-    t.add_argument("--heads", type=int, default=td.model.n_heads)
-    t.add_argument("--n-ctx", type=int, default=td.model.n_ctx)
-    t.add_argument("--steps", type=int, default=td.steps)
-    t.add_argument("--batch-size", type=int, default=td.batch_size)
-    t.add_argument("--lr", type=float, default=td.lr)
-    t.add_argument("--warmup", type=int, default=td.warmup)
-    t.add_argument("--games", type=int, default=td.n_games, help="training games")
-    t.add_argument("--val-games", type=int, default=td.n_val_games, help="held-out games (the first of the sequence)")
-    t.add_argument("--engine", default=td.engine, choices=["stockfish", "random"], help="game generator for --data chess")
-    t.add_argument("--nodes", type=int, default=td.stockfish_nodes, help="Stockfish node limit per move")
-    t.add_argument("--store", default=td.store, help="root of the game stores (default: $INTERP_HOME/chess)")
+    t.add_argument("--balance", type=float, default=None, help="load-balancing loss weight")
+    t.add_argument("--layers", type=int, default=None)
+    t.add_argument("--d-model", type=int, default=None)
+    t.add_argument("--heads", type=int, default=None)
+    t.add_argument("--n-ctx", type=int, default=None)
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--warmup", type=int, default=None)
+    t.add_argument("--games", type=int, default=None, help="training games")
+    t.add_argument("--val-games", type=int, default=None, help="held-out games (the first of the sequence)")
+    t.add_argument("--engine", default=None, choices=["stockfish", "random"], help="game generator for --data chess")
+    t.add_argument("--nodes", type=int, default=None, help="Stockfish node limit per move")
+    t.add_argument("--store", default=None, help="root of the game stores (default: $INTERP_HOME/chess)")
     t.add_argument("--workers", type=int, default=1, help="game-generation processes if the store lacks games")
-    t.add_argument("--seed", type=int, default=td.seed)
-    t.add_argument("--checkpoint-every", type=int, default=td.checkpoint_every)
-    t.add_argument("--eval-every", type=int, default=td.eval_every, help="steps between learning-curve points (0 = end only)")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--checkpoint-every", type=int, default=None)
+    t.add_argument("--eval-every", type=int, default=None, help="steps between learning-curve points (0 = end only)")
     t.set_defaults(func=cmd_train)
 
     e = msub.add_parser("eval", help="validation loss, legal-move rate, board coverage and reconstruction")
