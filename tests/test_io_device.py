@@ -182,3 +182,12 @@ def test_shipped_registry_names_the_build_command(monkeypatch, tmp_path, model):
     line = M.processing_mismatch(model, {})  # SAELens default: every flag on (from_pretrained's defaults)
     assert line.startswith("SAE expects fold_ln=True (model has False)") and line.endswith("--processing tl-default")
     assert M.processing_mismatch(model, dict.fromkeys(M.PROCESSING_FLAGS, False)) is None
+
+
+def test_json_safe_writes_undefined_metrics_as_null(tmp_path):
+    import json
+
+    from interp.io import json_safe
+
+    p = atomic_write_json(tmp_path / "r.json", json_safe({"acc": float("nan"), "rows": [1.5, float("inf")], "n": 3}))
+    assert json.loads(p.read_text()) == {"acc": None, "rows": [1.5, None], "n": 3}

@@ -135,6 +135,10 @@ def removed_edges(model: HookedTransformer, neg_src: list[torch.Tensor], removed
         def fn(a, hook):
             n = lv * (H + 1)
             m = removed.qkv[x, :n, lv]
+            if m.shape[1] != a.shape[2]:
+                # Grouped-query attention: one key/value input serves H / n_kv query heads, so an
+                # edge into it is removed only when it is removed for every query head of the group.
+                m = m.reshape(m.shape[0], a.shape[2], -1).all(-1)
             if not m.any():
                 return a
             return a + torch.einsum("bpsd,sv->bpvd", diff(lv, a.shape[1], n), m.to(device=a.device, dtype=a.dtype))

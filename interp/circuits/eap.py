@@ -56,11 +56,21 @@ class EAPResult(NamedTuple):
     logit_edge_scores: Float[torch.Tensor, "layer head"]  # u -> final residual stream
 
 
+def _per_query_head(g: torch.Tensor, H: int) -> torch.Tensor:
+    """[n, pos, heads, d] -> [n, pos, H, d]. With grouped-query attention (Llama, Gemma-2, Qwen2)
+    TransformerLens' k/v inputs have one slot per key/value head, shared by H / n_kv query heads;
+    that shared input's gradient is attributed to every query head of its group (an edge into
+    any head of the group), since no per-query-head split of it exists."""
+    if g.shape[2] == H:
+        return g
+    return g.repeat_interleave(H // g.shape[2], dim=2)
+
+
 def _scores(L: int, H: int, delta: list[torch.Tensor], grads: dict, res_names: list[str], final: str) -> EAPResult:
     nodes = torch.stack([torch.einsum("bphd,bphd->h", delta[l], grads[res_names[l]]) for l in range(L)]).abs()
     edges = torch.zeros(L, H, L, H, device=nodes.device)
     for lv in range(1, L):
-        g_in = sum(grads[f"blocks.{lv}.hook_{x}_input"] for x in "qkv")  # [n, pos, H, d_model]
+        g_in = sum(_per_query_head(grads[f"blocks.{lv}.hook_{x}_input"], H) for x in "qkv")  # [n, pos, H, d_model]
         for lu in range(lv):
             edges[lu, :, lv, :] = torch.einsum("bpud,bpvd->uv", delta[lu], g_in).abs()
     logit_edges = torch.stack([torch.einsum("bphd,bpd->h", delta[l], grads[final]) for l in range(L)]).abs()

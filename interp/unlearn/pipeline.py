@@ -33,7 +33,7 @@ from transformer_lens import HookedTransformer
 
 from interp.data.corpus import HELDOUT_SEED
 from interp.errors import InterpError
-from interp.io import atomic_write_json, check_parent_writable
+from interp.io import atomic_write_json, check_parent_writable, json_safe
 from interp.progress import Progress, ProgressFn
 from interp.unlearn import evaluation as E
 from interp.unlearn import saes as S
@@ -430,7 +430,7 @@ def _retain_examples(concept: Concept, n: int) -> list[str]:
 def save_report_json(report: UnlearnReport, path: str | Path) -> Path:
     """Write the report as JSON atomically; refuses a directory path."""
     p = check_output_file(path, "report file")
-    return atomic_write_json(p, report.to_dict())
+    return atomic_write_json(p, json_safe(report.to_dict()))
 
 
 def check_output_file(path: str | Path, what: str) -> Path:
