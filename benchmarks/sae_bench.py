@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import shutil
 import statistics
@@ -343,14 +344,16 @@ def _speed_table(a, best: dict, rounds: int) -> str:
             f"Embedded model (4 layers, d_model 256), TopK k={K}, {D_SAE_MULT * 256} latents, batches of {BATCH} tokens "
             f"({SEQS} rows of 128), {a.tokens} training tokens per SAE ({a.tokens // BATCH} steps), the same corpus rows "
             "(seed 0), one torch thread. Every run is a fresh process (imports done before the clock starts); fastest of "
-            f"{rounds} round(s){', the setups of a round run side by side' if a.parallel else ' of interleaved runs'}. **The machine was shared with six other helpers' jobs** (load average 8-15 on "
-            "2 cores), so the ratios, not the seconds, are the result. Quality on "
+            f"{rounds} round(s){', the setups of a round run side by side' if a.parallel else ' of interleaved runs'}. **The machine was shared with six other helpers' jobs** (1-minute load "
+            f"average {a.load[0]:.0f} on 2 cores when the part started, {os.getloadavg()[0]:.0f} when it ended), so the ratios, not the seconds, are the result. Quality on "
             f"{HELDOUT_TOKENS} held-out tokens (HookedTransformer's own activations, BOS dropped): FVU = "
             "sum ||x - x_hat||^2 / sum ||x - mean||^2 (random reconstruction by the mean: 1.0), L0, fraction of latents "
             "that never fire. Our wall time counts everything: the fast forward writing float16 activation shards, "
             "reading them back, training, saving and a 128-token eval. sparsify trains on the same weights converted to a "
-            "Hugging Face GPT-2 (`interp.forward.hooked_to_gpt2`), hooking `h.L`; the 4-SAE rows hook every layer's "
-            "residual stream.\n\n" + markdown_table(rows))
+            "Hugging Face GPT-2 (`interp.forward.hooked_to_gpt2`), hooking `h.L`"
+            + ("; the 4-SAE rows hook every layer's residual stream." if any(k.endswith("4") for k in best) else
+               ". The 4-SAEs-from-one-pass setups were not part of this run (`--kinds`).")
+            + "\n\n" + markdown_table(rows))
 
 
 def part_split(a, tmp: Path) -> str:
@@ -417,6 +420,7 @@ def main() -> None:
     p.add_argument("--recipe-child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     a = p.parse_args()
+    a.load = os.getloadavg()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     if a.memory_child:
