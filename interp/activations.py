@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -323,39 +322,53 @@ def _run(model, cfg: CollectConfig, specs: list[HookSpec], src: TextSource, man:
                unit="tok", unit_scale=True, desc="collect activations")
     tune_malloc()
     for shard in range(man.shards_done, n_shards):
-        tok_rows, acts = [], {str(s): [] for s in specs}
-        n_rows = 0
         shard_rows = min(cfg.shard_rows, rows_needed - shard * cfg.shard_rows)
-        while n_rows < shard_rows:
-            batch = [r for _, r in zip(range(min(cfg.batch_size, shard_rows - n_rows)), rows)]
-            if not batch:
-                break
-            toks = torch.stack(batch)
-            store = forward(toks.to(device))
-            tok_rows.append(toks)
-            n_rows += len(toks)
-            for k in acts:
-                acts[k].append(store[k].reshape(-1, man.d[k]).to(dtype).cpu())
-            bar.update(toks.numel())
-        if not tok_rows:
-            raise InterpError(f"the source {cfg.source!r} ran out of text after {shard} shards "
-                              f"({shard * cfg.shard_rows * seq_len} tokens); ask for fewer tokens")
+        tok_rows, acts = _fill_shard(rows, shard_rows, cfg, forward, device, specs, man, dtype, bar, shard)
         name = f"shard_{shard:05d}.safetensors"
-        for s in specs:
-            a = torch.cat(acts[str(s)])
-            if not torch.isfinite(a.float()).all():
-                raise InterpError(f"non-finite activations at hook {s} in shard {shard}; the model's weights or dtype "
-                                  "overflow (try --dtype float32)")
-            io.atomic_save_safetensors({"acts": a}, out / s.safe / name)
-            man.sha256[f"{s.safe}/{name}"] = io.sha256_file(out / s.safe / name)
-        io.atomic_save_safetensors({"tokens": torch.cat(tok_rows).to(torch.int32)}, out / "tokens" / name)
-        man.sha256[f"tokens/{name}"] = io.sha256_file(out / "tokens" / name)
+        man.sha256.update(_write_shard(out, name, specs, tok_rows, acts, shard))
         man.shards_done = shard + 1
         man.write(out)
     bar.close()
     man.complete = True
     man.write(out)
     return man
+
+
+def _fill_shard(rows, shard_rows: int, cfg: CollectConfig, forward, device, specs: list[HookSpec], man: Manifest,
+                dtype: torch.dtype, bar, shard: int) -> tuple[list[torch.Tensor], dict[str, list[torch.Tensor]]]:
+    """Run `shard_rows` token rows through `forward` in batches: (token batches, activations per hook)."""
+    tok_rows, acts, n_rows = [], {str(s): [] for s in specs}, 0
+    while n_rows < shard_rows:
+        batch = [r for _, r in zip(range(min(cfg.batch_size, shard_rows - n_rows)), rows)]
+        if not batch:
+            break
+        toks = torch.stack(batch)
+        store = forward(toks.to(device))
+        tok_rows.append(toks)
+        n_rows += len(toks)
+        for k in acts:
+            acts[k].append(store[k].reshape(-1, man.d[k]).to(dtype).cpu())
+        bar.update(toks.numel())
+    if not tok_rows:
+        raise InterpError(f"the source {cfg.source!r} ran out of text after {shard} shards "
+                          f"({shard * cfg.shard_rows * man.seq_len} tokens); ask for fewer tokens")
+    return tok_rows, acts
+
+
+def _write_shard(out: Path, name: str, specs: list[HookSpec], tok_rows: list[torch.Tensor],
+                 acts: dict[str, list[torch.Tensor]], shard: int) -> dict[str, str]:
+    """Write one shard (each hook's activations, then the tokens last, each atomically); its sha256s."""
+    sums = {}
+    for s in specs:
+        a = torch.cat(acts[str(s)])
+        if not torch.isfinite(a.float()).all():
+            raise InterpError(f"non-finite activations at hook {s} in shard {shard}; the model's weights or dtype "
+                              "overflow (try --dtype float32)")
+        io.atomic_save_safetensors({"acts": a}, out / s.safe / name)
+        sums[f"{s.safe}/{name}"] = io.sha256_file(out / s.safe / name)
+    io.atomic_save_safetensors({"tokens": torch.cat(tok_rows).to(torch.int32)}, out / "tokens" / name)
+    sums[f"tokens/{name}"] = io.sha256_file(out / "tokens" / name)
+    return sums
 
 
 def _run_rank(model, cfg: CollectConfig, specs: list[HookSpec], src: TextSource, man: Manifest, out: Path,
@@ -384,27 +397,8 @@ def _run_rank(model, cfg: CollectConfig, specs: list[HookSpec], src: TextSource,
                 mine.update({f: io.sha256_file(out / f) for f in files})
             bar.update(shard_rows * seq_len)
             continue
-        tok_rows, acts, n_rows = [], {str(s): [] for s in specs}, 0
-        while n_rows < shard_rows:
-            batch = [r for _, r in zip(range(min(cfg.batch_size, shard_rows - n_rows)), rows)]
-            if not batch:
-                break
-            toks = torch.stack(batch)
-            store = forward(toks.to(device))
-            tok_rows.append(toks)
-            n_rows += len(toks)
-            for k in acts:
-                acts[k].append(store[k].reshape(-1, man.d[k]).to(dtype).cpu())
-            bar.update(toks.numel())
-        if not tok_rows:
-            raise InterpError(f"the source {cfg.source!r} ran out of text after {shard} shards; ask for fewer tokens")
-        for s in specs:
-            a = torch.cat(acts[str(s)])
-            if not torch.isfinite(a.float()).all():
-                raise InterpError(f"non-finite activations at hook {s} in shard {shard}; try --dtype float32")
-            io.atomic_save_safetensors({"acts": a}, out / s.safe / name)
-        io.atomic_save_safetensors({"tokens": torch.cat(tok_rows).to(torch.int32)}, out / "tokens" / name)
-        mine.update({f: io.sha256_file(out / f) for f in files})
+        tok_rows, acts = _fill_shard(rows, shard_rows, cfg, forward, device, specs, man, dtype, bar, shard)
+        mine.update(_write_shard(out, name, specs, tok_rows, acts, shard))
     bar.close()
     import torch.distributed as tdist
 

@@ -141,27 +141,34 @@ def _train_phase(model, data: torch.Tensor, *, steps: int, lr: float, warmup: in
     return curve
 
 
-def train_embedded_model(cfg: BuildConfig, out_dir: str | Path = EMBEDDED_DIR, work_dir: str | Path = "runs/embedded",
-                         device: str | torch.device | None = "cpu"):
-    """Build corpus, tokenizer and model on `device` (default cpu: the shipped weights are built on
-    the CPU so a rebuild is bit-reproducible; None = `resolve_device`); write `out_dir` (model,
-    tokenizer, model_card.json)."""
+def prepare_corpus(cfg, work: Path) -> tuple[list, list, object, torch.Tensor, int]:
+    """The generated corpus, tokenizer and packed training rows for a build config (any config with
+    n_docs, seed, eval_n, vocab_size and n_ctx): (docs, held-out docs, tokenizer, rows, padded vocab size).
+    The same config fields give the same corpus and tokenizer, so models built from it share them."""
     from transformers import AutoTokenizer
 
-    from interp.device import resolve_device
-
-    dev = resolve_device(device)
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
     docs = C.generate_corpus(cfg.n_docs, seed=cfg.seed)
     heldout_docs = C.generate_corpus(max(200, cfg.eval_n), seed=C.HELDOUT_SEED)
     tok_dir = train_tokenizer(docs, cfg.vocab_size, work / "tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
     data = _pack(tokenizer, docs, cfg.n_ctx)
     log.info("corpus: %d docs, %d rows of %d tokens, vocab %d", len(docs), len(data), cfg.n_ctx, len(tokenizer))
-
     d_vocab = ((len(tokenizer) + 63) // 64) * 64  # round up: faster matmuls, room for specials
+    return docs, heldout_docs, tokenizer, data, d_vocab
+
+
+def train_embedded_model(cfg: BuildConfig, out_dir: str | Path = EMBEDDED_DIR, work_dir: str | Path = "runs/embedded",
+                         device: str | torch.device | None = "cpu"):
+    """Build corpus, tokenizer and model on `device` (default cpu: the shipped weights are built on
+    the CPU so a rebuild is bit-reproducible; None = `resolve_device`); write `out_dir` (model,
+    tokenizer, model_card.json)."""
+    from interp.device import resolve_device
+
+    dev = resolve_device(device)
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    docs, heldout_docs, tokenizer, data, d_vocab = prepare_corpus(cfg, work)
     model_cfg = dict(
         n_layers=cfg.n_layers, d_model=cfg.d_model, n_ctx=cfg.n_ctx, d_head=cfg.d_model // cfg.n_heads,
         n_heads=cfg.n_heads, d_mlp=cfg.d_mlp, d_vocab=d_vocab, act_fn="gelu", normalization_type="LN",

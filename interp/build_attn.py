@@ -23,9 +23,8 @@ import torch
 from safetensors.torch import load_file
 
 from interp import io, model_card
-from interp.build import BuildConfig, _pack, _train_phase
+from interp.build import BuildConfig, _pack, _train_phase, prepare_corpus
 from interp.data import corpus as C
-from interp.data.tokenizer import train_tokenizer
 from interp.models import build_from_config, save_model
 
 log = logging.getLogger(__name__)
@@ -66,19 +65,11 @@ def attn_model_config(cfg: AttnBuildConfig, d_vocab: int) -> dict:
 def train_attn_model(cfg: AttnBuildConfig, out_dir: str | Path = EMBEDDED_ATTN_DIR,
                      work_dir: str | Path = "runs/embedded_attn"):
     """Build (or resume) the attention-only model; write `out_dir` (model, tokenizer, model_card.json)."""
-    from transformers import AutoTokenizer
-
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     # Same generator, seed and vocabulary cap as the embedded model -> the same corpus and tokenizer.
-    docs = C.generate_corpus(cfg.n_docs, seed=cfg.seed)
-    heldout_docs = C.generate_corpus(max(200, cfg.eval_n), seed=C.HELDOUT_SEED)
-    tok_dir = train_tokenizer(docs, cfg.vocab_size, work / "tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
-    data = _pack(tokenizer, docs, cfg.n_ctx)
-    log.info("corpus: %d docs, %d rows of %d tokens, vocab %d", len(docs), len(data), cfg.n_ctx, len(tokenizer))
-    d_vocab = ((len(tokenizer) + 63) // 64) * 64
+    docs, heldout_docs, tokenizer, data, d_vocab = prepare_corpus(cfg, work)
     model = build_from_config(attn_model_config(cfg, d_vocab), tokenizer=tokenizer)
 
     phase1, phase1_meta = work / "phase1.safetensors", work / "phase1.json"
