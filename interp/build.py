@@ -157,6 +157,19 @@ def prepare_corpus(cfg, work: Path) -> tuple[list, list, object, torch.Tensor, i
     return docs, heldout_docs, tokenizer, data, d_vocab
 
 
+def finish_build(model, cfg, card: dict, docs: list, curve: list, curve2: list, out_dir: str | Path) -> Path:
+    """Add what every shipped model's card records about its build (config, parameters, corpus
+    hash, training tokens and curve) to `card`, then save the model and the card into `out_dir`."""
+    card["build"] = asdict(cfg)
+    card["params"] = sum(p.numel() for p in model.parameters())
+    card["corpus_hash"] = C.corpus_hash(docs)
+    card["train_tokens"] = (cfg.steps + cfg.phase2_steps) * cfg.batch_size * cfg.n_ctx
+    card["train_curve"] = curve + [[cfg.steps + s, v] for s, v in curve2]
+    out = save_model(model, out_dir)
+    io.atomic_write_json(out / "model_card.json", card)
+    return out
+
+
 def train_embedded_model(cfg: BuildConfig, out_dir: str | Path = EMBEDDED_DIR, work_dir: str | Path = "runs/embedded",
                          device: str | torch.device | None = "cpu"):
     """Build corpus, tokenizer and model on `device` (default cpu: the shipped weights are built on
@@ -195,12 +208,6 @@ def train_embedded_model(cfg: BuildConfig, out_dir: str | Path = EMBEDDED_DIR, w
     card = model_card.evaluate(model, n=cfg.eval_n, docs=heldout_docs)
     card["targets"] = model_card.TARGETS
     card["meets_targets"] = model_card.meets_targets(card)
-    card["build"] = asdict(cfg)
-    card["params"] = sum(p.numel() for p in model.parameters())
-    card["corpus_hash"] = C.corpus_hash(docs)
-    card["train_tokens"] = (cfg.steps + cfg.phase2_steps) * cfg.batch_size * cfg.n_ctx
-    card["train_curve"] = curve + [[cfg.steps + s, v] for s, v in curve2]
-    out = save_model(model, out_dir)
-    io.atomic_write_json(out / "model_card.json", card)
+    finish_build(model, cfg, card, docs, curve, curve2, out_dir)
     log.info("model card: %s", {k: card[k] for k in ("ioi_accuracy", "greater_than_prob_diff", "docstring_accuracy", "fact_accuracy")})
     return model, card

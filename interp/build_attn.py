@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file
 
 from interp import io, model_card
-from interp.build import BuildConfig, _pack, _train_phase, prepare_corpus
+from interp.build import BuildConfig, _pack, _train_phase, finish_build, prepare_corpus
 from interp.data import corpus as C
 from interp.models import build_from_config, save_model
 
@@ -93,13 +93,7 @@ def train_attn_model(cfg: AttnBuildConfig, out_dir: str | Path = EMBEDDED_ATTN_D
     card["meets_targets"] = {k: card[k] >= v for k, v in ATTN_TARGETS.items()}
     card["note"] = ("attention-only (no MLP): fact recall is reported but not a target; "
                     "targets are the three circuits tasks")
-    card["build"] = asdict(cfg)
-    card["params"] = sum(p.numel() for p in model.parameters())
-    card["corpus_hash"] = C.corpus_hash(docs)
-    card["train_tokens"] = (cfg.steps + cfg.phase2_steps) * cfg.batch_size * cfg.n_ctx
-    card["train_curve"] = curve + [[cfg.steps + s, v] for s, v in curve2]
-    out = save_model(model, out_dir)
-    io.atomic_write_json(out / "model_card.json", card)
+    finish_build(model, cfg, card, docs, curve, curve2, out_dir)
     log.info("model card: %s", {k: card[k] for k in ("ioi_accuracy", "greater_than_prob_diff", "docstring_accuracy")})
     return model, card
 
@@ -151,6 +145,7 @@ if __name__ == "__main__":  # developer entry point: python -m interp.build_attn
     c = AttnBuildConfig.quick() if a.quick else AttnBuildConfig()
     if a.export_checkpoint:
         _, card = export_checkpoint(c, Path(a.work_dir) / ("quick" if a.quick else "full"), a.out or EMBEDDED_ATTN_DIR)
-        print({k: card[k] for k in ("ioi_accuracy", "ioi_logit_diff", "greater_than_prob_diff", "docstring_accuracy", "heldout_loss")})
+        log.info("model card: %s", {k: card[k] for k in ("ioi_accuracy", "ioi_logit_diff", "greater_than_prob_diff",
+                                                          "docstring_accuracy", "heldout_loss")})
         raise SystemExit(0)
     train_attn_model(c, out_dir=a.out or EMBEDDED_ATTN_DIR, work_dir=Path(a.work_dir) / ("quick" if a.quick else "full"))

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         print(f"error: {error_message(e)}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2) if isinstance(e, InterpError) else 2
     return int(rc or 0)
 
 

@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -460,9 +459,15 @@ def launch(argv: Sequence[str], nproc: int, nnodes: int = 1, rdzv_endpoint: str 
     return 0
 
 
+class RankFailed(InterpError):
+    """A rank crashed or was killed (not a user error): the CLI prints the line and exits 1."""
+
+    exit_code = 1
+
+
 def _report_failure(e) -> int:
-    """One line for a failed job. Exit code 2 from every failed rank means rank 0 already
-    printed the user error; anything else (a signal, a crash) is named here."""
+    """A failed job. Exit code 2 from every failed rank means rank 0 already printed the user
+    error (returns 2); anything else (a signal, a crash) raises `RankFailed` naming the rank."""
     import signal
 
     fails = sorted(e.failures.items())
@@ -480,6 +485,5 @@ def _report_failure(e) -> int:
             why = f"was killed by signal {-f.exitcode}"
     else:
         why = f"exited with code {f.exitcode}"
-    print(f"error: rank {rank} {why}; the other ranks were stopped. Rerun the same command to resume from the last "
-          "checkpoint", file=sys.stderr)
-    return 1
+    raise RankFailed(f"rank {rank} {why}; the other ranks were stopped. Rerun the same command to resume from the "
+                     "last checkpoint")

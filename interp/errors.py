@@ -2,4 +2,9 @@
 
 
 class InterpError(ValueError):
-    """Bad input or an impossible request; the message is one line meant for the user."""
+    """Bad input or an impossible request; the message is one line meant for the user.
+
+    `exit_code` is what the CLI exits with after printing it (2: a user error; a subclass for a
+    failed job, e.g. a crashed distributed rank, says 1)."""
+
+    exit_code = 2

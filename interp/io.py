@@ -77,17 +77,18 @@ def check_parent_writable(path: str | Path, what: str = "output") -> Path:
     return p
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` atomically (temp sibling, fsync, rename)."""
+def _atomic_file(path: str | Path, write) -> Path:
+    """The one atomic file writer: `write(tmp)` fills a temporary sibling, which is fsync'd and
+    renamed over `path`; on any error the temporary file is removed and `path` is untouched."""
     p = check_parent_writable(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     if p.is_dir():
         raise InterpError(f"{p} is a directory; expected a file path")
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, p)
     except BaseException:
@@ -96,6 +97,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         raise
     _fsync_dir(p.parent)
     return p
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (temp sibling, fsync, rename)."""
+    return _atomic_file(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -124,21 +130,8 @@ def atomic_save_safetensors(tensors: dict, path: str | Path, metadata: dict[str,
     """`safetensors.torch.save_file` through a temp sibling and a rename."""
     from safetensors.torch import save_file
 
-    p = check_parent_writable(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(p.parent)
-    return p
+    return _atomic_file(path, lambda tmp: save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
+                                                    metadata=metadata))
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
