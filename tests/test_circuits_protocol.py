@@ -12,18 +12,7 @@ from interp.circuits.paper_sae import PaperSAE, paper_loss, train_paper_sae
 from interp.errors import InterpError
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    """A 2-layer, 2-head random model with the embedded model's tokenizer (so names are tokens)."""
-    from transformers import AutoTokenizer
-
-    from interp.models import EMBEDDED_DIR, build_from_config
-
-    tok = AutoTokenizer.from_pretrained(str(EMBEDDED_DIR / "tokenizer"))
-    torch.manual_seed(0)
-    m = build_from_config(dict(n_layers=2, d_model=32, n_ctx=128, d_head=16, n_heads=2, d_mlp=64, d_vocab=len(tok),
-                               act_fn="gelu", normalization_type="LN", seed=0), tokenizer=tok)
-    return m.eval()
+from test_circuits import tiny  # noqa: E402,F401  (the same 2-layer random model fixture)
 
 
 @pytest.fixture(scope="module")
