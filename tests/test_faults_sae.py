@@ -46,22 +46,13 @@ def _assert_clean_error(r, *fragments):
         assert f in lines[0], lines[0]
 
 
+from test_sae import tiny  # noqa: E402,F401  (the tiny random model on disk)
+
+
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    """A tiny random model (2 layers, d_model 32, n_ctx 32) with the embedded tokenizer, on disk."""
-    from transformers import AutoTokenizer
-
-    from interp.models import EMBEDDED_DIR, build_from_config, save_model
-
-    torch.set_num_threads(1)
-    tok = AutoTokenizer.from_pretrained(str(EMBEDDED_DIR / "tokenizer"))
-    torch.manual_seed(0)
-    m = build_from_config(dict(n_layers=2, d_model=32, n_ctx=32, d_head=8, n_heads=4, d_mlp=64,
-                               d_vocab=((len(tok) + 63) // 64) * 64, act_fn="gelu", normalization_type="LN",
-                               model_name="tiny", seed=0), tokenizer=tok)
-    d = tmp_path_factory.mktemp("tiny") / "model"
-    save_model(m, d)
-    return str(d)
+def tiny_path(tiny):
+    """The directory of test_sae's tiny random model (2 layers, d_model 32, n_ctx 32)."""
+    return tiny[1]
 
 
 def _train_args(model: str, out: Path, acts: Path, *extra: str) -> list[str]:
