@@ -220,43 +220,49 @@ def to_codes(sae, scale: float, acts: Float[torch.Tensor, "... d"], k: int = 1, 
     return codes
 
 
+def _only_positive(keys_pos: torch.Tensor, keys_neg: torch.Tensor, group: int, n_groups: int) -> torch.Tensor:
+    """Per group: how many distinct keys occur in `keys_pos` and never in `keys_neg`, where a key's
+    group is ``key // group``. Sets as sorted unique int64 keys (torch.unique / isin) instead of
+    Python sets: one pass over all heads (or head pairs) at once."""
+    only = keys_pos.unique()
+    only = only[~torch.isin(only, keys_neg)]
+    return torch.bincount(only // group, minlength=n_groups).float()
+
+
 def node_scores(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> Float[torch.Tensor, "layer head"]:
-    """Per head: distinct codes seen on positive prompts and never on negative ones (-1 ignored)."""
+    """Per head: distinct codes seen on positive prompts and never on negative ones (-1 ignored).
+    Key of (head, code) = head * D + code, D = 1 + the largest code."""
     _, L, H, _ = codes_pos.shape
-    out = torch.zeros(L, H)
-    for layer in range(L):
-        for head in range(H):
-            p = set(codes_pos[:, layer, head].flatten().tolist()) - {-1}
-            n = set(codes_neg[:, layer, head].flatten().tolist())
-            out[layer, head] = len(p - n)
-    return out
+    D = int(max(codes_pos.max(), codes_neg.max(), 0)) + 1
+    heads = torch.arange(L * H).view(1, L, H, 1)
+
+    def keys(codes):
+        return (heads * D + codes)[codes >= 0]
+
+    return _only_positive(keys(codes_pos), keys(codes_neg), D, L * H).view(L, H)
 
 
 def edge_scores(codes_pos: torch.Tensor, codes_neg: torch.Tensor, recv_pos: torch.Tensor | None = None,
                 recv_neg: torch.Tensor | None = None) -> Float[torch.Tensor, "layer head layer head"]:
     """Per head pair u -> v (layer(u) < layer(v)): distinct co-occurring code pairs on positive
     prompts that never co-occur on negative ones. `recv_*` (default: the same codes) are the codes
-    read on the receiving side, e.g. of v's query input."""
+    read on the receiving side, e.g. of v's query input. Key of (u, v, a, b) = ((u * LH + v) * D + a) * D + b
+    over every prompt, forward pair and code slot at once (n * (LH)^2 * k^2 int64s)."""
     n, L, H, k = codes_pos.shape
     recv_pos = codes_pos if recv_pos is None else recv_pos
     recv_neg = codes_neg if recv_neg is None else recv_neg
+    NH, kr = L * H, recv_pos.shape[-1]
+    D = int(max(codes_pos.max(), codes_neg.max(), recv_pos.max(), recv_neg.max(), 0)) + 1
+    layer = torch.arange(L).repeat_interleave(H)
+    forward = (layer[:, None] < layer[None, :]).view(1, NH, NH, 1, 1)
+    uv = torch.arange(NH * NH).view(1, NH, NH, 1, 1)
 
-    def pairs(codes, recv, lu, hu, lv, hv):
-        s = set()
-        for i in range(codes.shape[0]):
-            for a in codes[i, lu, hu].tolist():
-                for b in recv[i, lv, hv].tolist():
-                    if a >= 0 and b >= 0:
-                        s.add((a, b))
-        return s
+    def keys(codes, recv):
+        a = codes.reshape(-1, NH, 1, k, 1)
+        b = recv.reshape(-1, 1, NH, 1, kr)
+        return ((uv * D + a) * D + b)[forward & (a >= 0) & (b >= 0)]
 
-    out = torch.zeros(L, H, L, H)
-    for lu in range(L):
-        for lv in range(lu + 1, L):
-            for hu in range(H):
-                for hv in range(H):
-                    out[lu, hu, lv, hv] = len(pairs(codes_pos, recv_pos, lu, hu, lv, hv) - pairs(codes_neg, recv_neg, lu, hu, lv, hv))
-    return out
+    return _only_positive(keys(codes_pos, recv_pos), keys(codes_neg, recv_neg), D * D, NH * NH).view(L, H, L, H)
 
 
 def _outputs(model, task: CircuitTask, position: str, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ from jaxtyping import Bool, Float
 from transformer_lens import HookedTransformer
 
 from interp.circuits.tasks import CircuitTask
-from interp.hooks import capture, intervene
+from interp.hooks import capture, intervene, stop_layer
 
 ABLATIONS = ("resample", "mean")
 
@@ -33,10 +33,10 @@ def _z_name(layer: int) -> str:
 
 @torch.no_grad()
 def head_z(model: HookedTransformer, tokens: torch.Tensor) -> list[Float[torch.Tensor, "n pos head d_head"]]:
-    """Every layer's ``hook_z`` on `tokens`."""
+    """Every layer's ``hook_z`` on `tokens` (the forward stops before ln_final and the unembedding)."""
     names = [_z_name(l) for l in range(model.cfg.n_layers)]
     with capture(model, names) as acts:
-        model(tokens)
+        model(tokens, stop_at_layer=stop_layer(model, names))
     return [acts[n] for n in names]
 
 
