@@ -8,7 +8,7 @@ import torch
 
 from interp.circuits import faithfulness as F
 from interp.circuits.discrete_sae import DiscreteSAEConfig, discrete_sae_scores, to_codes, training_rows
-from interp.circuits.paper_sae import PaperSAE, paper_loss, train_paper_sae
+from interp.circuits.paper_sae import PaperSAE, paper_grads, paper_loss, train_paper_sae
 from interp.errors import InterpError
 
 
@@ -58,6 +58,54 @@ def test_paper_sae_rows_stay_unit_norm_and_loss_is_the_authors():
     # the global RNG is untouched and the init depends only on the seed
     a, b = PaperSAE(6, 5, seed=7), PaperSAE(6, 5, seed=7)
     assert torch.equal(a.W_enc, b.W_enc) and not torch.equal(a.W_enc, PaperSAE(6, 5, seed=8).W_enc)
+
+
+def test_paper_sae_hand_gradients_equal_autograd_through_its_hooks():
+    """`train_paper_sae` steps on `paper_grads`; they must be autograd's gradients of the authors' loss
+    (unit rows, row-tangent projection hooks), including off-unit rows before the step's renormalisation."""
+    x = torch.randn(40, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    a, b = PaperSAE(6, 5, seed=1, dtype=torch.float64), PaperSAE(6, 5, seed=1, dtype=torch.float64)
+    with torch.no_grad():
+        a.b.normal_(generator=torch.Generator().manual_seed(2))
+        a.W_enc.mul_(3.0)
+        a.W_dec.mul_(0.5)
+        b.load_state_dict(a.state_dict())
+    f, x_hat = a(x)
+    loss = paper_loss(x, f, x_hat, 0.02)
+    loss.backward()
+    assert paper_grads(b, x, 0.02).item() == pytest.approx(loss.item(), rel=1e-12)
+    got = dict(b.named_parameters())
+    for name, p in a.named_parameters():
+        assert torch.allclose(p.grad, got[name].grad, atol=1e-12), name
+        assert p.grad.abs().max() > 1e-3, name  # every parameter really gets a gradient
+    # tangent to the unit rows: nothing along each row
+    assert (b.W_enc.grad * b.W_enc).sum(-1).abs().max() < 1e-12
+
+
+def test_vectorised_code_scores_equal_python_sets():
+    """node/edge scores (int64 key sets) against the definition written with Python sets, on random
+    codes with 2 codes per head, inactive (-1) slots and separate receiver codes."""
+    from interp.circuits.discrete_sae import edge_scores, node_scores
+
+    g = torch.Generator().manual_seed(5)
+    pos, neg = torch.randint(-1, 6, (7, 3, 2, 2), generator=g), torch.randint(-1, 6, (7, 3, 2, 2), generator=g)
+    rp, rn = torch.randint(-1, 4, (7, 3, 2, 1), generator=g), torch.randint(-1, 4, (7, 3, 2, 1), generator=g)
+
+    def codes_of(c, l, h):
+        return {x for x in c[:, l, h].flatten().tolist() if x >= 0}
+
+    def pairs_of(c, r, u, v):
+        return {(a, b) for i in range(len(c)) for a in c[i, u[0], u[1]].tolist() for b in r[i, v[0], v[1]].tolist()
+                if a >= 0 and b >= 0}
+
+    heads = [(l, h) for l in range(3) for h in range(2)]
+    nodes, edges = node_scores(pos, neg), edge_scores(pos, neg, rp, rn)
+    for u in heads:
+        assert nodes[u] == len(codes_of(pos, *u) - codes_of(neg, *u))
+        for v in heads:
+            want = len(pairs_of(pos, rp, u, v) - pairs_of(neg, rn, u, v)) if u[0] < v[0] else 0
+            assert edges[u + v] == want, (u, v)
+    assert edges.sum() > 0 and nodes.sum() > 0
 
 
 def test_inactive_vectors_get_code_zero():
