@@ -5,17 +5,20 @@ copied): 4 layers x 8 heads, no MLPs, the setting of the discrete-SAE circuits p
 docstring model is an attention-only 4-layer transformer). Written to `interp/embedded_attn/`
 (weights, tokenizer, model_card.json); `load_model("embedded-attn")` loads that directory.
 
-Training length is sized for a 2-core CPU shared by seven jobs (load average 18 when it was
-built): d_model 64 (d_head 8) instead of the embedded model's 256 and batches of 16 rows, so one
-optimizer step costs about a sixteenth as much (a d_model 128, batch 32 first try ran at 17 s a
-step on that machine); checkpoints every `ckpt_every` steps, and a rerun resumes (see
-`interp.build._train_phase`).
+Phase 1 is the embedded model's corpus. Phase 2 is task-focused (`phase2_mix="tasks"`): its
+prose is only IOI and year sentences (no facts or filler, which an attention-only model is not
+built to store) and `phase2_code_frac` of its documents are Python functions with docstrings; the
+embedded model's phase 2 is the general generator with more code. d_model 128 (d_head 16): a
+d_model 64 build (900 + 400 steps, the general phase 2) stayed at chance on IOI at step 600 and
+reached only 0.35 greater-than probability difference, 0.01 docstring accuracy. Checkpoints every
+`ckpt_every` steps, and a rerun resumes (see `interp.build._train_phase`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,18 +42,52 @@ ATTN_TARGETS = {"ioi_accuracy": 0.95, "docstring_accuracy": 0.9, "greater_than_p
 class AttnBuildConfig(BuildConfig):
     """The attention-only model's build; fields as in `BuildConfig` (d_mlp is unused)."""
 
-    d_model: int = 64
+    d_model: int = 128
     d_mlp: int = 0  # attention-only: no MLP
-    steps: int = 900
+    steps: int = 600
     batch_size: int = 16
     lr: float = 3e-3
     ckpt_every: int = 100
-    phase2_steps: int = 400
+    phase2_steps: int = 700
+    phase2_code_frac: float = 0.5
+    phase2_lr: float = 2e-3
+    phase2_mix: str = "tasks"  # phase-2 prose: "tasks" (IOI + year sentences only) or "corpus" (the general generator)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.phase2_mix not in ("tasks", "corpus"):
+            raise ValueError(f"phase2_mix must be 'tasks' or 'corpus', not {self.phase2_mix!r}")
 
     @classmethod
     def quick(cls) -> "AttnBuildConfig":
         return cls(n_docs=3000, n_layers=2, d_model=32, n_heads=4, steps=40, warmup=5, batch_size=8,
                    ckpt_every=20, eval_n=20, phase2_steps=10, phase2_docs=300, phase2_warmup=2)
+
+
+def task_corpus(n_docs: int, seed: int, code_frac: float) -> list[str]:
+    """Phase-2 documents: a Python function with its docstring (probability `code_frac`), else 3-7
+    IOI (60%) and year (40%) sentences; deterministic in `seed`."""
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n_docs):
+        if rng.random() < code_frac:
+            docs.append(C.docstring_function(rng).meta["full"])
+            continue
+        parts = []
+        for _ in range(rng.randint(3, 7)):
+            if rng.random() < 0.6:
+                p = C.ioi_sentence(rng)
+                parts.append(p.text + p.answer + ".")
+            else:
+                parts.append(C.year_sentence(rng).meta["full"])
+        docs.append(" ".join(parts))
+    return docs
+
+
+def phase2_docs(cfg: AttnBuildConfig) -> list[str]:
+    if cfg.phase2_mix == "tasks":
+        return task_corpus(cfg.phase2_docs, seed=cfg.seed + 1, code_frac=cfg.phase2_code_frac)
+    return C.generate_corpus(cfg.phase2_docs, seed=cfg.seed + 1, code_frac=cfg.phase2_code_frac)
 
 
 def attn_model_config(cfg: AttnBuildConfig, d_vocab: int) -> dict:
@@ -84,15 +121,19 @@ def train_attn_model(cfg: AttnBuildConfig, out_dir: str | Path = EMBEDDED_ATTN_D
         io.atomic_write_json(phase1_meta, {"key": cfg.phase1_key(), "curve": curve}, indent=None)
     curve2: list = []
     if cfg.phase2_steps:
-        docs2 = C.generate_corpus(cfg.phase2_docs, seed=cfg.seed + 1, code_frac=cfg.phase2_code_frac)
+        docs2 = phase2_docs(cfg)
         curve2 = _train_phase(model, _pack(tokenizer, docs2, cfg.n_ctx), steps=cfg.phase2_steps, lr=cfg.phase2_lr,
                               warmup=cfg.phase2_warmup, cfg=cfg, seed=cfg.seed + 1, work=work, tag="phase2")
 
     card = model_card.evaluate(model, n=cfg.eval_n, docs=heldout_docs)
     card["targets"] = ATTN_TARGETS
     card["meets_targets"] = {k: card[k] >= v for k, v in ATTN_TARGETS.items()}
-    card["note"] = ("attention-only (no MLP): fact recall is reported but not a target; "
-                    "targets are the three circuits tasks")
+    card["note"] = ("attention-only (no MLP): fact recall is reported but not a target; targets are the three "
+                    f"circuits tasks. Phase 2 ({cfg.phase2_steps} steps) trains on "
+                    + ("IOI and year sentences and Python functions only (task-focused)" if cfg.phase2_mix == "tasks"
+                       else "the general generator") + "; met: "
+                    + ", ".join(f"{k} {card[k]:.3f} ({'yes' if ok else 'NO'}, target {ATTN_TARGETS[k]})"
+                                for k, ok in card["meets_targets"].items()))
     finish_build(model, cfg, card, docs, curve, curve2, out_dir)
     log.info("model card: %s", {k: card[k] for k in ("ioi_accuracy", "greater_than_prob_diff", "docstring_accuracy")})
     return model, card

@@ -6,7 +6,15 @@ by node ROC AUC against the stored reference circuits.
     python benchmarks/circuits/run.py run --model embedded       # results/<model>__<task>.json
     python benchmarks/circuits/run.py run --model embedded-attn
     python benchmarks/circuits/run.py table                      # the "circuits" section of benchmarks/README.md
-    python benchmarks/circuits/run.py run --model embedded --quick   # a smoke run (1 seed, 8 eval pairs, no ACDC)
+    python benchmarks/circuits/run.py run --model embedded --quick --results /tmp/x   # a smoke run (1 seed, 8 eval pairs, no ACDC)
+
+Seeds: discrete-sae (paper protocol) `--seeds` (10, as the paper); its legacy setup, patching, EAP and
+EAP-IG `--other-seeds`; ACDC `--acdc-seeds`. auto-circuit's EAP and ACDC run in their own venv (built by
+`autocircuit_env.sh`) and are added afterwards:
+
+    python benchmarks/circuits/run.py peer --model embedded --peer-python /tmp/ac-venv/bin/python
+
+The load average at the start and end of each stage goes to results/<model>__<task>.load.json; the table prints it.
 
 `run` scores no reference (the runs keep every method's node scores); `table` computes node AUC
 afterwards against the reference found by content key (`interp.circuits.reference`), beside the
@@ -17,9 +25,13 @@ the repository.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
+import os
+import subprocess
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,38 +45,105 @@ from interp.circuits import metrics as M  # noqa: E402
 from interp.circuits.acdc import ACDCConfig  # noqa: E402
 from interp.circuits.discrete_sae import DiscreteSAEConfig  # noqa: E402
 from interp.circuits.reference import ReferenceCircuit  # noqa: E402
-from interp.circuits.run import CircuitConfig, CircuitResult, get_reference, load_named_model, run_circuits  # noqa: E402
+from interp import io  # noqa: E402
+from interp.build_attn import EMBEDDED_ATTN_DIR  # noqa: E402
+from interp.circuits.run import (CircuitConfig, CircuitResult, MethodRun, add_curves, eval_prompts, get_reference,  # noqa: E402
+                                 load_named_model, run_circuits)
+from interp.circuits.tasks import DISCOVERY_SEED_BASE, make_task  # noqa: E402
+from interp.models import EMBEDDED_DIR  # noqa: E402
 
 log = logging.getLogger("bench.circuits")
 RESULTS = Path(__file__).parent / "results"
 TASKS = ("ioi", "greater-than", "docstring")
 MODELS = ("embedded", "embedded-attn")
 PAPER = {"ioi": 0.868, "greater-than": 0.855, "docstring": 0.869}  # O'Neill & Bui 2024, node ROC AUC (main_results.json)
-ORDER = ("discrete-sae", "discrete-sae-legacy", "patching", "eap", "eap-ig", "acdc")
+ORDER = ("discrete-sae", "discrete-sae-legacy", "patching", "eap", "eap-ig", "acdc", "auto-circuit eap", "auto-circuit acdc")
 
 
-def result_path(model: str, task: str) -> Path:
-    return RESULTS / f"{model}__{task}.json"
+def result_path(model: str, task: str, root: Path | None = None) -> Path:
+    return (root or RESULTS) / f"{model}__{task}.json"
 
 
-def run(model_name: str, seeds: int, acdc_seeds: int, n_eval: int, quick: bool, tasks=TASKS) -> None:
+def _save_load(root: Path, model_name: str, task: str, stage: str, load0: float) -> None:
+    """Record the load average at the start and end of a stage (results/<model>__<task>.load.json)."""
+    path = root / f"{model_name}__{task}.load.json"
+    loads = json.loads(path.read_text()) if path.exists() else {}
+    loads[stage] = [round(load0, 1), round(os.getloadavg()[0], 1)]
+    io.atomic_write_json(path, loads)
+
+
+def run(model_name: str, seeds: int, other_seeds: int, acdc_seeds: int, n_eval: int, quick: bool, tasks=TASKS,
+        root: Path = RESULTS) -> None:
+    """discrete-sae (paper protocol) on `seeds` seeds; its legacy setup, patching, EAP and EAP-IG on
+    `other_seeds`; our ACDC on `acdc_seeds`. Every partial result is saved, so a cut-short run keeps
+    what it finished."""
     model = load_named_model(model_name)
     for task in tasks:
+        load0 = os.getloadavg()[0]
         cfg = CircuitConfig(seeds=seeds, n_eval=n_eval)
-        res = run_circuits(model_name, task, ["discrete-sae", "patching", "eap", "eap-ig"], cfg, model=model, reference=None)
-        legacy = run_circuits(model_name, task, ["discrete-sae"], replace(cfg, sae=DiscreteSAEConfig.legacy()), model=model,
-                              reference=None)
-        for r in legacy.runs:
-            r.method = "discrete-sae-legacy"
-        res.runs += legacy.runs
-        res.summarize().save(result_path(model_name, task))  # kept if the ACDC stage is cut short
+        res = run_circuits(model_name, task, ["discrete-sae"], cfg, model=model, reference=None)
+        path = res.save(result_path(model_name, task, root))
+        other = replace(cfg, seeds=other_seeds)
+        stages = [(["patching", "eap", "eap-ig"], other, None),
+                  (["discrete-sae"], replace(other, sae=DiscreteSAEConfig.legacy()), "discrete-sae-legacy")]
         if acdc_seeds and not quick:
-            ac = run_circuits(model_name, task, ["acdc"], replace(cfg, seeds=acdc_seeds, acdc=ACDCConfig(tau=0.01)), model=model,
-                              reference=None)
-            res.runs += ac.runs
-        res.summarize()
-        path = res.save(result_path(model_name, task))
-        log.info("wrote %s", path.relative_to(ROOT))
+            stages.append((["acdc"], replace(cfg, seeds=acdc_seeds, acdc=ACDCConfig(tau=0.01)), None))
+        for methods, c, rename in stages:
+            more = run_circuits(model_name, task, methods, c, model=model, reference=None)
+            for r in more.runs:
+                r.method = rename or r.method
+            res.runs += more.runs
+            res.summarize().save(path)  # kept if a later stage is cut short
+        _save_load(root, model_name, task, "run", load0)
+        log.info("wrote %s (load average %.1f -> %.1f)", path, load0, os.getloadavg()[0])
+
+
+def peer(model_name: str, python: str, seeds: int, acdc_seeds: int, n_eval: int, tasks=TASKS, root: Path = RESULTS) -> None:
+    """Replace the auto-circuit rows of each task's result file by a fresh peer run."""
+    model = load_named_model(model_name)
+    for task in tasks:
+        load0 = os.getloadavg()[0]
+        path = result_path(model_name, task, root)
+        res = CircuitResult.load(path)
+        rows = peer_runs(model, model_name, task, python, seeds, acdc_seeds, CircuitConfig(n_eval=n_eval))
+        res.runs = [r for r in res.runs if not r.method.startswith("auto-circuit")] + rows
+        res.summarize().save(path)
+        _save_load(root, model_name, task, "peer", load0)
+
+
+def peer_runs(model, model_name: str, task: str, python: str, seeds: int, acdc_seeds: int, cfg: CircuitConfig) -> list[MethodRun]:
+    """auto-circuit's EAP and ACDC (`autocircuit_run.py`, in its own venv) on the same weights and
+    discovery prompts (seed DISCOVERY_SEED_BASE + s, equal token counts as auto-circuit batches them),
+    as MethodRuns with our CPR / CMD curves of their head scores; [] (with a log line) if it cannot run."""
+    if not Path(python).exists():
+        log.warning("auto-circuit venv %s missing (build it with benchmarks/circuits/autocircuit_env.sh); peer rows skipped", python)
+        return []
+    model_dir = EMBEDDED_DIR if model_name == "embedded" else EMBEDDED_ATTN_DIR
+    spec = {"model_dir": str(model_dir), "tasks": [], "tau_exps": [-2], "tau_bases": [1]}  # tau = 0.01, as our ACDC
+    for s in range(seeds):
+        t = make_task(model, task, n=cfg.n_prompts, seed=DISCOVERY_SEED_BASE + s, equal_length=True)
+        with torch.no_grad():
+            check = model(t.pos_tokens[:1])[0, -1].tolist()
+        spec["tasks"].append({"task": task, "seed": s, "reference": [], "clean": t.pos_tokens.tolist(), "corrupt": t.neg_tokens.tolist(),
+                              "answers": t.good, "wrong": t.bad, "check_logits": check, "acdc": s < acdc_seeds})
+    with tempfile.TemporaryDirectory(prefix="autocircuit_") as work:
+        inp, out = Path(work) / "in.json", Path(work) / "out.json"
+        inp.write_text(json.dumps(spec))
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        proc = subprocess.run([python, str(Path(__file__).parent / "autocircuit_run.py"), str(inp), str(out)],
+                              capture_output=True, text=True, env=env)
+        if proc.returncode != 0 or not out.exists():
+            log.warning("auto-circuit run failed: %s", (proc.stdout + proc.stderr).strip().splitlines()[-1:])
+            return []
+        rows = json.loads(out.read_text())
+    eval_task, eval_src = eval_prompts(model, task, cfg.n_eval)
+    nan = float("nan")
+    runs = []
+    for r in rows:
+        run_ = MethodRun(r["method"], r["seed"], r["node_scores"], [], r["seconds"], nan, nan, nan, nan, nan, nan, nan, 0, [])
+        runs.append(add_curves(run_, model, eval_task, eval_src, torch.tensor(r["node_scores"])))
+        log.info("%s seed %d: CPR %.3f, %.2fs", r["method"], r["seed"], runs[-1].cpr, r["seconds"])
+    return runs
 
 
 def random_auc_std(n_pos: int, n_neg: int) -> float:
@@ -187,20 +266,30 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--model", choices=MODELS, required=True)
-    r.add_argument("--seeds", type=int, default=10)
-    r.add_argument("--acdc-seeds", type=int, default=3)
-    r.add_argument("--n-eval", type=int, default=40)
+    q = sub.add_parser("peer", help="auto-circuit's EAP and ACDC rows, added to the result files `run` wrote")
+    for x in (r, q):
+        x.add_argument("--model", choices=MODELS, required=True)
+        x.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+        x.add_argument("--n-eval", type=int, default=24)
+        x.add_argument("--results", type=Path, default=RESULTS, help="where result files are (a --quick run: give a scratch dir)")
+    r.add_argument("--seeds", type=int, default=10, help="seeds of discrete-sae (paper protocol)")
+    r.add_argument("--other-seeds", type=int, default=3, help="seeds of discrete-sae-legacy, patching, EAP and EAP-IG")
+    r.add_argument("--acdc-seeds", type=int, default=1)
     r.add_argument("--quick", action="store_true")
-    r.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    q.add_argument("--peer-python", default=os.environ.get("AC_VENV", "/tmp/ac-venv") + "/bin/python",
+                   help="python of the auto-circuit venv (benchmarks/circuits/autocircuit_env.sh)")
+    q.add_argument("--seeds", type=int, default=3, help="seeds of auto-circuit's EAP")
+    q.add_argument("--acdc-seeds", type=int, default=1, help="seeds of auto-circuit's ACDC")
     sub.add_parser("table")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(1)
     if a.cmd == "run":
         if a.quick:
-            a.seeds, a.n_eval = 1, 8
-        run(a.model, a.seeds, a.acdc_seeds, a.n_eval, a.quick, a.tasks)
+            a.seeds, a.other_seeds, a.n_eval = 1, 1, 8
+        run(a.model, a.seeds, a.other_seeds, a.acdc_seeds, a.n_eval, a.quick, a.tasks, a.results)
+    elif a.cmd == "peer":
+        peer(a.model, a.peer_python, a.seeds, a.acdc_seeds, a.n_eval, a.tasks, a.results)
     else:
         body = table()
         update_section("circuits", "## Circuits\n\n" + body)

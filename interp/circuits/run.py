@@ -282,6 +282,26 @@ def get_reference(model: HookedTransformer, model_name: str, task_name: str, mod
     return ref
 
 
+def eval_prompts(model: HookedTransformer, task: str, n_eval: int) -> tuple[CircuitTask, dict]:
+    """The held-out prompts of the faithfulness curves (seed `EVAL_SEED`) and their ablation sources."""
+    eval_task = make_task(model, task, n=n_eval, seed=EVAL_SEED)
+    return eval_task, {a: ablation_source(model, eval_task, a) for a in ABLATIONS}
+
+
+def add_curves(run: MethodRun, model: HookedTransformer, eval_task: CircuitTask, eval_src: dict, scores: torch.Tensor,
+               edges: torch.Tensor | None = None) -> MethodRun:
+    """Fill `run`'s CPR / CMD (node: resample and mean ablation; edge: when `edges` is given) and curves."""
+    c = F.node_curve(model, eval_task, scores, "resample", eval_src["resample"])
+    cm = F.node_curve(model, eval_task, scores, "mean", eval_src["mean"])
+    run.cpr, run.cmd, run.cpr_mean, run.cmd_mean = c.cpr, c.cmd, cm.cpr, cm.cmd
+    run.curves = {"node": {"x": c.fractions, "f": c.f}, "node_mean": {"x": cm.fractions, "f": cm.f}}
+    if edges is not None:
+        ce = F.edge_curve(model, eval_task, edges)
+        run.edge_cpr, run.edge_cmd = ce.cpr, ce.cmd
+        run.curves["edge"] = {"x": ce.fractions, "f": ce.f}
+    return run
+
+
 def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...] = METHODS, cfg: CircuitConfig | None = None,
                  model: HookedTransformer | None = None, reference: ReferenceCircuit | str | None = "stored",
                  reference_root: str | Path | None = None, progress=None) -> CircuitResult:
@@ -297,10 +317,9 @@ def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...
     ref = reference if isinstance(reference, ReferenceCircuit) or reference is None else \
         get_reference(model, model_name, task, reference, reference_root, cfg.keep, cfg.ablation)
     is_file = not (task in ("ioi", "greater-than", "docstring"))
-    eval_task = make_task(model, task, n=cfg.n_eval, seed=EVAL_SEED) if cfg.n_eval else None
+    eval_task, eval_src = eval_prompts(model, task, cfg.n_eval) if cfg.n_eval else (None, {})
     if eval_task is not None and is_file:
         log.info("JSONL task: the faithfulness curves use the file's own prompts (no held-out set)")
-    eval_src = {a: ablation_source(model, eval_task, a) for a in ABLATIONS} if eval_task is not None else {}
     runs: list[MethodRun] = []
     first = None
     total, done = cfg.seeds * len(methods), 0
@@ -337,14 +356,7 @@ def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...
                 best_f1_tpr_tnr=best_tpr_tnr_f1(roc) if ref is not None else nan,
                 edge_scores=edges.tolist() if edges is not None else None)
             if eval_task is not None:
-                c = F.node_curve(model, eval_task, scores, "resample", eval_src["resample"])
-                cm = F.node_curve(model, eval_task, scores, "mean", eval_src["mean"])
-                run.cpr, run.cmd, run.cpr_mean, run.cmd_mean = c.cpr, c.cmd, cm.cpr, cm.cmd
-                run.curves = {"node": {"x": c.fractions, "f": c.f}, "node_mean": {"x": cm.fractions, "f": cm.f}}
-                if edges is not None and cfg.edge_curves:
-                    ce = F.edge_curve(model, eval_task, edges)
-                    run.edge_cpr, run.edge_cmd = ce.cpr, ce.cmd
-                    run.curves["edge"] = {"x": ce.fractions, "f": ce.f}
+                add_curves(run, model, eval_task, eval_src, scores, edges if cfg.edge_curves else None)
             runs.append(run)
             done += 1
             log.info("%s seed %d: CPR %.3f, CMD %.3f, node AUC %.3f, %.2fs", method, seed, run.cpr, run.cmd, run.node_auc, meas.seconds)
