@@ -332,3 +332,18 @@ def test_methods_work_with_gradients_off_as_in_the_dashboard(tiny):
         finally:
             for p, g in zip(tiny.parameters(), ref):
                 p.requires_grad_(g)
+
+
+def test_attn_build_phase2_task_mix():
+    """embedded-attn's phase 2: only IOI / year sentences and docstring functions, deterministic in the seed."""
+    from interp.build_attn import AttnBuildConfig, task_corpus
+
+    docs = task_corpus(40, seed=3, code_frac=0.5)
+    assert docs == task_corpus(40, seed=3, code_frac=0.5) and docs != task_corpus(40, seed=4, code_frac=0.5)
+    code = [d for d in docs if d.startswith("def ")]
+    assert 10 <= len(code) <= 30 and all(":param" in d for d in code)
+    prose = " ".join(d for d in docs if not d.startswith("def "))
+    assert "to the year" in prose or "from the year" in prose
+    assert task_corpus(10, seed=3, code_frac=0.0)[0][:4] != "def "
+    with pytest.raises(ValueError, match="phase2_mix"):
+        AttnBuildConfig(phase2_mix="facts")
