@@ -146,6 +146,28 @@ def peer_runs(model, model_name: str, task: str, python: str, seeds: int, acdc_s
     return runs
 
 
+def keep_earlier(model_name: str, earlier: Path, label: str, tasks=TASKS, root: Path = RESULTS) -> None:
+    """Add to each task's result file the runs of every method it lacks, from an earlier result file
+    of the same model and task in `earlier` (same code, prompts and seeds: only the timings were
+    measured under another load), and record which methods came from where (`label`)."""
+    for task in tasks:
+        path, old_path = result_path(model_name, task, root), result_path(model_name, task, earlier)
+        if not (path.exists() and old_path.exists()):
+            continue
+        res, old = CircuitResult.load(path), CircuitResult.load(old_path)
+        have = {r.method for r in res.runs}
+        added = [r for r in old.runs if r.method not in have]
+        if not added:
+            continue
+        res.runs += added
+        res.summarize().save(path)
+        load_path = path.with_suffix(".load.json")
+        loads = json.loads(load_path.read_text()) if load_path.exists() else {}
+        loads["earlier"] = {"methods": sorted({r.method for r in added}), "from": label}
+        io.atomic_write_json(load_path, loads)
+        log.info("%s / %s: kept %s from %s", model_name, task, loads["earlier"]["methods"], label)
+
+
 def random_auc_std(n_pos: int, n_neg: int) -> float:
     """Standard deviation of a random ranking's ROC AUC (Mann-Whitney U under H0, no ties)."""
     return math.sqrt((n_pos + n_neg + 1) / (12 * n_pos * n_neg)) if n_pos and n_neg else float("nan")
@@ -204,7 +226,12 @@ def table() -> str:
                 head += "; no stored reference (node AUC n/a)"
             load_path = path.with_suffix(".load.json")
             if load_path.exists():
-                head += "; load average " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in json.loads(load_path.read_text()).items())
+                loads = json.loads(load_path.read_text())
+                earlier = loads.pop("earlier", None)
+                head += "; load average " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in loads.items())
+                if earlier:
+                    head += (f"; rows {', '.join(earlier['methods'])} kept from {earlier['from']} (same code, prompts and seeds; "
+                             "their times were measured under that run's load)")
             ds0 = [r.seconds for r in res.runs if r.method == "discrete-sae" and r.seed == 0]
             if ds0:
                 head += f"; discrete-sae seed-0 time (head outputs included) {ds0[0]:.1f} s"
@@ -294,6 +321,11 @@ def main() -> None:
                    help="python of the auto-circuit venv (benchmarks/circuits/autocircuit_env.sh)")
     q.add_argument("--seeds", type=int, default=3, help="seeds of auto-circuit's EAP")
     q.add_argument("--acdc-seeds", type=int, default=1, help="seeds of auto-circuit's ACDC")
+    k = sub.add_parser("keep-earlier", help="add the methods a result file lacks from an earlier result file")
+    k.add_argument("--model", choices=MODELS, required=True)
+    k.add_argument("--earlier", type=Path, required=True, help="directory of the earlier result files")
+    k.add_argument("--label", required=True, help="where they came from, e.g. 'the run of commit c93d7e7'")
+    k.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     sub.add_parser("table")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -302,6 +334,8 @@ def main() -> None:
         if a.quick:
             a.seeds, a.other_seeds, a.n_eval = 1, 1, 8
         run(a.model, a.seeds, a.other_seeds, a.acdc_seeds, a.n_eval, a.quick, a.tasks, a.results)
+    elif a.cmd == "keep-earlier":
+        keep_earlier(a.model, a.earlier, a.label, a.tasks)
     elif a.cmd == "peer":
         peer(a.model, a.peer_python, a.seeds, a.acdc_seeds, a.n_eval, a.tasks, a.results)
     else:
