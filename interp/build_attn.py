@@ -48,7 +48,7 @@ class AttnBuildConfig(BuildConfig):
     batch_size: int = 16
     lr: float = 3e-3
     ckpt_every: int = 100
-    phase2_steps: int = 700
+    phase2_steps: int = 400
     phase2_code_frac: float = 0.5
     phase2_lr: float = 2e-3
     phase2_mix: str = "tasks"  # phase-2 prose: "tasks" (IOI + year sentences only) or "corpus" (the general generator)
