@@ -56,6 +56,7 @@ log = logging.getLogger("bench.circuits")
 RESULTS = Path(__file__).parent / "results"
 TASKS = ("ioi", "greater-than", "docstring")
 MODELS = ("embedded", "embedded-attn")
+CARD_KEY = {"ioi": "ioi_accuracy", "greater-than": "greater_than_prob_diff", "docstring": "docstring_accuracy"}
 PAPER = {"ioi": 0.868, "greater-than": 0.855, "docstring": 0.869}  # O'Neill & Bui 2024, node ROC AUC (main_results.json)
 ORDER = ("discrete-sae", "discrete-sae-legacy", "patching", "eap", "eap-ig", "acdc", "auto-circuit eap", "auto-circuit acdc")
 
@@ -201,9 +202,11 @@ def table() -> str:
             path = result_path(model_name, task)
             if not path.exists():
                 why = ""
-                if model_name == "embedded-attn":
-                    why = (" The partial attention-only model has no such behaviour (see its model card), so its metric "
-                           "does not separate positive from negative prompts: there is no circuit to find.")
+                card = EMBEDDED_ATTN_DIR / "model_card.json"
+                if model_name == "embedded-attn" and card.exists():
+                    c = json.loads(card.read_text())
+                    key = CARD_KEY[task]
+                    why = f" Model card: {key} {c[key]:.3f} (target {c['targets'][key]})."
                 parts.append(f"\n**{model_name} / {task}**: not run (no {path.relative_to(ROOT)}).{why}")
                 continue
             res = CircuitResult.load(path)
