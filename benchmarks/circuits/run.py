@@ -84,9 +84,9 @@ def run(model_name: str, seeds: int, other_seeds: int, acdc_seeds: int, n_eval: 
         cfg = CircuitConfig(seeds=seeds, n_eval=n_eval)
         res = run_circuits(model_name, task, ["discrete-sae"], cfg, model=model, reference=None)
         path = res.save(result_path(model_name, task, root))
-        other = replace(cfg, seeds=other_seeds)
+        other = replace(cfg, seeds=max(other_seeds, 1))
         stages = [(["patching", "eap", "eap-ig"], other, None),
-                  (["discrete-sae"], replace(other, sae=DiscreteSAEConfig.legacy()), "discrete-sae-legacy")]
+                  (["discrete-sae"], replace(other, sae=DiscreteSAEConfig.legacy()), "discrete-sae-legacy")] if other_seeds else []
         if acdc_seeds and not quick:
             stages.append((["acdc"], replace(cfg, seeds=acdc_seeds, acdc=ACDCConfig(tau=0.01)), None))
         for methods, c, rename in stages:
@@ -317,7 +317,7 @@ def main() -> None:
         x.add_argument("--n-eval", type=int, default=24)
         x.add_argument("--results", type=Path, default=RESULTS, help="where result files are (a --quick run: give a scratch dir)")
     r.add_argument("--seeds", type=int, default=10, help="seeds of discrete-sae (paper protocol)")
-    r.add_argument("--other-seeds", type=int, default=3, help="seeds of discrete-sae-legacy, patching, EAP and EAP-IG")
+    r.add_argument("--other-seeds", type=int, default=3, help="seeds of discrete-sae-legacy, patching, EAP and EAP-IG (0: skip them; `keep-earlier` can add earlier runs)")
     r.add_argument("--acdc-seeds", type=int, default=1)
     r.add_argument("--quick", action="store_true")
     q.add_argument("--peer-python", default=os.environ.get("AC_VENV", "/tmp/ac-venv") + "/bin/python",
