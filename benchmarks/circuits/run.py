@@ -307,7 +307,7 @@ full-batch epochs, codes on 500 prompts) costs seconds of CPU per run. `benchmar
 made it 2.4x cheaper in CPU time (7.12 s -> 3.02 s on embedded / IOI, same head outputs, load average 28) with
 implementation changes only: hand-written gradients, fused Adam, and vectorised code scores. The protocol's numbers
 (epochs, lambda, latents) are unchanged. It is still not >= 100x faster than ACDC: on these 32-head models ACDC takes
-tens of seconds, not the hours it takes on GPT-2, so the ratio is 3-6x. The times here are wall times under load
+tens of seconds, not the hours it takes on GPT-2, so the ratio is 2.6-5.8x (target table). The times here are wall times under load
 averages of 25-30, so only ratios within one task mean anything.
 
 **Cut for time** (the 2-core machine was shared with other jobs at load averages of 15 to 70):
@@ -315,7 +315,9 @@ averages of 25-30, so only ratios within one task mean anything.
   for; 10 on embedded-attn;
 - the other methods on the embedded model are kept from the earlier run (3 / 2 / 1 seeds);
 - the other methods on embedded-attn ran 1 seed.
-The attention-only model has no IOI or docstring behaviour (model card: IOI accuracy 0.445 with a negative logit
+The auto-circuit venv builds from PyPI (`autocircuit_env.sh`), but `run.py peer` on embedded-attn /
+greater-than (1 EAP and 1 ACDC seed) did not finish within 18 minutes at load average 20 to 28 and was stopped, so
+there are no auto-circuit rows. The attention-only model has no IOI or docstring behaviour (model card: IOI accuracy 0.445 with a negative logit
 difference, docstring 0.03), so those tasks have no circuit to find and were not run. Edge CPR can be negative: its
 empty graph keeps the MLP and direct paths, and keeping a few head→head edges while resampling the rest can push the
 metric below that baseline."""
