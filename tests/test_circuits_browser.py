@@ -9,15 +9,11 @@ loaded that file) and the heatmap click left the picker at its first value."""
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from test_browser import CHROMIUM, LAUNCH_ARGS, ROOT, SHOTS, _free_port, _wait_health, _wait_idle
+from browser_harness import SHOTS, have_chromium, launch_chromium, running_app, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -40,25 +36,13 @@ def _results(home: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+    if not have_chromium():
         pytest.skip("Debian chromium is not installed")
     pytest.importorskip("playwright.sync_api", reason="the playwright Python client is not installed")
     home = tmp_path_factory.mktemp("circ_home")
     files = _results(home)
-    port = _free_port()
-    env = {**os.environ, "INTERP_HOME": str(home), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "interp", "app", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_health(url, proc)
+    with running_app({"INTERP_HOME": str(home), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}) as (url, _):
         yield url, files
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_saved_file_choice_heatmap_click_and_curves(app):
@@ -67,13 +51,13 @@ def test_saved_file_choice_heatmap_click_and_curves(app):
     url, files = app
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1440, "height": 1200})
         page.goto(f"{url}/circuits", wait_until="domcontentloaded")
         page.wait_for_selector("h1", timeout=90_000)
-        _wait_idle(page)
+        wait_idle(page)
         page.get_by_text("Load saved result").click()
-        _wait_idle(page)
+        wait_idle(page)
         # bug 1: choose ioi.json (the second entry) and check what the path box and Load give
         page.screenshot(path=str(SHOTS / "circuits_load_mode.png"), full_page=True)
         page.locator("[data-testid='stSelectbox']").filter(has_text="Saved result").click()
@@ -82,7 +66,7 @@ def test_saved_file_choice_heatmap_click_and_curves(app):
         expect(page.get_by_label("Result JSON path")).to_have_value(str(files["ioi"]), timeout=90_000)
         page.get_by_role("button", name="Load").click()
         expect(page.get_by_text("ioi on embedded")).to_be_visible(timeout=90_000)
-        _wait_idle(page)
+        wait_idle(page)
         assert page.get_by_text("docstring on embedded").count() == 0
         # the curves and the heatmap are drawn
         charts = page.locator("[data-testid='stVegaLiteChart']")

@@ -66,6 +66,8 @@ else:
     cl = c2.selectbox("Layer", list(range(n_chess_layers)), **ps.widget("chess_layer"))
     src = SourceRef("moex", f"{cm} units L{cl}", str(moex_stats_dir(cm, int(cl))), layer=int(cl))
 stats_dir = src.stats_dir
+build_cmd = {"sae": f"interp features --sae {stats_dir} --tokens 200000",
+             "neurons": f"interp features --neurons {src.layer} --out {stats_dir} --tokens 200000"}.get(src.kind)  # no CLI for MoE-X units
 sel_key = f"{src.kind}:{stats_dir}"  # widgets that depend on the source are keyed by it
 
 if not F.has_stats(stats_dir):
@@ -86,9 +88,8 @@ if not F.has_stats(stats_dir):
                                             source_name=src.name, progress=cb)
                 F.save_stats(st_, stats_dir)
             st.rerun()
-    if src.kind != "moex":
-        st.caption("Or from a terminal: `interp features " + (f"--sae {stats_dir}" if src.kind == "sae" else f"--neurons {src.layer} --out {stats_dir}")
-                   + " --tokens 200000`")
+    if build_cmd:
+        st.caption(f"Or from a terminal: `{build_cmd}`")
     else:
         st.caption("Statistics run over the shipped held-out games (about 256 characters each).")
     st.stop()
@@ -301,5 +302,6 @@ st.markdown("**Top activations** (hover a token for its value)")
 st.html(top_html)
 st.markdown("**Samples across the activation distribution**")
 if not fv.intervals:
-    st.caption("These statistics predate activation intervals (format 1): evenly spaced samples instead. Rebuild them for intervals.")
+    st.caption("These statistics predate activation intervals (format 1): evenly spaced samples instead. Rebuild them for intervals"
+               + (f": `{build_cmd}`." if build_cmd else "."))
 st.html(samples_html)
