@@ -150,6 +150,18 @@ def load_stats_cached(path: str):
     return _load_stats(str(path), stats_key(str(path)))
 
 
+def stats_or_stop(path: str, hint: str = ""):
+    """The statistics of `path` (`load_stats_cached`); if they cannot be read, one error line (and
+    `hint` as a caption) and the page stops there."""
+    try:
+        return load_stats_cached(path)
+    except InterpError as e:
+        show_error(e)
+        if hint:
+            st.caption(hint)
+        st.stop()
+
+
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _mean_z(model_name: str, layer: int, device: str):
     from interp.prompt_lab import mean_z

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app.common import (cached_chart, current_model_name, current_sae_dir, guarded, load_model_cached, load_stats_cached,
-                        page_state, progress_box, saes_for_model, show_error, show_spec, stats_key)
+                        page_state, progress_box, saes_for_model, show_error, show_spec, stats_key, stats_or_stop)
 from interp import features as F
 from interp.errors import InterpError
 from interp.features.catalog import model_sources, search_all
@@ -94,11 +94,7 @@ if not F.has_stats(stats_dir):
         st.caption("Statistics run over the shipped held-out games (about 256 characters each).")
     st.stop()
 
-try:
-    stats = load_stats_cached(stats_dir)
-except InterpError as e:
-    show_error(e)
-    st.stop()
+stats = stats_or_stop(stats_dir)
 skey = stats_key(stats_dir)  # every cached view below is keyed by it (and the feature id)
 n = stats.n_features
 st.caption(f"{src.name} · hook {stats.meta.get('hook')} · {n} features · statistics over {stats.meta.get('n_tokens'):,} tokens "

@@ -4,7 +4,7 @@ from functools import partial
 
 import streamlit as st
 
-from app.common import current_sae_dir, load_stats_cached, show_error, stats_key
+from app.common import current_sae_dir, show_error, stats_key, stats_or_stop
 from interp.errors import InterpError
 from interp.features import parse_feature_range
 from interp.reports import render
@@ -14,12 +14,7 @@ sae_dir = current_sae_dir()
 if not sae_dir:
     st.info("Pick an SAE in the sidebar (none found for this model yet).")
     st.stop()
-try:
-    stats = load_stats_cached(sae_dir)
-except InterpError as e:
-    show_error(e)
-    st.caption("Build the statistics on the Features page, or with `interp features --sae DIR`.")
-    st.stop()
+stats = stats_or_stop(sae_dir, "Build the statistics on the Features page, or with `interp features --sae DIR`.")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
