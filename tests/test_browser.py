@@ -194,9 +194,7 @@ def test_features_token_search_ranks_specific_features_with_labels(app_url, page
     _open(page, app_url, "features")
     _pick_sae(page, "a_tiny")
     _fill(page, "Which features fire on token…", " Mary")
-    # the hit buttons are the first buttons whose text starts with "#<id>" (the correlated-feature
-    # buttons come later on the page)
-    hits = page.get_by_role("button").filter(has_text=re.compile(r"^#\d+"))
+    hits = page.locator(".st-key-token-hits").get_by_role("button").filter(has_text=re.compile(r"^#\d+"))
     assert hits.count() >= 1
     first = hits.nth(0).inner_text()
     fid = int(re.search(r"#(\d+)", first).group(1))
@@ -265,17 +263,19 @@ def test_home_names_architectures_and_flags_uninformative_scores(app_url, page):
 
 
 # ----------------------------------------------------------------------------- MoE-X
-def test_moex_computes_only_the_open_view_and_hides_the_lm_pickers(app_url, page):
-    """Bugs: the first load took about 18 s because every tab was computed up front (st.tabs draws
-    every tab's content into the page), and the language-model and SAE pickers stayed in the sidebar."""
+def _open_moex(page, app_url: str):
     from interp.moex.model import shipped_models
 
     if "moex" not in shipped_models():
         pytest.skip("no shipped MoE-X chess model")
     _open(page, app_url, "moex")
     _no_errors(page, "moex")
-    sidebar = page.locator("[data-testid='stSidebar']")
-    assert sidebar.get_by_label("SAE", exact=True).count() == 0 and sidebar.get_by_label("Model", exact=True).count() == 0
+
+
+def test_moex_computes_only_the_open_view(app_url, page):
+    """Bug: the first load took about 18 s because every tab was computed up front (st.tabs runs
+    every tab's code and draws its content into the page, hidden)."""
+    _open_moex(page, app_url)
     body = page.locator("[data-testid='stMain']")
     assert body.get_by_text("Targets (the paper's direction)").count() >= 1  # the open view: Comparison
     assert body.get_by_text("Expert load").count() == 0  # Routing: not computed, not in the page
@@ -284,3 +284,10 @@ def test_moex_computes_only_the_open_view_and_hides_the_lm_pickers(app_url, page
     wait_idle(page)
     assert body.get_by_text("Expert load").count() >= 1
     _shot(page, "moex_routing")
+
+
+def test_moex_hides_the_language_model_pickers(app_url, page):
+    """Bug: the language-model and SAE pickers stayed in the sidebar of the MoE-X page, where they do not apply."""
+    _open_moex(page, app_url)
+    sidebar = page.locator("[data-testid='stSidebar']")
+    assert sidebar.get_by_label("SAE", exact=True).count() == 0 and sidebar.get_by_label("Model", exact=True).count() == 0
