@@ -34,12 +34,14 @@ PAGES = ["home", "features", "prompt_lab", "reports", "circuits", "unlearning", 
 SAVED_CIRCUIT = ROOT / "benchmarks" / "circuits" / "results" / "embedded__ioi.json"
 
 
-def _timed(at) -> float:
-    t0 = time.perf_counter()
+def _timed(at) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one rerun; on a shared machine the CPU time is
+    what the rerun costs, the wall time what it took with the other work around it."""
+    t0, c0 = time.perf_counter(), time.process_time()
     at.run()
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     assert not at.exception, at.exception
-    return dt
+    return dt, dc
 
 
 def _open(at, page: str) -> None:
@@ -47,8 +49,8 @@ def _open(at, page: str) -> None:
     assert not at.exception, (page, at.exception)
 
 
-def warm_renders(at, n: int = 5) -> dict[str, float]:
-    """Median seconds of n reruns of every page after it was opened once."""
+def warm_renders(at, n: int = 5) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds of n reruns of every page after it was opened once."""
     out = {}
     for page in PAGES:
         _open(at, page)
@@ -57,12 +59,13 @@ def warm_renders(at, n: int = 5) -> dict[str, float]:
             at.text_input(key="circ_path").input(str(SAVED_CIRCUIT)).run()
             at.button(key="circ_load").click().run()
             assert not at.error, [e.value for e in at.error]
-        out[page] = statistics.median(_timed(at) for _ in range(n))
+        runs = [_timed(at) for _ in range(n)]
+        out[page] = (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
     return out
 
 
-def interactions(at) -> list[tuple[str, float, bool]]:
-    """(what, seconds, shows progress) for each interaction, each on a setting not cached yet."""
+def interactions(at) -> list[tuple[str, tuple[float, float], bool]]:
+    """(what, (wall, CPU) seconds, shows progress) for each interaction, each on a setting not cached yet."""
     rows = []
 
     def step(what: str, act, progress: bool = False) -> None:
@@ -151,9 +154,7 @@ def main() -> None:
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=900)
-    t0 = time.perf_counter()
-    at.run()
-    t_cold = time.perf_counter() - t0
+    t_cold = _timed(at)
     warm = warm_renders(at)
     print("warm renders:", warm, flush=True)
     inter = interactions(at)
@@ -163,22 +164,27 @@ def main() -> None:
 def _write(t_cold, warm, inter, ready, load0) -> None:
     import torch
 
-    rows = [{"measurement": f"warm {p} page render (median of 5 reruns)", "seconds": s, "target": "< 0.3 s",
-             "met": "yes" if s < 0.3 else "no"} for p, s in warm.items()]
-    rows += [{"measurement": w + (" (shows a progress bar)" if prog else ""), "seconds": s, "target": "progress bar" if prog else "< 1 s",
-              "met": "yes" if prog or s < 1 else "no"} for w, s, prog in inter]
-    rows.append({"measurement": "cold first run of the app in AppTest (imports, sidebar, Home)", "seconds": t_cold, "target": "-", "met": "-"})
+    rows = [{"measurement": f"warm {p} page render (median of 5 reruns)", "seconds": s, "CPU seconds": c, "target": "< 0.3 s",
+             "met": "yes" if s < 0.3 else "no"} for p, (s, c) in warm.items()]
+    rows += [{"measurement": w + (" (shows a progress bar)" if prog else ""), "seconds": s, "CPU seconds": c,
+              "target": "progress bar" if prog else "< 1 s", "met": "yes" if prog or s < 1 else f"no (CPU {'<' if c < 1 else '>='} 1 s)"}
+             for w, (s, c), prog in inter]
+    rows.append({"measurement": "cold first run of the app in AppTest (imports, sidebar, Home)", "seconds": t_cold[0], "CPU seconds": t_cold[1],
+                 "target": "-", "met": "-"})
     if isinstance(ready, str):
-        rows.append({"measurement": "`interp app` launch to the Home page drawn in Chromium", "seconds": "-",
+        rows.append({"measurement": "`interp app` launch to the Home page drawn in Chromium", "seconds": "-", "CPU seconds": "-",
                      "target": "< 15 s", "met": f"not measured: {ready}"})
     elif ready:
-        rows += [{"measurement": "`interp app` launch to /_stcore/health ok", "seconds": ready[0], "target": "-", "met": "-"},
-                 {"measurement": "`interp app` launch to the Home page drawn in Chromium", "seconds": ready[1], "target": "< 15 s",
+        rows += [{"measurement": "`interp app` launch to /_stcore/health ok", "seconds": ready[0], "CPU seconds": "-", "target": "-", "met": "-"},
+                 {"measurement": "`interp app` launch to the Home page drawn in Chromium", "seconds": ready[1], "CPU seconds": "-", "target": "< 15 s",
                   "met": "yes" if ready[1] < 15 else "no"}]
     body = (f"`python benchmarks/app_bench.py` on the embedded model and the shipped SAEs (AppTest; torch threads "
             f"{torch.get_num_threads()}). 1-min load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end, on "
             f"{os.cpu_count()} cores shared with other work: above 2, every time here is inflated.\n\n"
-            + markdown_table(rows, ["measurement", "seconds", "target", "met"]))
+            + markdown_table(rows, ["measurement", "seconds", "CPU seconds", "target", "met"])
+            + "\n\nseconds: wall time; CPU seconds: the CPU time of the benchmark process over the same span (AppTest runs the "
+            "page in it), what the step costs without the machine's other work; `interp app` runs in its own processes, so it "
+            "has wall time only.")
     update_section("dashboard", body)
     print(body)
 

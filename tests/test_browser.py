@@ -195,6 +195,7 @@ def test_features_token_search_ranks_specific_features_with_labels(app_url, page
     _pick_sae(page, "a_tiny")
     _fill(page, "Which features fire on token…", " Mary")
     hits = page.locator(".st-key-token-hits").get_by_role("button").filter(has_text=re.compile(r"^#\d+"))
+    hits.first.wait_for(timeout=90_000)  # on a loaded machine the rerun may start seconds after Enter
     assert hits.count() >= 1
     first = hits.nth(0).inner_text()
     fid = int(re.search(r"#(\d+)", first).group(1))

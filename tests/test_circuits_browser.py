@@ -93,7 +93,8 @@ def test_heatmap_click_picks_the_head(app, page):
     picker = page.get_by_role("combobox", name="Head (layer.head)")
     assert picker.input_value() != "1.0"
     # click the cell layer 1, head 0: the top-left one (layers run top-down from the highest)
-    heat = page.locator(".st-key-circ_heat").locator("canvas, svg").first
+    chart = page.locator(".st-key-circ_heat[data-testid='stVegaLiteChart'], .st-key-circ_heat [data-testid='stVegaLiteChart']").first
+    heat = chart.locator("canvas, svg").first  # the plot (the chart's toolbar icons are svg too, outside it)
     heat.scroll_into_view_if_needed()
     box = heat.bounding_box()
     page.screenshot(path=str(SHOTS / "circuits_loaded.png"), full_page=True)
