@@ -2,8 +2,8 @@
 process group, Debian's Chromium through playwright, and waiting for Streamlit to finish a run.
 
 Used by tests/test_browser.py, tests/test_circuits_browser.py and benchmarks/app_bench.py (which
-puts tests/ on sys.path to import it). Setup facts: /work/shared/NOTES.md ("A real-browser test of
-a Streamlit app").
+puts tests/ on sys.path to import it). Setup: `apt-get install -y chromium` and the playwright
+Python client; no `playwright install` is needed.
 """
 
 from __future__ import annotations
