@@ -200,7 +200,7 @@ def list_saes_all():
 
 
 def saes_for_model(model_name: str):
-    from interp.models import model_id
+    from interp.io import model_id
 
     mid = model_id(model_name)
     return [s for s in list_saes_all() if str(getattr(s, "model", "")) in (mid, model_name)]

@@ -35,7 +35,7 @@ class SourceRef:
 def neuron_stats_dir(model_name: str, layer: int) -> Path:
     """Where the statistics of one MLP layer's neurons are kept (under $INTERP_HOME)."""
     from interp.io import user_data_dir
-    from interp.models import model_id
+    from interp.io import model_id
 
     return user_data_dir("feature_stats", model_id(model_name), f"neurons_L{layer}")
 
