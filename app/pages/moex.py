@@ -32,8 +32,9 @@ def _games() -> dict:
 
 @st.cache_resource
 def _unit_tables() -> dict:
-    """(path, layer, games, min firings) -> UnitTable, shared by all sessions; a plain dict so that a
-    progress bar can be drawn while one is computed (st.cache_* cannot replay a bar drawn outside it)."""
+    """("units", path, layer, games, min firings) -> UnitTable and ("routing", path, layer, games) ->
+    RoutingStats, shared by all sessions; a plain dict so that a progress bar can be drawn while one
+    is computed (st.cache_* cannot replay a bar drawn outside it)."""
     return {}
 
 
@@ -41,28 +42,36 @@ def _units(path: str, layer: int, n_games: int, min_firings: int):
     """The unit table, with a progress bar while the model runs over the games (cached per setting)."""
     from interp.moex.browse import unit_table
 
-    cache, key = _unit_tables(), (path, layer, n_games, min_firings)
+    model, mcfg, mlp, _ = _load(path)
+    return _with_progress(("units", path, layer, n_games, min_firings),
+                          lambda progress: unit_table(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer,
+                                                      min_firings=min_firings, progress=progress))
+
+
+def _with_progress(key: tuple, compute):
+    """`compute(progress)` once per key (kept in `_unit_tables`' bounded store), drawing a progress bar
+    while the model runs over the games (st.cache_* cannot replay a bar drawn inside it)."""
+    cache = _unit_tables()
     if key not in cache:
-        model, mcfg, mlp, _ = _load(path)
         slot = st.empty()
 
         def progress(done: int, total: int) -> None:
             slot.progress(done / total, text=f"Running the model over the held-out games: {done}/{total}")
 
-        table = unit_table(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer, min_firings=min_firings, progress=progress)
+        value = compute(progress)
         slot.empty()
         while len(cache) >= 8:  # bounded: the oldest setting goes first
             cache.pop(next(iter(cache)))
-        cache[key] = table
+        cache[key] = value
     return cache[key]
 
 
-@st.cache_resource(show_spinner="Routing statistics...")
 def _routing(path: str, layer: int, n_games: int):
     from interp.moex.browse import routing_stats
 
     model, mcfg, mlp, _ = _load(path)
-    return routing_stats(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer)
+    return _with_progress(("routing", path, layer, n_games),
+                          lambda progress: routing_stats(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer, progress=progress))
 
 
 @st.cache_data(show_spinner=False)
@@ -96,12 +105,13 @@ def _routing_charts(path: str, layer: int, n_games: int, which: str):
     return alt.Chart(long).mark_bar().encode(x="expert:O", y="value:Q", color="variable:N", xOffset="variable:N")
 
 
-@st.cache_data(show_spinner="Reading the unit's top contexts...", max_entries=64)
-def _top_contexts(path: str, layer: int, n_games: int, unit: int) -> list:
+@st.cache_data(show_spinner=False, max_entries=64)
+def _top_contexts(path: str, layer: int, n_games: int, unit: int, _hidden) -> list:
+    """Top contexts from the unit table's activations (`_hidden`, determined by path/layer/n_games): no forward."""
     from interp.moex.browse import top_contexts
 
     model, mcfg, mlp, _ = _load(path)
-    return top_contexts(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer, unit)
+    return top_contexts(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer, unit, hidden=_hidden)
 
 
 @cached_chart
@@ -186,7 +196,7 @@ def units_tab(path: str, mlp, layer: int, n_games: int):
                     + (f" (it fires at {table.firing_rate_all[unit]:.1%} of all characters)." if table.firing_rate_all[unit] > 0 else "."))
         else:
             show_spec(_heatmap_chart(path, layer, n_games, min_firings, unit, piece, df))
-    ctx = _top_contexts(path, layer, n_games, unit)
+    ctx = _top_contexts(path, layer, n_games, unit, table.hidden)
     st.markdown(f"**Top contexts of unit {unit}** over every character (the character it fires on is in brackets)")
     st.dataframe(pd.DataFrame([{"activation": c["activation"], "text": f"…{c['context']}[{c['char']}]{c['next']}"} for c in ctx]),
                  hide_index=True, width="stretch")
