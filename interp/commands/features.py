@@ -37,8 +37,12 @@ def cmd_features(args) -> int:
         raise InterpError("give exactly one of --sae DIR or --neurons LAYER")
     if args.threads is not None and args.threads < 1:
         raise InterpError(f"--threads must be >= 1, got {args.threads}")
-    cfg = Fm.StatsConfig(n_tokens=args.tokens, source=args.source, batch_size=args.batch_size, top_k=args.top_k,
-                         seed=args.seed)
+    from interp.data.sources import open_source
+
+    cfg = Fm.StatsConfig(n_tokens=args.tokens, source=args.source, seq_len=args.context_size, batch_size=args.batch_size,
+                         top_k=args.top_k, seed=args.seed, text_field=args.text_field, split=args.split,
+                         prepend_bos=args.prepend_bos)
+    open_source(cfg.source_spec)  # a missing file or text field is one line now, before the model loads
     device = str(resolve_device(getattr(args, "device", None)))
     if args.sae:
         if not Path(args.sae).is_dir():
@@ -87,7 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="with --neurons: directory for the statistics")
     p.add_argument("--model", help="model name (default: the SAE's metadata.model_name, else embedded)")
     p.add_argument("--tokens", type=int, default=200_000, help="corpus tokens to stream")
-    p.add_argument("--source", default="corpus", help="corpus (embedded), a text file, or hf:NAME[:SPLIT[:COLUMN]]")
+    from interp.data.sources import add_source_args
+
+    add_source_args(p, context_help="tokens per row (default: the model's n_ctx); concept labels need --source corpus")
     p.add_argument("--batch-size", type=int, default=32, help="rows per forward")
     p.add_argument("--top-k", type=int, default=20, help="top-activating contexts kept per feature")
     p.add_argument("--seed", type=int, default=0)
