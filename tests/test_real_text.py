@@ -82,3 +82,22 @@ def test_missing_text_field_is_one_line_before_the_model_loads(command, tmp_path
     line = _one_error(capsys, argv)
     assert line == f"error: {src} line 1 has no text field 'text' (it has: body, id); pass --text-field"
     assert sorted(p.name for p in sae_dir.iterdir()) == before
+
+
+def test_features_of_a_registry_sae_go_into_out_and_report_reads_them(tmp_path, model, capsys, monkeypatch):
+    """`--sae sae-lens:RELEASE/SAE_ID` (SAELens' `SAE.from_pretrained`, replaced here by a tiny SAE:
+    no hub offline) is saved into --out in SAELens format with its statistics beside it."""
+    import interp.sae.io as sio
+    from test_features_fixtures import make_tiny_sae
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    asked = []
+    monkeypatch.setattr(sio, "_from_registry", lambda ref, device: asked.append(ref) or make_tiny_sae(model, d_sae=8, k=2))
+    assert "needs --out DIR" in _one_error(capsys, ["features", "--sae", "sae-lens:rel/id", "--tokens", 64])
+    out = tmp_path / "reg"
+    assert main(["features", "--sae", "sae-lens:rel/id", "--out", str(out), "--model", "embedded", "--tokens", "256",
+                 "--context-size", "32", "--batch-size", "4", "--top-k", "3"]) == 0
+    assert asked == ["sae-lens:rel/id"] and (out / "cfg.json").exists()
+    assert main(["report", "--sae", str(out), "--features", "0-3", "--format", "md", "--out", str(tmp_path / "r.md")]) == 0
+    capsys.readouterr()
+    assert sio.load_sae(out, device="cpu").cfg.d_sae == 8 and "# " in (tmp_path / "r.md").read_text()
