@@ -6,6 +6,8 @@
 #
 #   bash benchmarks/wheel_check.sh [APP_TIMEOUT_S]     # default 120 s for the app's health check
 #
+# On success it writes the `wheel` section of benchmarks/README.md (times and the load average).
+#
 # torch is installed first as the CPU build (torch==2.13.0), as ./run does, so the torch range in
 # pyproject.toml is satisfied and pip does not pull a multi-GB CUDA build. pip's ordinary cache and
 # the machine's configured wheel directories are used; no dependency is borrowed from another env.
@@ -21,7 +23,9 @@ python3 -m venv "$WORK/venv"
 PY="$WORK/venv/bin/python"
 "$PY" -m pip install -q "torch==2.13.0"
 "$PY" -m pip install -q "$REPO"
-echo "install: $(( $(date +%s) - t0 )) s ($("$PY" -m pip list 2>/dev/null | tail -n +3 | wc -l) packages)"
+INSTALL_S=$(( $(date +%s) - t0 ))
+NPKG=$("$PY" -m pip list 2>/dev/null | tail -n +3 | wc -l)
+echo "install: $INSTALL_S s ($("$PY" -m pip list 2>/dev/null | tail -n +3 | wc -l) packages)"
 unset PYTHONPATH
 export OMP_NUM_THREADS=1 INTERP_HOME="$WORK/home"
 cd "$WORK"  # not the source tree
@@ -46,7 +50,8 @@ for _ in $(seq 1 "$APP_TIMEOUT"); do
   [ "$health" = ok ] && break
   sleep 1
 done
-echo "health: ${health:-no answer} after $(( $(date +%s) - ta )) s (timeout ${APP_TIMEOUT} s)"
+HEALTH_S=$(( $(date +%s) - ta ))
+echo "health: ${health:-no answer} after $HEALTH_S s (timeout ${APP_TIMEOUT} s)"
 [ "$health" = ok ] || { tail -20 "$WORK/app.log"; exit 1; }
 curl -fs "http://127.0.0.1:$PORT/" | grep -qi "<html" && echo "page: served"
 kill -TERM "$APP_PID"
@@ -56,4 +61,22 @@ if "$PY" -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $PORT))"
 else
   echo "port $PORT still in use after SIGTERM"; exit 1
 fi
-echo "wheel check: ok ($(( $(date +%s) - t0 )) s in all; load $(cut -d' ' -f1-3 /proc/loadavg))"
+TOTAL_S=$(( $(date +%s) - t0 ))
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "wheel check: ok ($TOTAL_S s in all; load $LOAD)"
+cd "$REPO"
+"$REPO/.venv/bin/python" - "$INSTALL_S" "$NPKG" "$HEALTH_S" "$APP_TIMEOUT" "$TOTAL_S" "$LOAD" "$cmds" <<'PY'
+import sys
+from benchmarks._readme import markdown_table, update_section
+inst, npkg, health, timeout, total, load, cmds = sys.argv[1:]
+rows = [
+    {"step": "`pip install torch==2.13.0` then `pip install .` (not editable) into a fresh venv in /tmp", "result": f"ok, {npkg} packages, {inst} s"},
+    {"step": "`import interp, app` from outside the tree", "result": "ok, both from the venv's site-packages"},
+    {"step": "`interp COMMAND --help` for every command", "result": f"ok: {cmds}"},
+    {"step": "`interp demo`, `interp list`, `interp collect` (512 tokens) on the shipped model", "result": "ok"},
+    {"step": "`interp app`: GET /_stcore/health at 127.0.0.1, then the page", "result": f"`ok` after {health} s (timeout {timeout} s); page served"},
+    {"step": "SIGTERM to `interp app`", "result": "exited; port free"},
+]
+update_section("wheel", "### Wheel install runs the CLI and the app (`bash benchmarks/wheel_check.sh`)\n\n"
+               f"{total} s in all; load average at the end {load} (1/5/15 min, 2 cores).\n\n" + markdown_table(rows))
+PY
