@@ -136,3 +136,27 @@ def test_prompt_lab_ablation_on_a_bf16_model(runs):
     assert abs(b.clean_logit_diff - f.clean_logit_diff) < 0.3 and abs(b.ablated_logit_diff - f.ablated_logit_diff) < 0.3
     assert f.kl > 1e-3 and abs(b.kl - f.kl) < 0.25 * f.kl
     assert f.clean[0].token == b.clean[0].token
+
+
+def test_bf16_eval_where_the_ablation_does_not_move_the_loss_is_nan_not_a_crash(tmp_path, caplog):
+    """A tiny random GPT-2 in bfloat16: zero-ablating blocks.1.hook_resid_pre leaves the mean CE equal
+    at bf16 precision, and SAELens' ce_loss_score divides by that difference (it raised
+    ZeroDivisionError through `interp train-sae --dtype bfloat16`)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_features_fixtures import make_tiny_sae
+    from tiny_models import make_tiny_hf_model
+
+    from interp.models import load_model
+    from interp.sae.eval import evaluate_sae
+
+    model = load_model(str(make_tiny_hf_model("gpt2", tmp_path / "gpt2")), device="cpu", dtype="bfloat16")
+    sae = make_tiny_sae(model.float(), d_sae=16, k=2, hook="blocks.1.hook_resid_pre")
+    model = model.to(torch.bfloat16, print_details=False)
+    with caplog.at_level("WARNING", logger="interp.sae.eval"):
+        m = evaluate_sae(sae, model, n_tokens=2048).metrics
+    assert "does not change the loss at bfloat16 precision" in caplog.text
+    assert m["l0"] == pytest.approx(2.0) and m["explained_variance"] == m["explained_variance"]
+    assert m["ce_loss_score"] != m["ce_loss_score"] and m["kl_div_score"] != m["kl_div_score"]  # NaN: undefined

@@ -101,9 +101,18 @@ def evaluate_sae(sae, model, n_tokens: int = 16384, batch_rows: int = 16, tokens
         sae.turn_off_forward_pass_hook_z_reshaping()
     sae.eval()
     try:
-        recon = get_downstream_reconstruction_metrics(
-            sae, model, _TokenRows(toks), scaler, compute_kl=True, compute_ce_loss=True, n_batches=n_batches,
-            eval_batch_size_prompts=batch_rows, ignore_tokens=ignore)
+        try:
+            recon = get_downstream_reconstruction_metrics(
+                sae, model, _TokenRows(toks), scaler, compute_kl=True, compute_ce_loss=True, n_batches=n_batches,
+                eval_batch_size_prompts=batch_rows, ignore_tokens=ignore)
+        except ZeroDivisionError:
+            # SAELens averages the losses in the model's dtype and divides by CE_zero - CE_clean and by
+            # KL_zero; in bfloat16, on a model whose loss the ablation barely moves, both can round to
+            # exactly 0. The downstream metrics of that run are then undefined (NaN), not a crash.
+            log.warning("the hook's ablation does not change the loss at %s precision; CE/KL scores are undefined",
+                        str(next(model.parameters()).dtype).removeprefix("torch."))
+            recon = dict.fromkeys(("ce_loss_score", "kl_div_score", "ce_loss_without_sae", "ce_loss_with_sae",
+                                   "ce_loss_with_ablation", "kl_div_with_sae", "kl_div_with_ablation"), float("nan"))
         sv, feats = get_sparsity_and_variance_metrics(
             sae, model, _TokenRows(toks), scaler, n_batches=n_batches, compute_l2_norms=True, compute_sparsity_metrics=True,
             compute_variance_metrics=True, compute_featurewise_density_statistics=True, eval_batch_size_prompts=batch_rows,
