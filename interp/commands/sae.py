@@ -67,7 +67,9 @@ def cmd_eval_sae(args) -> int:
     res = evaluate_sae_dir(args.dir, model_name=args.model, n_tokens=args.tokens, source=spec,
                            device=getattr(args, "device", None))
     if args.json:
-        print(json.dumps(res.metrics, indent=2))
+        from interp.io import json_safe
+
+        print(json.dumps(json_safe(res.metrics), indent=2))  # an undefined score (NaN) is null
     else:
         for k in CORE_KEYS:
             print(f"{k:30s} {res.metrics[k]:.4f}")
