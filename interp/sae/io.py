@@ -222,7 +222,9 @@ def save_sae(sae, out_dir: str | Path, metrics: dict | None = None, curve: list 
         else:
             sae.save_model(str(tmp))
         if metrics is not None:
-            (tmp / METRICS).write_text(json.dumps({**metrics, **(extra or {})}, indent=2))
+            from interp.io import json_safe
+
+            (tmp / METRICS).write_text(json.dumps(json_safe({**metrics, **(extra or {})}), indent=2))  # NaN -> null
         if curve is not None:
             (tmp / CURVE).write_text(json.dumps(curve))
     return Path(out_dir)
