@@ -107,9 +107,9 @@ def interactions(at) -> list[tuple[str, tuple[float, float], bool]]:
     step("Circuits: inspect another method", lambda: at.selectbox(key="circ_inspect").set_value(methods[-1]))
     step("Circuits: edge curves", lambda: at.radio(key="circ_curve").set_value("edge"))
     _open(at, "moex")
-    step("MoE-X: open Routing", lambda: at.radio(key="moex_view").set_value("Routing"))
+    step("MoE-X: open Routing", lambda: at.radio(key="moex_view").set_value("Routing"), progress=True)
     n_layers = int(at.number_input(key="moex_layer").max) + 1
-    step("MoE-X: another layer (Routing)", lambda: at.number_input(key="moex_layer").set_value(n_layers - 2), progress=False)
+    step("MoE-X: another layer (Routing)", lambda: at.number_input(key="moex_layer").set_value(n_layers - 2), progress=True)
     step("MoE-X: open Units & board (unit table over the games)", lambda: at.radio(key="moex_view").set_value("Units & board"), progress=True)
     step("MoE-X: another unit", lambda: at.number_input(key=next(w.key for w in at.number_input if str(w.key).startswith("moex_unit_"))).set_value(3))
     step("MoE-X: another expert", lambda: at.number_input(key="moex_expert").set_value(1))
