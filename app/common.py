@@ -16,12 +16,13 @@ Pages compute nothing themselves: they call `interp` and draw the result.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import streamlit as st
 
@@ -126,19 +127,39 @@ def load_sae_cached(path: str, device: str | None = None):
 
 
 @st.cache_resource(show_spinner="Loading feature statistics...", max_entries=8)
-def _load_stats(path: str, mtime: float):
+def _load_stats(path: str, key: str):
     from interp.features import load_stats
 
     return load_stats(path)
 
 
+def stats_key(path: str) -> str:
+    """A cache key for the feature statistics in `path` that changes whenever they are rebuilt."""
+    from interp.features import META_FILE
+
+    meta = Path(path) / META_FILE
+    return f"{path}@{meta.stat().st_mtime_ns if meta.exists() else 0}"
+
+
 def load_stats_cached(path: str):
     """Feature statistics of an SAE dir (reloaded when the file changes); InterpError if missing."""
-    from interp.features import META_FILE, has_stats, load_stats
+    from interp.features import has_stats, load_stats
 
     if not has_stats(path):
         return load_stats(path)  # raises the clear "no statistics yet" error
-    return _load_stats(str(path), (Path(path) / META_FILE).stat().st_mtime)
+    return _load_stats(str(path), stats_key(str(path)))
+
+
+def stats_or_stop(path: str, hint: str = ""):
+    """The statistics of `path` (`load_stats_cached`); if they cannot be read, one error line (and
+    `hint` as a caption) and the page stops there."""
+    try:
+        return load_stats_cached(path)
+    except InterpError as e:
+        show_error(e)
+        if hint:
+            st.caption(hint)
+        st.stop()
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -179,7 +200,7 @@ def list_saes_all():
 
 
 def saes_for_model(model_name: str):
-    from interp.models import model_id
+    from interp.io import model_id
 
     mid = model_id(model_name)
     return [s for s in list_saes_all() if str(getattr(s, "model", "")) in (mid, model_name)]
@@ -221,8 +242,7 @@ def sidebar() -> None:
         st.selectbox("SAE", paths, index=paths.index(sel), key="_sae_pick", format_func=lambda p: Path(p).name,
                      on_change=lambda: st.session_state.update(sae_dir=st.session_state["_sae_pick"]))
         info = saes[paths.index(sel)]
-        hook = str(info.hook_name) + (f":{info.hook_head_index}" if getattr(info, "hook_head_index", None) is not None else "")
-        st.caption(f"{info.arch} · {hook} · d_sae {info.d_sae}")
+        st.caption(f"{info.arch} · {info.hook} · d_sae {info.d_sae}")
 
 
 def device_picker() -> None:
@@ -335,14 +355,41 @@ def guarded(what: str = "") -> Iterator[None]:
         show_error(e, what)
 
 
-def show_chart(c, **kw) -> None:
-    """st.altair_chart without altair's JSON-schema validation on every rerun: validating the
-    whole Vega-Lite spec costs ~60 ms per chart, most of a warm page; the specs are fixed in code
-    and validated by the tests (AppTest renders them with validation on)."""
+def _no_validation(c):
+    """Skip altair's JSON-schema validation of the whole Vega-Lite spec (~60 ms per chart): the specs
+    are fixed in code and validated by the tests (INTERP_VALIDATE_CHARTS=1, set by tests/test_app.py)."""
     if not os.environ.get("INTERP_VALIDATE_CHARTS"):
         orig = c.to_dict
         object.__setattr__(c, "to_dict", lambda *a, **k: orig(*a, **{**k, "validate": False}))
-    st.altair_chart(c, **kw)
+    return c
+
+
+def show_chart(c, **kw) -> None:
+    """st.altair_chart without the schema validation (see `_no_validation`); for charts that depend on
+    a selection event. Everything else goes through `cached_chart`."""
+    st.altair_chart(_no_validation(c), **kw)
+
+
+def cached_chart(build: Callable[..., Any]) -> Callable[..., dict]:
+    """Decorator: `build(*args)` returns an altair chart; the decorated function returns its Vega-Lite
+    spec (data as Arrow bytes, as st.altair_chart sends it), built once per arguments (st.cache_data;
+    an argument whose name starts with ``_`` is left out of the key, as st.cache_data does). Draw it
+    with `show_spec`.
+
+    Why: building an altair chart costs 30-450 ms per rerun (every encoding channel is checked against
+    the schema on construction), most of a warm page; a cached spec costs a few ms."""
+    from streamlit.elements.vega_charts import _convert_altair_to_vega_lite_spec  # the conversion st.altair_chart does
+
+    @functools.wraps(build)  # keeps the name (one cache per builder) and the signature (the "_" rule)
+    def spec(*args, **kwargs) -> dict:
+        return _convert_altair_to_vega_lite_spec(_no_validation(build(*args, **kwargs)))
+
+    return st.cache_data(show_spinner=False, max_entries=64)(spec)
+
+
+def show_spec(spec: dict, **kw) -> None:
+    """Draw a spec from a `cached_chart` function (st.vega_lite_chart; keyword arguments as st.altair_chart's)."""
+    st.vega_lite_chart(spec, **kw)
 
 
 def error_line(e: BaseException, what: str = "") -> str:

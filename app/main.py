@@ -4,6 +4,7 @@ Launched by `interp app` (streamlit run app/main.py -- --model M); every page is
 """
 
 import sys
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -11,6 +12,14 @@ import streamlit as st
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from app.serve import PRELOAD  # noqa: E402
+
+# app/serve.py imports the heavy libraries in a thread from the server's start: wait for it rather than
+# importing the same modules from two threads at once
+for _t in threading.enumerate():
+    if _t.name == PRELOAD:
+        _t.join()
 
 from app.common import sidebar  # noqa: E402
 

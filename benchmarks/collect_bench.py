@@ -51,6 +51,10 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.time() - t
     return float(rss), float(secs)
 
 
+def _load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=256 * 1024)
@@ -60,6 +64,7 @@ def main() -> None:
     args = ap.parse_args()
 
     global HOOK
+    load0 = _load_average()
     model = load_model("embedded")
     HOOK = HOOK.format(last=model.cfg.n_layers - 1)
     seq = model.cfg.n_ctx
@@ -94,11 +99,14 @@ def main() -> None:
         {"measure": f"peak RSS collecting {args.big_tokens:,} tokens (MB)", "value": rss, "target": "< 1536"},
         {"measure": f"wall time of that collection (s)", "value": secs, "target": ""},
     ]
+    cmd = " ".join(["python benchmarks/collect_bench.py", *sys.argv[1:]])
     body = (
-        "### Activation collection (`python benchmarks/collect_bench.py`)\n\n"
+        f"### Activation collection (`{cmd}`)\n\n"
         f"Embedded model, batch {args.batch_size} x {seq} tokens, {n_tok:,} tokens, best of {args.repeats} interleaved runs, "
         f"torch threads {torch.get_num_threads()}. Both sides run in one process after a warm-up of each, so both get "
-        "the heap setting collection applies (`interp.alloc.tune_malloc`).\n\n"
+        "the heap setting collection applies (`interp.alloc.tune_malloc`). The machine was shared: load average "
+        f"{load0:.1f} at the start, {_load_average():.1f} at the end (2 cores), so the tokens/s are low; the ratio "
+        "compares interleaved runs.\n\n"
         + markdown_table(table)
     )
     update_section("collect", body)

@@ -5,12 +5,11 @@
 * the same statistics vs sae-dashboard 0.8 (SAEDashboard's SaeVisRunner, in its own venv built
   by benchmarks/sae_dashboard_venv.sh, driven by benchmarks/sae_dashboard_peer.py) on the same
   SAE, the same token rows and the same number of features (target: >= 2x faster);
-* an HTML report of 100 features (target < 10 s), vs the JSON export of the same features;
-* a warm render of every page in AppTest (median; target < 300 ms each), vs a warm Home-page render;
-* app ready from launch: `interp app` until /_stcore/health answers, and until the first page
-  has rendered in headless Chromium (target < 15 s).
+* an HTML report of 100 features (target < 10 s), vs the JSON export of the same features.
 
-    python benchmarks/features_bench.py [--tokens 1000000] [--sae DIR] [--skip-app]
+Page renders, interactions and the app's start are measured by benchmarks/app_bench.py.
+
+    python benchmarks/features_bench.py [--tokens 1000000] [--sae DIR]
         [--peer-tokens 16384] [--peer-features 2048] [--skip-peer]
 
 With fewer than 1M tokens the 1M figure is extrapolated linearly and labelled so.
@@ -22,14 +21,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import torch
@@ -111,73 +106,10 @@ def vs_sae_dashboard(model, sae_dir: Path, n_tokens: int, n_features: int, tmp: 
             "d_sae": int(sae.cfg.d_sae), "peer_parts": peer["page_parts"], "logit_diff": diff}
 
 
-PAGES = ["home", "features", "prompt_lab", "reports", "circuits", "unlearning", "moex"]
-
-
-def all_page_times(sae_dir: Path, n: int = 5) -> dict[str, float]:
-    """Median warm render (ms) of every page: open it once (cold), then rerun it n times."""
-    from streamlit.testing.v1 import AppTest
-
-    os.environ["INTERP_SAE_ROOT"] = str(sae_dir.parent.parent)
-    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=900)
-    at.session_state["sae_dir"] = str(sae_dir)
-    at.run()
-    out = {}
-    for name in PAGES:
-        at.switch_page(f"pages/{name}.py").run()
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            at.run()
-            times.append((time.perf_counter() - t0) * 1000)
-        out[name] = statistics.median(times)
-    return out
-
-
-def app_ready(sae_root: Path) -> tuple[float, float]:
-    """Seconds from launching `interp app` to health 'ok', and to the first page rendered in Chromium."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "INTERP_SAE_ROOT": str(sae_root)}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "interp", "app", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                time.sleep(0.1)
-        t_health = time.perf_counter() - t0
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                  args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
-            page = b.new_page()
-            page.goto(url, wait_until="domcontentloaded")
-            page.wait_for_selector("h1", timeout=120_000)
-            page.wait_for_selector("[data-testid='sae-table']", timeout=120_000)  # Home's SAE table drawn
-            t_page = time.perf_counter() - t0
-            b.close()
-        return t_health, t_page
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=1_000_000)
     ap.add_argument("--sae", help="a 2048-latent SAE dir (default: a random TopK SAE built here)")
-    ap.add_argument("--skip-app", action="store_true", help="skip the Chromium app-launch measurement")
     ap.add_argument("--peer-tokens", type=int, default=4096, help="tokens for the sae-dashboard comparison")
     ap.add_argument("--peer-features", type=int, default=512, help="features for the sae-dashboard comparison")
     ap.add_argument("--skip-peer", action="store_true", help="skip the sae-dashboard comparison")
@@ -215,7 +147,6 @@ def main() -> None:
         t0 = time.perf_counter()
         (tmp / "r.json").write_text(render(stats, ids, "json"))
         t_json = time.perf_counter() - t0
-        pt = all_page_times(sae_dir)
         rows += [
             {"measurement": f"feature stats, {d_sae} latents, {args.tokens:,} tokens", "seconds": t_stats,
              "peer": "bare forward, same tokens", "peer seconds": t_fwd, "ratio": t_stats / t_fwd, "target": "-"},
@@ -225,13 +156,6 @@ def main() -> None:
             {"measurement": f"HTML report, {len(ids)} features", "seconds": t_html, "peer": "JSON export, same features",
              "peer seconds": t_json, "ratio": t_html / t_json, "target": "< 10 s"},
         ]
-        rows += [{"measurement": f"warm {name} page render (AppTest, median of 5)", "seconds": ms / 1000, "peer": "warm Home page render",
-                  "peer seconds": pt["home"] / 1000, "ratio": ms / pt["home"], "target": "< 0.3 s"} for name, ms in pt.items()]
-        if not args.skip_app:
-            t_health, t_page = app_ready(tmp / "saes")
-            rows.append({"measurement": "app ready: launch to first page rendered (Chromium)", "seconds": t_page,
-                         "peer": "launch to /_stcore/health ok", "peer seconds": t_health, "ratio": t_page / t_health,
-                         "target": "< 15 s"})
         _write(rows, args, d_sae, sae_dir, load0, peer)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -129,19 +129,22 @@ def run_sparsify(model, hooks: list[str], tokens: int, work: Path) -> tuple[floa
     return t, {h: tr.saes[p] for h, p in zip(hooks, points)}
 
 
-def run_saelens(model, hook: str, tokens: int, work: Path) -> tuple[float, dict]:
-    """SAELens' LanguageModelSAETrainingRunner (construction + run), its defaults for TopK (Adam)."""
+def run_saelens(model, hook: str, tokens: int, work: Path, normalize: str = "expected_average_only_in",
+                **runner) -> tuple[float, dict]:
+    """SAELens' LanguageModelSAETrainingRunner (construction + run), its defaults for TopK (Adam).
+    `normalize` and `runner` (LanguageModelSAERunnerConfig fields) override them (benchmarks/scale_bench.py)."""
     from datasets import Dataset
     from sae_lens import LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner, LoggingConfig, TopKTrainingSAEConfig
 
     ds = Dataset.from_dict({"input_ids": _rows(model, tokens // model.cfg.n_ctx + 64 * 32)})
     cfg = LanguageModelSAERunnerConfig(
         sae=TopKTrainingSAEConfig(d_in=model.cfg.d_model, d_sae=D_SAE_MULT * model.cfg.d_model, k=K,
-                                  normalize_activations="expected_average_only_in"),
+                                  normalize_activations=normalize),
         model_name="embedded", hook_name=hook, dataset_path="unused", is_dataset_tokenized=True, streaming=False,
         context_size=model.cfg.n_ctx, prepend_bos=False, training_tokens=tokens, train_batch_size_tokens=BATCH,
-        store_batch_size_prompts=32, n_batches_in_buffer=32, lr=1e-3, device="cpu", n_batches_for_norm_estimate=8,
+        lr=1e-3, device="cpu", n_batches_for_norm_estimate=8,
         logger=LoggingConfig(log_to_wandb=False), checkpoint_path=None, output_path=str(work / "saelens_out"), verbose=False,
+        **{"store_batch_size_prompts": 32, "n_batches_in_buffer": 32, **runner},
     )
     t0 = time.time()
     sae = LanguageModelSAETrainingRunner(cfg, override_dataset=ds, override_model=model).run()

@@ -33,6 +33,12 @@ from interp.errors import InterpError
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+def model_id(name: str) -> str:
+    """The directory name used for a model name under saes/ and the user data directory (here, not in
+    interp.models, so that callers that only need the name do not import TransformerLens)."""
+    return Path(name).name if Path(name).is_dir() else name.replace("/", "__")
+
+
 def user_data_dir(*parts: str) -> Path:
     """`$INTERP_HOME/parts...` (default `~/.cache/interp`), created on demand."""
     root = Path(os.environ.get("INTERP_HOME") or Path.home() / ".cache" / "interp").expanduser()

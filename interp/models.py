@@ -393,6 +393,3 @@ def processing_mismatch(model: HookedTransformer, recorded: dict | None) -> str 
         "tl-default" if all(want.values()) else ",".join(f for f in PROCESSING_FLAGS if want[f]) or "none")
 
 
-def model_id(name: str) -> str:
-    """The directory name used under saes/ for a model name."""
-    return Path(name).name if Path(name).is_dir() else name.replace("/", "__")

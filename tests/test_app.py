@@ -144,6 +144,9 @@ def test_features_page_builds_missing_stats_with_progress(sae_root):
     at.button(key="build_stats").click().run()
     assert F.has_stats(d) and not at.exception
     assert at.subheader[0].value.startswith("Feature 0:")
+    meta = json.loads((d / F.META_FILE).read_text())  # written in the newest format: intervals and token specificity
+    assert meta["format_version"] == F.FORMAT_VERSION == 2 and "iv_vals" in F.load_stats(d).t
+    assert "predate activation intervals" not in " ".join(c.value for c in at.caption)
 
 
 def test_features_page_neurons_source(sae_root):

@@ -9,56 +9,24 @@ failures are recorded in the issue's closing note).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = ROOT / "test-artifacts" / "screenshots"
+from browser_harness import ROOT, SHOTS, have_chromium, launch_chromium, running_app, wait_idle
+
 # page -> a control that only that page draws (aria label or visible text)
 PAGES = {"home": "SAEs", "features": "Feature id", "prompt_lab": "Prompt", "reports": "Download HTML",
          "circuits": "Task", "unlearning": "Concepts to forget", "moex": "Chess model"}
 URLS = {"home": ""}  # the default page lives at the root URL
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync"]
 
 pytestmark = pytest.mark.browser
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_health(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"interp app exited early with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("the app did not answer /_stcore/health in time")
-
-
 @pytest.fixture(scope="module")
 def sae_root(tmp_path_factory):
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+    if not have_chromium():
         pytest.skip("Debian chromium is not installed (apt-get install -y chromium); .ci/run installs it")
     pytest.importorskip("playwright.sync_api", reason="the playwright Python client is not installed")
     import torch
@@ -88,21 +56,8 @@ def sae_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app_url(sae_root):
-    port = _free_port()
-    env = {**os.environ, "INTERP_SAE_ROOT": str(sae_root), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "interp", "app", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_health(url, proc)
+    with running_app({"INTERP_SAE_ROOT": str(sae_root), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}) as (url, _):
         yield url
-    finally:
-        # `interp app` runs streamlit as a child: stop the whole process group this test started
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +65,7 @@ def browser(app_url):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        b = launch_chromium(p)
         yield b
         b.close()
 
@@ -122,25 +77,10 @@ def page(browser):
     pg.close()
 
 
-def _wait_idle(page, quiet_ms: int = 1200, timeout_s: float = 120) -> None:
-    """Wait until no script run is in progress (Streamlit's running indicator absent) for quiet_ms."""
-    end, quiet_since = time.time() + timeout_s, None
-    while time.time() < end:
-        running = page.locator("[data-testid='stStatusWidget'], [data-testid='stSkeleton']").count() > 0
-        if running:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = time.time()
-        elif (time.time() - quiet_since) * 1000 >= quiet_ms:
-            return
-        page.wait_for_timeout(100)
-    raise AssertionError("the page kept running")
-
-
 def _open(page, app_url: str, name: str) -> None:
     page.goto(f"{app_url}/{URLS.get(name, name)}", wait_until="domcontentloaded")
     page.wait_for_selector("h1", timeout=90_000)
-    _wait_idle(page)
+    wait_idle(page)
 
 
 def _no_errors(page, name: str) -> None:
@@ -159,19 +99,19 @@ def _fill(page, label: str, value: str) -> None:
     box = page.get_by_label(label, exact=True)
     box.fill(value)
     box.press("Enter")
-    _wait_idle(page)
+    wait_idle(page)
 
 
 def _nav(page, title: str) -> None:
     page.locator("[data-testid='stSidebarNav']").get_by_role("link", name=title, exact=True).click()
     page.wait_for_timeout(300)
-    _wait_idle(page)
+    wait_idle(page)
 
 
 def _pick_sae(page, name: str) -> None:
     page.locator("[data-testid='stSidebar']").get_by_label("SAE", exact=True).click()
     page.get_by_role("option", name=name, exact=True).click()
-    _wait_idle(page)
+    wait_idle(page)
 
 
 def test_every_page_renders(app_url, page):
@@ -194,7 +134,7 @@ def test_prompt_lab_every_probability_bar_has_its_label(app_url, page):
     page.get_by_label("Ablate attention heads (layer.head)").click()
     page.get_by_role("option", name="0.0", exact=True).click()
     page.keyboard.press("Escape")
-    _wait_idle(page)
+    wait_idle(page)
     panels = page.locator("[data-testid='prob-bars']")
     assert panels.count() >= 2, "no labelled probability bars on the Ablate tab"
     for i in range(panels.count()):
@@ -219,7 +159,7 @@ def test_prompt_lab_every_position_has_labelled_features(app_url, page):
     """Bug: the table was capped at 420 px (the last positions hidden) and its feature ids had no labels."""
     _open(page, app_url, "prompt_lab")
     page.get_by_role("tab", name="Top features per token").click()
-    _wait_idle(page)
+    wait_idle(page)
     rows = page.locator("[data-testid='token-features'] .tf-row")
     n_tok = len(page.locator("[data-testid='token-features']").get_attribute("data-tokens").split(","))
     assert rows.count() == n_tok > 10
@@ -254,9 +194,8 @@ def test_features_token_search_ranks_specific_features_with_labels(app_url, page
     _open(page, app_url, "features")
     _pick_sae(page, "a_tiny")
     _fill(page, "Which features fire on token…", " Mary")
-    # the hit buttons are the first buttons whose text starts with "#<id>" (the correlated-feature
-    # buttons come later on the page)
-    hits = page.get_by_role("button").filter(has_text=re.compile(r"^#\d+"))
+    hits = page.locator(".st-key-token-hits").get_by_role("button").filter(has_text=re.compile(r"^#\d+"))
+    hits.first.wait_for(timeout=90_000)  # on a loaded machine the rerun may start seconds after Enter
     assert hits.count() >= 1
     first = hits.nth(0).inner_text()
     fid = int(re.search(r"#(\d+)", first).group(1))
@@ -275,7 +214,7 @@ def test_features_label_dropdown_follows_the_sae(app_url, page, sae_root):
     _pick_sae(page, "b_tiny")
     labels_b = load_stats(sae_root / "embedded" / "b_tiny").labels
     page.wait_for_timeout(500)
-    _wait_idle(page)
+    wait_idle(page)
     box = page.locator("[data-testid='stSelectbox']").filter(has=page.get_by_text(f"{sum(1 for x in labels_b if chr(39) in x)} matching features")).last
     combo = box.get_by_role("combobox")
     shown = " ".join([box.inner_text(), combo.input_value() if combo.count() else "", combo.get_attribute("aria-label") or "" if combo.count() else ""])
@@ -322,3 +261,34 @@ def test_home_names_architectures_and_flags_uninformative_scores(app_url, page):
     cell = row.locator("td.path")
     assert cell.is_visible() and cell.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
     _shot(page, "home_table")
+
+
+# ----------------------------------------------------------------------------- MoE-X
+def _open_moex(page, app_url: str):
+    from interp.moex.model import shipped_models
+
+    if "moex" not in shipped_models():
+        pytest.skip("no shipped MoE-X chess model")
+    _open(page, app_url, "moex")
+    _no_errors(page, "moex")
+
+
+def test_moex_computes_only_the_open_view(app_url, page):
+    """Bug: the first load took about 18 s because every tab was computed up front (st.tabs runs
+    every tab's code and draws its content into the page, hidden)."""
+    _open_moex(page, app_url)
+    body = page.locator("[data-testid='stMain']")
+    assert body.get_by_text("Targets (the paper's direction)").count() >= 1  # the open view: Comparison
+    assert body.get_by_text("Expert load").count() == 0  # Routing: not computed, not in the page
+    assert body.get_by_text("Top contexts of unit").count() == 0  # Units & board: not computed either
+    page.get_by_text("Routing", exact=True).click()
+    wait_idle(page)
+    assert body.get_by_text("Expert load").count() >= 1
+    _shot(page, "moex_routing")
+
+
+def test_moex_hides_the_language_model_pickers(app_url, page):
+    """Bug: the language-model and SAE pickers stayed in the sidebar of the MoE-X page, where they do not apply."""
+    _open_moex(page, app_url)
+    sidebar = page.locator("[data-testid='stSidebar']")
+    assert sidebar.get_by_label("SAE", exact=True).count() == 0 and sidebar.get_by_label("Model", exact=True).count() == 0

@@ -341,3 +341,21 @@ def test_shipped_set_and_generated_readme(tmp_path):
     text = write_readme(tmp_path).read_text()
     assert "| `embedded/resid_post_L0_topk` | `blocks.0.hook_resid_post` | topk" in text and "| 0.950 | 0.970 |" in text
     assert text.rstrip().endswith("| yes |")
+
+
+def test_shipped_spec_reproduces_the_shipped_saes_configs():
+    """`interp build-default` must rebuild what ships: every setting a shipped SAE recorded in its
+    metrics.json equals the shipped spec's, and the TopK default recipe stays a separate choice."""
+    import json
+
+    from interp.sae.build import SAES_ROOT, ShippedSpec, shipped_configs
+
+    cfgs = shipped_configs(4, 256, "embedded", ShippedSpec())
+    for name, cfg in cfgs.items():
+        recorded = json.loads((SAES_ROOT / "embedded" / name / "metrics.json").read_text())["config"]
+        for key, value in recorded.items():
+            assert getattr(cfg, key) == value, (name, key)
+    default = shipped_configs(4, 256, "embedded", ShippedSpec(topk_recipe="default"))["resid_post_L3_topk"]
+    assert (default.optimizer, default.aux_coef, cfgs["resid_post_L3_topk"].optimizer) == ("signum", 0.0, "adam")
+    with pytest.raises(InterpError, match="topk_recipe must be"):
+        ShippedSpec(topk_recipe="sparsify")

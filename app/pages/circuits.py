@@ -7,7 +7,7 @@ from pathlib import Path
 import altair as alt
 import streamlit as st
 
-from app.common import current_model_name, load_model_cached, show_error
+from app.common import cached_chart, current_model_name, load_model_cached, show_error, show_spec
 from interp.errors import InterpError
 
 # Widget state Streamlit drops when the user visits another page; restored from this copy.
@@ -132,6 +132,37 @@ if res is None:
     st.session_state["circ_persist"] = {k: st.session_state[k] for k in PERSIST if k in st.session_state}
     st.stop()
 
+# the charts below are cached per result (this key) and choice: a rerun that changed nothing builds none of them
+rkey = repr((res.model, res.task, res.n_layers, res.full_metric, res.negative_metric, res.summary))
+
+
+@cached_chart
+def _curves_chart(rkey: str, kind: str, _res):
+    mean_cf = curves_frame(_res, kind).groupby(["method", "fraction"], as_index=False)["f"].mean()
+    x = alt.X("fraction:Q", title="fraction of units kept", scale=alt.Scale(type="symlog", constant=0.001) if kind == "edge" else alt.Undefined)
+    line = alt.Chart(mean_cf).mark_line(point=True).encode(
+        x=x, y=alt.Y("f:Q", title="f = (m(C) − m(∅)) / (m(full) − m(∅))"), color="method:N",
+        tooltip=["method", alt.Tooltip("fraction:Q", format=".3f"), alt.Tooltip("f:Q", format=".3f")])
+    one = alt.Chart(mean_cf).mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(1.0))
+    return (line + one).properties(height=320)
+
+
+@cached_chart
+def _heatmap_chart(rkey: str, method: str, _res):
+    base = alt.Chart(scores_frame(_res, method)).encode(x=alt.X("head:O", title="head"), y=alt.Y("layer:O", title="layer", sort="descending"))
+    pick = alt.selection_point(fields=["layer", "head"], name="pick")
+    heat = base.mark_rect().encode(color=alt.Color("score:Q", scale=alt.Scale(scheme="viridis")),
+                                   tooltip=["layer", "head", alt.Tooltip("score:Q", format=".3f"), "in_circuit", "in_reference"]).add_params(pick)
+    outline = base.transform_filter(alt.datum.in_reference).mark_rect(fill=None, stroke="red", strokeWidth=2)
+    return (heat + outline).properties(height=max(260, 44 * _res.n_layers))
+
+
+@cached_chart
+def _roc_chart(rkey: str, _roc):
+    return alt.Chart(_roc).mark_line(point=True, interpolate="step-after").encode(
+        x=alt.X("fpr:Q", title="false positive rate"), y=alt.Y("tpr:Q", title="true positive rate"), color="method:N")
+
+
 ref = res.reference
 st.subheader(f"{res.task} on {res.model}")
 ref_txt = (f"Reference: {len(ref['heads'])} heads, faithfulness {ref['faithfulness']:.2f}"
@@ -152,39 +183,24 @@ cf = curves_frame(res, curve_kind)
 if cf.empty:
     st.info("No curves of this kind in this result (edge curves need a method with edge scores).")
 else:
-    mean_cf = cf.groupby(["method", "fraction"], as_index=False)["f"].mean()
-    x = alt.X("fraction:Q", title="fraction of units kept", scale=alt.Scale(type="symlog", constant=0.001) if curve_kind == "edge" else alt.Undefined)
-    line = alt.Chart(mean_cf).mark_line(point=True).encode(
-        x=x, y=alt.Y("f:Q", title="f = (m(C) − m(∅)) / (m(full) − m(∅))"), color="method:N",
-        tooltip=["method", alt.Tooltip("fraction:Q", format=".3f"), alt.Tooltip("f:Q", format=".3f")])
-    one = alt.Chart(mean_cf).mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(1.0))
-    st.altair_chart((line + one).properties(height=320), width="stretch", key="circ_curves_chart")
+    show_spec(_curves_chart(rkey, curve_kind, res), width="stretch", key="circ_curves_chart")
 
 methods_run = list(res.summary)
 if st.session_state.get("circ_inspect") not in methods_run:
     st.session_state.pop("circ_inspect", None)
 method = st.selectbox("Method to inspect", methods_run, key="circ_inspect")
-df = scores_frame(res, method)
 labels = [f"{l}.{h}" for l in range(res.n_layers) for h in range(res.n_heads)]
 left, right = st.columns(2)
 with left:
     st.markdown(f"**{method}: head scores** (outlined: reference heads; click a cell to pick the head)")
-    base = alt.Chart(df).encode(x=alt.X("head:O", title="head"), y=alt.Y("layer:O", title="layer", sort="descending"))
-    pick = alt.selection_point(fields=["layer", "head"], name="pick")
-    heat = base.mark_rect().encode(color=alt.Color("score:Q", scale=alt.Scale(scheme="viridis")),
-                                   tooltip=["layer", "head", alt.Tooltip("score:Q", format=".3f"), "in_circuit", "in_reference"]).add_params(pick)
-    outline = base.transform_filter(alt.datum.in_reference).mark_rect(fill=None, stroke="red", strokeWidth=2)
-    event = st.altair_chart((heat + outline).properties(height=max(260, 44 * res.n_layers)), width="stretch",
-                            on_select="rerun", key="circ_heat")
+    event = st.vega_lite_chart(_heatmap_chart(rkey, method, res), width="stretch", on_select="rerun", key="circ_heat")
 with right:
     roc = roc_frame(res)
     if roc.empty:
         st.markdown("**ROC curves**: no reference circuit, so none (the curves above need none).")
     else:
         st.markdown("**ROC curves** against the reference heads (seed 0)")
-        st.altair_chart(alt.Chart(roc).mark_line(point=True, interpolate="step-after").encode(
-            x=alt.X("fpr:Q", title="false positive rate"), y=alt.Y("tpr:Q", title="true positive rate"), color="method:N"),
-            width="stretch")
+        show_spec(_roc_chart(rkey, roc), width="stretch")
 
 # A heatmap click selects the head in the picker (once per new click, so a manual pick afterwards sticks).
 sel = None

@@ -1,12 +1,14 @@
 """Features: one browser for every kind of unit (SAE latents, per-head SAEs, MLP neurons), one
 feature at a time, SAEDashboard-style, plus search across every source of the model."""
 
+from functools import partial
+
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.common import (current_model_name, current_sae_dir, guarded, load_model_cached, load_stats_cached, page_state,
-                        progress_box, saes_for_model, show_chart, show_error)
+from app.common import (cached_chart, current_model_name, current_sae_dir, guarded, load_model_cached, load_stats_cached,
+                        page_state, progress_box, saes_for_model, show_error, show_spec, stats_key, stats_or_stop)
 from interp import features as F
 from interp.errors import InterpError
 from interp.features.catalog import model_sources, search_all
@@ -64,6 +66,8 @@ else:
     cl = c2.selectbox("Layer", list(range(n_chess_layers)), **ps.widget("chess_layer"))
     src = SourceRef("moex", f"{cm} units L{cl}", str(moex_stats_dir(cm, int(cl))), layer=int(cl))
 stats_dir = src.stats_dir
+build_cmd = {"sae": f"interp features --sae {stats_dir} --tokens 200000",
+             "neurons": f"interp features --neurons {src.layer} --out {stats_dir} --tokens 200000"}.get(src.kind)  # no CLI for MoE-X units
 sel_key = f"{src.kind}:{stats_dir}"  # widgets that depend on the source are keyed by it
 
 if not F.has_stats(stats_dir):
@@ -84,21 +88,73 @@ if not F.has_stats(stats_dir):
                                             source_name=src.name, progress=cb)
                 F.save_stats(st_, stats_dir)
             st.rerun()
-    if src.kind != "moex":
-        st.caption("Or from a terminal: `interp features " + (f"--sae {stats_dir}" if src.kind == "sae" else f"--neurons {src.layer} --out {stats_dir}")
-                   + " --tokens 200000`")
+    if build_cmd:
+        st.caption(f"Or from a terminal: `{build_cmd}`")
     else:
         st.caption("Statistics run over the shipped held-out games (about 256 characters each).")
     st.stop()
 
-try:
-    stats = load_stats_cached(stats_dir)
-except InterpError as e:
-    show_error(e)
-    st.stop()
+stats = stats_or_stop(stats_dir)
+skey = stats_key(stats_dir)  # every cached view below is keyed by it (and the feature id)
 n = stats.n_features
 st.caption(f"{src.name} · hook {stats.meta.get('hook')} · {n} features · statistics over {stats.meta.get('n_tokens'):,} tokens "
            f"of {stats.meta.get('corpus')}")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _token_hits(skey: str, token: str, _stats):
+    return F.features_for_token(_stats, token)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _search_all(keys: tuple, query: str, _stores: dict):
+    return search_all(_stores, query)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _samples_html(skey: str, fid: int, _fv) -> tuple[str, str]:
+    """The top-activation and activation-interval HTML of one feature (most of a feature page's text)."""
+    top = contexts_html(_fv.top, _fv.max_act) or "<p>never fired</p>"
+    return top, intervals_html(_fv.intervals, _fv.max_act) if _fv.intervals else contexts_html(_fv.quantiles, _fv.max_act)
+
+
+@cached_chart
+def _density_chart(skey: str, fid: int, _stats, _fv):
+    edges, counts = F.density_histogram(_stats)
+    dd = pd.DataFrame({"log10 frequency": [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])], "features": counts})
+    base = alt.Chart(dd).mark_bar(color="#8c959f").encode(x=alt.X("log10 frequency:Q", title="log10 firing frequency"), y="features:Q")
+    here = F.log10_freq(_fv)
+    layers = [base]
+    if here is not None:
+        layers.append(alt.Chart(pd.DataFrame({"x": [here], "what": [f"feature {_fv.id}"]})).mark_rule(color="#cf222e", size=2)
+                      .encode(x="x:Q", tooltip=["what", alt.Tooltip("x:Q", title="log10 frequency", format=".2f")]))
+    return alt.layer(*layers).properties(height=190, title="This feature (red) among all features of the source")
+
+
+@cached_chart
+def _activation_chart(skey: str, fid: int, _fv):
+    e = _fv.hist_edges
+    hd = pd.DataFrame({"log10 activation": [(a + b) / 2 for a, b in zip(e[:-1], e[1:])], "count": _fv.hist_counts})
+    return alt.Chart(hd).mark_bar(color="#fb8500").encode(x=alt.X("log10 activation:Q", bin=alt.Bin(step=e[1] - e[0]), title="log10 activation"),
+                                                          y="count:Q").properties(height=160, title="Activation density (firing tokens)")
+
+
+@cached_chart
+def _logit_chart(skey: str, fid: int, _fv):
+    lo, hi = _fv.logit_range
+    nb = len(_fv.logit_hist)
+    ld = pd.DataFrame({"logit effect": [lo + (hi - lo) * (j + 0.5) / nb for j in range(nb)], "tokens": _fv.logit_hist})
+    return (alt.Chart(ld).mark_bar(color="#8250df").encode(x=alt.X("logit effect:Q", bin=alt.Bin(step=(hi - lo) / nb or 1)), y="tokens:Q")
+            .properties(height=140, title="Logit effects over the vocabulary"))
+
+
+@cached_chart
+def _category_chart(skey: str, fid: int, _fv):
+    cf = pd.DataFrame({"category": list(_fv.category_f1), "F1": list(_fv.category_f1.values())})
+    return (alt.Chart(cf).mark_bar().encode(x=alt.X("F1:Q", scale=alt.Scale(domain=[0, 1])),
+                                            y=alt.Y("category:N", sort="-x", axis=alt.Axis(labelOverlap=False)))
+            .properties(height=alt.Step(18), title="Concept-category F1 (embedded corpus)"))
+
 
 
 def _sync_id():
@@ -130,7 +186,7 @@ lab_q = c5.text_input("Search labels", placeholder="e.g. colors", **ps.widget("l
 
 if tok_q:
     with guarded("token search"):
-        hits = F.features_for_token(stats, tok_q[1:-1] if len(tok_q) >= 2 and tok_q[0] == tok_q[-1] and tok_q[0] in "'\"" else tok_q)
+        hits = _token_hits(skey, tok_q[1:-1] if len(tok_q) >= 2 and tok_q[0] == tok_q[-1] and tok_q[0] in "'\"" else tok_q, stats)
         if hits:
             st.caption("Most specific first: share of the feature's activation that falls on this token × its mean "
                        "activation there relative to its max.")
@@ -156,7 +212,7 @@ with st.expander("Search every SAE and neuron layer of this model (label, token,
     if q_all:
         with guarded("search"):
             stores = {s.name: load_stats_cached(s.stats_dir) for s in sources if F.has_stats(s.stats_dir)}
-            found = search_all(stores, q_all)
+            found = _search_all(tuple(stats_key(s.stats_dir) for s in sources if s.name in stores), q_all, stores)
             if not found:
                 st.caption(f"No match in {len(stores)} sources with statistics.")
             with st.container(key="all-hits"):
@@ -184,45 +240,28 @@ m3.metric("Mean when firing", f"{fv.mean_act:.3f}")
 with m4:
     from interp.reports import render_html
 
-    st.download_button("Open in report (HTML)", render_html(stats, [fv.id], title=f"Feature {fv.id}"),
-                       file_name=f"feature_{fv.id}.html", mime="text/html")
+    # rendered only when clicked (a callable), not on every rerun
+    st.download_button("Open in report (HTML)", partial(render_html, stats, [fv.id], title=f"Feature {fv.id}"),
+                       file_name=f"feature_{fv.id}.html", mime="text/html", on_click="ignore")
 
 st.html(f"<style>{CTX_CSS}</style>")
 left, mid, right = st.columns(3)
 with left:
-    edges, counts = F.density_histogram(stats)
-    dd = pd.DataFrame({"log10 frequency": [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])], "features": counts})
-    base = alt.Chart(dd).mark_bar(color="#8c959f").encode(x=alt.X("log10 frequency:Q", title="log10 firing frequency"), y="features:Q")
-    here = F.log10_freq(fv)
-    layers = [base]
-    if here is not None:
-        layers.append(alt.Chart(pd.DataFrame({"x": [here], "what": [f"feature {fv.id}"]})).mark_rule(color="#cf222e", size=2)
-                      .encode(x="x:Q", tooltip=["what", alt.Tooltip("x:Q", title="log10 frequency", format=".2f")]))
-    show_chart(alt.layer(*layers).properties(height=190, title="This feature (red) among all features of the source"), width="stretch")
-    e = fv.hist_edges
-    hd = pd.DataFrame({"log10 activation": [(a + b) / 2 for a, b in zip(e[:-1], e[1:])], "count": fv.hist_counts})
-    show_chart(alt.Chart(hd).mark_bar(color="#fb8500").encode(x=alt.X("log10 activation:Q", bin=alt.Bin(step=e[1] - e[0]), title="log10 activation"),
-                                                                   y="count:Q").properties(height=160, title="Activation density (firing tokens)"),
-               width="stretch")
+    show_spec(_density_chart(skey, fv.id, stats, fv), width="stretch")
+    show_spec(_activation_chart(skey, fv.id, fv), width="stretch")
 with mid:
     st.markdown("**Promotes**")
     st.html(logit_chips_html(fv.pos_logits, "pos") or "<i>no logit effects for this source</i>")
     st.markdown("**Suppresses**")
     st.html(logit_chips_html(fv.neg_logits, "neg") or "<i>-</i>")
     if fv.logit_hist:
-        lo, hi = fv.logit_range
-        nb = len(fv.logit_hist)
-        ld = pd.DataFrame({"logit effect": [lo + (hi - lo) * (j + 0.5) / nb for j in range(nb)], "tokens": fv.logit_hist})
-        show_chart(alt.Chart(ld).mark_bar(color="#8250df").encode(x=alt.X("logit effect:Q", bin=alt.Bin(step=(hi - lo) / nb or 1)), y="tokens:Q")
-                   .properties(height=140, title="Logit effects over the vocabulary"), width="stretch")
+        show_spec(_logit_chart(skey, fv.id, fv), width="stretch")
 with right:
     st.markdown("**Most correlated features**")
     for j, r, lab in fv.correlated:
         st.button(f"#{j}  r={r:+.2f}  {_short(lab)}", key=f"corr{j}", on_click=_go, args=(j,))
     if fv.category_f1:
-        cf = pd.DataFrame({"category": list(fv.category_f1), "F1": list(fv.category_f1.values())})
-        show_chart(alt.Chart(cf).mark_bar().encode(x=alt.X("F1:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("category:N", sort="-x", axis=alt.Axis(labelOverlap=False)))
-                   .properties(height=alt.Step(18), title="Concept-category F1 (embedded corpus)"), width="stretch")
+        show_spec(_category_chart(skey, fv.id, fv), width="stretch")
 
 if src.kind == "moex":
     @st.cache_data(show_spinner="Reading the boards...", max_entries=64)
@@ -231,6 +270,14 @@ if src.kind == "moex":
 
         hm, best, f1 = unit_board(model_dir, layer, unit, piece)
         return [{"file": "abcdefgh"[c], "rank": str(8 - r), "mean activation": float(hm[r, c])} for r in range(8) for c in range(8)], best, f1
+
+    @cached_chart
+    def _board_chart(model_dir: str, layer: int, unit: int, piece: str, _cells: list):
+        return alt.Chart(pd.DataFrame(_cells)).mark_rect().encode(
+            x=alt.X("file:N", sort=list("abcdefgh")), y=alt.Y("rank:N", sort=[str(i) for i in range(8, 0, -1)]),
+            color=alt.Color("mean activation:Q", scale=alt.Scale(scheme="oranges")),
+            tooltip=["file", "rank", alt.Tooltip("mean activation:Q", format=".4g")],
+        ).properties(width=260, height=260, title=f"Mean activation by square ({piece})")
 
     d_exp = int(stats.meta.get("d_expert") or 0)
     n_exp = int(stats.meta.get("experts") or 0)
@@ -243,19 +290,14 @@ if src.kind == "moex":
     with guarded("board view"):
         cells, best, f1 = _board(chess[cm], int(src.layer), fv.id, None if piece == "any" else piece)
         bc1.metric("Best board cell (F1)", f"{best}", delta=f"F1 {f1:.2f}", delta_color="off")
-        board = alt.Chart(pd.DataFrame(cells)).mark_rect().encode(
-            x=alt.X("file:N", sort=list("abcdefgh")), y=alt.Y("rank:N", sort=[str(i) for i in range(8, 0, -1)]),
-            color=alt.Color("mean activation:Q", scale=alt.Scale(scheme="oranges")),
-            tooltip=["file", "rank", alt.Tooltip("mean activation:Q", format=".4g")],
-        ).properties(width=260, height=260, title=f"Mean activation by square ({piece})")
         with bc2:
-            show_chart(board)
+            show_spec(_board_chart(chess[cm], int(src.layer), fv.id, piece, cells))
 
+top_html, samples_html = _samples_html(skey, fv.id, fv)
 st.markdown("**Top activations** (hover a token for its value)")
-st.html(contexts_html(fv.top, fv.max_act) or "<p>never fired</p>")
+st.html(top_html)
 st.markdown("**Samples across the activation distribution**")
-if fv.intervals:
-    st.html(intervals_html(fv.intervals, fv.max_act))
-else:
-    st.caption("These statistics predate activation intervals (format 1): evenly spaced samples instead. Rebuild them for intervals.")
-    st.html(contexts_html(fv.quantiles, fv.max_act))
+if not fv.intervals:
+    st.caption("These statistics predate activation intervals (format 1): evenly spaced samples instead. Rebuild them for intervals"
+               + (f": `{build_cmd}`." if build_cmd else "."))
+st.html(samples_html)

@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.common import ROOT, current_model_name, list_saes_all, sae_root, show_chart, show_error
+from app.common import ROOT, cached_chart, current_model_name, list_saes_all, sae_root, show_error, show_spec
 from interp.errors import InterpError
 from interp.features.catalog import sae_overview
 from interp.reports import TABLE_CSS, table_html
@@ -49,14 +49,12 @@ for r in table:
     if r["uninformative"]:
         st.warning(f"**{r['name']}**: " + "; ".join(r["uninformative"]) + ". Judge it by explained variance instead.")
 
+
 # one row per SAE and one panel per metric: every SAE gets its own line, so SAEs with the same L0
 # no longer sit on top of each other; L0 on a log axis (TopK SAEs share one value, others spread)
-long = [{"SAE": r["name"], "hook": r["hook"], "metric": k, "value": r[k],
-         "informative": "no (see warning)" if any(w.startswith(k) for w in r["uninformative"]) else "yes"}
-        for r in table for k in ("L0", "explained_variance", "kl_div_score", "ce_loss_score") if r[k] is not None]
-if long:
+@cached_chart
+def _metrics_chart(long: list[dict], order: list[str]):
     df = pd.DataFrame(long)
-    order = [r["name"] for r in table]
     panels = []
     for k, title, log in (("L0", "L0 (active latents per token, log)", True), ("explained_variance", "explained variance", False),
                           ("kl_div_score", "KL-div score", False), ("ce_loss_score", "CE-loss score", False)):
@@ -69,4 +67,11 @@ if long:
             color=alt.Color("hook:N"), shape=alt.Shape("informative:N", scale=alt.Scale(domain=["yes", "no (see warning)"], range=["circle", "cross"])),
             tooltip=["SAE", "hook", "metric", alt.Tooltip("value:Q", format=".4g"), "informative"],
         ).properties(width=190, height=alt.Step(22)))
-    show_chart(alt.hconcat(*panels).properties(title="SAE metrics, one row per SAE (a cross marks a score that carries no information)"))
+    return alt.hconcat(*panels).properties(title="SAE metrics, one row per SAE (a cross marks a score that carries no information)")
+
+
+long = [{"SAE": r["name"], "hook": r["hook"], "metric": k, "value": r[k],
+         "informative": "no (see warning)" if any(w.startswith(k) for w in r["uninformative"]) else "yes"}
+        for r in table for k in ("L0", "explained_variance", "kl_div_score", "ce_loss_score") if r[k] is not None]
+if long:
+    show_spec(_metrics_chart(long, [r["name"] for r in table]))

@@ -9,7 +9,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.common import show_error
+from app.common import cached_chart, show_error, show_spec
 
 st.title("MoE-X sparse experts")
 st.caption("Chess models whose MLPs are dense, Switch-style MoE, or MoE-X (ReLU experts + sparsity-aware "
@@ -32,8 +32,9 @@ def _games() -> dict:
 
 @st.cache_resource
 def _unit_tables() -> dict:
-    """(path, layer, games, min firings) -> UnitTable, shared by all sessions; a plain dict so that a
-    progress bar can be drawn while one is computed (st.cache_* cannot replay a bar drawn outside it)."""
+    """("units", path, layer, games, min firings) -> UnitTable and ("routing", path, layer, games) ->
+    RoutingStats, shared by all sessions; a plain dict so that a progress bar can be drawn while one
+    is computed (st.cache_* cannot replay a bar drawn outside it)."""
     return {}
 
 
@@ -41,34 +42,91 @@ def _units(path: str, layer: int, n_games: int, min_firings: int):
     """The unit table, with a progress bar while the model runs over the games (cached per setting)."""
     from interp.moex.browse import unit_table
 
-    cache, key = _unit_tables(), (path, layer, n_games, min_firings)
+    model, mcfg, mlp, _ = _load(path)
+    return _with_progress(("units", path, layer, n_games, min_firings),
+                          lambda progress: unit_table(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer,
+                                                      min_firings=min_firings, progress=progress))
+
+
+def _with_progress(key: tuple, compute):
+    """`compute(progress)` once per key (kept in `_unit_tables`' bounded store), drawing a progress bar
+    while the model runs over the games (st.cache_* cannot replay a bar drawn inside it)."""
+    cache = _unit_tables()
     if key not in cache:
-        model, mcfg, mlp, _ = _load(path)
         slot = st.empty()
 
         def progress(done: int, total: int) -> None:
             slot.progress(done / total, text=f"Running the model over the held-out games: {done}/{total}")
 
-        table = unit_table(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer, min_firings=min_firings, progress=progress)
+        value = compute(progress)
         slot.empty()
         while len(cache) >= 8:  # bounded: the oldest setting goes first
             cache.pop(next(iter(cache)))
-        cache[key] = table
+        cache[key] = value
     return cache[key]
 
 
-@st.cache_resource(show_spinner="Routing statistics...")
 def _routing(path: str, layer: int, n_games: int):
     from interp.moex.browse import routing_stats
 
     model, mcfg, mlp, _ = _load(path)
-    return routing_stats(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer)
+    return _with_progress(("routing", path, layer, n_games),
+                          lambda progress: routing_stats(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer, progress=progress))
+
+
+@st.cache_data(show_spinner=False)
+def _comparison() -> dict:
+    from interp.moex.browse import shipped_comparison
+
+    return shipped_comparison()
+
+
+@cached_chart
+def _comparison_chart(rows: list):
+    df = pd.DataFrame(rows).melt(id_vars="model", value_vars=["coverage", "reconstruction"], var_name="metric")
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("value:Q", title="score"), y=alt.Y("model:N", sort=None, title=None),
+        color="metric:N", yOffset="metric:N", tooltip=["model", "metric", alt.Tooltip("value:Q", format=".3f")])
+
+
+@cached_chart
+def _routing_charts(path: str, layer: int, n_games: int, which: str):
+    """One of the routing view's three charts ("load", "active", "per expert")."""
+    rs = _routing(path, layer, n_games)
+    load = pd.DataFrame({"expert": range(len(rs.expert_load)), "fraction of tokens": rs.expert_load,
+                         "active units when chosen": rs.active_when_chosen,
+                         "router estimate": rs.estimated_when_chosen})
+    if which == "load":
+        return alt.Chart(load).mark_bar().encode(x="expert:O", y="fraction of tokens:Q", tooltip=list(load.columns))
+    if which == "active":
+        return alt.Chart(pd.DataFrame({"active units": rs.active_per_token})).mark_bar().encode(
+            x=alt.X("active units:Q", bin=alt.Bin(maxbins=40)), y="count():Q")
+    long = load.melt(id_vars="expert", value_vars=["active units when chosen", "router estimate"]).dropna()
+    return alt.Chart(long).mark_bar().encode(x="expert:O", y="value:Q", color="variable:N", xOffset="variable:N")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _top_contexts(path: str, layer: int, n_games: int, unit: int, _hidden) -> list:
+    """Top contexts from the unit table's activations (`_hidden`, determined by path/layer/n_games): no forward."""
+    from interp.moex.browse import top_contexts
+
+    model, mcfg, mlp, _ = _load(path)
+    return top_contexts(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer, unit, hidden=_hidden)
+
+
+@cached_chart
+def _heatmap_chart(path: str, layer: int, n_games: int, min_firings: int, unit: int, piece: str, _df: pd.DataFrame):
+    vals = _df["mean activation"].dropna()
+    lo, hi = float(vals.min()), float(vals.max())
+    scale = alt.Scale(scheme="viridis", domain=[lo, hi if hi > lo else lo + 1e-6])
+    return alt.Chart(_df).mark_rect().encode(
+        x=alt.X("file:O", sort=list("abcdefgh")), y=alt.Y("rank:O", sort=[str(i) for i in range(8, 0, -1)]),
+        color=alt.Color("mean activation:Q", scale=scale, legend=alt.Legend(format=".3g")),
+        tooltip=["file", "rank", alt.Tooltip("mean activation:Q", format=".3f")]).properties(width=320, height=320)
 
 
 def comparison_tab():
-    from interp.moex.browse import shipped_comparison
-
-    res = shipped_comparison()
+    res = _comparison()
     st.markdown("Measured by `benchmarks/moex/run.py` on held-out games (one run, same data for every row).")
     st.dataframe(pd.DataFrame(res["rows"]), hide_index=True, width="stretch")
     st.markdown("**Targets (the paper's direction)**")
@@ -76,40 +134,27 @@ def comparison_tab():
     st.markdown("**Speed ratios**")
     st.dataframe(pd.DataFrame(res["speed"]), hide_index=True, width="stretch")
     st.caption(res["scale"])
-    df = pd.DataFrame(res["rows"]).melt(id_vars="model", value_vars=["coverage", "reconstruction"], var_name="metric")
-    st.altair_chart(alt.Chart(df).mark_bar().encode(
-        x=alt.X("value:Q", title="score"), y=alt.Y("model:N", sort=None, title=None),
-        color="metric:N", yOffset="metric:N", tooltip=["model", "metric", alt.Tooltip("value:Q", format=".3f")]),
-        width="stretch")
+    show_spec(_comparison_chart(res["rows"]), width="stretch")
 
 
 def routing_tab(path: str, mlp, layer: int, n_games: int):
     if not mlp.is_moe:
         st.info(f"{mlp.arch} is a dense MLP: there is no router. Pick a Switch or MoE-X model.")
         return
-    rs = _routing(path, layer, n_games)
-    load = pd.DataFrame({"expert": range(len(rs.expert_load)), "fraction of tokens": rs.expert_load,
-                         "active units when chosen": rs.active_when_chosen,
-                         "router estimate": rs.estimated_when_chosen})
     c1, c2 = st.columns(2)
     with c1:
         st.markdown(f"**Expert load** (top-{mlp.top_k} of {mlp.n_experts}; share of every character of the games)")
-        st.altair_chart(alt.Chart(load).mark_bar().encode(x="expert:O", y="fraction of tokens:Q",
-                                                          tooltip=list(load.columns)), width="stretch")
+        show_spec(_routing_charts(path, layer, n_games, "load"), width="stretch")
     with c2:
         st.markdown(f"**Units active per token** (of {mlp.top_k} x {mlp.d_mlp} computed)")
-        hist = pd.DataFrame({"active units": rs.active_per_token})
-        st.altair_chart(alt.Chart(hist).mark_bar().encode(x=alt.X("active units:Q", bin=alt.Bin(maxbins=40)),
-                                                          y="count():Q"), width="stretch")
+        show_spec(_routing_charts(path, layer, n_games, "active"), width="stretch")
     st.markdown("**Active units per expert when chosen** (measured vs the sparsity router's estimate)")
-    long = load.melt(id_vars="expert", value_vars=["active units when chosen", "router estimate"]).dropna()
-    st.altair_chart(alt.Chart(long).mark_bar().encode(x="expert:O", y="value:Q", color="variable:N",
-                                                      xOffset="variable:N"), width="stretch")
+    show_spec(_routing_charts(path, layer, n_games, "per expert"), width="stretch")
 
 
-def units_tab(path: str, mlp, mcfg, layer: int, n_games: int):
+def units_tab(path: str, mlp, layer: int, n_games: int):
     from interp.data.chess import PIECE_CLASSES
-    from interp.moex.browse import top_contexts, unit_heatmap
+    from interp.moex.browse import unit_heatmap
 
     c1, c2, c3, c4 = st.columns(4)
     min_firings = int(c4.number_input("Min. firings for F1", 1, 1000, 10, key="moex_min_firings",
@@ -150,14 +195,8 @@ def units_tab(path: str, mlp, mcfg, layer: int, n_games: int):
             st.info(f"Unit {unit} never fires at the '.' positions of these games"
                     + (f" (it fires at {table.firing_rate_all[unit]:.1%} of all characters)." if table.firing_rate_all[unit] > 0 else "."))
         else:
-            lo, hi = float(vals.min()), float(vals.max())
-            scale = alt.Scale(scheme="viridis", domain=[lo, hi if hi > lo else lo + 1e-6])
-            st.altair_chart(alt.Chart(df).mark_rect().encode(
-                x=alt.X("file:O", sort=list(files)), y=alt.Y("rank:O", sort=[str(i) for i in range(8, 0, -1)]),
-                color=alt.Color("mean activation:Q", scale=scale, legend=alt.Legend(format=".3g")),
-                tooltip=["file", "rank", alt.Tooltip("mean activation:Q", format=".3f")]).properties(width=320, height=320))
-    model, _, _, _ = _load(path)
-    ctx = top_contexts(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer, unit)
+            show_spec(_heatmap_chart(path, layer, n_games, min_firings, unit, piece, df))
+    ctx = _top_contexts(path, layer, n_games, unit, table.hidden)
     st.markdown(f"**Top contexts of unit {unit}** over every character (the character it fires on is in brackets)")
     st.dataframe(pd.DataFrame([{"activation": c["activation"], "text": f"…{c['context']}[{c['char']}]{c['next']}"} for c in ctx]),
                  hide_index=True, width="stretch")
@@ -191,6 +230,6 @@ try:
     elif view == "Routing":
         routing_tab(path, mlp, layer, n_games)
     else:
-        units_tab(path, mlp, mcfg, layer, n_games)
+        units_tab(path, mlp, layer, n_games)
 except Exception as e:  # noqa: BLE001 - shown as one line, never a stack trace
     show_error(e)

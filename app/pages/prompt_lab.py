@@ -5,8 +5,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.common import (current_model_name, current_sae_dir, guarded, load_model_cached, load_sae_cached, load_stats_cached,
-                        mean_z_cached, page_state, show_chart, show_error)
+from app.common import (cached_chart, current_device, current_model_name, current_sae_dir, guarded, load_model_cached,
+                        load_sae_cached, load_stats_cached, mean_z_cached, page_state, show_error, show_spec)
 from interp import prompt_lab as P
 from interp.errors import InterpError
 from interp.features import has_stats
@@ -23,6 +23,50 @@ except InterpError as e:
     show_error(e)
     st.stop()
 cfg = model.cfg
+model_name, device = current_model_name(), current_device()
+
+
+# Every model run of this page is cached per setting (model, device, prompt and the run's own
+# choices), so a rerun that changed nothing (a widget elsewhere, navigation) runs nothing.
+@st.cache_data(show_spinner=False, max_entries=32)
+def _predict(name: str, dev: str, prompt: str, k: int):
+    m = load_model_cached(name, dev)
+    return P.predict(m, P.prepare(m, prompt).tokens, k)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _token_view(name: str, dev: str, prompt: str, pick: str, sae_dir: str | None, fid: int, k: int):
+    """(hook, n_features, one feature's value per token, top k features per token) for a feature source."""
+    m = load_model_cached(name, dev)
+    src = _source(m, pick, sae_dir, dev)
+    toks = P.prepare(m, prompt).tokens
+    return str(src.hook), src.n_features, P.feature_values(m, src, toks, fid), P.top_features(m, src, toks, k)
+
+
+@cached_chart
+def _attention_chart(name: str, dev: str, prompt: str, layer: int, heads: tuple):
+    m = load_model_cached(name, dev)
+    prep = P.prepare(m, prompt)
+    pat = P.attention(m, prep.tokens, layer)
+    toks = [f"{i}:{t}" for i, t in enumerate(prep.str_tokens)]
+    recs = [{"head": h, "query": toks[q], "key": toks[kk], "attention": float(pat[h, q, kk])}
+            for h in heads for q in range(len(toks)) for kk in range(q + 1)]
+    return alt.Chart(pd.DataFrame(recs)).mark_rect().encode(
+        x=alt.X("key:N", sort=toks, axis=alt.Axis(labelAngle=-60, labelOverlap=False)),
+        y=alt.Y("query:N", sort=toks, axis=alt.Axis(labelOverlap=False)),
+        color=alt.Color("attention:Q", scale=alt.Scale(scheme="blues", domain=[0, 1])), tooltip=["head", "query", "key", "attention"],
+    ).properties(width=300, height=300).facet(facet=alt.Facet("head:N"), columns=2)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _compare(name: str, dev: str, prompt: str, heads: tuple, mode: str, op: str, ids: tuple, val: float, sae_dir: str | None,
+             target: tuple | None):
+    m = load_model_cached(name, dev)
+    clamps = [P.LatentEdit(op, list(ids), val)] if ids else []
+    ab = P.Ablation(heads=list(heads), head_mode=mode, clamps=clamps)
+    sae = load_sae_cached(sae_dir, dev) if clamps else None
+    means = {l: mean_z_cached(name, l) for l, _ in ab.heads} if mode == "mean" else None
+    return P.compare(m, P.prepare(m, prompt).tokens, ab, sae=sae, target=target, means=means)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -64,7 +108,7 @@ if ps.get("answers_for") != prompt:
     if known:
         ps["tok_a"], ps["tok_b"], ps["answers_why"] = known.a, known.b, known.why
     else:
-        top2 = P.predict(model, prep.tokens, 2)
+        top2 = _predict(model_name, device, prompt, 2)
         ps["tok_a"], ps["tok_b"] = top2[0].token, (top2[1].token if len(top2) > 1 else "")
         ps["answers_why"] = "no task answer known for this prompt: the two most likely next tokens"
     ps["answers_for"] = prompt
@@ -73,12 +117,12 @@ st.html(f"<style>{CTX_CSS}</style>")
 sae_dir = current_sae_dir()
 
 
-def _source(pick: str):
+def _source(m, pick: str, sae_dir: str | None, dev: str):
     from interp.features import NeuronSource, SaeSource
 
     if pick.startswith("SAE: "):
-        return SaeSource(load_sae_cached(sae_dir), model)
-    return NeuronSource(model, int(pick.rsplit(" ", 1)[1]))
+        return SaeSource(load_sae_cached(sae_dir, dev), m)
+    return NeuronSource(m, int(pick.rsplit(" ", 1)[1]))
 
 
 def _labels(pick: str) -> list[str] | None:
@@ -103,15 +147,13 @@ with tab_tok:
         ps.default("colour_by", 0)
         fid = c3.number_input("Colour the prompt by feature", min_value=0, step=1, **ps.widget("colour_by"))
         with guarded("features per token"):
-            src = _source(pick)
+            hook, n_feats, vals, per_tok = _token_view(model_name, device, prompt, pick, sae_dir, int(fid), int(k))
             labels = _labels(pick)
-            st.caption(f"hook {src.hook} · {src.n_features} features"
+            st.caption(f"hook {hook} · {n_feats} features"
                        + ("" if labels else " · no feature statistics for this source, so no labels (build them on the Features page)"))
-            vals = P.feature_values(model, src, prep.tokens, int(fid))
             lab = f": {labels[int(fid)]}" if labels else ""
             st.markdown(f"**Feature {int(fid)}{lab}** on your prompt (hover a token for its value; max {max(vals):.3f})")
             st.html(token_values_html(prep.str_tokens, vals))
-            per_tok = P.top_features(model, src, prep.tokens, k)
             rows = [[(f, v, labels[f] if labels else "") for f, v in fs] for fs in per_tok]
             st.html(token_features_html(prep.str_tokens, rows))
             if pick.startswith("SAE: "):
@@ -126,26 +168,17 @@ with tab_tok:
 
 with tab_next:
     with guarded("next token"):
-        clean = P.predict(model, prep.tokens, 10)
+        clean = _predict(model_name, device, prompt, 10)
         st.html(prob_bars_html([(r.token, r.prob) for r in clean], "Next-token distribution"))
 
 with tab_attn:
     ps.default("attn_layer", 0)
     layer = st.selectbox("Layer", list(range(cfg.n_layers)), **ps.widget("attn_layer"))
     with guarded("attention"):
-        pat = P.attention(model, prep.tokens, int(layer))
-        toks = [f"{i}:{t}" for i, t in enumerate(prep.str_tokens)]
         ps.default("attn_heads", list(range(min(4, cfg.n_heads))))
         heads = st.multiselect("Heads", list(range(cfg.n_heads)), **ps.widget("attn_heads"))
-        recs = [{"head": h, "query": toks[q], "key": toks[kk], "attention": float(pat[h, q, kk])}
-                for h in heads for q in range(len(toks)) for kk in range(q + 1)]
-        if recs:
-            chart = alt.Chart(pd.DataFrame(recs)).mark_rect().encode(
-                x=alt.X("key:N", sort=toks, axis=alt.Axis(labelAngle=-60, labelOverlap=False)),
-                y=alt.Y("query:N", sort=toks, axis=alt.Axis(labelOverlap=False)),
-                color=alt.Color("attention:Q", scale=alt.Scale(scheme="blues", domain=[0, 1])), tooltip=["head", "query", "key", "attention"],
-            ).properties(width=300, height=300).facet(facet=alt.Facet("head:N"), columns=2)
-            show_chart(chart)
+        if heads:
+            show_spec(_attention_chart(model_name, device, prompt, int(layer), tuple(heads)))
 
 with tab_abl:
     all_heads = [f"{l}.{h}" for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
@@ -177,12 +210,10 @@ with tab_abl:
                 if not part.isdigit():
                     raise InterpError(f"bad feature id {part!r}; give whole numbers like 3, 17")
                 ids.append(int(part))
-        clamps = [P.LatentEdit(op, ids, float(val))] if ids else []
-        ab = P.Ablation(heads=P.parse_heads(", ".join(heads_sel)), head_mode=mode, clamps=clamps)
-        sae = load_sae_cached(sae_dir) if clamps else None
-        means = {l: mean_z_cached(current_model_name(), l) for l, _ in ab.heads} if mode == "mean" else None
-        cmp = P.compare(model, prep.tokens, ab, sae=sae, target=(ta, tb) if ta and tb else None, means=means)
-        if ab.empty:
+        head_list = tuple(P.parse_heads(", ".join(heads_sel)))
+        cmp = _compare(model_name, device, prompt, head_list, mode, op, tuple(ids), float(val), sae_dir if ids else None,
+                       (ta, tb) if ta and tb else None)
+        if not head_list and not ids:
             st.info("Nothing ablated yet: pick heads or feature clamps. Both runs below are the clean run.")
         k1, k2, k3 = st.columns(3)
         if cmp.clean_logit_diff is not None:

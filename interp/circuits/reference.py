@@ -217,7 +217,7 @@ def save_reference(ref: ReferenceCircuit, root: str | Path | None = None) -> Pat
     """Write atomically under `root` (default: the user data dir; never the package unless asked
     for by the developer command)."""
     from interp.io import atomic_write_json
-    from interp.models import model_id
+    from interp.io import model_id
 
     root = Path(root) if root is not None else user_reference_dir()
     return atomic_write_json(root / f"{model_id(ref.model)}__{ref.task}__{ref.key[:12]}.json", asdict(ref), indent=1)

@@ -37,10 +37,22 @@ def cmd_features(args) -> int:
         raise InterpError("give exactly one of --sae DIR or --neurons LAYER")
     if args.threads is not None and args.threads < 1:
         raise InterpError(f"--threads must be >= 1, got {args.threads}")
-    cfg = Fm.StatsConfig(n_tokens=args.tokens, source=args.source, batch_size=args.batch_size, top_k=args.top_k,
-                         seed=args.seed)
+    from interp.data.sources import open_source
+
+    cfg = Fm.StatsConfig(n_tokens=args.tokens, source=args.source, seq_len=args.context_size, batch_size=args.batch_size,
+                         top_k=args.top_k, seed=args.seed, text_field=args.text_field, split=args.split,
+                         prepend_bos=args.prepend_bos)
+    open_source(cfg.source_spec)  # a missing file or text field is one line now, before the model loads
     device = str(resolve_device(getattr(args, "device", None)))
-    if args.sae:
+    from interp.sae.io import REGISTRY_PREFIX
+
+    registry = bool(args.sae) and args.sae.startswith(REGISTRY_PREFIX)
+    if registry:
+        if not args.out:
+            raise InterpError(f"--sae {args.sae} needs --out DIR: the registry SAE is saved there (SAELens format) "
+                              "with its statistics, for `interp report --sae DIR` and the dashboard")
+        out = _check_stats_dir(args.out, "--out")
+    elif args.sae:
         if not Path(args.sae).is_dir():
             raise InterpError(f"--sae {args.sae}: not an SAE directory")
         out = _check_stats_dir(args.sae, "--sae")
@@ -50,7 +62,12 @@ def cmd_features(args) -> int:
         out = _check_stats_dir(args.out, "--out")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.sae:
+    if registry:
+        from interp.sae.io import load_sae, save_sae
+
+        save_sae(load_sae(args.sae, device="cpu"), out)  # a local copy: statistics live next to their SAE
+        stats = Fm.build_for_sae_dir(out, cfg, model_name=args.model, device=device)
+    elif args.sae:
         stats = Fm.build_for_sae_dir(args.sae, cfg, model_name=args.model, device=device)
     else:
         from interp.models import load_model
@@ -82,12 +99,15 @@ def cmd_report(args) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("features", help="build feature statistics next to an SAE (for the dashboard and reports)")
-    p.add_argument("--sae", help="SAE directory (SAELens format); the statistics are stored in it")
+    p.add_argument("--sae", help="SAE directory (SAELens format; the statistics are stored in it) or "
+                                  "sae-lens:RELEASE/SAE_ID (saved with its statistics into --out)")
     p.add_argument("--neurons", type=int, metavar="LAYER", help="instead of an SAE: the MLP neurons of this layer")
-    p.add_argument("--out", help="with --neurons: directory for the statistics")
+    p.add_argument("--out", help="with --neurons or a registry --sae: directory for the statistics")
     p.add_argument("--model", help="model name (default: the SAE's metadata.model_name, else embedded)")
     p.add_argument("--tokens", type=int, default=200_000, help="corpus tokens to stream")
-    p.add_argument("--source", default="corpus", help="corpus (embedded), a text file, or hf:NAME[:SPLIT[:COLUMN]]")
+    from interp.data.sources import add_source_args
+
+    add_source_args(p, context_help="tokens per row (default: the model's n_ctx); concept labels need --source corpus")
     p.add_argument("--batch-size", type=int, default=32, help="rows per forward")
     p.add_argument("--top-k", type=int, default=20, help="top-activating contexts kept per feature")
     p.add_argument("--seed", type=int, default=0)

@@ -57,14 +57,19 @@ def cmd_train_sae(args) -> int:
 
 
 def cmd_eval_sae(args) -> int:
+    from interp.data.sources import open_source, spec_from_args
     from interp.sae.eval import CORE_KEYS, evaluate_sae_dir
 
     if args.tokens <= 0:
         raise InterpError(f"--tokens must be positive, got {args.tokens}")
-    res = evaluate_sae_dir(args.dir, model_name=args.model, n_tokens=args.tokens, source=args.source,
+    spec = spec_from_args(args)  # the embedded corpus is read at its held-out seed (`eval_tokens`)
+    open_source(spec)  # a missing file or text field is one line now, before the model loads
+    res = evaluate_sae_dir(args.dir, model_name=args.model, n_tokens=args.tokens, source=spec,
                            device=getattr(args, "device", None))
     if args.json:
-        print(json.dumps(res.metrics, indent=2))
+        from interp.io import json_safe
+
+        print(json.dumps(json_safe(res.metrics), indent=2))  # an undefined score (NaN) is null
     else:
         for k in CORE_KEYS:
             print(f"{k:30s} {res.metrics[k]:.4f}")
@@ -107,6 +112,7 @@ def cmd_list(args) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from interp.data.sources import add_source_args
     from interp.sae.config import ARCHS
 
     p = sub.add_parser("train-sae", help="train SAEs (SAELens) at hooks, several from one activation pass")
@@ -141,7 +147,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--acts-dir", help="activation cache directory (default: runs/acts/<model>-<hash>)")
     p.add_argument("--eval-tokens", type=int, default=16384, help="held-out tokens for the metrics")
     from interp.commands.scale import add_launch_args, parallel_command
-    from interp.data.sources import add_source_args
 
     add_source_args(p)
     add_launch_args(p, distribute_hooks=True)
@@ -151,7 +156,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", help="SAE directory (cfg.json + sae_weights.safetensors) or sae-lens:RELEASE/SAE_ID")
     p.add_argument("--model", help="model to evaluate on (default: the one in cfg.json metadata)")
     p.add_argument("--tokens", type=int, default=16384, help="held-out tokens")
-    p.add_argument("--source", default="corpus", help="corpus (embedded, held-out seed), a text file, or hf:NAME")
+    add_source_args(p, context_help="tokens per row (default: the model's n_ctx); the embedded corpus is read at its held-out seed")
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
     p.set_defaults(func=cmd_eval_sae)
 

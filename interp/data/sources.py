@@ -75,6 +75,13 @@ def add_source_args(parser: argparse.ArgumentParser, default: str = "corpus", co
                         help="do not start every row with BOS (SAELens' prepend_bos=False)")
 
 
+def as_spec(source: "SourceSpec | str", **changes) -> SourceSpec:
+    """`source` as a `SourceSpec` (a plain string is ``SourceSpec(source=...)``), with `changes` applied."""
+    from dataclasses import replace
+
+    return replace(source if isinstance(source, SourceSpec) else SourceSpec(source=source), **changes)
+
+
 def spec_from_args(args: argparse.Namespace, seed: int = 0) -> SourceSpec:
     return SourceSpec(source=args.source, text_field=getattr(args, "text_field", "text") or "text",
                       split=getattr(args, "split", "train") or "train", context_size=getattr(args, "context_size", None),

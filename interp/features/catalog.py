@@ -35,7 +35,7 @@ class SourceRef:
 def neuron_stats_dir(model_name: str, layer: int) -> Path:
     """Where the statistics of one MLP layer's neurons are kept (under $INTERP_HOME)."""
     from interp.io import user_data_dir
-    from interp.models import model_id
+    from interp.io import model_id
 
     return user_data_dir("feature_stats", model_id(model_name), f"neurons_L{layer}")
 
@@ -44,9 +44,7 @@ def model_sources(model_name: str, saes: list, n_layers: int, has_mlp: bool = Tr
     """SourceRefs for `saes` (interp.sae.io.SaeInfo records) and the MLP neurons of each layer."""
     out = []
     for s in saes:
-        head = getattr(s, "hook_head_index", None)
-        hook = str(s.hook_name) + (f":{head}" if head is not None else "")
-        out.append(SourceRef("sae", Path(s.path).name, str(s.path), hook, sae_dir=str(s.path)))
+        out.append(SourceRef("sae", Path(s.path).name, str(s.path), s.hook, sae_dir=str(s.path)))
     if has_mlp:
         for layer in range(n_layers):
             out.append(SourceRef("neurons", f"MLP neurons L{layer}", str(neuron_stats_dir(model_name, layer)),

@@ -53,7 +53,7 @@ class StatsConfig:
     """How `build_feature_stats` samples the corpus and what it keeps per feature."""
 
     n_tokens: int = 200_000  # tokens to stream through the model (rounded up to whole rows)
-    source: str = "corpus"  # "corpus", a text file, or hf:NAME[:SPLIT[:COLUMN]] (see activations.text_source)
+    source: str = "corpus"  # corpus, a text/.jsonl/.parquet file, a dataset directory, or hf:NAME (interp.data.sources)
     seq_len: int | None = None  # row length; default the model's n_ctx
     batch_size: int = 32  # rows per forward
     top_k: int = 20  # top-activating contexts kept per feature
@@ -73,6 +73,17 @@ class StatsConfig:
     token_index_max: int = 40_000_000  # keep per-token top features only if d_vocab * F is at most this
     token_top: int = 8  # features kept per vocabulary token (token search)
     seed: int = 0  # corpus and reservoir seed
+    text_field: str = "text"  # the text field of JSONL / parquet / dataset sources
+    split: str = "train"  # the split of a dataset source with several
+    prepend_bos: bool = True  # BOS at position 0 of every row (SAELens' prepend_bos)
+
+    @property
+    def source_spec(self):
+        """The `interp.data.sources.SourceSpec` these fields describe."""
+        from interp.data.sources import SourceSpec
+
+        return SourceSpec(source=self.source, text_field=self.text_field, split=self.split, context_size=self.seq_len,
+                          prepend_bos=self.prepend_bos, seed=self.seed)
 
     def __post_init__(self):
         for name in ("n_tokens", "batch_size", "top_k", "n_intervals", "interval_samples", "n_logits", "n_corr", "token_top"):
@@ -198,7 +209,7 @@ def build_feature_stats(model: HookedTransformer, source: FeatureSource, cfg: St
     everything in the module docstring. A model without a tokenizer needs `tokens`, `vocab` (the
     string of each id) and `ignore_ids` (ids never counted, e.g. padding) instead of BOS.
     `progress(done_tokens, total_tokens, message)` is called after every batch."""
-    from interp.activations import text_source, token_rows
+    from interp.data.sources import open_source
     from interp.device import device_of
     from interp.hooks import capture, stop_layer
 
@@ -220,8 +231,8 @@ def build_feature_stats(model: HookedTransformer, source: FeatureSource, cfg: St
     ignore = torch.tensor([i for i in ignore_ids if i is not None], dtype=torch.long, device=dev)
     stop = stop_layer(model, [hs])  # the one answer to "stop the forward after this hook's layer"
     if tokens is None:
-        docs, corpus_id = text_source(cfg.source, cfg.seed)
-        rows = token_rows(model, docs, seq_len)
+        src = open_source(cfg.source_spec, tok)
+        rows, corpus_id = src.rows(seq_len), src.id
     else:
         rows, corpus_id = iter(tokens), f"{tokens.shape[0]} given token rows"
     concepts = tokens is None and corpus_defines_concepts(cfg.source)

@@ -14,6 +14,7 @@ import torch
 
 from interp.data.chess import BoardProperties, board_properties, property_names
 from interp.errors import InterpError
+from interp.features.firing import fires
 from interp.moex.evaluate import hidden_activations, square_heatmap
 from interp.moex.layer import MoEXConfig, hidden_hook_name
 from interp.moex.model import SHIPPED_DIR
@@ -46,7 +47,10 @@ class RoutingStats(NamedTuple):
 
 
 @torch.no_grad()
-def routing_stats(model, mlp: MoEXConfig, games: list[str], n_ctx: int, layer: int) -> RoutingStats:
+def routing_stats(model, mlp: MoEXConfig, games: list[str], n_ctx: int, layer: int, batch_size: int = 16,
+                  progress=None) -> RoutingStats:
+    """Expert load, active units per token and per chosen expert over every real character of `games`.
+    `progress(done_games, total_games)` after each batch."""
     if not mlp.is_moe:
         raise InterpError(f"{mlp.arch} has no router")
     block = model.blocks[layer].mlp
@@ -56,17 +60,23 @@ def routing_stats(model, mlp: MoEXConfig, games: list[str], n_ctx: int, layer: i
     from interp.moex.train import games_to_tensor
 
     toks = games_to_tensor(games, n_ctx, device_of(model))[:, :-1]
-    _, cache = model.run_with_cache(toks, names_filter=lambda n: n in names)
-    real = (torch.arange(toks.shape[1])[None, :] < torch.tensor([min(len(g), n_ctx) for g in games])[:, None]).reshape(-1)
-    gates = cache[names[0]].reshape(-1, E).cpu()[real]  # every real character (padding excluded)
-    z = cache[names[1]].reshape(-1, E, D).cpu()[real]
-    chosen = gates != 0
-    active = (z > 0).sum(-1).float()  # [T, E]
+    real_GT = torch.arange(toks.shape[1])[None, :] < torch.tensor([min(len(g), n_ctx) for g in games])[:, None]
+    chosen, active, expected = [], [], []
+    for i in range(0, len(games), batch_size):
+        _, cache = model.run_with_cache(toks[i:i + batch_size], names_filter=lambda n: n in names)
+        real = real_GT[i:i + batch_size].reshape(-1)  # every real character (padding excluded)
+        ch = cache[names[0]].reshape(-1, E).cpu()[real] != 0
+        chosen.append(ch)
+        active.append((cache[names[1]].reshape(-1, E, D).cpu()[real] > 0).sum(-1).float())  # [T, E]
+        if mlp.router == "sparsity":
+            expected.append(block.expected_active(cache[names[2]].reshape(-1, mlp.d_model)).cpu()[real])
+        if progress is not None:
+            progress(min(i + batch_size, len(games)), len(games))
+    chosen, active = torch.cat(chosen), torch.cat(active)
     cnt = chosen.sum(0).clamp(min=1)
     est = np.full(E, np.nan)
-    if mlp.router == "sparsity":
-        x = cache[names[2]].reshape(-1, mlp.d_model)
-        est = ((block.expected_active(x).cpu()[real] * chosen).sum(0) / cnt).numpy()
+    if expected:
+        est = ((torch.cat(expected) * chosen).sum(0) / cnt).numpy()
     return RoutingStats(chosen.float().mean(0).numpy(), active.sum(1).numpy(), ((active * chosen).sum(0) / cnt).numpy(), est)
 
 
@@ -90,6 +100,8 @@ class UnitTable(NamedTuple):
     """'.' positions measured"""
     n_chars: int
     """characters measured for firing_rate_all"""
+    hidden: torch.Tensor | None = None
+    """[G, n_ctx, F] the unit activations at every character (for `top_contexts` without another forward)"""
 
 
 @torch.no_grad()
@@ -104,15 +116,16 @@ def unit_table(model, mlp: MoEXConfig, games: list[str], n_ctx: int, layer: int,
     hook = hidden_hook_name(mlp, layer)
     h = hidden_activations(model, hook, games, n_ctx, progress=progress)  # [G, n_ctx, F]
     real = torch.arange(h.shape[1])[None, :] < torch.tensor([min(len(g), n_ctx) for g in games])[:, None]
-    fires_all = ((h > 0) & real[..., None]).sum((0, 1)).float()
+    fires_all = (fires(h) & real[..., None]).sum((0, 1)).float()
     props = board_properties(games, max_char=n_ctx)
     acts = h[torch.as_tensor(props.game_index), torch.as_tensor(props.char_index)]
     best = best_property_per_feature(acts, props.one_hot(), min_firings=min_firings)
     names = property_names()
-    n_fire = (acts > 0).sum(0).numpy()
-    return UnitTable(acts, props, (acts > 0).float().mean(0).numpy(), (fires_all / real.sum()).numpy(), n_fire,
+    fired = fires(acts)
+    n_fire = fired.sum(0).numpy()
+    return UnitTable(acts, props, fired.float().mean(0).numpy(), (fires_all / real.sum()).numpy(), n_fire,
                      [names[i] if np.isfinite(f) else "" for i, f in zip(best.index.tolist(), best.f1)],
-                     best.f1, best.threshold, len(acts), int(real.sum()))
+                     best.f1, best.threshold, len(acts), int(real.sum()), h)
 
 
 def unit_heatmap(table: UnitTable, unit: int, piece: str | None = None) -> np.ndarray:
@@ -124,12 +137,15 @@ def unit_heatmap(table: UnitTable, unit: int, piece: str | None = None) -> np.nd
 
 @torch.no_grad()
 def top_contexts(model, mlp: MoEXConfig, games: list[str], n_ctx: int, layer: int, unit: int, n: int = 8,
-                 left: int = 24) -> list[dict]:
-    """The `n` characters (over all positions of `games`) where `unit` is largest, with text before them."""
-    h = hidden_activations(model, hidden_hook_name(mlp, layer), games, n_ctx)
+                 left: int = 24, hidden: torch.Tensor | None = None) -> list[dict]:
+    """The `n` characters (over all positions of `games`) where `unit` is largest, with text before them.
+
+    `hidden`: the [G, n_ctx, F] activations of these games at this layer if already computed
+    (`UnitTable.hidden`); else the model runs over the games."""
+    h = hidden if hidden is not None else hidden_activations(model, hidden_hook_name(mlp, layer), games, n_ctx)
     if not 0 <= unit < h.shape[-1]:
         raise InterpError(f"unit {unit} out of range (0..{h.shape[-1] - 1})")
-    a = h[..., unit]
+    a = h[..., unit].clone()
     for g, text in enumerate(games):  # padding after a game's end is not a context
         a[g, max(len(text) - 1, 0):] = float("-inf")
     vals, flat = a.reshape(-1).topk(min(n, a.numel()))

@@ -19,10 +19,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from interp.errors import InterpError
+
+if TYPE_CHECKING:
+    from interp.data.sources import SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +54,25 @@ class _TokenRows:
         return out
 
 
-def eval_tokens(model, n_tokens: int = 16384, source: str = "corpus", seq_len: int | None = None, seed: int | None = None) -> torch.Tensor:
-    """[rows, seq_len] held-out token rows (the embedded corpus' held-out seed by default)."""
-    from interp.activations import text_source, token_rows
+def eval_tokens(model, n_tokens: int = 16384, source: "str | SourceSpec" = "corpus", seq_len: int | None = None,
+                seed: int | None = None) -> torch.Tensor:
+    """[rows, seq_len] held-out token rows of `source` (a source string or an `interp.data.sources.SourceSpec`;
+    the embedded corpus' held-out seed by default). `seq_len` defaults to the spec's context size, then n_ctx."""
     from interp.data import corpus as C
+    from interp.data.sources import as_spec, open_source
 
-    seq_len = min(seq_len or model.cfg.n_ctx, model.cfg.n_ctx)
-    docs, _ = text_source(source, C.HELDOUT_SEED if seed is None else seed)
-    rows = [r for _, r in zip(range(max(1, -(-n_tokens // seq_len))), token_rows(model, docs, seq_len))]
+    spec = as_spec(source, seed=C.HELDOUT_SEED if seed is None else seed)
+    seq_len = min(seq_len or spec.context_size or model.cfg.n_ctx, model.cfg.n_ctx)
+    src = open_source(spec, model.tokenizer)
+    rows = [r for _, r in zip(range(max(1, -(-n_tokens // seq_len))), src.rows(seq_len))]
     if not rows:
-        raise InterpError(f"no evaluation text in {source!r}")
+        raise InterpError(f"no evaluation text in {spec.source!r}")
     return torch.stack(rows)
 
 
 @torch.no_grad()
 def evaluate_sae(sae, model, n_tokens: int = 16384, batch_rows: int = 16, tokens: torch.Tensor | None = None,
-                 source: str = "corpus") -> EvalResult:
+                 source: "str | SourceSpec" = "corpus") -> EvalResult:
     """All SAEBench core metrics of `sae` on `model` (see module docstring), via SAELens'
     `get_recons_loss` and `get_sparsity_and_variance_metrics`."""
     from sae_lens.evals import get_downstream_reconstruction_metrics, get_sparsity_and_variance_metrics
@@ -94,9 +101,18 @@ def evaluate_sae(sae, model, n_tokens: int = 16384, batch_rows: int = 16, tokens
         sae.turn_off_forward_pass_hook_z_reshaping()
     sae.eval()
     try:
-        recon = get_downstream_reconstruction_metrics(
-            sae, model, _TokenRows(toks), scaler, compute_kl=True, compute_ce_loss=True, n_batches=n_batches,
-            eval_batch_size_prompts=batch_rows, ignore_tokens=ignore)
+        try:
+            recon = get_downstream_reconstruction_metrics(
+                sae, model, _TokenRows(toks), scaler, compute_kl=True, compute_ce_loss=True, n_batches=n_batches,
+                eval_batch_size_prompts=batch_rows, ignore_tokens=ignore)
+        except ZeroDivisionError:
+            # SAELens averages the losses in the model's dtype and divides by CE_zero - CE_clean and by
+            # KL_zero; in bfloat16, on a model whose loss the ablation barely moves, both can round to
+            # exactly 0. The downstream metrics of that run are then undefined (NaN), not a crash.
+            log.warning("the hook's ablation does not change the loss at %s precision; CE/KL scores are undefined",
+                        str(next(model.parameters()).dtype).removeprefix("torch."))
+            recon = dict.fromkeys(("ce_loss_score", "kl_div_score", "ce_loss_without_sae", "ce_loss_with_sae",
+                                   "ce_loss_with_ablation", "kl_div_with_sae", "kl_div_with_ablation"), float("nan"))
         sv, feats = get_sparsity_and_variance_metrics(
             sae, model, _TokenRows(toks), scaler, n_batches=n_batches, compute_l2_norms=True, compute_sparsity_metrics=True,
             compute_variance_metrics=True, compute_featurewise_density_statistics=True, eval_batch_size_prompts=batch_rows,
@@ -122,7 +138,7 @@ def evaluate_sae(sae, model, n_tokens: int = 16384, batch_rows: int = 16, tokens
     return EvalResult(metrics={k: float(v) if isinstance(v, float) else v for k, v in m.items()}, feature_density=density)
 
 
-def evaluate_sae_dir(path: str | Path, model_name: str | None = None, n_tokens: int = 16384, source: str = "corpus",
+def evaluate_sae_dir(path: str | Path, model_name: str | None = None, n_tokens: int = 16384, source: "str | SourceSpec" = "corpus",
                      device: str | None = None) -> EvalResult:
     """Load the SAE in `path` (any SAELens-format directory, or ``sae-lens:RELEASE/SAE_ID``) and the
     model it names (or `model_name`) on `device`, check that it fits, and evaluate it."""

@@ -406,7 +406,7 @@ def acts_dir_for(model_name: str, hooks: list[str], n_tokens: int, seed: int = 0
     """Default cache directory for the activations of one collection."""
     from dataclasses import asdict
 
-    from interp.models import model_id
+    from interp.io import model_id
 
     key = [model_name, sorted(hooks), n_tokens, seed] + ([asdict(source)] if source is not None and source.source != "corpus" else [])
     h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]

@@ -34,7 +34,7 @@ from jaxtyping import Float, Int
 from transformer_lens import HookedTransformer
 
 from interp.errors import InterpError
-from interp.hooks import capture
+from interp.hooks import capture, stop_layer
 from interp.unlearn import saes as S
 from interp.unlearn.concepts import Concept
 from interp.device import device_of
@@ -117,7 +117,7 @@ def _accumulate(model, sae, hs, texts: list[str], batch_size: int, last_only: bo
         if last_only:  # only the position that predicts the completion
             mask_BP = last_positions(mask_BP)
         with capture(model, [hs]) as acts:
-            model(toks_BP, stop_at_layer=_layer(hs.name, model) + 1)
+            model(toks_BP, stop_at_layer=stop_layer(model, [hs]))
         x_ND = acts[str(hs)][mask_BP]
         sum_x += x_ND.float().sum(0)
         a_NF = sae.encode(x_ND.to(sae.dtype)).float()
@@ -129,13 +129,6 @@ def _accumulate(model, sae, hs, texts: list[str], batch_size: int, last_only: bo
         best = v.topk(3, dim=0).indices
         top_v, top_t = v.gather(0, best), t.gather(0, best)
     return count.cpu(), total.cpu(), n, top_v.cpu(), top_t.cpu(), sum_x.cpu()
-
-
-def _layer(hook_name: str, model) -> int:
-    parts = hook_name.split(".")
-    if parts[0] == "blocks" and parts[1].isdigit():
-        return int(parts[1])
-    return model.cfg.n_layers - 1  # hook_embed / ln_final etc.: run the whole model
 
 
 def feature_stats(
