@@ -34,6 +34,8 @@ VARIANTS = {  # name -> (SAEs, config changes)
     "all positions": ([S + "resid_post_L3_topk"], {"positions": "all"}),
     "conditional": ([S + "resid_post_L3_topk"], {"condition": True}),
     "score freq": ([S + "resid_post_L3_topk"], {"score": "freq"}),
+    "score dir": ([S + "resid_post_L3_topk"], {"score": "dir"}),
+    "score contrast": ([S + "resid_post_L3_topk"], {"score": "contrast"}),
     "L2 resid": ([S + "resid_post_L2_topk"], {}),
     "L1+L2+L3 resid": ([S + "resid_post_L1_topk", S + "resid_post_L2_topk", S + "resid_post_L3_topk"], {}),
     "L3 resid + L2 MLP-out": ([S + "resid_post_L3_topk", S + "mlp_out_L2_topk"], {}),
