@@ -255,7 +255,7 @@ def test_contrast_score_drops_features_that_fire_at_every_concepts_answer_positi
     st.freq_retain_last, st.mean_retain_last, st.cos_last = t([0.9, 0.1, 0.0]), t([2.0, 1.0, 0.0]), t([0.1, 0.5, -0.2])
     assert select_features(st, SelectConfig(n_features=3, score="dir")).features == [0, 1, 2]
     sel = select_features(st, SelectConfig(n_features=3, score="contrast"))
-    assert sel.features == [1] and sel.scores == pytest.approx([(0.5 - 0.1) * 0.5])  # 0: no excess; 2: writes against u_L
+    assert sel.features == [1] and sel.scores == pytest.approx([(0.5 - 0.1 - 0.01) * 0.5])  # 0: no excess; 2: writes against u_L
     assert UnlearnConfig().score == SelectConfig().score == "contrast"
     from interp.commands.unlearn import SCORES
     from interp.unlearn.select import SCORES as LIB_SCORES

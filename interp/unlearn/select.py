@@ -10,11 +10,12 @@ completion) and of the retain data R (every token of the retain prompts + held-o
 Features with freq_R > `retain_threshold` are dropped (they carry something the model needs
 elsewhere). The rest are ranked by
 
-    score "contrast": (freq_F * mean_F - freq_L * mean_L) * max(0, cos(W_dec[i], u_L))
+    score "contrast": (freq_F * mean_F - freq_L * mean_L - freq_R * mean_R) * max(0, cos(W_dec[i], u_L))
                    (the default; L = the retain prompts' last tokens, the same kind of position as
                    the forget side's "last", u_L = mean_F(x) - mean_L(x): fires where a forget prompt
-                   is about to be answered more than where another concept's prompt is, and writes
-                   along that difference)
+                   is about to be answered more than where another concept's prompt is (what retain
+                   accuracy measures) and than on retain text at large (what the loss measures),
+                   and writes along the forget - retain-answer difference)
     score "dir":   freq_F * mean_F * max(0, cos(W_dec[i], u))   (active on the concept and writing
                    along its direction; u = mean_F(x) - mean_R(x) of the hook's own activations,
                    the direction baseline's vector)
@@ -27,7 +28,9 @@ answer position of the embedded model were "an answer comes next" features (top 
 ' called') that fire at the answer position of every concept's prompts; they pass the retain
 threshold because that position is a small share of all retain tokens, and clamping them breaks
 the other concepts first, so the search stopped before forgetting much. Comparing with the retain
-prompts' answer positions removes them (benchmarks/unlearning: options table).
+prompts' answer positions removes them; subtracting the activity on all retain tokens too keeps
+features whose clamp raises the corpus loss (the bar that then binds) down the ranking
+(benchmarks/unlearning: options table).
 """
 
 from __future__ import annotations
@@ -222,7 +225,7 @@ def score_features(stats: FeatureStats, score: str = "freq") -> Float[torch.Tens
     if score == "contrast":
         if stats.freq_retain_last is None:
             raise InterpError("score 'contrast' needs the retain prompts' last-token statistics (feature_stats computes them)")
-        act = stats.freq_forget * stats.mean_forget - stats.freq_retain_last * stats.mean_retain_last
+        act = stats.freq_forget * stats.mean_forget - stats.freq_retain_last * stats.mean_retain_last - stats.freq_retain * stats.mean_retain
         return act * stats.cos_last.clamp(min=0)
     return stats.freq_forget * stats.mean_forget - stats.freq_retain * stats.mean_retain
 
