@@ -8,7 +8,7 @@ i.e. that head's d_head-dim output before W_O, as SAELens' ``hook_head_index`` u
         model(tokens)
     acts["blocks.0.hook_resid_post"]  # [batch, pos, d_model]
 
-    with intervene(model, {"blocks.0.attn.hook_z": zero_head(3)}):
+    with intervene(model, {"blocks.0.attn.hook_z": patch_heads([3])}):
         logits = model(tokens)       # head 0.3 zero-ablated; hooks removed on exit
 """
 
@@ -41,6 +41,15 @@ class HookSpec:
         """A file-system-safe name, e.g. ``blocks.1.attn.hook_z.h3``."""
         return self.name if self.head is None else f"{self.name}.h{self.head}"
 
+    @classmethod
+    def from_str(cls, spec: str) -> "HookSpec":
+        """``NAME`` or ``NAME:HEAD`` -> HookSpec (the name is not checked against a model; see `parse_hook`)."""
+        name, _, head = str(spec).partition(":")
+        try:
+            return cls(name, int(head) if head else None)
+        except ValueError:
+            raise InterpError(f"bad head index in hook {spec!r}; write NAME:HEAD, e.g. blocks.0.attn.hook_z:3") from None
+
     def select(self, act: torch.Tensor) -> torch.Tensor:
         """Cut this spec's slice out of the hook's activation ([..., head, d_head] -> [..., d_head])."""
         return act if self.head is None else act[..., self.head, :]
@@ -48,14 +57,7 @@ class HookSpec:
 
 def parse_hook(model: HookedTransformer, spec: str | HookSpec) -> HookSpec:
     """Validate a hook spec against `model`; unknown names get the closest valid suggestions."""
-    if isinstance(spec, HookSpec):
-        hs = spec
-    else:
-        name, _, head = str(spec).partition(":")
-        try:
-            hs = HookSpec(name, int(head) if head else None)
-        except ValueError:
-            raise InterpError(f"bad head index in hook {spec!r}; write NAME:HEAD, e.g. blocks.0.attn.hook_z:3") from None
+    hs = spec if isinstance(spec, HookSpec) else HookSpec.from_str(spec)
     if hs.name not in model.hook_dict:
         close = difflib.get_close_matches(hs.name, list(model.hook_dict), n=3, cutoff=0.4)
         hint = f"; closest valid: {', '.join(close)}" if close else ""
@@ -151,24 +153,29 @@ def intervene(model: HookedTransformer, edits: dict[str, Callable] | list[tuple[
         yield model
 
 
-def zero_head(head: int) -> Callable:
-    """Hook for ``attn.hook_z``: zero one head's output."""
+def patch_heads(heads: list[int], source: torch.Tensor | None = None) -> Callable:
+    """THE head-ablation hook, for ``blocks.L.attn.hook_z`` ([batch, pos, H, d_head]): overwrite the
+    heads in `heads` with
+
+    * zeros (`source` None: zero ablation);
+    * a mean (`source` [H, d_head], broadcast over batch and positions; or [pos, H, d_head] per position);
+    * another run's z (`source` [batch, pos, H, d_head]: resample / activation patching, same rows
+      and positions).
+
+    Used by the prompt lab (zero / mean) and every circuit method (`interp.circuits.patching`)."""
 
     def fn(z, hook):
         z = z.clone()
-        z[:, :, head] = 0.0
-        return z
-
-    return fn
-
-
-def mean_head(head: int, mean_z: torch.Tensor) -> Callable:
-    """Hook for ``attn.hook_z``: replace one head's output by a fixed mean ([d_head] or [pos, d_head])."""
-
-    def fn(z, hook):
-        z = z.clone()
-        m = mean_z.to(device=z.device, dtype=z.dtype)
-        z[:, :, head] = m[: z.shape[1]] if m.dim() == 2 else m
+        if source is None:
+            z[:, :, heads] = 0.0
+            return z
+        s = source.to(device=z.device, dtype=z.dtype)
+        if s.dim() == 2:
+            z[:, :, heads] = s[heads]
+        elif s.dim() == 3:
+            z[:, :, heads] = s[: z.shape[1], heads]
+        else:
+            z[:, :, heads] = s[: z.shape[0], : z.shape[1], heads]
         return z
 
     return fn

@@ -6,7 +6,7 @@
 * `top_features`: per token, the k strongest features of a feature source (SAE latents, neurons).
 * `attention`: the attention pattern of every head of one layer.
 * `feature_values`: one feature's value on every token of the prompt (Neuronpedia's custom-text view).
-* `Ablation` + `compare`: zero- or mean-ablate heads (`interp.hooks.zero_head` / `mean_head` on
+* `Ablation` + `compare`: zero- or mean-ablate heads (`interp.hooks.patch_heads` on
   ``attn.hook_z``) and edit SAE features with the project's one vocabulary (`interp.edits`:
   zero / scale / set / clamp, applied through `edit_hook`, which keeps the SAE error term), then report clean vs ablated next-token distributions, the
   tokens whose logits moved most, and a chosen logit difference ``logit[a] - logit[b]`` at the
@@ -32,7 +32,8 @@ from interp.device import device_of
 from interp.edits import MODES as CLAMP_OPS
 from interp.edits import LatentEdit, edit_hook
 from interp.errors import InterpError
-from interp.hooks import HookSpec, capture, intervene, mean_head, parse_hook, zero_head
+from interp.hooks import capture, intervene, parse_hook, patch_heads
+from interp.sae.io import sae_hook
 
 HEAD_MODES = ("zero", "mean")
 
@@ -146,17 +147,14 @@ def ablation_hooks(model: HookedTransformer, ab: Ablation, sae=None, means: dict
             raise InterpError(f"head {layer}.{head} does not exist: the model has {model.cfg.n_layers} layers x {model.cfg.n_heads} heads")
         name = f"blocks.{layer}.attn.hook_z"
         if ab.head_mode == "zero":
-            hooks.append((name, zero_head(head)))
+            hooks.append((name, patch_heads([head])))
         else:
             m = (means or {}).get(layer)
-            if m is None:
-                m = mean_z(model, layer)
-            hooks.append((name, mean_head(head, m[head])))
+            hooks.append((name, patch_heads([head], mean_z(model, layer) if m is None else m)))  # m: [H, d_head]
     if ab.clamps:
         if sae is None:
             raise InterpError("clamping features needs an SAE; pick one in the sidebar")
-        md = sae.cfg.metadata
-        spec = parse_hook(model, HookSpec(md.hook_name, getattr(md, "hook_head_index", None)))
+        spec = parse_hook(model, sae_hook(sae))
         hooks.append((spec.name, edit_hook(sae, ab.clamps, head=spec.head)))
     return hooks
 

@@ -52,8 +52,18 @@ def test_zero_head_matches_a_hand_hook(model):
     c = P.compare(model, toks, P.Ablation(heads=[(0, 1)]), k=5)
     assert [t.token_id for t in c.ablated] == want.topk(5).indices.tolist()
     assert c.ablated[0].prob == pytest.approx(float(want.max()), rel=1e-5)
+    mz = P.mean_z(model, 0)  # [H, d_head]
+
+    def hand_mean(z, hook):
+        z = z.clone()
+        z[:, :, 1] = mz[1]
+        return z
+
+    with torch.no_grad():
+        want_m = model.run_with_hooks(toks, fwd_hooks=[("blocks.0.attn.hook_z", hand_mean)])[0, -1].softmax(-1)
     m = P.compare(model, toks, P.Ablation(heads=[(0, 1)], head_mode="mean"), k=5)
-    assert m.kl >= 0
+    assert [t.token_id for t in m.ablated] == want_m.topk(5).indices.tolist()
+    assert m.ablated[0].prob == pytest.approx(float(want_m.max()), rel=1e-5)
 
 
 def test_bad_ablation_inputs(model):

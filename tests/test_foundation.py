@@ -11,7 +11,7 @@ import torch
 from interp.activations import ActivationStore, CollectConfig, collect_activations
 from interp.data import corpus as C
 from interp.errors import InterpError
-from interp.hooks import capture, intervene, parse_hook, zero_head
+from interp.hooks import capture, intervene, parse_hook, patch_heads
 from interp.models import ModelLoadError, load_model, save_model
 
 
@@ -83,16 +83,26 @@ def test_capture_and_intervene_leave_the_model_unchanged(model):
     toks = model.to_tokens("When Mary and John went to the store, John gave a drink to")
     with torch.no_grad():
         clean = model(toks)
-        with capture(model, ["blocks.0.hook_resid_post", "blocks.0.attn.hook_z:1"]) as acts:
+        with capture(model, ["blocks.0.hook_resid_post", "blocks.0.attn.hook_z:1", "blocks.0.attn.hook_z"]) as acts:
             model(toks)
+        clean_z = acts["blocks.0.attn.hook_z"]
         assert acts["blocks.0.hook_resid_post"].shape == (1, toks.shape[1], model.cfg.d_model)
         assert acts["blocks.0.attn.hook_z:1"].shape == (1, toks.shape[1], model.cfg.d_head)
-        with intervene(model, {"blocks.0.attn.hook_z": zero_head(1)}):
+        with intervene(model, {"blocks.0.attn.hook_z": patch_heads([1])}):
             ablated = model(toks)
             with capture(model, ["blocks.0.attn.hook_z"]) as z:
                 model(toks)
         assert torch.all(z["blocks.0.attn.hook_z"][:, :, 1] == 0)
         assert not torch.allclose(ablated, clean)
+        # the other two forms: a per-head mean [H, d_head] and another run's z [batch, pos, H, d_head]
+        mean = torch.arange(model.cfg.n_heads * model.cfg.d_head, dtype=torch.float32).reshape(model.cfg.n_heads, -1)
+        other = torch.randn(1, toks.shape[1], model.cfg.n_heads, model.cfg.d_head, generator=torch.Generator().manual_seed(0))
+        for src, want in ((mean, mean[2].expand(1, toks.shape[1], -1)), (other, other[:, :, 2])):
+            with intervene(model, {"blocks.0.attn.hook_z": patch_heads([2], src)}), capture(model, ["blocks.0.attn.hook_z"]) as z:
+                model(toks)
+            got = z["blocks.0.attn.hook_z"]
+            assert torch.equal(got[:, :, 2], want.to(got.dtype))
+            assert torch.equal(got[:, :, 1], clean_z[:, :, 1])  # other heads untouched
         assert torch.equal(model(toks), clean)  # hooks removed on exit
     assert all(len(h.fwd_hooks) == 0 for h in model.hook_dict.values())
 

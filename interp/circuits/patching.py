@@ -22,7 +22,7 @@ from jaxtyping import Bool, Float
 from transformer_lens import HookedTransformer
 
 from interp.circuits.tasks import CircuitTask
-from interp.hooks import capture, intervene
+from interp.hooks import capture, intervene, patch_heads
 
 ABLATIONS = ("resample", "mean")
 
@@ -68,16 +68,7 @@ def ablate_heads(model: HookedTransformer, ablated: Bool[torch.Tensor, "layer he
         if not heads:
             continue
 
-        def fn(z, hook, heads=heads, src=source[layer]):
-            z = z.clone()
-            s = src.to(z.dtype)
-            if s.dim() == 2:  # mean: [H, d_head], broadcast over batch and positions
-                z[:, :, heads] = s[heads]
-            else:  # resample: same batch rows and positions
-                z[:, :, heads] = s[: z.shape[0], : z.shape[1], heads]
-            return z
-
-        edits.append((_z_name(layer), fn))
+        edits.append((_z_name(layer), patch_heads(heads, source[layer])))
     with intervene(model, edits):
         yield model
 

@@ -44,9 +44,7 @@ def model_sources(model_name: str, saes: list, n_layers: int, has_mlp: bool = Tr
     """SourceRefs for `saes` (interp.sae.io.SaeInfo records) and the MLP neurons of each layer."""
     out = []
     for s in saes:
-        head = getattr(s, "hook_head_index", None)
-        hook = str(s.hook_name) + (f":{head}" if head is not None else "")
-        out.append(SourceRef("sae", Path(s.path).name, str(s.path), hook, sae_dir=str(s.path)))
+        out.append(SourceRef("sae", Path(s.path).name, str(s.path), s.hook, sae_dir=str(s.path)))
     if has_mlp:
         for layer in range(n_layers):
             out.append(SourceRef("neurons", f"MLP neurons L{layer}", str(neuron_stats_dir(model_name, layer)),

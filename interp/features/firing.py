@@ -7,9 +7,9 @@ never fires, whatever t is. Its F1 against a binary property c is
     F1(f, c) = 2 tp / (n_fire(f) + n_true(c))
 
 with tp the positions where f fires and c holds. Used by the feature browser's concept labels
-(streamed: counts accumulated batch by batch, `f1_from_counts` at the end) and meant for the
-MoE-X chess metrics (interp/moex/metrics.py `_fires` + its F1, owned by the moex helper) and the
-unlearning feature selection, which today compute the same thing on their own.
+(streamed: counts accumulated batch by batch, `f1_from_counts` at the end), the MoE-X chess
+metrics (interp/moex/metrics.py: coverage, reconstruction, best property per unit) and the MoE-X
+unit table (interp/moex/browse.py).
 """
 
 from __future__ import annotations

@@ -70,14 +70,11 @@ class SaeSource:
     kind = "sae"
 
     def __init__(self, sae, model: HookedTransformer):
-        from interp.hooks import HookSpec, parse_hook
+        from interp.hooks import parse_hook
+        from interp.sae.io import sae_hook
 
-        md = sae.cfg.metadata
-        if not getattr(md, "hook_name", None):
-            raise InterpError("this SAE's cfg has no metadata.hook_name, so its hook is unknown")
-        head = getattr(md, "hook_head_index", None)
         self.sae = sae
-        self.hook = parse_hook(model, HookSpec(md.hook_name, head))
+        self.hook = parse_hook(model, sae_hook(sae))
         self.n_features = int(sae.cfg.d_sae)
 
     @torch.no_grad()

@@ -14,6 +14,7 @@ import torch
 
 from interp.data.chess import BoardProperties, board_properties, property_names
 from interp.errors import InterpError
+from interp.features.firing import fires
 from interp.moex.evaluate import hidden_activations, square_heatmap
 from interp.moex.layer import MoEXConfig, hidden_hook_name
 from interp.moex.model import SHIPPED_DIR
@@ -104,13 +105,14 @@ def unit_table(model, mlp: MoEXConfig, games: list[str], n_ctx: int, layer: int,
     hook = hidden_hook_name(mlp, layer)
     h = hidden_activations(model, hook, games, n_ctx, progress=progress)  # [G, n_ctx, F]
     real = torch.arange(h.shape[1])[None, :] < torch.tensor([min(len(g), n_ctx) for g in games])[:, None]
-    fires_all = ((h > 0) & real[..., None]).sum((0, 1)).float()
+    fires_all = (fires(h) & real[..., None]).sum((0, 1)).float()
     props = board_properties(games, max_char=n_ctx)
     acts = h[torch.as_tensor(props.game_index), torch.as_tensor(props.char_index)]
     best = best_property_per_feature(acts, props.one_hot(), min_firings=min_firings)
     names = property_names()
-    n_fire = (acts > 0).sum(0).numpy()
-    return UnitTable(acts, props, (acts > 0).float().mean(0).numpy(), (fires_all / real.sum()).numpy(), n_fire,
+    fired = fires(acts)
+    n_fire = fired.sum(0).numpy()
+    return UnitTable(acts, props, fired.float().mean(0).numpy(), (fires_all / real.sum()).numpy(), n_fire,
                      [names[i] if np.isfinite(f) else "" for i, f in zip(best.index.tolist(), best.f1)],
                      best.f1, best.threshold, len(acts), int(real.sum()))
 

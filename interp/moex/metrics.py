@@ -23,6 +23,7 @@ import torch
 from jaxtyping import Bool, Float
 
 from interp.errors import InterpError
+from interp.features.firing import fires, firing_f1
 
 THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(10))
 
@@ -61,8 +62,6 @@ def feature_max(acts: Float[torch.Tensor, "N F"]) -> Float[torch.Tensor, "F"]:
 
 def _fires(acts_NF: torch.Tensor, max_F: torch.Tensor, t: float) -> torch.Tensor:
     """The shared firing rule (interp.features.firing: above t * max, never for a feature whose max <= 0), as floats."""
-    from interp.features.firing import fires
-
     return fires(acts_NF, max_F, t).to(torch.float32)
 
 
@@ -77,10 +76,7 @@ def coverage(acts: Float[torch.Tensor, "N F"], props: Bool[torch.Tensor, "N C"],
         raise InterpError("no property is ever true in these positions")
     best = None
     for t in thresholds:
-        f = _fires(a, max_F, t)
-        tp_FC = f.T @ p
-        f1_FC = 2 * tp_FC / (f.sum(0)[:, None] + n_pos_C[None, :]).clamp(min=1e-9)
-        vals, idx = f1_FC.max(0)
+        vals, idx = firing_f1(a, p > 0, max_F, t).max(0)
         score = vals[present].mean().item()
         if best is None or score > best[0]:
             best = (score, t, vals, idx)
@@ -137,14 +133,12 @@ def best_property_per_feature(acts: Float[torch.Tensor, "N F"], props: Bool[torc
     best = torch.full((F_,), -1.0)
     best_idx = torch.zeros(F_, dtype=torch.long)
     best_t = torch.zeros(F_)
-    from interp.features.firing import firing_f1
-
     for t in thresholds:
         f1_FC = firing_f1(a, p > 0, max_F, t)
         val, idx = f1_FC.max(1)
         better = val > best
         best, best_idx, best_t = torch.where(better, val, best), torch.where(better, idx, best_idx), torch.where(better, t, best_t)
-    enough = (a > 0).sum(0) >= min_firings
+    enough = fires(a).sum(0) >= min_firings
     f1 = best.numpy().astype(float)
     f1[~enough.numpy()] = np.nan
     thr = best_t.numpy().astype(float)

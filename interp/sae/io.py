@@ -140,13 +140,14 @@ def load_sae(path: str | Path, device: str | torch.device | None = None):
     return sae.to(SAE_DTYPE)
 
 
-def sae_hook(sae) -> str:
+def sae_hook(sae, path: str | Path | None = None) -> str:
     """THE answer to "which hook does this SAE read": the hook spec string (NAME or NAME:HEAD)
-    from its cfg metadata (``hook_name``, ``hook_head_index``)."""
+    from its cfg metadata (``hook_name``, ``hook_head_index``). `path` only names the SAE in the error."""
     md = getattr(sae.cfg, "metadata", None)
     name = getattr(md, "hook_name", None)
-    if name is None:
-        raise InterpError("this SAE's cfg.json names no hook (metadata.hook_name)")
+    if not name:
+        where = f"SAE {path}" if path is not None else "this SAE"
+        raise InterpError(f"{where}: its cfg.json names no hook (metadata.hook_name), so it cannot be placed in the model")
     head = getattr(md, "hook_head_index", None)
     return name if head is None else f"{name}:{head}"
 

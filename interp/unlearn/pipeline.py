@@ -35,6 +35,7 @@ from interp.data.corpus import HELDOUT_SEED
 from interp.errors import InterpError
 from interp.io import atomic_write_json, check_parent_writable, json_safe
 from interp.progress import Progress, ProgressFn
+from interp.sae.io import sae_hook
 from interp.unlearn import evaluation as E
 from interp.unlearn import saes as S
 from interp.unlearn.baselines import FinetuneConfig, finetune_unlearn, mean_difference_direction, project_out
@@ -325,7 +326,7 @@ def run_unlearning(model: HookedTransformer, concepts: list[Concept], sae_dirs: 
                 spec = spec_from_selections(selections, n, cfg.method, v, [c.name for c in concepts], model_name, cfg.condition)
                 return lambda m: apply_spec(m, spec, saes)
         elif cfg.method == "direction":
-            hook_list = hooks or [str(S.sae_hook(saes[d], d)) for d in sae_dirs]
+            hook_list = hooks or [sae_hook(saes[d], d) for d in sae_dirs]
             if not hook_list:
                 raise InterpError("the direction baseline needs a hook (--hook NAME) or an SAE whose hook it uses")
             tick("fitting the direction")

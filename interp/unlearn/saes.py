@@ -9,6 +9,7 @@ from transformer_lens import HookedTransformer
 
 from interp.errors import InterpError
 from interp.hooks import HookSpec, hook_dim, parse_hook
+from interp.sae.io import sae_hook
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +46,10 @@ def check_same_model(model: HookedTransformer, saes: dict) -> None:
             log.warning("SAE %s names model %r, but the model loaded is %r", p, n, mine)
 
 
-def sae_hook(sae, path: str | Path = "?") -> HookSpec:
-    """The hook an SAE was trained on, from its cfg metadata (``hook_name``, ``hook_head_index``)."""
-    md = sae.cfg.metadata
-    name = getattr(md, "hook_name", None)
-    if not name:
-        raise InterpError(f"SAE {path} has no hook_name in its cfg metadata, so it cannot be placed in the model")
-    head = getattr(md, "hook_head_index", None)
-    return HookSpec(name, None if head is None else int(head))
-
-
 def check_fits(model: HookedTransformer, sae, hook: str | HookSpec | None = None, path: str | Path = "?") -> HookSpec:
     """The hook to apply `sae` at; raises a one-line `InterpError` if the SAE was trained on a
     different hook than `hook`, or its width does not match the model's activation there."""
-    trained = sae_hook(sae, path)
+    trained = HookSpec.from_str(sae_hook(sae, path))
     if hook is not None:
         hs = parse_hook(model, hook)
         if (hs.name, hs.head) != (trained.name, trained.head):

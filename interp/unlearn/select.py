@@ -45,7 +45,7 @@ from jaxtyping import Float, Int
 from transformer_lens import HookedTransformer
 
 from interp.errors import InterpError
-from interp.hooks import capture
+from interp.hooks import capture, stop_layer
 from interp.unlearn import saes as S
 from interp.unlearn.concepts import Concept
 from interp.device import device_of
@@ -171,20 +171,13 @@ def _accumulate(model, sae, hs, texts: list[str], batch_size: int) -> tuple[_Sum
     every, last = _Sums.zeros(sae.cfg.d_sae, sae.cfg.d_in, dev), _Sums.zeros(sae.cfg.d_sae, sae.cfg.d_in, dev)
     for toks_BP, mask_BP in token_batches(model, texts, batch_size):
         with capture(model, [hs]) as acts:
-            model(toks_BP, stop_at_layer=_layer(hs.name, model) + 1)
+            model(toks_BP, stop_at_layer=stop_layer(model, [hs]))
         x_BPD = acts[str(hs)]
         a_BPF = sae.encode(x_BPD.to(sae.dtype)).float()
         every.add(x_BPD[mask_BP], a_BPF[mask_BP], toks_BP[mask_BP])
         m = last_positions(mask_BP)  # the position that predicts the completion
         last.add(x_BPD[m], a_BPF[m], toks_BP[m])
     return every, last
-
-
-def _layer(hook_name: str, model) -> int:
-    parts = hook_name.split(".")
-    if parts[0] == "blocks" and parts[1].isdigit():
-        return int(parts[1])
-    return model.cfg.n_layers - 1  # hook_embed / ln_final etc.: run the whole model
 
 
 def _cos(w: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
