@@ -98,42 +98,48 @@ def _on_test(rows):
     return [replace(r, result=r.test) for r in rows]
 
 
-def run_concept(model, name: str, saes: dict, save) -> dict:
-    """Stages in order of importance, saved after each (`save(out)`), so a partial run still reports."""
-    from interp.unlearn import UnlearnConfig, builtin_concept, evaluate_spec, run_unlearning
+def run_concept(model, name: str, saes: dict, save, done: dict | None = None) -> dict:
+    """Stages in order of importance, saved after each (`save(out)`), so a partial run still reports;
+    stages already in `done` (an earlier run's part file) are kept, not rerun."""
+    from interp.unlearn import UnlearnConfig, UnlearnSpec, builtin_concept, evaluate_spec, run_unlearning
     from interp.unlearn.evaluation import pareto
     from interp.unlearn.pipeline import transfer_spec
 
     concept = builtin_concept(name)
-    rep, wall, cpu, load = _timed(lambda: run_unlearning(model, [concept], [SAE], UnlearnConfig(), saes=saes))
-    out = {"default": default_row(name, rep, wall, cpu, load), "default_report": rep.to_dict(), "fronts": {}}
-    print(json.dumps(out["default"]), flush=True)
-    save(out)
-    rows = {}
-    for method in ("clamp", "direction"):
-        r = run_unlearning(model, [concept], [SAE], UnlearnConfig(method=method, sweep=True, **FRONTS[method]), saes=saes)
-        rows[method] = _on_test(r.rows)
-        out["fronts"][method] = [x.flat() for x in pareto(rows[method])]
-    out["clamp_dominates_direction"] = dominated_share(rows["clamp"], rows["direction"])
-    save(out)
-    # transfer to the seed-1 SAE
-    tr = transfer_spec(model, rep.spec, SAE_SEED1, [concept], saes=saes)
-    matched = evaluate_spec(model, [concept], tr.spec, saes=saes)
-    again = run_unlearning(model, [concept], [SAE_SEED1], UnlearnConfig(n_features=rep.best.n_features, value=rep.best.value), saes=saes)
-    b = rep.base
-    out["transfer"] = {
-        "concept": name, "setting": out["default"]["setting"], "forget_drop_seed0": out["default"]["forget_drop"],
-        "matched_cos_mean": sum(tr.cosines) / len(tr.cosines), "matched_forget_drop": _drop(matched.test.forget_acc, b.forget_acc),
-        "matched_retain_in": matched.test.retain_acc / b.retain_acc, "matched_loss_change": matched.test.loss_change,
-        "reselected_forget_drop": _drop(again.test.forget_acc, again.base.forget_acc),
-        "reselected_retain_in": again.test.retain_acc / again.base.retain_acc, "reselected_loss_change": again.test.loss_change,
-    }
-    print(json.dumps(out["transfer"]), flush=True)
-    save(out)
-    for method in ("zero", "finetune"):
-        r = run_unlearning(model, [concept], [SAE], UnlearnConfig(method=method, sweep=True, **FRONTS[method]), saes=saes)
-        out["fronts"][method] = [x.flat() for x in pareto(_on_test(r.rows))]
+    out = done or {}
+    if "default" not in out:
+        rep, wall, cpu, load = _timed(lambda: run_unlearning(model, [concept], [SAE], UnlearnConfig(), saes=saes))
+        out = {"default": default_row(name, rep, wall, cpu, load), "default_report": rep.to_dict(), "fronts": {}}
+        print(json.dumps(out["default"]), flush=True)
         save(out)
+    if "clamp_dominates_direction" not in out:
+        rows = {}
+        for method in ("clamp", "direction"):
+            r = run_unlearning(model, [concept], [SAE], UnlearnConfig(method=method, sweep=True, **FRONTS[method]), saes=saes)
+            rows[method] = _on_test(r.rows)
+            out["fronts"][method] = [x.flat() for x in pareto(rows[method])]
+        out["clamp_dominates_direction"] = dominated_share(rows["clamp"], rows["direction"])
+        save(out)
+    if "transfer" not in out:  # the default spec carried to the seed-1 SAE
+        d = out["default_report"]
+        n, v, b = d["best"]["n_features"], d["best"]["value"], d["base"]
+        tr = transfer_spec(model, UnlearnSpec(**d["spec"]), SAE_SEED1, [concept], saes=saes)
+        matched = evaluate_spec(model, [concept], tr.spec, saes=saes)
+        again = run_unlearning(model, [concept], [SAE_SEED1], UnlearnConfig(n_features=n, value=v), saes=saes)
+        out["transfer"] = {
+            "concept": name, "setting": out["default"]["setting"], "forget_drop_seed0": out["default"]["forget_drop"],
+            "matched_cos_mean": sum(tr.cosines) / len(tr.cosines), "matched_forget_drop": _drop(matched.test.forget_acc, b["forget_acc"]),
+            "matched_retain_in": matched.test.retain_acc / b["retain_acc"], "matched_loss_change": matched.test.loss_change,
+            "reselected_forget_drop": _drop(again.test.forget_acc, again.base.forget_acc),
+            "reselected_retain_in": again.test.retain_acc / again.base.retain_acc, "reselected_loss_change": again.test.loss_change,
+        }
+        print(json.dumps(out["transfer"]), flush=True)
+        save(out)
+    for method in ("zero", "finetune"):
+        if method not in out["fronts"]:
+            r = run_unlearning(model, [concept], [SAE], UnlearnConfig(method=method, sweep=True, **FRONTS[method]), saes=saes)
+            out["fronts"][method] = [x.flat() for x in pareto(_on_test(r.rows))]
+            save(out)
     return out
 
 
@@ -221,6 +227,7 @@ def main() -> int:
     ap.add_argument("--concepts", nargs="+", default=[], choices=list(CATEGORIES))
     ap.add_argument("--multi", action="store_true", help="two and three concepts at once")
     ap.add_argument("--report", action="store_true", help="gather the parts into results.json and benchmarks/README.md")
+    ap.add_argument("--fresh", action="store_true", help="rerun every stage (default: keep the stages a concept's part file has)")
     args = ap.parse_args()
     if args.report:
         report()
@@ -241,7 +248,8 @@ def main() -> int:
             out["meta"] = {**meta, "load_avg_now": os.getloadavg()[0]}
             (PARTS / f"{c}.json").write_text(json.dumps(out, default=float))
 
-        run_concept(model, c, saes, save)
+        part = PARTS / f"{c}.json"
+        run_concept(model, c, saes, save, json.loads(part.read_text()) if part.is_file() and not args.fresh else None)
     if args.multi:
         (PARTS / "multi.json").write_text(json.dumps({"rows": run_multi(model, saes), "meta": meta}, default=float))
     return 0
