@@ -244,7 +244,22 @@ def test_selection_drops_retain_features_and_ranks_by_score():
     sel = select_features(st, SelectConfig(n_features=4, retain_threshold=0.1, score="dir"))
     assert sel.features == [1, 0, 3] and sel.scores == pytest.approx([0.6, 0.25, 0.04])  # 2 writes against the direction
     with pytest.raises(InterpError, match="no feature"):
-        select_features(_stats([0.1], [0.5], [1.0], [1.0]), SelectConfig())
+        select_features(_stats([0.1], [0.5], [1.0], [1.0]), SelectConfig(score="dir"))
+
+
+def test_contrast_score_drops_features_that_fire_at_every_concepts_answer_position():
+    """Feature 0 fires at the answer position of forget and retain prompts alike ("an answer comes next"):
+    "dir" ranks it first, "contrast" (forget vs the retain prompts' last tokens) not at all."""
+    t = lambda v: torch.tensor(v, dtype=torch.float32)  # noqa: E731
+    st = _stats([0.9, 0.5, 0.4], [0.05, 0.01, 0.0], [2.0, 1.0, 1.0], [1.0, 1.0, 0.0], cos=[0.9, 0.5, 0.5])
+    st.freq_retain_last, st.mean_retain_last, st.cos_last = t([0.9, 0.1, 0.0]), t([2.0, 1.0, 0.0]), t([0.1, 0.5, -0.2])
+    assert select_features(st, SelectConfig(n_features=3, score="dir")).features == [0, 1, 2]
+    sel = select_features(st, SelectConfig(n_features=3, score="contrast"))
+    assert sel.features == [1] and sel.scores == pytest.approx([(0.5 - 0.1 - 0.01) * 0.5])  # 0: no excess; 2: writes against u_L
+    assert UnlearnConfig().score == SelectConfig().score == "contrast"
+    from interp.commands.unlearn import SCORES
+    from interp.unlearn.select import SCORES as LIB_SCORES
+    assert SCORES == LIB_SCORES
 
 
 def _row(f, r, loss=0.0, n=5, v=1.0):
@@ -293,6 +308,18 @@ def test_feature_stats_hand_check(model, sae_dir):
         xs.append(h[HOOK][0, 1:])
     u = torch.cat(xs).mean(0) - st_retain_mean(model, c)
     assert torch.allclose(st.cos_dir, torch.nn.functional.cosine_similarity(sae.W_dec, u[None], dim=1), atol=1e-4)
+    # score "contrast": the retain prompts' last tokens alone, and the direction against their mean
+    ra, rx = [], []
+    for p in c.retain:
+        with torch.no_grad(), capture(model, [HOOK]) as h:
+            model(model.to_tokens(p.text))
+        rx.append(h[HOOK][0, -1])
+        ra.append(sae.encode(h[HOOK][0, -1]))
+    ra, rx = torch.stack(ra), torch.stack(rx)
+    assert torch.allclose(last.freq_retain_last, (ra > 0).float().mean(0))
+    assert torch.allclose(last.mean_retain_last, ra.clamp(min=0).sum(0) / (ra > 0).sum(0).clamp(min=1), atol=1e-5)
+    u_last = torch.cat(xs)[ends].mean(0) - rx.mean(0)
+    assert torch.allclose(last.cos_last, torch.nn.functional.cosine_similarity(sae.W_dec, u_last[None], dim=1), atol=1e-4)
 
 
 def st_retain_mean(model, c):

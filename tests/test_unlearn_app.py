@@ -68,3 +68,28 @@ def test_unlearning_page_errors_without_concept(sae_root):
     at.multiselect(key="unl_concepts").set_value([]).run()
     at.button(key="unl_run").click().run()
     assert any("pick at least one concept" in e.value for e in at.error) and not at.exception
+
+
+def test_unlearning_page_runs_with_the_cli_defaults(sae_root, monkeypatch):
+    """Untouched widgets give exactly `UnlearnConfig()` (the CLI's defaults), and the CLI's flags default to it too."""
+    import interp.unlearn
+    from interp.cli import build_parser
+    from interp.errors import InterpError
+    from interp.unlearn import UnlearnConfig
+
+    seen = []
+
+    def fake_run(model, concepts, sae_dirs, cfg, **kw):
+        seen.append(cfg)
+        raise InterpError("stopped by the test")
+
+    monkeypatch.setattr(interp.unlearn, "run_unlearning", fake_run)
+    at = _page()
+    at.button(key="unl_run").click().run()
+    assert any("stopped by the test" in e.value for e in at.error) and not at.exception
+    assert seen == [UnlearnConfig()]
+    args = build_parser().parse_args(["unlearn", "--sae", "x", "--concept", "colors"])
+    d = UnlearnConfig()
+    assert (args.method, args.n_features, args.value, args.retain_threshold, args.score, args.positions, args.condition,
+            args.split_by, args.split_seed, args.min_base_acc) == (
+        d.method, d.n_features, d.value, d.retain_threshold, d.score, d.positions, d.condition, d.split_by, d.split_seed, d.min_base_acc)

@@ -16,6 +16,8 @@ from app.common import current_model_name, current_sae_dir, load_model_cached, p
 from interp.data.corpus import CATEGORIES
 from interp.errors import InterpError
 from interp.unlearn import ALL_METHODS, UnlearnConfig, UnlearnSpec, builtin_concept, run_unlearning
+from interp.unlearn.concepts import SPLIT_BY
+from interp.unlearn.select import POSITIONS, SCORES
 
 STRENGTH = {"clamp": "Clamp multiplier", "zero": "(unused)", "scale": "Scale factor", "direction": "Direction strength alpha",
             "finetune": "Fine-tuning steps"}
@@ -60,16 +62,18 @@ except InterpError as e:
     show_error(e)
     sae_paths = []
 
+DEFAULT = UnlearnConfig()  # the CLI's defaults: every widget below starts from them (tests/test_unlearn_app.py)
 c1, c2, c3 = st.columns([2, 2, 1])
 concepts = c1.multiselect("Concepts to forget", list(CATEGORIES), default=[CATEGORIES[0]], key="unl_concepts")
 cur = current_sae_dir()
 sae_dirs = c2.multiselect("SAEs (their hooks)", sae_paths, default=[cur] if cur in sae_paths else sae_paths[:1],
                           format_func=lambda p: Path(p).name, key="unl_saes")
-method = c3.selectbox("Method", ALL_METHODS, key="unl_method")
+method = c3.selectbox("Method", ALL_METHODS, index=ALL_METHODS.index(DEFAULT.method), key="unl_method")
 c4, c5, c6, c7 = st.columns([1, 1, 1, 1])
 auto = c4.toggle("Choose features and strength on the validation split", value=True, key="unl_auto",
-                 help="The default: an early-stopping search that forgets the most while retain accuracy stays >= 97% of the "
-                      "unmodified model and corpus loss rises <= 4% on validation prompts.")
+                 help=f"The default: an early-stopping search that forgets the most while retain accuracy stays >= "
+                      f"{100 * DEFAULT.val_retain_bar:.0f}% of the unmodified model and corpus loss rises <= "
+                      f"{100 * DEFAULT.val_loss_bar:.0f}% on validation prompts.")
 n_features = c5.number_input("Features per SAE", min_value=1, max_value=512, value=10, step=1, key="unl_n",
                              disabled=auto or method not in ("clamp", "zero", "scale"))
 value = c6.number_input(STRENGTH[method], value={"clamp": 2.0, "zero": 0.0, "scale": -1.0, "direction": 2.0, "finetune": 20.0}[method],
@@ -78,13 +82,17 @@ compare = c7.toggle("Compare with direction and fine-tuning", value=False, key="
                     help="Also sweep the mean-difference direction baseline and gradient-ascent fine-tuning on the same splits "
                          "(adds their points to the Pareto plot).")
 with st.expander("Feature selection options"):
-    o1, o2, o3, o4 = st.columns(4)
-    threshold = o1.number_input("Max retain firing rate", min_value=0.0, max_value=1.0, value=0.2, step=0.01, format="%.3f",
-                                key="unl_thr", help="features active on more retain tokens than this are never chosen")
-    positions = o2.selectbox("Forget positions scored", ["last", "all"], key="unl_pos",
+    o1, o2, o3, o4, o5 = st.columns(5)
+    threshold = o1.number_input("Max retain firing rate", min_value=0.0, max_value=1.0, value=DEFAULT.retain_threshold, step=0.01,
+                                format="%.3f", key="unl_thr", help="features active on more retain tokens than this are never chosen")
+    score = o2.selectbox("Ranking score", SCORES, index=SCORES.index(DEFAULT.score), key="unl_score",
+                         help="contrast: fires on the forget prompts' answer position more than on other concepts' answer "
+                              "positions and writes along that difference (see interp.unlearn.select)")
+    positions = o3.selectbox("Forget positions scored", POSITIONS, index=POSITIONS.index(DEFAULT.positions), key="unl_pos",
                              help="last: only the token that predicts the answer; all: every token of the forget prompts")
-    condition = o3.toggle("Conditional clamping", key="unl_cond", help="edit only where the concept's detector features fire")
-    split_by = o4.selectbox("Split prompts by", ["prompt", "fact"], key="unl_split",
+    condition = o4.toggle("Conditional clamping", value=DEFAULT.condition, key="unl_cond",
+                          help="edit only where the concept's detector features fire")
+    split_by = o5.selectbox("Split prompts by", SPLIT_BY, index=SPLIT_BY.index(DEFAULT.split_by), key="unl_split",
                             help="fact: test prompts ask only about facts never seen in selection or validation")
 
 if st.button("Run unlearning", type="primary", key="unl_run"):
@@ -94,7 +102,7 @@ if st.button("Run unlearning", type="primary", key="unl_run"):
         if not concepts:
             raise InterpError("pick at least one concept")
         sae_method = method in ("clamp", "zero", "scale")
-        common = dict(retain_threshold=float(threshold), positions=positions, split_by=split_by)
+        common = dict(retain_threshold=float(threshold), score=score, positions=positions, split_by=split_by)
         cfg = UnlearnConfig(method=method, n_features=None if auto or not sae_method else int(n_features),
                             value=None if auto else float(value), condition=bool(condition) and sae_method, **common)
         st.session_state["unl_report"] = _run(model_name, tuple(concepts), tuple(sae_dirs), cfg)

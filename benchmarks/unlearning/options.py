@@ -29,11 +29,13 @@ CATEGORIES = ("colors", "animals", "sports", "emotions", "materials", "foods")  
 
 PARTS = ROOT / "runs" / "bench_unlearn_options"
 S = "saes/embedded/"
+DEFAULT = "default (L3 resid, last, contrast)"
 VARIANTS = {  # name -> (SAEs, config changes)
-    "default (L3 resid, last, dir)": ([S + "resid_post_L3_topk"], {}),
+    DEFAULT: ([S + "resid_post_L3_topk"], {}),
+    "score dir (the old default)": ([S + "resid_post_L3_topk"], {"score": "dir"}),
+    "score freq": ([S + "resid_post_L3_topk"], {"score": "freq"}),
     "all positions": ([S + "resid_post_L3_topk"], {"positions": "all"}),
     "conditional": ([S + "resid_post_L3_topk"], {"condition": True}),
-    "score freq": ([S + "resid_post_L3_topk"], {"score": "freq"}),
     "L2 resid": ([S + "resid_post_L2_topk"], {}),
     "L1+L2+L3 resid": ([S + "resid_post_L1_topk", S + "resid_post_L2_topk", S + "resid_post_L3_topk"], {}),
     "L3 resid + L2 MLP-out": ([S + "resid_post_L3_topk", S + "mlp_out_L2_topk"], {}),
@@ -56,10 +58,11 @@ def run(concepts: list[str], variants: list[str]) -> None:
     model = load_model("embedded")
     saes: dict = {}
     for c in concepts:
-        rows = []
+        part = PARTS / f"{c}.json"  # rows of other variants from earlier runs are kept
+        rows = [r for r in (json.loads(part.read_text()) if part.is_file() else []) if r["variant"] not in variants]
         for name in variants:
             dirs, kw = VARIANTS[name]
-            t, cpu = time.perf_counter(), time.process_time()
+            load0, t, cpu = os.getloadavg()[0], time.perf_counter(), time.process_time()
             rep = run_unlearning(model, [builtin_concept(c)], dirs, UnlearnConfig(**kw), saes=saes)
             b, r = rep.base, rep.test
             rows.append({"concept": c, "variant": name, "setting": f"n={rep.best.n_features} v={rep.best.value:g}",
@@ -67,22 +70,24 @@ def run(concepts: list[str], variants: list[str]) -> None:
                          "adversarial_drop": _drop(r.adversarial_acc, b.adversarial_acc), "retain_in": r.retain_acc / b.retain_acc,
                          "loss_change": r.loss_change, "meets_bar": rep.meets_bar,
                          "target_met": bool(rep.meets_bar and _drop(r.forget_acc, b.forget_acc) >= 0.8),
-                         "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - cpu})
+                         "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - cpu,
+                         "load": f"{load0:.1f}-{os.getloadavg()[0]:.1f}"})
             print(json.dumps(rows[-1]), flush=True)
-            (PARTS / f"{c}.json").write_text(json.dumps(rows, default=float))
+            part.write_text(json.dumps(rows, default=float))
 
 
 def report() -> None:
-    rows = [r for p in sorted(PARTS.glob("*.json")) for r in json.loads(p.read_text())]
+    rows = [r for p in sorted(PARTS.glob("*.json")) for r in json.loads(p.read_text()) if r["variant"] in VARIANTS]
     main_parts = ROOT / "runs" / "bench_unlearn"  # benchmarks/unlearning/run.py's default rows: the same command
     for c in sorted({r["concept"] for r in rows}):
         f = main_parts / f"{c}.json"
-        if f.is_file() and not any(r["concept"] == c and r["variant"].startswith("default") for r in rows):
+        if f.is_file() and not any(r["concept"] == c and r["variant"] == DEFAULT for r in rows):
             d = json.loads(f.read_text())["default"]
-            rows.append({"concept": c, "variant": "default (L3 resid, last, dir)", "setting": d["setting"], "forget_drop": d["forget_drop"],
+            rows.append({"concept": c, "variant": DEFAULT, "setting": d["setting"], "forget_drop": d["forget_drop"],
                          "paraphrase_drop": d["paraphrase_drop"], "adversarial_drop": d["adversarial_drop"], "retain_in": d["retain_in"],
                          "loss_change": d["loss_change"], "meets_bar": d["meets_bar"], "target_met": d["target_met"],
-                         "wall_s": d["wall_s"], "cpu_s": d["cpu_s"]})
+                         "wall_s": d["wall_s"], "cpu_s": d["cpu_s"],
+                         "load": f"{d.get('load_before', float('nan')):.1f}-{d.get('load_after', float('nan')):.1f}"})
     rows.sort(key=lambda r: (r["concept"], list(VARIANTS).index(r["variant"])))
     means = []
     for v in VARIANTS:
@@ -91,8 +96,9 @@ def report() -> None:
             means.append({"variant": v, "concepts": len(rs), "mean forget_drop": sum(r["forget_drop"] for r in rs) / len(rs),
                           "mean adversarial_drop": sum(r["adversarial_drop"] for r in rs) / len(rs),
                           "target met": sum(r["target_met"] for r in rs), "mean cpu_s": sum(r["cpu_s"] for r in rs) / len(rs)})
-    body = ("`benchmarks/unlearning/options.py` (then `--report`), on a machine shared by seven helpers. Each variant is the "
-            "default command with one change; setting chosen on validation, numbers on the held-out test split. Per concept:\n\n"
+    body = ("`benchmarks/unlearning/options.py` (then `--report`), on the shared 2-core machine (`load`: the 1-minute load "
+            "average before-after each run). Each variant is the default command with one change; setting chosen on validation, "
+            "numbers on the held-out test split. Per concept:\n\n"
             + markdown_table(rows) + "\n\nMeans over the concepts run:\n\n" + markdown_table(means))
     update_section("unlearning-options", body)
 

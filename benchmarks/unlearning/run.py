@@ -47,8 +47,8 @@ PARTS = ROOT / "runs" / "bench_unlearn"
 SAE = "saes/embedded/resid_post_L3_topk"  # repo-relative: the default command's SAE
 SAE_SEED1 = "saes/embedded/resid_post_L3_topk_seed1"  # same hook and config, training seed 1
 MULTI = (("colors", "animals"), ("sports", "foods", "materials"))
-FRONTS = {  # each method's grid for the Pareto fronts (validation split)
-    "clamp": dict(n_features_grid=(5, 10, 20), value_grid=(1.0, 2.0, 3.0)),
+FRONTS = {  # each method's grid for the Pareto fronts (every setting measured on the test split)
+    "clamp": dict(n_features_grid=(5, 10, 20), value_grid=(1.0, 2.0, 3.0, 4.0, 6.0)),
     "zero": dict(n_features_grid=(5, 10, 20, 40)),
     "direction": dict(value_grid=(0.5, 1.0, 1.5, 2.0, 3.0)),
     "finetune": dict(value_grid=(10.0, 20.0, 30.0)),
@@ -59,7 +59,8 @@ def _drop(after: float, base: float) -> float:
     return 1 - after / base if base and base == base else float("nan")
 
 
-def default_row(name: str, rep, wall: float, cpu: float) -> dict:
+def default_row(name: str, rep, wall: float, cpu: float, load: tuple[float, float]) -> dict:
+    """The default command's numbers; `load` = the 1-minute load average before and after it ran."""
     b, t = rep.base, rep.test
     return {
         "concept": name, "setting": f"n={rep.best.n_features} v={rep.best.value:g}", "settings_tried": len(rep.rows),
@@ -70,6 +71,7 @@ def default_row(name: str, rep, wall: float, cpu: float) -> dict:
         "retain_cross": t.corpus_acc / b.corpus_acc if b.corpus_acc else float("nan"),
         "loss_change": t.loss_change, "meets_bar": rep.meets_bar,
         "target_met": bool(rep.meets_bar and _drop(t.forget_acc, b.forget_acc) >= 0.8), "wall_s": wall, "cpu_s": cpu,
+        "load_before": load[0], "load_after": load[1],
     }
 
 
@@ -83,47 +85,61 @@ def dominated_share(a_rows, b_rows) -> float:
 
 
 def _timed(fn):
-    t, c = time.perf_counter(), time.process_time()
+    """fn(), its wall and CPU seconds, and the 1-minute load average before and after."""
+    load0, t, c = os.getloadavg()[0], time.perf_counter(), time.process_time()
     out = fn()
-    return out, time.perf_counter() - t, time.process_time() - c
+    return out, time.perf_counter() - t, time.process_time() - c, (load0, os.getloadavg()[0])
 
 
-def run_concept(model, name: str, saes: dict, save) -> dict:
-    """Stages in order of importance, saved after each (`save(out)`), so a partial run still reports."""
-    from interp.unlearn import UnlearnConfig, builtin_concept, evaluate_spec, run_unlearning
+def _on_test(rows):
+    """Sweep rows with their test-split numbers as `result` (the fronts are drawn on the test split)."""
+    from dataclasses import replace
+
+    return [replace(r, result=r.test) for r in rows]
+
+
+def run_concept(model, name: str, saes: dict, save, done: dict | None = None) -> dict:
+    """Stages in order of importance, saved after each (`save(out)`), so a partial run still reports;
+    stages already in `done` (an earlier run's part file) are kept, not rerun."""
+    from interp.unlearn import UnlearnConfig, UnlearnSpec, builtin_concept, evaluate_spec, run_unlearning
     from interp.unlearn.evaluation import pareto
     from interp.unlearn.pipeline import transfer_spec
 
     concept = builtin_concept(name)
-    rep, wall, cpu = _timed(lambda: run_unlearning(model, [concept], [SAE], UnlearnConfig(), saes=saes))
-    out = {"default": default_row(name, rep, wall, cpu), "default_report": rep.to_dict(), "fronts": {}, "front_rows": {}}
-    print(json.dumps(out["default"]), flush=True)
-    save(out)
-    rows = {}
-    for method in ("clamp", "direction"):
-        r = run_unlearning(model, [concept], [SAE], UnlearnConfig(method=method, sweep=True, test_every_setting=False, **FRONTS[method]), saes=saes)
-        rows[method] = r.rows
-        out["fronts"][method] = [x.flat() for x in pareto(r.rows)]
-    out["clamp_dominates_direction"] = dominated_share(rows["clamp"], rows["direction"])
-    save(out)
-    # transfer to the seed-1 SAE
-    tr = transfer_spec(model, rep.spec, SAE_SEED1, [concept], saes=saes)
-    matched = evaluate_spec(model, [concept], tr.spec, saes=saes)
-    again = run_unlearning(model, [concept], [SAE_SEED1], UnlearnConfig(n_features=rep.best.n_features, value=rep.best.value), saes=saes)
-    b = rep.base
-    out["transfer"] = {
-        "concept": name, "setting": out["default"]["setting"], "forget_drop_seed0": out["default"]["forget_drop"],
-        "matched_cos_mean": sum(tr.cosines) / len(tr.cosines), "matched_forget_drop": _drop(matched.test.forget_acc, b.forget_acc),
-        "matched_retain_in": matched.test.retain_acc / b.retain_acc, "matched_loss_change": matched.test.loss_change,
-        "reselected_forget_drop": _drop(again.test.forget_acc, again.base.forget_acc),
-        "reselected_retain_in": again.test.retain_acc / again.base.retain_acc, "reselected_loss_change": again.test.loss_change,
-    }
-    print(json.dumps(out["transfer"]), flush=True)
-    save(out)
-    for method in ("zero", "finetune"):
-        r = run_unlearning(model, [concept], [SAE], UnlearnConfig(method=method, sweep=True, test_every_setting=False, **FRONTS[method]), saes=saes)
-        out["fronts"][method] = [x.flat() for x in pareto(r.rows)]
+    out = done or {}
+    if "default" not in out:
+        rep, wall, cpu, load = _timed(lambda: run_unlearning(model, [concept], [SAE], UnlearnConfig(), saes=saes))
+        out = {"default": default_row(name, rep, wall, cpu, load), "default_report": rep.to_dict(), "fronts": {}}
+        print(json.dumps(out["default"]), flush=True)
         save(out)
+    if "clamp_dominates_direction" not in out:
+        rows = {}
+        for method in ("clamp", "direction"):
+            r = run_unlearning(model, [concept], [SAE], UnlearnConfig(method=method, sweep=True, **FRONTS[method]), saes=saes)
+            rows[method] = _on_test(r.rows)
+            out["fronts"][method] = [x.flat() for x in pareto(rows[method])]
+        out["clamp_dominates_direction"] = dominated_share(rows["clamp"], rows["direction"])
+        save(out)
+    if "transfer" not in out:  # the default spec carried to the seed-1 SAE
+        d = out["default_report"]
+        n, v, b = d["best"]["n_features"], d["best"]["value"], d["base"]
+        tr = transfer_spec(model, UnlearnSpec(**d["spec"]), SAE_SEED1, [concept], saes=saes)
+        matched = evaluate_spec(model, [concept], tr.spec, saes=saes)
+        again = run_unlearning(model, [concept], [SAE_SEED1], UnlearnConfig(n_features=n, value=v), saes=saes)
+        out["transfer"] = {
+            "concept": name, "setting": out["default"]["setting"], "forget_drop_seed0": out["default"]["forget_drop"],
+            "matched_cos_mean": sum(tr.cosines) / len(tr.cosines), "matched_forget_drop": _drop(matched.test.forget_acc, b["forget_acc"]),
+            "matched_retain_in": matched.test.retain_acc / b["retain_acc"], "matched_loss_change": matched.test.loss_change,
+            "reselected_forget_drop": _drop(again.test.forget_acc, again.base.forget_acc),
+            "reselected_retain_in": again.test.retain_acc / again.base.retain_acc, "reselected_loss_change": again.test.loss_change,
+        }
+        print(json.dumps(out["transfer"]), flush=True)
+        save(out)
+    for method in ("zero", "finetune"):
+        if method not in out["fronts"]:
+            r = run_unlearning(model, [concept], [SAE], UnlearnConfig(method=method, sweep=True, **FRONTS[method]), saes=saes)
+            out["fronts"][method] = [x.flat() for x in pareto(_on_test(r.rows))]
+            save(out)
     return out
 
 
@@ -132,10 +148,19 @@ def run_multi(model, saes: dict) -> list[dict]:
 
     rows = []
     for names in MULTI:
-        rep, wall, cpu = _timed(lambda: run_unlearning(model, [builtin_concept(n) for n in names], [SAE], UnlearnConfig(), saes=saes))
-        rows.append(default_row("+".join(names), rep, wall, cpu))
+        rep, wall, cpu, load = _timed(lambda: run_unlearning(model, [builtin_concept(n) for n in names], [SAE], UnlearnConfig(), saes=saes))
+        rows.append(default_row("+".join(names), rep, wall, cpu, load))
         print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def _grids() -> str:
+    """FRONTS as words, e.g. "clamp n in {5, 10, 20} x value in {1, 2, 3}"."""
+    out, word = [], {"clamp": "multiplier", "direction": "alpha", "finetune": "steps"}
+    for m, g in FRONTS.items():
+        parts = [f"{'features' if k.startswith('n_') else word[m]} in {{{', '.join(f'{v:g}' for v in vs)}}}" for k, vs in g.items()]
+        out.append(f"{m} " + " x ".join(parts))
+    return "; ".join(out)
 
 
 def report() -> None:
@@ -164,10 +189,13 @@ def report() -> None:
                                "multi": multi, "raw": parts}, indent=1, default=float))
     n_met = sum(r["target_met"] for r in default)
     n_dom = sum(r["clamp dominates direction (share of its front)"] >= 1.0 for r in fronts)
+    loads = [x for r in default for x in (r.get("load_before"), r.get("load_after")) if x is not None]
+    load = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "not recorded"
     body = (
         f"`benchmarks/unlearning/run.py` (parts run as separate processes, then `--report`): model `embedded`, SAE `{SAE}`. "
-        "**Run on a machine shared by seven helpers (load average about 40 on 2 cores)**: `wall_s` is inflated several times; "
-        "`cpu_s` (process CPU time) is the load-independent cost.\n\n"
+        f"The machine is shared (2 cores; 1-minute load average {load} while the default commands ran, per row in "
+        "`load_before`/`load_after`), so `wall_s` is inflated by the load; `cpu_s` (process CPU time, one torch thread) is "
+        "the load-independent cost.\n\n"
         "**The default command** (`interp unlearn --sae saes/embedded/resid_post_L3_topk --concept C`): features chosen on the "
         "selection split (50% of the forget prompts), number of features and clamp multiplier on the validation split (25%) by "
         "the early-stopping search, every number on the held-out test split (25%), the held-out paraphrase template and the "
@@ -176,14 +204,17 @@ def report() -> None:
         "on held-out corpus text / base; `target_met` = forget drop >= 0.8, retain_in >= 0.95 and corpus loss +<= 5%.\n\n"
         + markdown_table(default)
         + f"\n\nTarget met on {n_met} of {len(default)} concepts"
+        + f"; the default command took {min(r['cpu_s'] for r in default):.0f}-{max(r['cpu_s'] for r in default):.0f} s of CPU per "
+        "concept (the < 60 s wall-time target holds only where a core is free; the wall times above are from the shared machine)"
         + (f" (not finished in time: {', '.join(missing)})" if missing else "") + ".\n\n"
-        "**Pareto fronts** (each method swept on the validation split: clamp n in {5,10,20} x multiplier in {1,2,3}, zero "
-        "n in {5,10,20,40}, direction alpha in {0.5,1,1.5,2,3}, fine-tuning 10/20/30 steps; points are (forget accuracy, "
-        "in-domain retain accuracy)). The last column is the share of direction's front points that some clamp setting "
-        "weakly dominates.\n\n"
+        f"**Pareto fronts** (each method swept over its grid, {_grids()}; every setting measured on the test split; points "
+        "are (forget accuracy, in-domain retain accuracy) on the test split). The last column is the share of direction's "
+        "front points that some clamp setting weakly dominates.\n\n"
         + (markdown_table(fronts) + f"\n\nClamp's front dominates direction's on {n_dom} of {len(fronts)} concepts.\n\n"
            if fronts else "Not finished in time on the shared machine (the sweeps run after the default command).\n\n")
-        + "**Transfer to a second SAE** (`saes/embedded/resid_post_L3_topk_seed1`: same hook and config, training seed 1). "
+        + "**Transfer to a second SAE** (`saes/embedded/resid_post_L3_topk_seed1`: the config and recipe of the shipped "
+        "`resid_post_L3_topk` it is compared with, training seed 1; `benchmarks/unlearning/build_seed1.py` rebuilds it when "
+        "the shipped one is retrained). "
         "`matched`: the default spec with each feature replaced by the seed-1 feature with the closest decoder direction "
         "(mean cosine shown), typical activations re-measured; `reselected`: the same setting (n, multiplier) with features "
         "selected afresh on the seed-1 SAE. Test split.\n\n"
@@ -199,6 +230,7 @@ def main() -> int:
     ap.add_argument("--concepts", nargs="+", default=[], choices=list(CATEGORIES))
     ap.add_argument("--multi", action="store_true", help="two and three concepts at once")
     ap.add_argument("--report", action="store_true", help="gather the parts into results.json and benchmarks/README.md")
+    ap.add_argument("--fresh", action="store_true", help="rerun every stage (default: keep the stages a concept's part file has)")
     args = ap.parse_args()
     if args.report:
         report()
@@ -219,7 +251,8 @@ def main() -> int:
             out["meta"] = {**meta, "load_avg_now": os.getloadavg()[0]}
             (PARTS / f"{c}.json").write_text(json.dumps(out, default=float))
 
-        run_concept(model, c, saes, save)
+        part = PARTS / f"{c}.json"
+        run_concept(model, c, saes, save, json.loads(part.read_text()) if part.is_file() and not args.fresh else None)
     if args.multi:
         (PARTS / "multi.json").write_text(json.dumps({"rows": run_multi(model, saes), "meta": meta}, default=float))
     return 0

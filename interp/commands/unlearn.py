@@ -100,6 +100,7 @@ def cmd_unlearn(args) -> int:
 # so that building the CLI parser does not import TransformerLens (it made `interp --help` and
 # `interp app` start-up seconds slower).
 METHODS = ("clamp", "zero", "scale", "direction", "finetune")
+SCORES = ("contrast", "dir", "freq", "act")  # interp.unlearn.select.SCORES; the first is UnlearnConfig's default
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -118,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                "(default: chosen on the validation split)")
     p.add_argument("--sweep", action="store_true", help="evaluate the whole n-features x value grid instead of the early-stopping search")
     p.add_argument("--retain-threshold", type=float, default=0.2, help="drop features active on more retain tokens than this")
-    p.add_argument("--score", default="dir", choices=["dir", "freq", "act"], help="feature ranking (see interp.unlearn.select)")
+    p.add_argument("--score", default=SCORES[0], choices=SCORES, help="feature ranking (see interp.unlearn.select)")
     p.add_argument("--positions", default="last", choices=["last", "all"],
                    help="forget-prompt tokens counted in selection: the last (predicting) one, or all")
     p.add_argument("--condition", action="store_true", help="edit only where the concept's detector features fire (conditional clamping)")

@@ -72,7 +72,7 @@ class UnlearnConfig:
     n_features_grid: tuple[int, ...] = N_FEATURES_GRID  # candidate features per SAE (ascending)
     value_grid: tuple[float, ...] | None = None  # candidate strengths (ascending); None: VALUE_GRID[method]
     retain_threshold: float = 0.2  # feature selection: max firing frequency on retain tokens
-    score: str = "dir"  # feature selection ranking (see interp.unlearn.select)
+    score: str = "contrast"  # feature selection ranking (see interp.unlearn.select)
     positions: str = "last"  # forget-prompt tokens counted in selection: "last" or "all"
     condition: bool = False  # edit only at positions where the concept's detector features fire
     n_detectors: int = 10  # conditional edits: detector features per SAE and concept

@@ -10,16 +10,27 @@ completion) and of the retain data R (every token of the retain prompts + held-o
 Features with freq_R > `retain_threshold` are dropped (they carry something the model needs
 elsewhere). The rest are ranked by
 
-    score "dir":   freq_F * mean_F * max(0, cos(W_dec[i], u))   (the default: active on the concept
-                   AND writing along its direction; u = mean_F(x) - mean_R(x) of the hook's own
-                   activations, the direction baseline's vector)
+    score "contrast": (freq_F * mean_F - freq_L * mean_L - freq_R * mean_R) * max(0, cos(W_dec[i], u_L))
+                   (the default; L = the retain prompts' last tokens, the same kind of position as
+                   the forget side's "last", u_L = mean_F(x) - mean_L(x): fires where a forget prompt
+                   is about to be answered more than where another concept's prompt is (what retain
+                   accuracy measures) and than on retain text at large (what the loss measures),
+                   and writes along the forget - retain-answer difference)
+    score "dir":   freq_F * mean_F * max(0, cos(W_dec[i], u))   (active on the concept and writing
+                   along its direction; u = mean_F(x) - mean_R(x) of the hook's own activations,
+                   the direction baseline's vector)
     score "freq":  freq_F - freq_R                         (SAEBench / Farrell et al.: sparsity)
     score "act":   freq_F * mean_F - freq_R * mean_R       (difference of expected activation)
 
 and the top `n_features` with a positive score are chosen. `mean_F` is the feature's "typical
-activation" that the clamp intervention scales. On the embedded model "dir" with a looser retain
-threshold (0.2) is what makes clamping work: frequency-ranked features that are rare on retain data
-barely cover the forget prompts' predicting position (benchmarks/unlearning).
+activation" that the clamp intervention scales. Why "contrast": with "dir" the top features at the
+answer position of the embedded model were "an answer comes next" features (top tokens ' is',
+' called') that fire at the answer position of every concept's prompts; they pass the retain
+threshold because that position is a small share of all retain tokens, and clamping them breaks
+the other concepts first, so the search stopped before forgetting much. Comparing with the retain
+prompts' answer positions removes them; subtracting the activity on all retain tokens too keeps
+features whose clamp raises the corpus loss (the bar that then binds) down the ranking
+(benchmarks/unlearning: options table).
 """
 
 from __future__ import annotations
@@ -42,7 +53,7 @@ from interp.unlearn.tokens import last_positions, token_batches
 
 log = logging.getLogger(__name__)
 
-SCORES = ("dir", "freq", "act")
+SCORES = ("contrast", "dir", "freq", "act")
 POSITIONS = ("last", "all")
 
 
@@ -52,7 +63,7 @@ class SelectConfig:
 
     n_features: int = 20  # features kept per SAE
     retain_threshold: float = 0.2  # drop features active on more than this fraction of retain tokens
-    score: str = "dir"  # ranking: "dir", "freq" or "act" (module docstring)
+    score: str = "contrast"  # ranking: "contrast", "dir", "freq" or "act" (module docstring)
     positions: str = "last"  # forget-prompt tokens counted: "last" (the predicting one) or "all"
 
     def __post_init__(self):
@@ -80,6 +91,10 @@ class FeatureStats:
     cos_dir: Float[torch.Tensor, " d_sae"]  # cosine of each decoder row with the forget - retain mean difference
     n_forget_tokens: int
     n_retain_tokens: int
+    # the retain prompts' last tokens only (the position that predicts their completion): score "contrast"
+    freq_retain_last: Float[torch.Tensor, " d_sae"] | None = None
+    mean_retain_last: Float[torch.Tensor, " d_sae"] | None = None
+    cos_last: Float[torch.Tensor, " d_sae"] | None = None  # cosine with mean_F(x) - mean of x on those tokens
 
 
 @dataclass
@@ -108,27 +123,65 @@ class Selection:
                          self.freq_retain[:n], self.typical[:n], self.labels[:n], self.detectors)
 
 
+@dataclass
+class _Sums:
+    """Running sums of one SAE's latents over some token positions."""
+
+    count: torch.Tensor  # [d_sae] positions where the latent is active
+    total: torch.Tensor  # [d_sae] sum of its positive activations
+    sum_x: torch.Tensor  # [d_in] sum of the hook's activations
+    top_v: torch.Tensor  # [3, d_sae] largest activations seen
+    top_t: torch.Tensor  # [3, d_sae] their token ids
+    n: int = 0  # positions counted
+
+    @classmethod
+    def zeros(cls, d_sae: int, d_in: int, dev) -> "_Sums":
+        return cls(torch.zeros(d_sae, device=dev), torch.zeros(d_sae, device=dev), torch.zeros(d_in, device=dev),
+                   torch.full((3, d_sae), -float("inf"), device=dev), torch.zeros(3, d_sae, dtype=torch.long, device=dev))
+
+    def add(self, x_ND: torch.Tensor, a_NF: torch.Tensor, tok_N: torch.Tensor) -> None:
+        self.sum_x += x_ND.float().sum(0)
+        self.count += (a_NF > 0).sum(0)
+        self.total += a_NF.clamp(min=0).sum(0)
+        self.n += a_NF.shape[0]
+        top = a_NF.topk(min(3, a_NF.shape[0]), dim=0)
+        v, t = torch.cat([self.top_v, top.values]), torch.cat([self.top_t, tok_N[top.indices]])
+        best = v.topk(3, dim=0).indices
+        self.top_v, self.top_t = v.gather(0, best), t.gather(0, best)
+
+    def merge(self, o: "_Sums") -> "_Sums":
+        v, t = torch.cat([self.top_v, o.top_v]), torch.cat([self.top_t, o.top_t])
+        best = v.topk(3, dim=0).indices
+        return _Sums(self.count + o.count, self.total + o.total, self.sum_x + o.sum_x, v.gather(0, best), t.gather(0, best), self.n + o.n)
+
+    def freq(self) -> torch.Tensor:
+        return (self.count / max(self.n, 1)).cpu()
+
+    def mean(self) -> torch.Tensor:
+        return (self.total / self.count.clamp(min=1)).cpu()
+
+    def mean_x(self) -> torch.Tensor:
+        return (self.sum_x / max(self.n, 1)).cpu()
+
+
 @torch.no_grad()
-def _accumulate(model, sae, hs, texts: list[str], batch_size: int, last_only: bool = False):
-    d, dev = sae.cfg.d_sae, device_of(model)
-    count, total, n, sum_x = torch.zeros(d, device=dev), torch.zeros(d, device=dev), 0, torch.zeros(sae.cfg.d_in, device=dev)
-    top_v, top_t = torch.full((3, d), -float("inf"), device=dev), torch.zeros(3, d, dtype=torch.long, device=dev)
+def _accumulate(model, sae, hs, texts: list[str], batch_size: int) -> tuple[_Sums, _Sums]:
+    """Sums over every counted token of `texts` and over each text's last token (one forward)."""
+    dev = device_of(model)
+    every, last = _Sums.zeros(sae.cfg.d_sae, sae.cfg.d_in, dev), _Sums.zeros(sae.cfg.d_sae, sae.cfg.d_in, dev)
     for toks_BP, mask_BP in token_batches(model, texts, batch_size):
-        if last_only:  # only the position that predicts the completion
-            mask_BP = last_positions(mask_BP)
         with capture(model, [hs]) as acts:
             model(toks_BP, stop_at_layer=stop_layer(model, [hs]))
-        x_ND = acts[str(hs)][mask_BP]
-        sum_x += x_ND.float().sum(0)
-        a_NF = sae.encode(x_ND.to(sae.dtype)).float()
-        count += (a_NF > 0).sum(0)
-        total += a_NF.clamp(min=0).sum(0)
-        n += a_NF.shape[0]
-        v = torch.cat([top_v, a_NF.topk(min(3, a_NF.shape[0]), dim=0).values])
-        t = torch.cat([top_t, toks_BP[mask_BP][a_NF.topk(min(3, a_NF.shape[0]), dim=0).indices]])
-        best = v.topk(3, dim=0).indices
-        top_v, top_t = v.gather(0, best), t.gather(0, best)
-    return count.cpu(), total.cpu(), n, top_v.cpu(), top_t.cpu(), sum_x.cpu()
+        x_BPD = acts[str(hs)]
+        a_BPF = sae.encode(x_BPD.to(sae.dtype)).float()
+        every.add(x_BPD[mask_BP], a_BPF[mask_BP], toks_BP[mask_BP])
+        m = last_positions(mask_BP)  # the position that predicts the completion
+        last.add(x_BPD[m], a_BPF[m], toks_BP[m])
+    return every, last
+
+
+def _cos(w: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    return (w @ u) / (w.norm(dim=1) * u.norm()).clamp(min=1e-8)
 
 
 def feature_stats(
@@ -137,19 +190,22 @@ def feature_stats(
 ) -> FeatureStats:
     """Statistics of every feature of `sae` on the concept's forget prompts vs retain prompts + `corpus`.
     `positions` = "last" counts only the last token of each forget prompt (the one that predicts
-    the completion); retain data always counts every token."""
+    the completion); retain data always counts every token. The retain prompts' last tokens are
+    also kept apart (`freq_retain_last`, ...: the same kind of position as the forget side)."""
     hs = S.check_fits(model, sae, path=sae_dir)
-    cf, tf, nf, vf, kf, xf = _accumulate(model, sae, hs, [p.text for p in concept.forget], batch_size, positions == "last")
-    cr, tr, nr, vr, kr, xr = _accumulate(model, sae, hs, [p.text for p in concept.retain] + list(corpus), batch_size)
-    if nr == 0:
+    f_all, f_last = _accumulate(model, sae, hs, [p.text for p in concept.forget], batch_size)
+    fg = f_last if positions == "last" else f_all
+    r_all, r_last = _accumulate(model, sae, hs, [p.text for p in concept.retain], batch_size)
+    c_all, _ = _accumulate(model, sae, hs, list(corpus), batch_size)
+    rt = r_all.merge(c_all)
+    if rt.n == 0:
         raise InterpError(f"concept {concept.name!r} has no retain data to compare against")
-    v, k = torch.cat([vf, vr]), torch.cat([kf, kr])
-    best = v.topk(3, dim=0).indices
-    u = xf / nf - xr / nr
+    both = fg.merge(rt)
     w = sae.W_dec.detach().float().cpu()
-    cos = (w @ u) / (w.norm(dim=1) * u.norm()).clamp(min=1e-8)
+    u_last = fg.mean_x() - r_last.mean_x() if r_last.n else fg.mean_x() - rt.mean_x()
     return FeatureStats(
-        str(sae_dir), str(hs), cf / nf, cr / nr, tf / cf.clamp(min=1), tr / cr.clamp(min=1), k.gather(0, best), cos, nf, nr
+        str(sae_dir), str(hs), fg.freq(), rt.freq(), fg.mean(), rt.mean(), both.top_t.cpu(), _cos(w, fg.mean_x() - rt.mean_x()), fg.n, rt.n,
+        r_last.freq(), r_last.mean(), _cos(w, u_last),
     )
 
 
@@ -159,6 +215,11 @@ def score_features(stats: FeatureStats, score: str = "freq") -> Float[torch.Tens
         return stats.freq_forget - stats.freq_retain
     if score == "dir":
         return stats.freq_forget * stats.mean_forget * stats.cos_dir.clamp(min=0)
+    if score == "contrast":
+        if stats.freq_retain_last is None:
+            raise InterpError("score 'contrast' needs the retain prompts' last-token statistics (feature_stats computes them)")
+        act = stats.freq_forget * stats.mean_forget - stats.freq_retain_last * stats.mean_retain_last - stats.freq_retain * stats.mean_retain
+        return act * stats.cos_last.clamp(min=0)
     return stats.freq_forget * stats.mean_forget - stats.freq_retain * stats.mean_retain
 
 
