@@ -22,6 +22,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ from interp.device import resolve_device  # noqa: E402
 from interp.moex.evaluate import evaluate_chess_model, evaluate_features, feature_activations, train_dense_sae  # noqa: E402
 from interp.moex.layer import ACTS, hidden_hook_name  # noqa: E402
 from interp.moex.model import SHIPPED_DIR, load_chess_model, read_cfg  # noqa: E402
-from interp.moex.suite import SuiteScale, build_suite, ship, suite_configs  # noqa: E402
+from interp.moex.suite import SCALES, SuiteScale, build_suite, ship, suite_configs  # noqa: E402
 from interp.moex.train import games_to_tensor, lm_loss, split_games  # noqa: E402
 
 log = logging.getLogger("benchmarks.moex")
@@ -108,57 +109,89 @@ def _ms(vals) -> str:
     return f"{v.mean():.4g}" if len(v) == 1 else f"{v.mean():.4g} ± {v.std(ddof=1):.2g}"
 
 
-def sae_row(root: Path, cfgs: dict, seed: int, scale: SuiteScale, n_metric: int, device, tiny: bool) -> dict:
-    """The dense+SAE baseline of one seed: a TopK SAE as wide as MoE-X's hidden vector on dense-GELU's last MLP."""
+def sae_row(root: Path, cfgs: dict, seed: int, scale: SuiteScale, dense: dict, device) -> dict:
+    """The dense+SAE baseline of one seed: a TopK SAE as wide as MoE-X's hidden vector on dense-GELU's last MLP.
+    `dense`: dense-GELU's own evaluation (its loss and legal-move rate are the baseline's)."""
     d = root / f"seed{seed}" / "dense-gelu"
     model, mcfg, mlp, cfg = load_chess_model(d, device=device)
-    layer = mcfg.n_layers - 1
-    hook = hidden_hook_name(mlp, layer)
+    hook = hidden_hook_name(mlp, mcfg.n_layers - 1)
     tr, va = split_games(cfgs["dense-gelu"])
-    k = 4 if tiny else 64
     t0 = time.perf_counter()
-    sae = train_dense_sae(model, hook, tr[: (24 if tiny else 1000)], mcfg.n_ctx, d_sae=scale.n_experts * scale.expert_width,
-                          k=k, steps=20 if tiny else 2000, seed=seed)
+    sae = train_dense_sae(model, hook, tr[: scale.sae_games], mcfg.n_ctx, d_sae=scale.n_experts * scale.expert_width,
+                          k=scale.sae_k, steps=scale.sae_steps, seed=seed)
     secs = time.perf_counter() - t0
-    a_tr, p_tr = feature_activations(model, hook, tr[:n_metric], mcfg.n_ctx, sae=sae)
+    a_tr, p_tr = feature_activations(model, hook, tr[: scale.n_metric_games], mcfg.n_ctx, sae=sae)
     a_te, p_te = feature_activations(model, hook, va, mcfg.n_ctx, sae=sae)
     cov, rec = evaluate_features(a_tr, p_tr, a_te, p_te)
-    base = evaluate_chess_model(d, n_metric_games=n_metric, n_legal=8 if tiny else 100, device=device).to_dict()
-    return dict(base, arch="dense-gelu+sae", coverage=cov.score, reconstruction=rec.score, n_features=a_te.shape[1],
-                l0=float((a_te > 0).float().sum(1).mean()), feature_source=f"TopK SAE k={k} on {hook}",
+    return dict(dense, arch="dense-gelu+sae", coverage=cov.score, reconstruction=rec.score, n_features=a_te.shape[1],
+                l0=float((a_te > 0).float().sum(1).mean()), feature_source=f"TopK SAE k={scale.sae_k} on {hook}",
                 train_seconds=cfg.get("train_seconds", float("nan")) + secs, tokens=cfg.get("tokens"))
 
 
-def lm_rows(device, tiny: bool, seeds) -> tuple[list[dict], list[dict]]:
-    """MoE-X on the embedded language model: dense neurons vs upcycled MoE-X units vs TopK SAE latents."""
+def lm_seed(device, tiny: bool, seed: int) -> tuple[list[dict], dict]:
+    """MoE-X on the embedded language model, one seed: dense neurons vs upcycled MoE-X units vs TopK SAE latents."""
     from interp.models import load_model
     from interp.moex.lm import LMMoEXConfig, lm_moex_comparison
 
-    per_seed, details = {}, []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        model = load_model("embedded", device=str(resolve_device(device)))
-        cfg = LMMoEXConfig(seed=seed, **({"steps": 3, "batch_size": 4, "eval_rows": 16, "sae_steps": 5, "sae_k": 8} if tiny else {}))
-        scores, det = lm_moex_comparison(model, cfg)
-        details.append(det | {"seed": seed, "finetune_losses": det["finetune_losses"][-5:]})
+    torch.manual_seed(seed)
+    model = load_model("embedded", device=str(resolve_device(device)))
+    cfg = LMMoEXConfig(seed=seed, **({"steps": 3, "batch_size": 4, "eval_rows": 16, "sae_steps": 5, "sae_k": 8} if tiny else {}))
+    scores, det = lm_moex_comparison(model, cfg)
+    return [sc._asdict() for sc in scores], det | {"seed": seed, "finetune_losses": det["finetune_losses"][-5:]}
+
+
+def lm_table(per_seed: list[list[dict]]) -> list[dict]:
+    by_src: dict[str, list[dict]] = {}
+    for scores in per_seed:
         for sc in scores:
-            per_seed.setdefault(sc.source, []).append(sc._asdict())
-    rows = [{"feature source (embedded LM, last layer)": src, "features": r[0]["n_features"], "L0": _ms([x["l0"] for x in r]),
+            by_src.setdefault(sc["source"], []).append(sc)
+    return [{"feature source (embedded LM, last layer)": src, "features": r[0]["n_features"], "L0": _ms([x["l0"] for x in r]),
              "held-out loss": _ms([x["eval_loss"] for x in r]), "labelled share (F1 >= 0.2)": _ms([x["labelled_share"] for x in r]),
              "mean best concept F1": _ms([x["mean_best_f1"] for x in r]), "concept coverage": _ms([x["concept_coverage"] for x in r]),
-             "seeds": len(r)} for src, r in per_seed.items()]
-    return rows, details
+             "seeds": len(r)} for src, r in by_src.items()]
+
+
+def seed_results(root: Path, scale: SuiteScale, seed: int, device, tiny: bool, lm: bool) -> dict:
+    """Every evaluation of one seed's trained models (+ its SAE baseline and LM comparison), cached in
+    root/seed<N>/eval.json so that seeds can be scored by separate processes and a rerun is free."""
+    from interp.io import atomic_write_json
+
+    key = {"scale": asdict(scale), "lm": lm, "format": 1}
+    cache = root / f"seed{seed}" / "eval.json"
+    if cache.is_file():
+        got = json.loads(cache.read_text())
+        if got.get("key") == key:
+            return got
+    cfgs = suite_configs(scale, seed)
+    n_legal = 8 if tiny else 100
+    per = {}
+    for name in cfgs:
+        d = root / f"seed{seed}" / name
+        ev = evaluate_chess_model(d, n_metric_games=scale.n_metric_games, n_legal=n_legal, device=device, recorded=True).to_dict()
+        rec = read_cfg(d)
+        per[name] = ev | {"train_seconds": rec.get("train_seconds"), "tokens": rec.get("tokens"), "seed": seed}
+        log.info("%s seed %d: %s", name, seed, per[name])
+    per["dense-gelu+sae"] = sae_row(root, cfgs, seed, scale, per["dense-gelu"], device) | {"seed": seed}
+    out = {"key": key, "per": per, "lm": None, "lm_details": None}
+    if lm:
+        out["lm"], out["lm_details"] = lm_seed(device, tiny, seed)
+    atomic_write_json(cache, json.loads(json.dumps(out, default=float)))
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", default="cpu", choices=["tiny", "cpu", "full"])
+    ap.add_argument("--scale", default="cpu", choices=SCALES)
     ap.add_argument("--tiny", action="store_true", help="= --scale tiny")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
+    ap.add_argument("--only-seed", type=int, default=None,
+                    help="train and score this one seed (cached in ROOT/seed<N>/eval.json), then stop: run one process "
+                         "per seed in parallel, then the plain command for the table")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto (default: $INTERP_DEVICE or auto)")
     ap.add_argument("--workers", type=int, default=2, help="game-generation processes if the store lacks games")
     ap.add_argument("--root", default=None, help="where the models are trained (default runs/moex-bench-<scale>)")
     ap.add_argument("--no-lm", action="store_true", help="skip the language-model MoE-X row")
+    ap.add_argument("--lm-seeds", type=int, default=None, help="run the language-model comparison for seeds < N only (default: all)")
     ap.add_argument("--ship", action="store_true", help="copy seed 0's models + the comparison into interp/moex/shipped/")
     ap.add_argument("--no-readme", action="store_true", help="do not touch benchmarks/README.md")
     args = ap.parse_args(argv)
@@ -169,24 +202,20 @@ def main(argv=None) -> int:
     if device.type == "cpu":
         torch.set_num_threads(1)
     scale = SuiteScale.preset(scale_name)
-    seeds = list(range(args.seeds))
+    seeds = [args.only_seed] if args.only_seed is not None else list(range(args.seeds))
     root = Path(args.root or f"runs/moex-bench-{scale_name}")
-    t0 = time.time()
     build_suite(root, scale, seeds=seeds, device=device, workers=args.workers)
-    wall = time.time() - t0
-    n_metric = 24 if tiny else 300
+    n_metric = scale.n_metric_games
     cfgs = suite_configs(scale)
-
+    lm_seeds = args.seeds if args.lm_seeds is None else args.lm_seeds
+    done = [seed_results(root, scale, seed, device, tiny, not args.no_lm and seed < lm_seeds) for seed in seeds]
+    if args.only_seed is not None:
+        log.info("seed %d scored into %s", args.only_seed, root / f"seed{args.only_seed}" / "eval.json")
+        return 0
     per = {}  # name -> [row dict per seed]
-    for seed in seeds:
-        for name in suite_configs(scale, seed):
-            d = root / f"seed{seed}" / name
-            ev = evaluate_chess_model(d, n_metric_games=n_metric, n_legal=8 if tiny else 100, device=device).to_dict()
-            rec = read_cfg(d)
-            ev |= {"train_seconds": rec.get("train_seconds"), "tokens": rec.get("tokens"), "seed": seed}
+    for d in done:
+        for name, ev in d["per"].items():
             per.setdefault(name, []).append(ev)
-            log.info("%s seed %d: %s", name, seed, ev)
-        per.setdefault("dense-gelu+sae", []).append(sae_row(root, suite_configs(scale, seed), seed, scale, n_metric, device, tiny) | {"seed": seed})
 
     order = [n for n in ["dense-gelu", "dense-relu", "dense-gelu+sae", "switch", "moex", "moex-upcycled",
                          "relu-experts+softmax-router", "gelu-experts+sparsity-router"] if n in per]
@@ -228,13 +257,14 @@ def main(argv=None) -> int:
         {"measurement": "training tokens/s, Switch / dense-GELU", "ratio": tps["switch"] / tps["dense-gelu"],
          "detail": f"{tps['switch']:.0f} vs {tps['dense-gelu']:.0f} tokens/s"},
     ]
-    lm, lm_details = ([], []) if args.no_lm else lm_rows(device, tiny, seeds)
+    lm = lm_table([d["lm"] for d in done if d["lm"]])
+    lm_details = [d["lm_details"] for d in done if d["lm"]]
     c0 = cfgs["moex"]
     scale_note = (
         f"Scale `{scale_name}`: {c0.model.n_layers} layers, d_model {c0.model.d_model}, n_ctx {c0.model.n_ctx} characters, "
         f"{c0.n_games} training / {c0.n_val_games} held-out {c0.engine} games, {c0.steps} steps x {c0.batch_size} games from "
         f"scratch (upcycled: dense-ReLU + {cfgs['moex-upcycled'].steps} steps), seeds {seeds}, device {device} "
-        f"({wall / 60:.0f} min of training in this call). Mean ± std over seeds. Metrics at the last layer over the '.' "
+        "(train time: wall time of each model's training steps). Mean ± std over seeds. Metrics at the last layer over the '.' "
         "before each white move; coverage and reconstruction over the 64 x 13 square/piece cells (Karvonen et al.), "
         "thresholds t = 0, 0.1, ..., 0.9; legal moves: greedy continuation after a random move number of each held-out game "
         "(random play would be far below 0.1). Active params = k experts' W_enc, b_enc, W_dec + b_dec + router per layer.")

@@ -404,6 +404,8 @@ def _batch(cfg: TrainConfig, step: int, n: int) -> torch.Tensor:
 
 CURVE_GAMES = 64
 """held-out games per intermediate learning-curve point (the final point uses all of them)"""
+CURVE_LEGAL = 100
+"""legal-move samples per learning-curve point (at most one per game)"""
 
 
 def _curve_point(model, val_games, n_ctx, step, tokens, legal_move_rate, final: bool = False) -> dict:
@@ -411,7 +413,7 @@ def _curve_point(model, val_games, n_ctx, step, tokens, legal_move_rate, final: 
     model.eval()
     games = val_games if final else val_games[:CURVE_GAMES]
     point = {"step": step, "tokens": tokens, "val_loss": validation_loss(model, games, n_ctx),
-             "legal_move_rate": legal_move_rate(model, games, n_ctx, n_samples=min(100, len(games))),
+             "legal_move_rate": legal_move_rate(model, games, n_ctx, n_samples=min(CURVE_LEGAL, len(games))),
              "n_val_games": len(games)}
     model.train()
     return point
