@@ -92,7 +92,7 @@ class SuiteScale:
                               upcycle_steps=3, batch_size=4, n_games=24, n_val_games=8, engine="random", curve_points=2,
                               n_metric_games=24, sae_games=24, sae_steps=20, sae_k=4)
         if name == "cpu-short":
-            return SuiteScale(expert_width=256, steps=150, upcycle_steps=50, batch_size=8, n_games=1500, curve_points=3,
+            return SuiteScale(expert_width=256, steps=60, upcycle_steps=20, batch_size=8, lr=2e-3, n_games=1500, curve_points=2,
                               sae_games=200, sae_steps=300)
         if name == "cpu":
             return SuiteScale()
