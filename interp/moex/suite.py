@@ -84,7 +84,8 @@ class SuiteScale:
     @staticmethod
     def preset(name: str) -> "SuiteScale":
         """tiny: a seconds-long smoke run; cpu-short: the issue's minimum size (4 layers, d_model 256) with
-        D = d_model and 150 steps x 8 games, about a quarter of an hour of one CPU core per seed; cpu:
+        D = d_model and 60 steps x 8 games on 1,500 Stockfish games (what a shared 2-core CPU gave in an
+        hour; far from trained); cpu:
         TrainConfig's defaults (hours per model on one CPU core); full: Karvonen et al.'s size (8 layers,
         d_model 512, 100k Stockfish games) for a GPU."""
         if name == "tiny":
