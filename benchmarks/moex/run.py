@@ -151,6 +151,17 @@ def lm_table(per_seed: list[list[dict]]) -> list[dict]:
              "seeds": len(r)} for src, r in by_src.items()]
 
 
+def curve_rows(seed_dir: Path, names: list[str]) -> list[dict]:
+    """The learning-curve points each model's training recorded in its cfg.json."""
+    rows = []
+    for n in names:
+        if (seed_dir / n / "cfg.json").is_file():
+            for pt in read_cfg(seed_dir / n).get("curve", []):
+                rows.append({"model": n, "step": pt["step"], "tokens": pt["tokens"], "val loss": pt["val_loss"],
+                             "legal moves": pt["legal_move_rate"], "held-out games": pt.get("n_val_games")})
+    return rows
+
+
 def seed_results(root: Path, scale: SuiteScale, seed: int, device, tiny: bool, lm: bool) -> dict:
     """Every evaluation of one seed's trained models (+ its SAE baseline and LM comparison), cached in
     root/seed<N>/eval.json so that seeds can be scored by separate processes and a rerun is free."""
@@ -270,7 +281,9 @@ def main(argv=None) -> int:
         "(random play would be far below 0.1). Active params = k experts' W_enc, b_enc, W_dec + b_dec + router per layer.")
     parts = [f"### MoE-X on chess (held-out games, {len(seeds)} seed(s))", scale_note, markdown_table(rows),
              "Targets (the paper's direction):", markdown_table(targets),
-             "Speed (ratios measured side by side in the same process):", markdown_table(speed)]
+             "Speed (ratios measured side by side in the same process):", markdown_table(speed),
+             "Learning curves recorded during training (seed 0; intermediate points on the first 64 held-out games, "
+             "the last on all of them):", markdown_table(curve_rows(root / "seed0", order))]
     if lm:
         parts += ["### MoE-X on the embedded language model (`interp.moex.lm`)",
                   "Last-layer MLP replaced by MoE-X upcycled from it (E=8, k=2, D = d_mlp / 2), fine-tuned "
