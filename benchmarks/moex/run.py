@@ -128,16 +128,30 @@ def sae_row(root: Path, cfgs: dict, seed: int, scale: SuiteScale, dense: dict, d
                 train_seconds=cfg.get("train_seconds", float("nan")) + secs, tokens=cfg.get("tokens"))
 
 
-def lm_seed(device, tiny: bool, seed: int) -> tuple[list[dict], dict]:
-    """MoE-X on the embedded language model, one seed: dense neurons vs upcycled MoE-X units vs TopK SAE latents."""
+LM_SETTINGS = {"tiny": {"steps": 3, "batch_size": 4, "eval_rows": 16, "sae_steps": 5, "sae_k": 8},
+               "cpu-short": {"steps": 100, "sae_steps": 150}}
+"""LMMoEXConfig fields per scale (others: its defaults)"""
+
+
+def lm_seed(root: Path, scale_name: str, seed: int, device) -> dict:
+    """MoE-X on the embedded language model, one seed: dense neurons vs upcycled MoE-X units vs TopK SAE latents;
+    cached in root/seed<N>/lm.json. -> {"scores": [...], "details": {...}, "cfg": {...}}."""
+    from interp.io import atomic_write_json
     from interp.models import load_model
     from interp.moex.lm import LMMoEXConfig, lm_moex_comparison
 
+    cfg = LMMoEXConfig(seed=seed, **LM_SETTINGS.get(scale_name, {}))
+    cache = root / f"seed{seed}" / "lm.json"
+    if cache.is_file() and json.loads(cache.read_text()).get("cfg") == asdict(cfg):
+        return json.loads(cache.read_text())
     torch.manual_seed(seed)
     model = load_model("embedded", device=str(resolve_device(device)))
-    cfg = LMMoEXConfig(seed=seed, **({"steps": 3, "batch_size": 4, "eval_rows": 16, "sae_steps": 5, "sae_k": 8} if tiny else {}))
+    t0 = time.perf_counter()
     scores, det = lm_moex_comparison(model, cfg)
-    return [sc._asdict() for sc in scores], det | {"seed": seed, "finetune_losses": det["finetune_losses"][-5:]}
+    out = {"cfg": asdict(cfg), "scores": [sc._asdict() for sc in scores], "seconds": time.perf_counter() - t0,
+           "details": det | {"seed": seed, "finetune_losses": det["finetune_losses"][-5:]}}
+    atomic_write_json(cache, json.loads(json.dumps(out, default=float)))
+    return out
 
 
 def lm_table(per_seed: list[list[dict]]) -> list[dict]:
@@ -162,12 +176,12 @@ def curve_rows(seed_dir: Path, names: list[str]) -> list[dict]:
     return rows
 
 
-def seed_results(root: Path, scale: SuiteScale, seed: int, device, tiny: bool, lm: bool) -> dict:
-    """Every evaluation of one seed's trained models (+ its SAE baseline and LM comparison), cached in
+def seed_results(root: Path, scale: SuiteScale, seed: int, device, tiny: bool) -> dict:
+    """Every evaluation of one seed's trained models (+ its SAE baseline), cached in
     root/seed<N>/eval.json so that seeds can be scored by separate processes and a rerun is free."""
     from interp.io import atomic_write_json
 
-    key = {"scale": asdict(scale), "lm": lm, "format": 1}
+    key = {"scale": asdict(scale), "format": 1}
     cache = root / f"seed{seed}" / "eval.json"
     if cache.is_file():
         got = json.loads(cache.read_text())
@@ -183,9 +197,7 @@ def seed_results(root: Path, scale: SuiteScale, seed: int, device, tiny: bool, l
         per[name] = ev | {"train_seconds": rec.get("train_seconds"), "tokens": rec.get("tokens"), "seed": seed}
         log.info("%s seed %d: %s", name, seed, per[name])
     per["dense-gelu+sae"] = sae_row(root, cfgs, seed, scale, per["dense-gelu"], device) | {"seed": seed}
-    out = {"key": key, "per": per, "lm": None, "lm_details": None}
-    if lm:
-        out["lm"], out["lm_details"] = lm_seed(device, tiny, seed)
+    out = {"key": key, "per": per}
     atomic_write_json(cache, json.loads(json.dumps(out, default=float)))
     return out
 
@@ -203,6 +215,7 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default=None, help="where the models are trained (default runs/moex-bench-<scale>)")
     ap.add_argument("--no-lm", action="store_true", help="skip the language-model MoE-X row")
     ap.add_argument("--lm-seeds", type=int, default=None, help="run the language-model comparison for seeds < N only (default: all)")
+    ap.add_argument("--lm-only", action="store_true", help="only the language-model comparison of the seeds (cached in ROOT/seed<N>/lm.json)")
     ap.add_argument("--ship", action="store_true", help="copy seed 0's models + the comparison into interp/moex/shipped/")
     ap.add_argument("--no-readme", action="store_true", help="do not touch benchmarks/README.md")
     args = ap.parse_args(argv)
@@ -215,14 +228,19 @@ def main(argv=None) -> int:
     scale = SuiteScale.preset(scale_name)
     seeds = [args.only_seed] if args.only_seed is not None else list(range(args.seeds))
     root = Path(args.root or f"runs/moex-bench-{scale_name}")
+    lm_seeds = [] if args.no_lm else [s for s in seeds if args.lm_seeds is None or s < args.lm_seeds]
+    if args.lm_only:
+        for seed in lm_seeds:
+            lm_seed(root, scale_name, seed, device)
+        return 0
     build_suite(root, scale, seeds=seeds, device=device, workers=args.workers)
     n_metric = scale.n_metric_games
     cfgs = suite_configs(scale)
-    lm_seeds = args.seeds if args.lm_seeds is None else args.lm_seeds
-    done = [seed_results(root, scale, seed, device, tiny, not args.no_lm and seed < lm_seeds) for seed in seeds]
+    done = [seed_results(root, scale, seed, device, tiny) for seed in seeds]
     if args.only_seed is not None:
         log.info("seed %d scored into %s", args.only_seed, root / f"seed{args.only_seed}" / "eval.json")
         return 0
+    lm_runs = [lm_seed(root, scale_name, seed, device) for seed in lm_seeds]
     per = {}  # name -> [row dict per seed]
     for d in done:
         for name, ev in d["per"].items():
@@ -268,8 +286,8 @@ def main(argv=None) -> int:
         {"measurement": "training tokens/s, Switch / dense-GELU", "ratio": tps["switch"] / tps["dense-gelu"],
          "detail": f"{tps['switch']:.0f} vs {tps['dense-gelu']:.0f} tokens/s"},
     ]
-    lm = lm_table([d["lm"] for d in done if d["lm"]])
-    lm_details = [d["lm_details"] for d in done if d["lm"]]
+    lm = lm_table([r["scores"] for r in lm_runs])
+    lm_details = [r["details"] | {"seconds": r["seconds"]} for r in lm_runs]
     c0 = cfgs["moex"]
     scale_note = (
         f"Scale `{scale_name}`: {c0.model.n_layers} layers, d_model {c0.model.d_model}, n_ctx {c0.model.n_ctx} characters, "
@@ -287,7 +305,8 @@ def main(argv=None) -> int:
     if lm:
         parts += ["### MoE-X on the embedded language model (`interp.moex.lm`)",
                   "Last-layer MLP replaced by MoE-X upcycled from it (E=8, k=2, D = d_mlp / 2), fine-tuned "
-                  f"{LMMoEXConfigSteps(tiny)} steps on the embedded corpus; concept F1 = the feature browser's concept "
+                  f"{lm_runs[0]['cfg']['steps']} steps x {lm_runs[0]['cfg']['batch_size']} rows, TopK SAE {lm_runs[0]['cfg']['sae_steps']} steps, "
+                  f"{lm_runs[0]['seconds']:.0f} s for seed 0 on the embedded corpus; concept F1 = the feature browser's concept "
                   "categories (tokens inside a fact sentence of a category), best F1 of 'fires above t x max' per feature, "
                   "features firing >= 10 times.", markdown_table(lm)]
     body = "\n\n".join(parts)
@@ -306,12 +325,6 @@ def main(argv=None) -> int:
         atomic_write_json(SHIPPED_DIR / "games.json", {"train": tr[:n_metric], "val": va}, indent=None)
     print(body)
     return 0
-
-
-def LMMoEXConfigSteps(tiny: bool) -> int:  # noqa: N802
-    from interp.moex.lm import LMMoEXConfig
-
-    return 3 if tiny else LMMoEXConfig().steps
 
 
 if __name__ == "__main__":
