@@ -94,7 +94,7 @@ class SuiteScale:
                               n_metric_games=24, sae_games=24, sae_steps=20, sae_k=4)
         if name == "cpu-short":
             return SuiteScale(expert_width=256, steps=60, upcycle_steps=20, batch_size=8, lr=2e-3, n_games=1500, curve_points=2,
-                              sae_games=200, sae_steps=300)
+                              n_metric_games=100, sae_games=100, sae_steps=200)
         if name == "cpu":
             return SuiteScale()
         if name == "full":
