@@ -210,6 +210,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only-seed", type=int, default=None,
                     help="train and score this one seed (cached in ROOT/seed<N>/eval.json), then stop: run one process "
                          "per seed in parallel, then the plain command for the table")
+    ap.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                    help="with --only-seed: train only these models of the seed and stop (more processes per seed; "
+                         "moex-upcycled needs dense-relu first)")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto (default: $INTERP_DEVICE or auto)")
     ap.add_argument("--workers", type=int, default=2, help="game-generation processes if the store lacks games")
     ap.add_argument("--root", default=None, help="where the models are trained (default runs/moex-bench-<scale>)")
@@ -233,7 +236,11 @@ def main(argv=None) -> int:
         for seed in lm_seeds:
             lm_seed(root, scale_name, seed, device)
         return 0
-    build_suite(root, scale, seeds=seeds, device=device, workers=args.workers)
+    if args.only and args.only_seed is None:
+        ap.error("--only needs --only-seed")
+    build_suite(root, scale, only=args.only, seeds=seeds, device=device, workers=args.workers)
+    if args.only:
+        return 0
     n_metric = scale.n_metric_games
     cfgs = suite_configs(scale)
     done = [seed_results(root, scale, seed, device, tiny) for seed in seeds]
