@@ -176,30 +176,34 @@ def curve_rows(seed_dir: Path, names: list[str]) -> list[dict]:
     return rows
 
 
-def seed_results(root: Path, scale: SuiteScale, seed: int, device, tiny: bool) -> dict:
-    """Every evaluation of one seed's trained models (+ its SAE baseline), cached in
-    root/seed<N>/eval.json so that seeds can be scored by separate processes and a rerun is free."""
+def model_eval(root: Path, scale: SuiteScale, seed: int, name: str, device, tiny: bool) -> dict:
+    """One trained model's evaluation (name "dense-gelu+sae": the SAE baseline on that seed's dense-GELU),
+    cached in root/seed<N>/eval-<name>.json, so that models can be scored by separate processes and a rerun is free."""
     from interp.io import atomic_write_json
 
     key = {"scale": asdict(scale), "format": 1}
-    cache = root / f"seed{seed}" / "eval.json"
-    if cache.is_file():
-        got = json.loads(cache.read_text())
-        if got.get("key") == key:
-            return got
+    cache = root / f"seed{seed}" / f"eval-{name}.json"
+    if cache.is_file() and json.loads(cache.read_text()).get("key") == key:
+        return json.loads(cache.read_text())["eval"]
     cfgs = suite_configs(scale, seed)
-    n_legal = 8 if tiny else 100
-    per = {}
-    for name in cfgs:
+    if name == "dense-gelu+sae":
+        ev = sae_row(root, cfgs, seed, scale, model_eval(root, scale, seed, "dense-gelu", device, tiny), device)
+    else:
         d = root / f"seed{seed}" / name
-        ev = evaluate_chess_model(d, n_metric_games=scale.n_metric_games, n_legal=n_legal, device=device, recorded=True).to_dict()
+        ev = evaluate_chess_model(d, n_metric_games=scale.n_metric_games, n_legal=8 if tiny else 100, device=device,
+                                  recorded=True).to_dict()
         rec = read_cfg(d)
-        per[name] = ev | {"train_seconds": rec.get("train_seconds"), "tokens": rec.get("tokens"), "seed": seed}
-        log.info("%s seed %d: %s", name, seed, per[name])
-    per["dense-gelu+sae"] = sae_row(root, cfgs, seed, scale, per["dense-gelu"], device) | {"seed": seed}
-    out = {"key": key, "per": per}
-    atomic_write_json(cache, json.loads(json.dumps(out, default=float)))
-    return out
+        ev |= {"train_seconds": rec.get("train_seconds"), "tokens": rec.get("tokens")}
+    ev["seed"] = seed
+    log.info("%s seed %d: %s", name, seed, ev)
+    atomic_write_json(cache, {"key": key, "eval": json.loads(json.dumps(ev, default=float))})
+    return ev
+
+
+def seed_results(root: Path, scale: SuiteScale, seed: int, device, tiny: bool, names=None) -> dict:
+    """name -> evaluation of one seed's models (all of the suite and the SAE baseline, or `names`)."""
+    names = names or [*suite_configs(scale, seed), "dense-gelu+sae"]
+    return {n: model_eval(root, scale, seed, n, device, tiny) for n in names}
 
 
 def main(argv=None) -> int:
@@ -208,10 +212,10 @@ def main(argv=None) -> int:
     ap.add_argument("--tiny", action="store_true", help="= --scale tiny")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
     ap.add_argument("--only-seed", type=int, default=None,
-                    help="train and score this one seed (cached in ROOT/seed<N>/eval.json), then stop: run one process "
+                    help="train and score this one seed (cached in ROOT/seed<N>/eval-<name>.json), then stop: run one process "
                          "per seed in parallel, then the plain command for the table")
     ap.add_argument("--only", nargs="+", default=None, metavar="NAME",
-                    help="with --only-seed: train only these models of the seed and stop (more processes per seed; "
+                    help="with --only-seed: train and score only these models of the seed (more processes per seed; "
                          "moex-upcycled needs dense-relu first)")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto (default: $INTERP_DEVICE or auto)")
     ap.add_argument("--workers", type=int, default=2, help="game-generation processes if the store lacks games")
@@ -239,18 +243,19 @@ def main(argv=None) -> int:
     if args.only and args.only_seed is None:
         ap.error("--only needs --only-seed")
     build_suite(root, scale, only=args.only, seeds=seeds, device=device, workers=args.workers)
-    if args.only:
+    if args.only:  # score what this process trained (dense-gelu brings its SAE baseline)
+        seed_results(root, scale, seeds[0], device, tiny, args.only + (["dense-gelu+sae"] if "dense-gelu" in args.only else []))
         return 0
     n_metric = scale.n_metric_games
     cfgs = suite_configs(scale)
     done = [seed_results(root, scale, seed, device, tiny) for seed in seeds]
     if args.only_seed is not None:
-        log.info("seed %d scored into %s", args.only_seed, root / f"seed{args.only_seed}" / "eval.json")
+        log.info("seed %d scored into %s", args.only_seed, root / f"seed{args.only_seed}")
         return 0
     lm_runs = [lm_seed(root, scale_name, seed, device) for seed in lm_seeds]
     per = {}  # name -> [row dict per seed]
     for d in done:
-        for name, ev in d["per"].items():
+        for name, ev in d.items():
             per.setdefault(name, []).append(ev)
 
     order = [n for n in ["dense-gelu", "dense-relu", "dense-gelu+sae", "switch", "moex", "moex-upcycled",
