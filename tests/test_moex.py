@@ -271,8 +271,11 @@ def test_train_resume_is_bit_identical_and_checks_the_config(tmp_path):
         train_chess_model(_tcfg(tmp_path, steps=6, lr=2e-3), tmp_path / "b", resume=True)
     with pytest.raises(InterpError, match="holds a checkpoint at step 3; pass --resume"):
         train_chess_model(cfg, tmp_path / "b")
+    before = json.loads((tmp_path / "b" / "checkpoint" / "manifest.json").read_text())["checkpoints"]["3"]["train_seconds"]
     res = train_chess_model(cfg, tmp_path / "b", resume=True)
     assert res.resumed_from == 3 and not (tmp_path / "b" / "checkpoint").exists()
+    # the recorded training time counts the steps before the resume too
+    assert before > 0 and json.loads((tmp_path / "b" / "cfg.json").read_text())["train_seconds"] == pytest.approx(before + res.train_seconds)
     wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)  # bit-identical
     assert res.tokens == full.tokens and res.val_loss == full.val_loss
