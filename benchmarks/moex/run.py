@@ -200,10 +200,49 @@ def model_eval(root: Path, scale: SuiteScale, seed: int, name: str, device, tiny
     return ev
 
 
+def finished(seed_dir: Path, scale: SuiteScale) -> list[str]:
+    """The suite's models that finished training in seed_dir (+ the SAE baseline where dense-GELU did)."""
+    names = [n for n in suite_configs(scale) if (seed_dir / n / "cfg.json").is_file() and not (seed_dir / n / "checkpoint").exists()]
+    return names + (["dense-gelu+sae"] if "dense-gelu" in names else [])
+
+
 def seed_results(root: Path, scale: SuiteScale, seed: int, device, tiny: bool, names=None) -> dict:
     """name -> evaluation of one seed's models (all of the suite and the SAE baseline, or `names`)."""
     names = names or [*suite_configs(scale, seed), "dense-gelu+sae"]
     return {n: model_eval(root, scale, seed, n, device, tiny) for n in names}
+
+
+def target_rows(mean: dict) -> list[dict]:
+    """The issue's targets (the paper's direction) on the means over seeds."""
+    g, m, sw, up = mean["dense-gelu"], mean["moex"], mean["switch"], mean["moex-upcycled"]
+    legal_min = min(v["legal_move_rate"] for v in mean.values())
+    return [
+        {"target": "legal-move rate >= 0.9 for every architecture", "measured": f"lowest mean {legal_min:.3f}", "met": legal_min >= 0.9},
+        {"target": "MoE-X val loss within 3% of dense-GELU", "measured": f"{m['val_loss']:.4f} vs {g['val_loss']:.4f} ({100 * (m['val_loss'] / g['val_loss'] - 1):+.1f}%)",
+         "met": m["val_loss"] <= 1.03 * g["val_loss"]},
+        {"target": "MoE-X coverage > Switch", "measured": f"{m['coverage']:.3f} vs {sw['coverage']:.3f}", "met": m["coverage"] > sw["coverage"]},
+        {"target": "MoE-X coverage >= dense-GELU + 0.05", "measured": f"{m['coverage']:.3f} vs {g['coverage']:.3f}", "met": m["coverage"] >= g["coverage"] + 0.05},
+        {"target": "MoE-X reconstruction > Switch", "measured": f"{m['reconstruction']:.3f} vs {sw['reconstruction']:.3f}", "met": m["reconstruction"] > sw["reconstruction"]},
+        {"target": "MoE-X reconstruction >= dense-GELU + 0.05", "measured": f"{m['reconstruction']:.3f} vs {g['reconstruction']:.3f}", "met": m["reconstruction"] >= g["reconstruction"] + 0.05},
+        {"target": "upcycled >= scratch (coverage, reconstruction)", "measured": f"{up['coverage']:.3f} / {up['reconstruction']:.3f} vs {m['coverage']:.3f} / {m['reconstruction']:.3f}",
+         "met": up["coverage"] >= m["coverage"] and up["reconstruction"] >= m["reconstruction"]},
+    ]
+
+
+def speed_rows(root: Path, cfgs: dict, scale: SuiteScale, device, tiny: bool) -> list[dict]:
+    """Router and training-throughput ratios, measured side by side in this process."""
+    rc = router_cost(root / "seed0" / "moex", device=device)
+    tps = train_throughput(cfgs, ["dense-gelu", "switch", "moex"], steps=2 if tiny else 6, device=device)
+    return [
+        {"measurement": f"sparsity router vs running all {scale.n_experts} experts ({rc['n_tokens']} tokens, one layer)",
+         "ratio": rc["route_s"] / rc["all_experts_s"], "detail": f"route {1e3 * rc['route_s']:.2f} ms, all experts {1e3 * rc['all_experts_s']:.2f} ms"},
+        {"measurement": f"MoE-X layer (route + {scale.top_k} of {scale.n_experts} experts) vs running all experts",
+         "ratio": rc["moex_layer_s"] / rc["all_experts_s"], "detail": f"layer {1e3 * rc['moex_layer_s']:.2f} ms"},
+        {"measurement": "training tokens/s, MoE-X / dense-GELU (equal active params)", "ratio": tps["moex"] / tps["dense-gelu"],
+         "detail": f"{tps['moex']:.0f} vs {tps['dense-gelu']:.0f} tokens/s"},
+        {"measurement": "training tokens/s, Switch / dense-GELU", "ratio": tps["switch"] / tps["dense-gelu"],
+         "detail": f"{tps['switch']:.0f} vs {tps['dense-gelu']:.0f} tokens/s"},
+    ]
 
 
 def main(argv=None) -> int:
@@ -217,6 +256,10 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", default=None, metavar="NAME",
                     help="with --only-seed: train and score only these models of the seed (more processes per seed; "
                          "moex-upcycled needs dense-relu first)")
+    ap.add_argument("--no-train", action="store_true",
+                    help="table only what has finished training (rows say how many seeds they have); nothing is trained")
+    ap.add_argument("--no-speed", action="store_true", help="skip the speed ratios (meaningless on an overloaded machine)")
+    ap.add_argument("--note", default=None, help="a sentence for the table's notes (how the machine was loaded, what was cut)")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto (default: $INTERP_DEVICE or auto)")
     ap.add_argument("--workers", type=int, default=2, help="game-generation processes if the store lacks games")
     ap.add_argument("--root", default=None, help="where the models are trained (default runs/moex-bench-<scale>)")
@@ -242,13 +285,15 @@ def main(argv=None) -> int:
         return 0
     if args.only and args.only_seed is None:
         ap.error("--only needs --only-seed")
-    build_suite(root, scale, only=args.only, seeds=seeds, device=device, workers=args.workers)
+    if not args.no_train:
+        build_suite(root, scale, only=args.only, seeds=seeds, device=device, workers=args.workers)
     if args.only:  # score what this process trained (dense-gelu brings its SAE baseline)
         seed_results(root, scale, seeds[0], device, tiny, args.only + (["dense-gelu+sae"] if "dense-gelu" in args.only else []))
         return 0
     n_metric = scale.n_metric_games
     cfgs = suite_configs(scale)
-    done = [seed_results(root, scale, seed, device, tiny) for seed in seeds]
+    done = [seed_results(root, scale, seed, device, tiny, finished(root / f"seed{seed}", scale) if args.no_train else None)
+            for seed in seeds]
     if args.only_seed is not None:
         log.info("seed %d scored into %s", args.only_seed, root / f"seed{args.only_seed}")
         return 0
@@ -273,31 +318,12 @@ def main(argv=None) -> int:
                      "train time (s)": _ms([x["train_seconds"] for x in r]), "tokens": _ms([x["tokens"] for x in r]),
                      "seeds": len(r), "paper (loss / cov / rec)": "-" if paper is None else f"{paper[0]} / {paper[1]} / {paper[2]}"})
     mean = {n: {k: float(np.mean([x[k] for x in per[n] if x.get(k) is not None])) for k in METRICS} for n in order}
-    g, m, sw, up = mean["dense-gelu"], mean["moex"], mean["switch"], mean["moex-upcycled"]
-    legal_min = min(v["legal_move_rate"] for v in mean.values())
-    targets = [
-        {"target": "legal-move rate >= 0.9 for every architecture", "measured": f"lowest mean {legal_min:.3f}", "met": legal_min >= 0.9},
-        {"target": "MoE-X val loss within 3% of dense-GELU", "measured": f"{m['val_loss']:.4f} vs {g['val_loss']:.4f} ({100 * (m['val_loss'] / g['val_loss'] - 1):+.1f}%)",
-         "met": m["val_loss"] <= 1.03 * g["val_loss"]},
-        {"target": "MoE-X coverage > Switch", "measured": f"{m['coverage']:.3f} vs {sw['coverage']:.3f}", "met": m["coverage"] > sw["coverage"]},
-        {"target": "MoE-X coverage >= dense-GELU + 0.05", "measured": f"{m['coverage']:.3f} vs {g['coverage']:.3f}", "met": m["coverage"] >= g["coverage"] + 0.05},
-        {"target": "MoE-X reconstruction > Switch", "measured": f"{m['reconstruction']:.3f} vs {sw['reconstruction']:.3f}", "met": m["reconstruction"] > sw["reconstruction"]},
-        {"target": "MoE-X reconstruction >= dense-GELU + 0.05", "measured": f"{m['reconstruction']:.3f} vs {g['reconstruction']:.3f}", "met": m["reconstruction"] >= g["reconstruction"] + 0.05},
-        {"target": "upcycled >= scratch (coverage, reconstruction)", "measured": f"{up['coverage']:.3f} / {up['reconstruction']:.3f} vs {m['coverage']:.3f} / {m['reconstruction']:.3f}",
-         "met": up["coverage"] >= m["coverage"] and up["reconstruction"] >= m["reconstruction"]},
-    ]
-    rc = router_cost(root / "seed0" / "moex", device=device)
-    tps = train_throughput(cfgs, ["dense-gelu", "switch", "moex"], steps=2 if tiny else 6, device=device)
-    speed = [
-        {"measurement": f"sparsity router vs running all {scale.n_experts} experts ({rc['n_tokens']} tokens, one layer)",
-         "ratio": rc["route_s"] / rc["all_experts_s"], "detail": f"route {1e3 * rc['route_s']:.2f} ms, all experts {1e3 * rc['all_experts_s']:.2f} ms"},
-        {"measurement": f"MoE-X layer (route + {scale.top_k} of {scale.n_experts} experts) vs running all experts",
-         "ratio": rc["moex_layer_s"] / rc["all_experts_s"], "detail": f"layer {1e3 * rc['moex_layer_s']:.2f} ms"},
-        {"measurement": "training tokens/s, MoE-X / dense-GELU (equal active params)", "ratio": tps["moex"] / tps["dense-gelu"],
-         "detail": f"{tps['moex']:.0f} vs {tps['dense-gelu']:.0f} tokens/s"},
-        {"measurement": "training tokens/s, Switch / dense-GELU", "ratio": tps["switch"] / tps["dense-gelu"],
-         "detail": f"{tps['switch']:.0f} vs {tps['dense-gelu']:.0f} tokens/s"},
-    ]
+    missing = [n for n in ("dense-gelu", "switch", "moex", "moex-upcycled") if n not in mean]
+    targets = [] if not missing else [{"target": "every comparison below", "measured": f"not measured: no finished {', '.join(missing)}",
+                                       "met": False}]
+    targets += [] if missing else target_rows(mean)
+    speed = [] if args.no_speed else speed_rows(root, cfgs, scale, device, tiny)
+
     lm = lm_table([r["scores"] for r in lm_runs])
     lm_details = [r["details"] | {"seconds": r["seconds"]} for r in lm_runs]
     c0 = cfgs["moex"]
@@ -309,10 +335,11 @@ def main(argv=None) -> int:
         "before each white move; coverage and reconstruction over the 64 x 13 square/piece cells (Karvonen et al.), "
         "thresholds t = 0, 0.1, ..., 0.9; legal moves: greedy continuation after a random move number of each held-out game "
         "(random play would be far below 0.1). Active params = k experts' W_enc, b_enc, W_dec + b_dec + router per layer.")
-    parts = [f"### MoE-X on chess (held-out games, {len(seeds)} seed(s))", scale_note, markdown_table(rows),
-             "Targets (the paper's direction):", markdown_table(targets),
-             "Speed (ratios measured side by side in the same process):", markdown_table(speed),
-             "Learning curves recorded during training (seed 0; intermediate points on the first 64 held-out games, "
+    parts = [f"### MoE-X on chess (held-out games, {len(seeds)} seed(s))", scale_note + (f" {args.note}" if args.note else ""),
+             markdown_table(rows), "Targets (the paper's direction):", markdown_table(targets)]
+    if speed:
+        parts += ["Speed (ratios measured side by side in the same process):", markdown_table(speed)]
+    parts += ["Learning curves recorded during training (seed 0; intermediate points on the first 64 held-out games, "
              "the last on all of them):", markdown_table(curve_rows(root / "seed0", order))]
     if lm:
         parts += ["### MoE-X on the embedded language model (`interp.moex.lm`)",
