@@ -176,7 +176,7 @@ def curve_rows(seed_dir: Path, names: list[str]) -> list[dict]:
     return rows
 
 
-def model_eval(root: Path, scale: SuiteScale, seed: int, name: str, device, tiny: bool) -> dict:
+def model_eval(root: Path, scale: SuiteScale, seed: int, name: str, device, tiny: bool, cached_only: bool = False) -> dict | None:
     """One trained model's evaluation (name "dense-gelu+sae": the SAE baseline on that seed's dense-GELU),
     cached in root/seed<N>/eval-<name>.json, so that models can be scored by separate processes and a rerun is free."""
     from interp.io import atomic_write_json
@@ -185,6 +185,8 @@ def model_eval(root: Path, scale: SuiteScale, seed: int, name: str, device, tiny
     cache = root / f"seed{seed}" / f"eval-{name}.json"
     if cache.is_file() and json.loads(cache.read_text()).get("key") == key:
         return json.loads(cache.read_text())["eval"]
+    if cached_only:
+        return None
     cfgs = suite_configs(scale, seed)
     if name == "dense-gelu+sae":
         ev = sae_row(root, cfgs, seed, scale, model_eval(root, scale, seed, "dense-gelu", device, tiny), device)
@@ -206,10 +208,12 @@ def finished(seed_dir: Path, scale: SuiteScale) -> list[str]:
     return names + (["dense-gelu+sae"] if "dense-gelu" in names else [])
 
 
-def seed_results(root: Path, scale: SuiteScale, seed: int, device, tiny: bool, names=None) -> dict:
-    """name -> evaluation of one seed's models (all of the suite and the SAE baseline, or `names`)."""
+def seed_results(root: Path, scale: SuiteScale, seed: int, device, tiny: bool, names=None, cached_only: bool = False) -> dict:
+    """name -> evaluation of one seed's models (all of the suite and the SAE baseline, or `names`);
+    `cached_only`: only those already scored."""
     names = names or [*suite_configs(scale, seed), "dense-gelu+sae"]
-    return {n: model_eval(root, scale, seed, n, device, tiny) for n in names}
+    got = {n: model_eval(root, scale, seed, n, device, tiny, cached_only) for n in names}
+    return {n: ev for n, ev in got.items() if ev is not None}
 
 
 def target_rows(mean: dict) -> list[dict]:
@@ -257,7 +261,8 @@ def main(argv=None) -> int:
                     help="with --only-seed: train and score only these models of the seed (more processes per seed; "
                          "moex-upcycled needs dense-relu first)")
     ap.add_argument("--no-train", action="store_true",
-                    help="table only what has finished training (rows say how many seeds they have); nothing is trained")
+                    help="table only what has finished training and been scored (rows say how many seeds they have); nothing is "
+                         "trained or scored")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed ratios (meaningless on an overloaded machine)")
     ap.add_argument("--note", default=None, help="a sentence for the table's notes (how the machine was loaded, what was cut)")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto (default: $INTERP_DEVICE or auto)")
@@ -292,12 +297,13 @@ def main(argv=None) -> int:
         return 0
     n_metric = scale.n_metric_games
     cfgs = suite_configs(scale)
-    done = [seed_results(root, scale, seed, device, tiny, finished(root / f"seed{seed}", scale) if args.no_train else None)
-            for seed in seeds]
+    done = [seed_results(root, scale, seed, device, tiny, finished(root / f"seed{seed}", scale) if args.no_train else None,
+                         cached_only=args.no_train) for seed in seeds]
     if args.only_seed is not None:
         log.info("seed %d scored into %s", args.only_seed, root / f"seed{args.only_seed}")
         return 0
-    lm_runs = [lm_seed(root, scale_name, seed, device) for seed in lm_seeds]
+    lm_runs = [lm_seed(root, scale_name, seed, device) for seed in lm_seeds
+               if not args.no_train or (root / f"seed{seed}" / "lm.json").is_file()]
     per = {}  # name -> [row dict per seed]
     for d in done:
         for name, ev in d.items():
