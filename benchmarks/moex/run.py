@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._readme import markdown_table, update_section  # noqa: E402
+from benchmarks._readme import markdown_table as _markdown_table, update_section  # noqa: E402
 from interp.device import resolve_device  # noqa: E402
 from interp.moex.evaluate import evaluate_chess_model, evaluate_features, feature_activations, train_dense_sae  # noqa: E402
 from interp.moex.layer import ACTS, hidden_hook_name  # noqa: E402
@@ -43,6 +43,10 @@ log = logging.getLogger("benchmarks.moex")
 PAPER = {"dense-gelu": (0.213, 0.356, 0.608), "dense-relu": (0.215, 0.312, 0.581), "switch": (0.212, 0.424, 0.734),
          "moex": (0.211, 0.428, 0.840)}
 METRICS = ("val_loss", "legal_move_rate", "coverage", "reconstruction", "l0", "train_seconds", "tokens")
+
+
+def markdown_table(rows: list[dict]) -> str:
+    return _markdown_table(rows) if rows else "(none finished)"
 
 
 def _time(fn, reps: int, device=None) -> float:
