@@ -137,15 +137,16 @@ LM_SETTINGS = {"tiny": {"steps": 3, "batch_size": 4, "eval_rows": 16, "sae_steps
 """LMMoEXConfig fields per scale (others: its defaults)"""
 
 
-def lm_seed(root: Path, scale_name: str, seed: int, device) -> dict:
+def lm_seed(root: Path, scale_name: str, seed: int, device, overrides: dict | None = None) -> dict:
     """MoE-X on the embedded language model, one seed: dense neurons vs upcycled MoE-X units vs TopK SAE latents;
-    cached in root/seed<N>/lm.json. -> {"scores": [...], "details": {...}, "cfg": {...}}."""
+    cached in root/seed<N>/lm-<steps>-<sae_steps>.json. -> {"scores": [...], "details": {...}, "cfg": {...}}.
+    `overrides`: LMMoEXConfig fields over the scale's LM_SETTINGS."""
     from interp.io import atomic_write_json
     from interp.models import load_model
     from interp.moex.lm import LMMoEXConfig, lm_moex_comparison
 
-    cfg = LMMoEXConfig(seed=seed, **LM_SETTINGS.get(scale_name, {}))
-    cache = root / f"seed{seed}" / "lm.json"
+    cfg = LMMoEXConfig(seed=seed, **(LM_SETTINGS.get(scale_name, {}) | (overrides or {})))
+    cache = root / f"seed{seed}" / f"lm-{cfg.steps}-{cfg.sae_steps}.json"
     if cache.is_file() and json.loads(cache.read_text()).get("cfg") == asdict(cfg):
         return json.loads(cache.read_text())
     torch.manual_seed(seed)
@@ -274,6 +275,8 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default=None, help="where the models are trained (default runs/moex-bench-<scale>)")
     ap.add_argument("--no-lm", action="store_true", help="skip the language-model MoE-X row")
     ap.add_argument("--lm-seeds", type=int, default=None, help="run the language-model comparison for seeds < N only (default: all)")
+    ap.add_argument("--lm-steps", type=int, default=None, help="fine-tune steps of the language-model comparison (default: the scale's)")
+    ap.add_argument("--lm-sae-steps", type=int, default=None, help="its TopK SAE steps (default: the scale's)")
     ap.add_argument("--lm-only", action="store_true", help="only the language-model comparison of the seeds (cached in ROOT/seed<N>/lm.json)")
     ap.add_argument("--ship", action="store_true", help="copy seed 0's models + the comparison into interp/moex/shipped/")
     ap.add_argument("--no-readme", action="store_true", help="do not touch benchmarks/README.md")
@@ -288,9 +291,10 @@ def main(argv=None) -> int:
     seeds = [args.only_seed] if args.only_seed is not None else list(range(args.seeds))
     root = Path(args.root or f"runs/moex-bench-{scale_name}")
     lm_seeds = [] if args.no_lm else [s for s in seeds if args.lm_seeds is None or s < args.lm_seeds]
+    lm_over = {k: v for k, v in (("steps", args.lm_steps), ("sae_steps", args.lm_sae_steps)) if v is not None}
     if args.lm_only:
         for seed in lm_seeds:
-            lm_seed(root, scale_name, seed, device)
+            lm_seed(root, scale_name, seed, device, lm_over)
         return 0
     if args.only and args.only_seed is None:
         ap.error("--only needs --only-seed")
@@ -306,8 +310,8 @@ def main(argv=None) -> int:
     if args.only_seed is not None:
         log.info("seed %d scored into %s", args.only_seed, root / f"seed{args.only_seed}")
         return 0
-    lm_runs = [lm_seed(root, scale_name, seed, device) for seed in lm_seeds
-               if not args.no_train or (root / f"seed{seed}" / "lm.json").is_file()]
+    lm_runs = [lm_seed(root, scale_name, seed, device, lm_over) for seed in lm_seeds
+               if not args.no_train or list((root / f"seed{seed}").glob("lm-*.json"))]
     per = {}  # name -> [row dict per seed]
     for d in done:
         for name, ev in d.items():
