@@ -185,6 +185,21 @@ def test_game_store_resumes_regenerates_damage_and_ignores_worker_count(tmp_path
         build_game_store(cfg, tmp_path / "a")
 
 
+def test_games_are_read_while_a_generator_holds_the_store_lock(tmp_path):
+    from interp.data.chess import CHUNK, ChessDataConfig, build_game_store, load_or_generate, read_game_store
+    from interp.io import RunLock
+
+    cfg = ChessDataConfig(n_games=2 * CHUNK, seed=5, max_chars=40, engine="random")
+    store = build_game_store(cfg, tmp_path, workers=1).path
+    games = read_game_store(store)
+    before = tree_snapshot(store)
+    with RunLock(store, "game store"):  # what `interp moex games` holds while it adds chunks
+        assert load_or_generate(ChessDataConfig(n_games=150, seed=5, max_chars=40, engine="random"), tmp_path) == games[:150]
+        with pytest.raises(InterpError, match=r"is in use by pid .*; it holds 200 complete games now, fewer than the 300 asked for"):
+            load_or_generate(ChessDataConfig(n_games=3 * CHUNK, seed=5, max_chars=40, engine="random"), tmp_path)
+    assert_tree_unchanged(store, before)
+
+
 @pytest.mark.skipif(__import__("interp.data.chess", fromlist=["x"]).find_stockfish() is None,
                     reason="no stockfish binary (apt-get install -y stockfish)")
 def test_stockfish_store_is_the_same_for_any_worker_count(tmp_path):

@@ -271,8 +271,11 @@ def test_train_resume_is_bit_identical_and_checks_the_config(tmp_path):
         train_chess_model(_tcfg(tmp_path, steps=6, lr=2e-3), tmp_path / "b", resume=True)
     with pytest.raises(InterpError, match="holds a checkpoint at step 3; pass --resume"):
         train_chess_model(cfg, tmp_path / "b")
+    before = json.loads((tmp_path / "b" / "checkpoint" / "manifest.json").read_text())["checkpoints"]["3"]["train_seconds"]
     res = train_chess_model(cfg, tmp_path / "b", resume=True)
     assert res.resumed_from == 3 and not (tmp_path / "b" / "checkpoint").exists()
+    # the recorded training time counts the steps before the resume too
+    assert before > 0 and json.loads((tmp_path / "b" / "cfg.json").read_text())["train_seconds"] == pytest.approx(before + res.train_seconds)
     wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)  # bit-identical
     assert res.tokens == full.tokens and res.val_loss == full.val_loss
@@ -415,3 +418,28 @@ def test_best_property_per_feature_needs_enough_firings():
     assert best.f1[2] == pytest.approx(0.8) and best.index[2] == 0
     loose = best_property_per_feature(acts, props, thresholds=(0.0,), min_firings=1)
     assert loose.f1[1] == pytest.approx(2 * 1 / (1 + 2)) and loose.index[1] == 0
+
+
+def test_ship_stores_float16_weights_that_load_into_the_float32_model(tmp_path):
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from interp.moex.model import load_chess_model
+    from interp.moex.suite import SuiteScale, build_suite, ship
+
+    scale = replace(SuiteScale.tiny(), store=str(tmp_path / "store"))
+    build_suite(tmp_path / "runs", scale, only=["dense-gelu", "moex"], seeds=(0,), device="cpu")
+    shipped = ship(tmp_path / "runs" / "seed0", dest=tmp_path / "shipped", names=("dense-gelu", "moex"))
+    toks = torch.tensor([encode(";1.e4 e5 2.Nf3 Nc6 3.")])
+    for src, dst in zip([tmp_path / "runs" / "seed0" / n for n in ("dense-gelu", "moex")], shipped):
+        full = load_file(str(src / "model.safetensors"))
+        half = load_file(str(dst / "model.safetensors"))
+        assert full.keys() == half.keys()
+        assert all(half[k].dtype == (torch.float16 if v.dtype == torch.float32 else v.dtype) for k, v in full.items())
+        assert (dst / "model.safetensors").stat().st_size < 0.6 * (src / "model.safetensors").stat().st_size
+        a, b = load_chess_model(src)[0], load_chess_model(dst)[0]
+        assert next(b.parameters()).dtype == torch.float32
+        with torch.no_grad():
+            la, lb = a(toks), b(toks)
+        assert (la - lb).abs().max() < 1e-2 and not torch.equal(la, lb)  # float16 rounding, nothing else

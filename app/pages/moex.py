@@ -127,7 +127,9 @@ def _heatmap_chart(path: str, layer: int, n_games: int, min_firings: int, unit: 
 
 def comparison_tab():
     res = _comparison()
-    st.markdown("Measured by `benchmarks/moex/run.py` on held-out games (one run, same data for every row).")
+    seeds = sorted({r.get("seeds", 1) for r in res["rows"]})
+    st.markdown(f"Measured by `benchmarks/moex/run.py` on held-out games (mean ± std over {'/'.join(map(str, seeds))} "
+                "seed(s), same data for every row).")
     st.dataframe(pd.DataFrame(res["rows"]), hide_index=True, width="stretch")
     st.markdown("**Targets (the paper's direction)**")
     st.dataframe(pd.DataFrame(res["targets"]), hide_index=True, width="stretch")

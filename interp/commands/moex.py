@@ -198,7 +198,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     b = msub.add_parser("build", help="train the comparison suite (resumable), optionally ship seed 0 into interp/moex/shipped/")
     b.add_argument("--root", default="runs/moex-bench")
-    b.add_argument("--scale", default="cpu", choices=["tiny", "cpu", "full"], help="full = 8 layers, d_model 512 (a GPU)")
+    b.add_argument("--scale", default="cpu", choices=["tiny", "cpu-short", "cpu", "full"],
+                   help="cpu-short = 4 layers, d_model 256, 60 steps (what a shared CPU allows); full = 8 layers, d_model 512 (a GPU)")
     b.add_argument("--seeds", type=int, default=3)
     b.add_argument("--workers", type=int, default=4, help="game-generation processes")
     b.add_argument("--tiny", action="store_true", help="a seconds-long smoke build (= --scale tiny)")

@@ -395,14 +395,24 @@ def read_game_store(store: str | Path, n_games: int | None = None, verify: bool 
 def load_or_generate(cfg: ChessDataConfig, root: str | Path | None = None, workers: int = 1) -> list[str]:
     """Games 0 .. n_games - 1 for `cfg`, from the store under `root` (default `user_data_dir('chess')`),
     generated first where missing. A store that already holds them is only read (no lock), so
-    training can start while a generator is still adding games to the same store."""
+    training can start while a generator is still adding games to the same store; asking a locked
+    store for more games than it holds is one line that says how many it holds now."""
     store = (default_store_root() if root is None else Path(root)) / cfg.store_name()
+    have = 0
     if (store / STORE_MARKER).is_file():
         man = _read_manifest(store)
         if all(str(c) in man["chunks"] for c in range(-(-cfg.n_games // CHUNK))):
             with contextlib.suppress(InterpError):  # a damaged chunk: fall through to regeneration
                 return read_game_store(store, cfg.n_games)
-    gs = build_game_store(cfg, root, workers=workers)
+        while str(have // CHUNK) in man["chunks"]:
+            have += CHUNK
+    try:
+        gs = build_game_store(cfg, root, workers=workers)
+    except InterpError as e:
+        if not (store / ".lock").is_file():  # not a generator at work: the error as it is
+            raise
+        raise InterpError(f"{e}; it holds {have} complete games now, fewer than the {cfg.n_games} asked for, "
+                          f"so ask for at most {have} or wait") from None
     return read_game_store(gs.path, cfg.n_games)
 
 

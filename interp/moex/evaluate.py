@@ -24,7 +24,7 @@ from interp.errors import InterpError
 from interp.moex.layer import hidden_hook_name
 from interp.moex.metrics import coverage, reconstruction
 from interp.moex.model import SHIPPED_DIR, load_chess_model
-from interp.moex.train import TrainConfig, games_to_tensor, split_games, validation_loss
+from interp.moex.train import CURVE_LEGAL, TrainConfig, games_to_tensor, split_games, validation_loss
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +133,13 @@ def evaluate_features(acts_tr, props_tr, acts_te, props_te):
 
 
 def evaluate_chess_model(model_dir, layer: int | None = None, n_metric_games: int = 300, n_legal: int = 100,
-                         sae=None, games: dict | None = None, device=None) -> ChessEval:
+                         sae=None, games: dict | None = None, device=None, recorded: bool = False) -> ChessEval:
     """Validation loss, legal-move rate, and coverage / reconstruction of layer `layer`'s units (default: last).
 
     `games`: {"train": [...], "val": [...]}; default: the model's own split (regenerated from its
-    training record, or the shipped games.json for the shipped models)."""
+    training record, or the shipped games.json for the shipped models). `recorded`: take the loss and
+    legal-move rate from the training record's final curve point when it measured the same games
+    (the same numbers; saves a second pass)."""
     model, mcfg, mlp, cfg = load_chess_model(model_dir, device=device)
     tcfg = TrainConfig(**{k: v for k, v in cfg["train"].items() if k in TrainConfig.__dataclass_fields__}) if "train" in cfg else None
     if tcfg is None:
@@ -150,8 +152,12 @@ def evaluate_chess_model(model_dir, layer: int | None = None, n_metric_games: in
         games = json.loads(shipped.read_text())  # the shipped models' own held-out games: no regeneration
     train_games, val_games = (games["train"], games["val"]) if games is not None else split_games(tcfg)
     n_ctx = mcfg.n_ctx
-    val = validation_loss(model, val_games, n_ctx)
-    legal = legal_move_rate(model, val_games, n_ctx, n_samples=n_legal)
+    last = (cfg.get("curve") or [{}])[-1]
+    if recorded and last.get("n_val_games") == len(val_games) and n_legal == min(CURVE_LEGAL, len(val_games)):
+        val, legal = last["val_loss"], last["legal_move_rate"]
+    else:
+        val = validation_loss(model, val_games, n_ctx)
+        legal = legal_move_rate(model, val_games, n_ctx, n_samples=n_legal)
     hook = hidden_hook_name(mlp, layer)
     a_tr, p_tr = feature_activations(model, hook, train_games[:n_metric_games], n_ctx, sae=sae)
     a_te, p_te = feature_activations(model, hook, val_games, n_ctx, sae=sae)

@@ -27,6 +27,7 @@ from interp.moex.train import TrainConfig, TrainResult, train_chess_model
 log = logging.getLogger(__name__)
 
 SHIPPED = ("dense-gelu", "switch", "moex", "moex-upcycled")
+SCALES = ("tiny", "cpu-short", "cpu", "full")
 
 
 @dataclass
@@ -63,24 +64,43 @@ class SuiteScale:
     """root of the game stores (default $INTERP_HOME/chess)"""
     ablation: bool = False
     """also train the 2x2 ablation (ReLU experts + softmax router, GELU experts + sparsity router)"""
+    curve_points: int = 10
+    """learning-curve points per from-scratch model (each runs the legal-move test on 64 held-out games)"""
+    n_metric_games: int = 300
+    """training games whose positions select features for reconstruction (benchmark)"""
+    sae_games: int = 1000
+    """training games whose MLP activations train the dense+SAE baseline (benchmark)"""
+    sae_steps: int = 2000
+    """TopK SAE steps of the dense+SAE baseline (batches of 1024 activations)"""
+    sae_k: int = 64
+    """TopK SAE: active latents per position"""
 
     def __post_init__(self):
+        if min(self.curve_points, self.n_metric_games, self.sae_games, self.sae_steps, self.sae_k) < 1:
+            raise InterpError("curve_points, n_metric_games, sae_games, sae_steps and sae_k must be >= 1")
         if self.top_k > self.n_experts:
             raise InterpError(f"top_k={self.top_k} is larger than the number of experts E={self.n_experts}")
 
     @staticmethod
     def preset(name: str) -> "SuiteScale":
-        """tiny: a seconds-long smoke run; cpu: TrainConfig's defaults (4 layers, d_model 256: hours per model
-        on one CPU core); full: Karvonen et al.'s size (8 layers, d_model 512, 100k Stockfish games) for a GPU."""
+        """tiny: a seconds-long smoke run; cpu-short: the issue's minimum size (4 layers, d_model 256) with
+        D = d_model and 60 steps x 8 games on 1,500 Stockfish games (what a shared 2-core CPU gave in an
+        hour; far from trained); cpu:
+        TrainConfig's defaults (hours per model on one CPU core); full: Karvonen et al.'s size (8 layers,
+        d_model 512, 100k Stockfish games) for a GPU."""
         if name == "tiny":
             return SuiteScale(d_model=32, n_layers=1, n_heads=4, n_ctx=64, n_experts=4, top_k=2, expert_width=32, steps=6,
-                              upcycle_steps=3, batch_size=4, n_games=24, n_val_games=8, engine="random")
+                              upcycle_steps=3, batch_size=4, n_games=24, n_val_games=8, engine="random", curve_points=2,
+                              n_metric_games=24, sae_games=24, sae_steps=20, sae_k=4)
+        if name == "cpu-short":
+            return SuiteScale(expert_width=256, steps=60, upcycle_steps=20, batch_size=8, lr=2e-3, n_games=1500, curve_points=2,
+                              n_metric_games=100, sae_games=100, sae_steps=200)
         if name == "cpu":
             return SuiteScale()
         if name == "full":
             return SuiteScale(d_model=512, n_layers=8, n_heads=8, n_ctx=512, n_experts=8, top_k=2, expert_width=1024,
                               steps=30000, upcycle_steps=5000, batch_size=64, lr=3e-4, n_games=100_000, n_val_games=500)
-        raise InterpError(f"unknown scale {name!r}; use tiny, cpu or full")
+        raise InterpError(f"unknown scale {name!r}; use {', '.join(SCALES)}")
 
     @staticmethod
     def tiny() -> "SuiteScale":
@@ -94,7 +114,7 @@ def suite_configs(s: SuiteScale, seed: int = 0) -> dict[str, TrainConfig]:
     moe = dict(d_model=s.d_model, d_mlp=s.expert_width, n_experts=s.n_experts, top_k=s.top_k)
     base = TrainConfig(mlp=MoEXConfig("dense-gelu", **dense), model=model, steps=s.steps, batch_size=s.batch_size, lr=s.lr,
                        warmup=max(1, min(100, s.steps // 20)), n_games=s.n_games, n_val_games=s.n_val_games, engine=s.engine,
-                       store=s.store, seed=seed, checkpoint_every=max(1, s.steps // 20), eval_every=max(1, s.steps // 10))
+                       store=s.store, seed=seed, checkpoint_every=max(1, s.steps // 20), eval_every=max(1, s.steps // s.curve_points))
     mlps = {
         "dense-gelu": MoEXConfig("dense-gelu", **dense),
         "dense-relu": MoEXConfig("dense-relu", **dense),
@@ -106,7 +126,7 @@ def suite_configs(s: SuiteScale, seed: int = 0) -> dict[str, TrainConfig]:
         mlps["gelu-experts+sparsity-router"] = MoEXConfig("moex", act="gelu", **moe)
     cfgs = {name: replace(base, mlp=m) for name, m in mlps.items()}
     cfgs["moex-upcycled"] = replace(base, mlp=mlps["moex"], steps=s.upcycle_steps, warmup=max(1, min(50, s.upcycle_steps // 20)),
-                                    checkpoint_every=max(1, s.upcycle_steps // 10), eval_every=max(1, s.upcycle_steps // 5),
+                                    checkpoint_every=max(1, s.upcycle_steps // 10), eval_every=max(1, s.upcycle_steps // max(1, s.curve_points // 2)),
                                     upcycle_from="dense-relu")
     return cfgs
 
@@ -138,8 +158,13 @@ def build_suite(root: str | Path, scale: SuiteScale | None = None, only: list[st
 
 
 def ship(root: str | Path, dest: str | Path = SHIPPED_DIR, names=SHIPPED) -> list[Path]:
-    """Copy the trained models `names` from root/ into the package's shipped directory."""
+    """Copy the trained models `names` from root/ into the package's shipped directory, float32 weights
+    stored as float16 (half the bytes, so the four models fit the 100 MB budget of all shipped weights;
+    `load_chess_model` casts them back into the float32 model)."""
     import tempfile
+
+    import torch
+    from safetensors.torch import load_file, save_file
 
     from interp.io import replace_dir
 
@@ -155,8 +180,9 @@ def ship(root: str | Path, dest: str | Path = SHIPPED_DIR, names=SHIPPED) -> lis
         # the package's own shipped/ directory is written here on purpose (the repository's build
         # step), so not through atomic_dir, which refuses package paths; same temp-and-rename scheme
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=dest))
-        for f in ("cfg.json", "model.safetensors"):
-            shutil.copy2(src / f, tmp / f)
+        shutil.copy2(src / "cfg.json", tmp / "cfg.json")
+        state = load_file(str(src / "model.safetensors"))
+        save_file({k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}, str(tmp / "model.safetensors"))
         replace_dir(tmp, dest / name)
         out.append(dest / name)
     return out

@@ -208,7 +208,8 @@ def _ckpt_manifest(ckpt: Path) -> dict | None:
     return man
 
 
-def _save_checkpoint(model, opt, step: int, cfg: TrainConfig, ckpt: Path, curve: list[dict]) -> None:
+def _save_checkpoint(model, opt, step: int, cfg: TrainConfig, ckpt: Path, curve: list[dict], seconds: float = 0.0) -> None:
+    """`seconds`: training-step wall time up to `step` over all calls (a resume adds to it)."""
     from interp.io import atomic_save_safetensors, atomic_write_json, sha256_file
 
     d = ckpt / f"step-{step:06d}"
@@ -220,7 +221,7 @@ def _save_checkpoint(model, opt, step: int, cfg: TrainConfig, ckpt: Path, curve:
     man = _ckpt_manifest(ckpt) or {"kind": CKPT_KIND, "train": cfg.to_dict(), "checkpoints": {}}
     man["train"] = cfg.to_dict()
     man["checkpoints"][str(step)] = {"files": {f: sha256_file(d / f) for f in ("model.safetensors", "optimizer.safetensors")},
-                                     "curve": curve}
+                                     "curve": curve, "train_seconds": seconds}
     for old in sorted(man["checkpoints"], key=int)[:-KEEP]:
         del man["checkpoints"][old]
     atomic_write_json(ckpt / "manifest.json", man)  # the manifest lands after the files it lists
@@ -230,8 +231,8 @@ def _save_checkpoint(model, opt, step: int, cfg: TrainConfig, ckpt: Path, curve:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _last_good_checkpoint(ckpt: Path, man: dict) -> tuple[int, Path, list] | None:
-    """(step, directory, curve) of the newest checkpoint whose files match their sha256."""
+def _last_good_checkpoint(ckpt: Path, man: dict) -> tuple[int, Path, list, float] | None:
+    """(step, directory, curve, training seconds so far) of the newest checkpoint whose files match their sha256."""
     from interp.io import sha256_file
 
     for step in sorted(man["checkpoints"], key=int, reverse=True):
@@ -239,7 +240,7 @@ def _last_good_checkpoint(ckpt: Path, man: dict) -> tuple[int, Path, list] | Non
         d = ckpt / f"step-{int(step):06d}"
         bad = [f for f, h in rec["files"].items() if not (d / f).is_file() or sha256_file(d / f) != h]
         if not bad:
-            return int(step), d, rec.get("curve", [])
+            return int(step), d, rec.get("curve", []), rec.get("train_seconds", 0.0)
         log.warning("checkpoint %s is damaged (%s); trying an older one", d, ", ".join(bad))
     return None
 
@@ -337,12 +338,12 @@ def train_chess_model(cfg: TrainConfig, out_dir: str | Path, resume: bool = Fals
     else:
         model = build_chess_model(cfg.model, cfg.mlp, device=dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    start, curve, ckpt = 0, [], out / "checkpoint"
+    start, curve, ckpt, secs_before = 0, [], out / "checkpoint", 0.0
     if man is not None:
         found = _last_good_checkpoint(ckpt, man)
         if found is None:
             raise InterpError(f"--resume: every checkpoint in {ckpt} is damaged (sha256 mismatch); use --overwrite to start over")
-        start, d, curve = found
+        start, d, curve, secs_before = found
         model.load_state_dict(load_file(str(d / "model.safetensors"), device=str(dev)))
         _load_optimizer(opt, d / "optimizer.safetensors")
         log.info("resumed from %s at step %d", d, start)
@@ -381,7 +382,7 @@ def train_chess_model(cfg: TrainConfig, out_dir: str | Path, resume: bool = Fals
             t0 = time.perf_counter()
         if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps) or \
                 (stop_at is not None and done >= stop_at and done < cfg.steps):
-            _save_checkpoint(model, opt, done, cfg, ckpt, curve)
+            _save_checkpoint(model, opt, done, cfg, ckpt, curve, secs_before + secs + time.perf_counter() - t0)
         if stop_at is not None and done >= stop_at and done < cfg.steps:
             return None
     secs += time.perf_counter() - t0
@@ -389,7 +390,7 @@ def train_chess_model(cfg: TrainConfig, out_dir: str | Path, resume: bool = Fals
     val = curve[-1]["val_loss"]
     tps = n_tok / max(secs, 1e-9)
     extra = {"train": cfg.to_dict(), "val_loss": val, "steps": cfg.steps, "tokens": n_tok_before + n_tok,
-             "tokens_per_second": tps, "train_seconds": secs, "device": str(dev), "curve": curve,
+             "tokens_per_second": tps, "train_seconds": secs_before + secs, "device": str(dev), "curve": curve,
              "active_mlp_params_per_layer": cfg.mlp.active_params()}
     save_chess_model(model, cfg.model, cfg.mlp, out, extra=extra, checked=True)  # replaces out/, checkpoint included
     log.info("%s: val loss %.4f after %d steps (%.0f tokens/s)", cfg.mlp.arch, val, cfg.steps, tps)
@@ -404,6 +405,8 @@ def _batch(cfg: TrainConfig, step: int, n: int) -> torch.Tensor:
 
 CURVE_GAMES = 64
 """held-out games per intermediate learning-curve point (the final point uses all of them)"""
+CURVE_LEGAL = 100
+"""legal-move samples per learning-curve point (at most one per game)"""
 
 
 def _curve_point(model, val_games, n_ctx, step, tokens, legal_move_rate, final: bool = False) -> dict:
@@ -411,7 +414,7 @@ def _curve_point(model, val_games, n_ctx, step, tokens, legal_move_rate, final: 
     model.eval()
     games = val_games if final else val_games[:CURVE_GAMES]
     point = {"step": step, "tokens": tokens, "val_loss": validation_loss(model, games, n_ctx),
-             "legal_move_rate": legal_move_rate(model, games, n_ctx, n_samples=min(100, len(games))),
+             "legal_move_rate": legal_move_rate(model, games, n_ctx, n_samples=min(CURVE_LEGAL, len(games))),
              "n_val_games": len(games)}
     model.train()
     return point
