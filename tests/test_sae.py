@@ -359,3 +359,18 @@ def test_shipped_spec_reproduces_the_shipped_saes_configs():
     assert (default.optimizer, default.aux_coef, cfgs["resid_post_L3_topk"].optimizer) == ("signum", 0.0, "adam")
     with pytest.raises(InterpError, match="topk_recipe must be"):
         ShippedSpec(topk_recipe="sparsify")
+
+
+def test_listing_saes_does_not_import_sae_lens_and_its_arch_list_is_sae_lens_own():
+    """Listing SAEs (the dashboard's first page) checks architectures against a static list so that it
+    does not import SAELens/TransformerLens; that list must only name architectures SAELens has."""
+    from pathlib import Path
+
+    from interp.sae.io import COMMON_ARCHS, _known_archs
+
+    assert COMMON_ARCHS <= set(_known_archs())
+    code = ("import sys; from interp.sae.io import list_saes; n = len(list_saes('saes')); "
+            "print(n, 'sae_lens' in sys.modules, 'transformer_lens' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(Path(__file__).resolve().parents[1])).stdout.split()
+    assert int(out[0]) >= 9 and out[1:] == ["False", "False"]

@@ -29,6 +29,13 @@ CURVE = "training_curve.json"
 REQUIRED_CFG = ("architecture", "d_in", "d_sae")
 
 
+# The inference architectures SAELens 6 registers. Checked first so that listing SAEs (the dashboard's
+# first page) does not import SAELens, and with it TransformerLens (~10 s of CPU); an architecture not
+# in this list is looked up in SAELens' own registry, so newer SAELens versions still work.
+COMMON_ARCHS = frozenset({"standard", "gated", "jumprelu", "topk", "abstopk", "transcoder", "skip_transcoder",
+                          "jumprelu_transcoder", "jumprelu_skip_transcoder", "temporal", "matching_pursuit"})
+
+
 def _known_archs() -> list[str]:
     import sae_lens  # noqa: F401  (registers the architectures)
     from sae_lens.registry import SAE_CLASS_REGISTRY
@@ -53,7 +60,7 @@ def read_cfg(path: str | Path) -> dict:
     missing = [k for k in REQUIRED_CFG if k not in cfg]
     if missing:
         raise InterpError(f"{f} is missing field(s): {', '.join(missing)}")
-    if cfg["architecture"] not in _known_archs():
+    if cfg["architecture"] not in COMMON_ARCHS and cfg["architecture"] not in _known_archs():
         raise InterpError(f"{f} names unknown architecture {cfg['architecture']!r}; SAELens knows {', '.join(_known_archs())}")
     return cfg
 
