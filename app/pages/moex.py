@@ -31,7 +31,7 @@ def _games() -> dict:
 
 
 @st.cache_resource
-def _unit_tables() -> dict:
+def _model_runs() -> dict:
     """("units", path, layer, games, min firings) -> UnitTable and ("routing", path, layer, games) ->
     RoutingStats, shared by all sessions; a plain dict so that a progress bar can be drawn while one
     is computed (st.cache_* cannot replay a bar drawn outside it)."""
@@ -49,9 +49,9 @@ def _units(path: str, layer: int, n_games: int, min_firings: int):
 
 
 def _with_progress(key: tuple, compute):
-    """`compute(progress)` once per key (kept in `_unit_tables`' bounded store), drawing a progress bar
+    """`compute(progress)` once per key (kept in `_model_runs`' bounded store), drawing a progress bar
     while the model runs over the games (st.cache_* cannot replay a bar drawn inside it)."""
-    cache = _unit_tables()
+    cache = _model_runs()
     if key not in cache:
         slot = st.empty()
 
