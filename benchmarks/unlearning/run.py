@@ -143,6 +143,21 @@ def run_concept(model, name: str, saes: dict, save, done: dict | None = None) ->
     return out
 
 
+def time_cli(name: str) -> dict:
+    """The default command as a user types it (a fresh `interp unlearn` process: imports, model and SAE
+    loading included): wall seconds, the child's CPU seconds, and the load average before and after."""
+    import resource
+    import subprocess
+
+    cmd = [sys.executable, "-m", "interp", "unlearn", "--sae", SAE, "--concept", name]
+    load0, c0 = os.getloadavg()[0], resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    wall, c1 = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"command": f"interp unlearn --sae {SAE} --concept {name}", "wall_s": wall,
+            "cpu_s": (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime), "load_before": load0, "load_after": os.getloadavg()[0]}
+
+
 def run_multi(model, saes: dict) -> list[dict]:
     from interp.unlearn import UnlearnConfig, builtin_concept, run_unlearning
 
@@ -177,6 +192,7 @@ def report() -> None:
                        "clamp dominates direction (share of its front)": parts[c]["clamp_dominates_direction"]})
     transfer = [parts[c]["transfer"] for c in concepts if "transfer" in parts[c]]
     multi = parts.get("multi", {}).get("rows", [])
+    cli = [{"concept": c, **parts[c]["cli_time"]} for c in concepts if "cli_time" in parts[c]]
     meta = next(iter(parts.values()))["meta"] if parts else {}
     missing = [c for c in CATEGORIES if c not in parts]
     if not default:
@@ -185,8 +201,8 @@ def report() -> None:
                                      "started on a machine shared by seven helpers, load average about 40 on 2 cores); no numbers "
                                      "are shown until they come from this script.")
         return
-    OUT.write_text(json.dumps({"sae": SAE, "sae_seed1": SAE_SEED1, "meta": meta, "default": default, "fronts": fronts, "transfer": transfer,
-                               "multi": multi, "raw": parts}, indent=1, default=float))
+    OUT.write_text(json.dumps({"sae": SAE, "sae_seed1": SAE_SEED1, "meta": meta, "default": default, "cli_time": cli, "fronts": fronts,
+                               "transfer": transfer, "multi": multi, "raw": parts}, indent=1, default=float))
     n_met = sum(r["target_met"] for r in default)
     n_dom = sum(r["clamp dominates direction (share of its front)"] >= 1.0 for r in fronts)
     loads = [x for r in default for x in (r.get("load_before"), r.get("load_after")) if x is not None]
@@ -204,10 +220,13 @@ def report() -> None:
         "on held-out corpus text / base; `target_met` = forget drop >= 0.8, retain_in >= 0.95 and corpus loss +<= 5%.\n\n"
         + markdown_table(default)
         + f"\n\nTarget met on {n_met} of {len(default)} concepts"
-        + f"; the default command took {min(r['cpu_s'] for r in default):.0f}-{max(r['cpu_s'] for r in default):.0f} s of CPU per "
-        "concept (the < 60 s wall-time target holds only where a core is free; the wall times above are from the shared machine)"
-        + (f" (not finished in time: {', '.join(missing)})" if missing else "") + ".\n\n"
-        f"**Pareto fronts** (each method swept over its grid, {_grids()}; every setting measured on the test split; points "
+        + f"; inside one process the default run took {min(r['cpu_s'] for r in default):.0f}-{max(r['cpu_s'] for r in default):.0f} s "
+        "of CPU per concept" + (f" (not finished in time: {', '.join(missing)})" if missing else "") + ".\n\n"
+        + ("**The default command's time** as a user sees it (`--time-cli`: a fresh `interp unlearn` process per concept, "
+           "imports and model/SAE loading included, one at a time; target < 60 s wall):\n\n" + markdown_table(cli)
+           + f"\n\nUnder 60 s on {sum(r['wall_s'] < 60 for r in cli)} of {len(cli)} concepts.\n\n" if cli else
+           "The default command has not been timed as a fresh process yet (`--time-cli`).\n\n")
+        + f"**Pareto fronts** (each method swept over its grid, {_grids()}; every setting measured on the test split; points "
         "are (forget accuracy, in-domain retain accuracy) on the test split). The last column is the share of direction's "
         "front points that some clamp setting weakly dominates.\n\n"
         + (markdown_table(fronts) + f"\n\nClamp's front dominates direction's on {n_dom} of {len(fronts)} concepts.\n\n"
@@ -230,10 +249,23 @@ def main() -> int:
     ap.add_argument("--concepts", nargs="+", default=[], choices=list(CATEGORIES))
     ap.add_argument("--multi", action="store_true", help="two and three concepts at once")
     ap.add_argument("--report", action="store_true", help="gather the parts into results.json and benchmarks/README.md")
+    ap.add_argument("--time-cli", action="store_true", help="time the default command of --concepts as fresh processes "
+                                                           "(one at a time; run it with nothing else on the machine)")
     ap.add_argument("--fresh", action="store_true", help="rerun every stage (default: keep the stages a concept's part file has)")
     args = ap.parse_args()
     if args.report:
         report()
+        return 0
+    if args.time_cli:
+        PARTS.mkdir(parents=True, exist_ok=True)
+        for c in args.concepts:
+            part = PARTS / f"{c}.json"
+            if not part.is_file():
+                raise SystemExit(f"error: no part file for {c}; run --concepts {c} first")
+            out = json.loads(part.read_text())
+            out["cli_time"] = time_cli(c)
+            print(json.dumps(out["cli_time"]), flush=True)
+            part.write_text(json.dumps(out, default=float))
         return 0
     import torch
 
