@@ -47,10 +47,12 @@ PARTS = ROOT / "runs" / "bench_unlearn"
 SAE = "saes/embedded/resid_post_L3_topk"  # repo-relative: the default command's SAE
 SAE_SEED1 = "saes/embedded/resid_post_L3_topk_seed1"  # same hook and config, training seed 1
 MULTI = (("colors", "animals"), ("sports", "foods", "materials"))
-FRONTS = {  # each method's grid for the Pareto fronts (every setting measured on the test split)
-    "clamp": dict(n_features_grid=(5, 10, 20), value_grid=(1.0, 2.0, 3.0, 4.0, 6.0)),
+FRONTS = {  # each method's grid for the Pareto fronts (every setting measured on the test split); clamp's and
+    # direction's are the grids the default search walks (interp.unlearn.pipeline N_FEATURES_GRID x VALUE_GRID; run_concept
+    # checks they still agree), so the default command's own setting is on clamp's front and both get their full grid
+    "clamp": dict(n_features_grid=(5, 10, 20, 40), value_grid=(1.0, 1.5, 2.0, 3.0, 4.0, 6.0)),
     "zero": dict(n_features_grid=(5, 10, 20, 40)),
-    "direction": dict(value_grid=(0.5, 1.0, 1.5, 2.0, 3.0)),
+    "direction": dict(value_grid=(0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)),
     "finetune": dict(value_grid=(10.0, 20.0, 30.0)),
 }
 
@@ -112,7 +114,16 @@ def run_concept(model, name: str, saes: dict, save, done: dict | None = None) ->
         out = {"default": default_row(name, rep, wall, cpu, load), "default_report": rep.to_dict(), "fronts": {}}
         print(json.dumps(out["default"]), flush=True)
         save(out)
+    from interp.unlearn.pipeline import N_FEATURES_GRID, VALUE_GRID
+
+    grids = {m: FRONTS[m] for m in ("clamp", "direction")}
+    if grids != {"clamp": dict(n_features_grid=N_FEATURES_GRID, value_grid=VALUE_GRID["clamp"]),
+                 "direction": dict(value_grid=VALUE_GRID["direction"])}:
+        raise SystemExit("error: FRONTS' clamp / direction grids differ from interp.unlearn.pipeline's; update FRONTS")
+    if out.get("front_grids") != json.loads(json.dumps(grids)):  # fronts measured on another grid are measured again
+        out.pop("clamp_dominates_direction", None)
     if "clamp_dominates_direction" not in out:
+        out["front_grids"] = grids
         rows = {}
         for method in ("clamp", "direction"):
             r = run_unlearning(model, [concept], [SAE], UnlearnConfig(method=method, sweep=True, **FRONTS[method]), saes=saes)
