@@ -2,6 +2,7 @@
 rate and validation loss move with steps (for a run that has not finished, or a CPU run cut short).
 
     OMP_NUM_THREADS=1 python benchmarks/moex/curve.py runs/moex-cpu/dense-gelu [--legal 100] [--no-readme]
+    python benchmarks/moex/curve.py runs/moex-long/dense-gelu --recorded   # the points its training recorded (--eval-every)
 
 Scores every checkpoint kept in RUN/checkpoint/ (and the finished model, if there) on the run's own
 held-out games (the first n_val_games of its game store), writes benchmarks/moex/curve.json and the
@@ -51,6 +52,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", help="a `interp moex train --out` directory")
     ap.add_argument("--legal", type=int, default=100, help="held-out games sampled for the legal-move rate")
+    ap.add_argument("--recorded", action="store_true",
+                    help="table the learning-curve points the training recorded (`--eval-every`) instead of re-scoring checkpoints")
     ap.add_argument("--no-readme", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
@@ -59,7 +62,15 @@ def main(argv=None) -> int:
 
     run = Path(args.run)
     rows = []
-    for step, weights, train in checkpoints(run):
+    if args.recorded:
+        if not (run / "cfg.json").is_file():
+            raise SystemExit(f"error: {run} has not finished training (no cfg.json); leave out --recorded to score its checkpoints")
+        cfg = read_cfg(run)
+        rows = [{"step": pt["step"], "tokens": pt["tokens"], "val loss": pt["val_loss"], "legal-move rate": pt["legal_move_rate"],
+                 "held-out games": pt.get("n_val_games")} for pt in cfg.get("curve", [])]
+        tcfg = TrainConfig(**{k: v for k, v in cfg["train"].items() if k in TrainConfig.__dataclass_fields__})
+        mcfg, _ = configs_from({"model": cfg["train"]["model"], "mlp": cfg["train"]["mlp"]}, run)
+    for step, weights, train in [] if args.recorded else checkpoints(run):
         tcfg = TrainConfig(**{k: v for k, v in train.items() if k in TrainConfig.__dataclass_fields__})
         mcfg, mlp = configs_from({"model": train["model"], "mlp": train["mlp"]}, run)
         model = build_chess_model(mcfg, mlp, device="cpu")
@@ -76,8 +87,9 @@ def main(argv=None) -> int:
     note = (f"`{run.as_posix()}`: {tcfg.mlp.arch}, {mcfg.n_layers} layers, d_model {mcfg.d_model}, n_ctx {mcfg.n_ctx}, "
             f"{tcfg.n_games} {tcfg.engine} training games, batch {tcfg.batch_size}, lr {tcfg.lr}, planned {tcfg.steps} steps. "
             "tokens = steps x batch x n_ctx (an upper bound: padding is masked). Legal-move rate: the greedy continuation "
-            "after a random move number of each held-out game parses as a legal move.")
-    body = "\n\n".join(["### MoE-X chess: learning curve of one run, from its checkpoints", note, markdown_table(rows)])
+            "after a random move number of each held-out game parses as a legal move."
+            + (f" Points recorded during training (train time {cfg.get('train_seconds', 0):.0f} s on {cfg.get('device')})." if args.recorded else ""))
+    body = "\n\n".join(["### MoE-X chess: learning curve of one run", note, markdown_table(rows)])
     from interp.io import atomic_write_json
 
     atomic_write_json(ROOT / "benchmarks" / "moex" / "curve.json", {"run": run.as_posix(), "rows": rows, "note": note})
