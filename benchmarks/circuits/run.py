@@ -47,9 +47,9 @@ from interp.circuits.discrete_sae import DiscreteSAEConfig  # noqa: E402
 from interp.circuits.reference import ReferenceCircuit  # noqa: E402
 from interp import io  # noqa: E402
 from interp.build_attn import EMBEDDED_ATTN_DIR  # noqa: E402
-from interp.circuits.run import (CircuitConfig, CircuitResult, MethodRun, add_curves, eval_prompts, get_reference,  # noqa: E402
-                                 load_named_model, run_circuits)
-from interp.circuits.tasks import DISCOVERY_SEED_BASE, make_task  # noqa: E402
+from interp.circuits.run import (CircuitConfig, CircuitResult, MethodRun, add_curves, discovery_pairs, eval_prompts,  # noqa: E402
+                                 get_reference, load_named_model, run_circuits)
+from interp.circuits.tasks import DISCOVERY_SEED_BASE, check_separates, make_task, task_separation  # noqa: E402
 from interp.models import EMBEDDED_DIR  # noqa: E402
 
 log = logging.getLogger("bench.circuits")
@@ -76,27 +76,55 @@ def _save_load(root: Path, model_name: str, task: str, stage: str, load0: float)
 def run(model_name: str, seeds: int, other_seeds: int, acdc_seeds: int, n_eval: int, quick: bool, tasks=TASKS,
         root: Path = RESULTS) -> None:
     """discrete-sae (paper protocol) on `seeds` seeds; its legacy setup, patching, EAP and EAP-IG on
-    `other_seeds`; our ACDC on `acdc_seeds`. Every partial result is saved, so a cut-short run keeps
-    what it finished."""
+    `other_seeds`; our ACDC on `acdc_seeds`. The result file is saved after every method run and a
+    method / seed it already holds is not run again, so a stopped run resumes where it stopped."""
     model = load_named_model(model_name)
     for task in tasks:
         load0 = os.getloadavg()[0]
+        path = result_path(model_name, task, root)
         cfg = CircuitConfig(seeds=seeds, n_eval=n_eval)
-        res = run_circuits(model_name, task, ["discrete-sae"], cfg, model=model, reference=None)
-        path = res.save(result_path(model_name, task, root))
         other = replace(cfg, seeds=max(other_seeds, 1))
-        stages = [(["patching", "eap", "eap-ig"], other, None),
-                  (["discrete-sae"], replace(other, sae=DiscreteSAEConfig.legacy()), "discrete-sae-legacy")] if other_seeds else []
+        stages = [(m, cfg, m) for m in ["discrete-sae"]]
+        if other_seeds:
+            stages += [(m, other, m) for m in ("patching", "eap", "eap-ig")]
+            stages.append(("discrete-sae", replace(other, sae=DiscreteSAEConfig.legacy()), "discrete-sae-legacy"))
         if acdc_seeds and not quick:
-            stages.append((["acdc"], replace(cfg, seeds=acdc_seeds, acdc=ACDCConfig(tau=0.01)), None))
-        for methods, c, rename in stages:
-            more = run_circuits(model_name, task, methods, c, model=model, reference=None)
-            for r in more.runs:
-                r.method = rename or r.method
-            res.runs += more.runs
-            res.summarize().save(path)  # kept if a later stage is cut short
-        _save_load(root, model_name, task, "run", load0)
-        log.info("wrote %s (load average %.1f -> %.1f)", path, load0, os.getloadavg()[0])
+            stages.append(("acdc", replace(cfg, seeds=acdc_seeds, acdc=ACDCConfig(tau=0.01)), "acdc"))
+        ran = False
+        for method, c, name in stages:
+            todo = missing_seeds(path, name, c.seeds)
+            if not todo:
+                log.info("%s / %s: %s has its %d seeds already", model_name, task, name, c.seeds)
+                continue
+            ran = True
+            if not path.exists():
+                empty_result(model, model_name, task, cfg).save(path)
+
+            def save(r: MethodRun, name=name) -> None:
+                r.method = name
+                res = CircuitResult.load(path)
+                res.runs.append(r)
+                res.summarize().save(path)
+
+            run_circuits(model_name, task, [method], c, model=model, reference=None, seeds=todo, on_run=save)
+        if ran:
+            loads = path.with_suffix(".load.json")
+            resumed = loads.exists() and "run" in json.loads(loads.read_text())
+            _save_load(root, model_name, task, "resumed run" if resumed else "run", load0)
+            log.info("wrote %s (load average %.1f -> %.1f)", path, load0, os.getloadavg()[0])
+
+
+def empty_result(model, model_name: str, task: str, cfg: CircuitConfig) -> CircuitResult:
+    """A result file with no runs yet, its header as `run_circuits` makes it (from discrete-sae's fixed prompts)."""
+    first = make_task(model, task, n=discovery_pairs("discrete-sae", cfg), seed=DISCOVERY_SEED_BASE, equal_length=cfg.equal_length)
+    mp, mn = task_separation(model, first)
+    return CircuitResult(model_name, first.name, model.cfg.n_layers, model.cfg.n_heads, mp, mn, check_separates(model, first), None, [])
+
+
+def missing_seeds(path: Path, method: str, n: int) -> list[int]:
+    """Seeds 0..n-1 of `method` the result file at `path` does not hold yet (all if there is no file)."""
+    have = {r.seed for r in CircuitResult.load(path).runs if r.method == method} if path.exists() else set()
+    return [s for s in range(n) if s not in have]
 
 
 def peer(model_name: str, python: str, seeds: int, acdc_seeds: int, n_eval: int, tasks=TASKS, root: Path = RESULTS) -> None:
