@@ -127,17 +127,21 @@ def missing_seeds(path: Path, method: str, n: int) -> list[int]:
     return [s for s in range(n) if s not in have]
 
 
-def peer(model_name: str, python: str, seeds: int, acdc_seeds: int, n_eval: int, tasks=TASKS, root: Path = RESULTS) -> None:
-    """Replace the auto-circuit rows of each task's result file by a fresh peer run."""
+def peer(model_name: str, python: str, seeds: int, acdc_seeds: int, n_eval: int, tasks=TASKS, root: Path = RESULTS,
+         n_prompts: int = 20) -> None:
+    """Replace the auto-circuit rows of each task's result file by a fresh peer run on `n_prompts`
+    discovery pairs (ours use 20; fewer is recorded in the load file's stage name, which the table prints)."""
     model = load_named_model(model_name)
     for task in tasks:
         load0 = os.getloadavg()[0]
         path = result_path(model_name, task, root)
         res = CircuitResult.load(path)
-        rows = peer_runs(model, model_name, task, python, seeds, acdc_seeds, CircuitConfig(n_eval=n_eval))
+        rows = peer_runs(model, model_name, task, python, seeds, acdc_seeds, CircuitConfig(n_eval=n_eval, n_prompts=n_prompts))
+        if not rows:
+            continue
         res.runs = [r for r in res.runs if not r.method.startswith("auto-circuit")] + rows
         res.summarize().save(path)
-        _save_load(root, model_name, task, "peer", load0)
+        _save_load(root, model_name, task, "peer" if n_prompts == 20 else f"peer ({n_prompts} prompt pairs)", load0)
 
 
 def peer_runs(model, model_name: str, task: str, python: str, seeds: int, acdc_seeds: int, cfg: CircuitConfig) -> list[MethodRun]:
@@ -159,10 +163,10 @@ def peer_runs(model, model_name: str, task: str, python: str, seeds: int, acdc_s
         inp, out = Path(work) / "in.json", Path(work) / "out.json"
         inp.write_text(json.dumps(spec))
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        proc = subprocess.run([python, str(Path(__file__).parent / "autocircuit_run.py"), str(inp), str(out)],
-                              capture_output=True, text=True, env=env)
+        # its output (a line per method run, auto-circuit's progress bars) goes straight to ours, so a slow run shows where it is
+        proc = subprocess.run([python, str(Path(__file__).parent / "autocircuit_run.py"), str(inp), str(out)], env=env)
         if proc.returncode != 0 or not out.exists():
-            log.warning("auto-circuit run failed: %s", (proc.stdout + proc.stderr).strip().splitlines()[-1:])
+            log.warning("auto-circuit run failed (exit %d; its output is above)", proc.returncode)
             return []
         rows = json.loads(out.read_text())
     eval_task, eval_src = eval_prompts(model, task, cfg.n_eval)
@@ -369,6 +373,7 @@ def main() -> None:
                    help="python of the auto-circuit venv (benchmarks/circuits/autocircuit_env.sh)")
     q.add_argument("--seeds", type=int, default=3, help="seeds of auto-circuit's EAP")
     q.add_argument("--acdc-seeds", type=int, default=1, help="seeds of auto-circuit's ACDC")
+    q.add_argument("--n-prompts", type=int, default=20, help="discovery prompt pairs (20 as ours; fewer where its ACDC is too slow)")
     k = sub.add_parser("keep-earlier", help="add the methods a result file lacks from an earlier result file")
     k.add_argument("--model", choices=MODELS, required=True)
     k.add_argument("--earlier", type=Path, required=True, help="directory of the earlier result files")
@@ -385,7 +390,7 @@ def main() -> None:
     elif a.cmd == "keep-earlier":
         keep_earlier(a.model, a.earlier, a.label, a.tasks)
     elif a.cmd == "peer":
-        peer(a.model, a.peer_python, a.seeds, a.acdc_seeds, a.n_eval, a.tasks, a.results)
+        peer(a.model, a.peer_python, a.seeds, a.acdc_seeds, a.n_eval, a.tasks, a.results, a.n_prompts)
     else:
         body = table()
         update_section("circuits", "## Circuits\n\n" + body)
