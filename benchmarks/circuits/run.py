@@ -219,11 +219,12 @@ def table() -> str:
              "(content-keyed), with the layer-only ranking (earlier layers first / later first) and the std of a random "
              "ranking's AUC beside it. Time: discovery wall time per seed (mean ± std), one torch thread, on a 2-core "
              "machine shared with other jobs (each task's load average at the start -> end of its run is printed with it), "
-             "so absolute times are inflated and only ratios within one task mean anything. "
+             "so absolute times are inflated and only ratios within one task mean anything. `run` saves the result file after every "
+             "method run and skips the method / seed pairs it already holds, so a stopped run resumes. "
              "discrete-sae reads its codes on one fixed prompt set per task (seed 20000): its std covers the SAE "
              "initialisation and the 10 training prompts only; its time after seed 0 reuses the head outputs (seed 0's time "
              "is printed beside it). Seeds differ by method (the `seeds` column): discrete-sae 10, as the paper; the "
-             "other methods fewer, for CPU time. auto-circuit rows: auto-circuit 1.0.1 on transformer-lens 2.18 in its own "
+             "other methods fewer, for CPU time (3; ACDC 1). auto-circuit rows: auto-circuit 1.0.1 on transformer-lens 2.18 in its own "
              "venv, same weights (logits checked equal) and discovery prompts (equal token counts), ACDC with KL and "
              "tau 0.01; head score = sum of |EAP| edge scores out of the head, or ACDC's max over them; CPR / CMD are ours, "
              "computed from those head scores."]
@@ -316,6 +317,9 @@ def _targets(model_name: str, task: str, res: CircuitResult, ref) -> str:
     t0 = next(r.seconds for r in res.runs if r.method == "discrete-sae" and r.seed == 0)
     ratio = (f"{t_acdc / t_dsae:.1f}x ({'met' if t_acdc / t_dsae >= 100 else 'missed'}); {t_acdc / t0:.1f}x vs seed 0"
              if not math.isnan(t_acdc) else "ACDC not run")
+    t_peer = _mean(res, "auto-circuit acdc", "seconds")
+    if not math.isnan(t_peer):
+        ratio += f"; auto-circuit ACDC {t_peer / t_dsae:.1f}x"
     return (f"| {model_name} | {task} | {auc_cell} | {goal_cell} | {cprs['discrete-sae']:.3f} | {cprs[best]:.3f} ({best}) | "
             f"{gap:.3f} ({'met' if gap <= 0.05 else 'missed'}) | {ratio} |")
 
