@@ -365,10 +365,13 @@ made it 2.4x cheaper in CPU time (7.12 s -> 3.02 s on embedded / IOI, same head 
 implementation changes only: hand-written gradients, fused Adam, and vectorised code scores. The protocol's numbers
 (epochs, lambda, latents) are unchanged.
 
-**auto-circuit agrees with our baselines.** On the same weights and prompts its EAP ranks the heads as ours does
-(node AUC within 0.01 on both greater-than tasks) and its ACDC finds the reference exactly (AUC 1.000). The earlier
-session's `peer` stage did not finish in 18 minutes at load average 20-28; at load 3-5 it takes about 5 minutes
-per task, nearly all of it auto-circuit's ACDC.
+**auto-circuit agrees with our baselines.** On the same weights and prompts its EAP ranks the heads as ours does on
+both greater-than tasks (node AUC within 0.01) and a little better on IOI (0.973 vs 0.929, 3 seeds each); its ACDC
+scores 1.000 on both greater-than tasks and 0.982 on IOI (ours 1.000 / 1.000 / 0.973). Its EAP's CPR is within 0.04
+of ours everywhere; its ACDC's is lower on greater-than (0.911 vs 0.945 embedded, 0.723 vs 0.860 embedded-attn)
+because one tau gives only two head scores (kept / pruned), and CPR's tie blocks then average over the order inside
+each block. The earlier session's `peer` stage did not finish in 18 minutes at load
+average 20-28; at load 3-5 it takes 1-6 minutes per task, nearly all of it auto-circuit's ACDC (no prompts cut).
 
 **Not run.** The attention-only model has no IOI or docstring behaviour (model card: IOI accuracy 0.445 with a negative
 logit difference, docstring 0.03), so those tasks have no circuit to find. Edge CPR can be negative: its empty graph
