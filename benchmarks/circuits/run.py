@@ -14,7 +14,9 @@ EAP-IG `--other-seeds`; ACDC `--acdc-seeds`. auto-circuit's EAP and ACDC run in 
 
     python benchmarks/circuits/run.py peer --model embedded --peer-python /tmp/ac-venv/bin/python
 
-The load average at the start and end of each stage goes to results/<model>__<task>.load.json; the table prints it.
+`run` saves the result file after every method run and skips the method / seed pairs it already holds, so the same
+command resumes a stopped run (delete the file, or give another --results, for a fresh one). The load average at the
+start and end of each run (and of a resumed run) goes to results/<model>__<task>.load.json; the table prints it.
 
 `run` scores no reference (the runs keep every method's node scores); `table` computes node AUC
 afterwards against the reference found by content key (`interp.circuits.reference`), beside the
