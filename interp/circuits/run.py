@@ -304,10 +304,11 @@ def add_curves(run: MethodRun, model: HookedTransformer, eval_task: CircuitTask,
 
 def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...] = METHODS, cfg: CircuitConfig | None = None,
                  model: HookedTransformer | None = None, reference: ReferenceCircuit | str | None = "stored",
-                 reference_root: str | Path | None = None, progress=None) -> CircuitResult:
-    """Run `methods` on `task` for `cfg.seeds` seeds; score each against the reference (a
-    `ReferenceCircuit`, or a mode for `get_reference`) and by the reference-free curves.
-    `progress(done, total, text)`, when given, is called after every method run."""
+                 reference_root: str | Path | None = None, progress=None, seeds=None, on_run=None) -> CircuitResult:
+    """Run `methods` on `task` for `cfg.seeds` seeds (or the seed indices `seeds`, e.g. those a stopped
+    run lacks); score each against the reference (a `ReferenceCircuit`, or a mode for `get_reference`)
+    and by the reference-free curves. `progress(done, total, text)` and `on_run(run)`, when given, are
+    called after every method run (`on_run` with its MethodRun, so a caller can save as it goes)."""
     cfg = cfg or CircuitConfig()
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -322,9 +323,10 @@ def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...
         log.info("JSONL task: the faithfulness curves use the file's own prompts (no held-out set)")
     runs: list[MethodRun] = []
     first = None
-    total, done = cfg.seeds * len(methods), 0
+    seeds = list(range(cfg.seeds)) if seeds is None else list(seeds)
+    total, done = len(seeds) * len(methods), 0
     fixed, cache = {}, {}
-    for seed in range(cfg.seeds):
+    for seed in seeds:
         for method in methods:
             n = discovery_pairs(method, cfg)
             if method == "discrete-sae":  # prompts fixed per task; the seed moves SAE init + training subset
@@ -358,6 +360,8 @@ def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...
             if eval_task is not None:
                 add_curves(run, model, eval_task, eval_src, scores, edges if cfg.edge_curves else None)
             runs.append(run)
+            if on_run is not None:
+                on_run(run)
             done += 1
             log.info("%s seed %d: CPR %.3f, CMD %.3f, node AUC %.3f, %.2fs", method, seed, run.cpr, run.cmd, run.node_auc, meas.seconds)
             if progress is not None:
