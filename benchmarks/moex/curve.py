@@ -4,6 +4,12 @@ rate and validation loss move with steps (for a run that has not finished, or a 
     OMP_NUM_THREADS=1 python benchmarks/moex/curve.py runs/moex-cpu/dense-gelu [--legal 100] [--no-readme]
     python benchmarks/moex/curve.py runs/moex-long/dense-gelu --recorded   # the points its training recorded (--eval-every)
 
+The `moex-curve` table comes from the second form, after (the cpu-short dense-GELU, 10x the steps, on 8,000 games):
+
+    interp moex train --data chess --arch dense-gelu --d-mlp 512 --layers 4 --d-model 256 --heads 8 --n-ctx 256 \
+        --steps 600 --batch-size 8 --lr 2e-3 --warmup 3 --games 8000 --val-games 200 --eval-every 150 \
+        --checkpoint-every 50 --seed 0 --out runs/moex-long/dense-gelu
+
 Scores every checkpoint kept in RUN/checkpoint/ (and the finished model, if there) on the run's own
 held-out games (the first n_val_games of its game store), writes benchmarks/moex/curve.json and the
 "moex-curve" section of benchmarks/README.md. Random play's legal-move rate for comparison: a random
@@ -86,7 +92,8 @@ def main(argv=None) -> int:
         logging.info("%s", rows[-1])
     note = (f"`{run.as_posix()}`: {tcfg.mlp.arch}, {mcfg.n_layers} layers, d_model {mcfg.d_model}, n_ctx {mcfg.n_ctx}, "
             f"{tcfg.n_games} {tcfg.engine} training games, batch {tcfg.batch_size}, lr {tcfg.lr}, planned {tcfg.steps} steps. "
-            "tokens = steps x batch x n_ctx (an upper bound: padding is masked). Legal-move rate: the greedy continuation "
+            + ("tokens: as the training counted them (padding excluded). " if args.recorded else
+               "tokens = steps x batch x n_ctx (an upper bound: padding is masked). ") + "Legal-move rate: the greedy continuation "
             "after a random move number of each held-out game parses as a legal move."
             + (f" Points recorded during training (train time {cfg.get('train_seconds', 0):.0f} s on {cfg.get('device')})." if args.recorded else ""))
     body = "\n\n".join(["### MoE-X chess: learning curve of one run", note, markdown_table(rows)])
