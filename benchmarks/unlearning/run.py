@@ -22,6 +22,7 @@ and the "unlearning" section of benchmarks/README.md:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/unlearning/run.py --concepts colors animals
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/unlearning/run.py --multi
+    .venv/bin/python benchmarks/unlearning/run.py --concepts colors animals --time-cli   # the command as a fresh process
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/unlearning/run.py --report
 """
 
