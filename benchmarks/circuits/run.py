@@ -226,8 +226,8 @@ def table() -> str:
              "discrete-sae reads its codes on one fixed prompt set per task (seed 20000): its std covers the SAE "
              "initialisation and the 10 training prompts only; its time after seed 0 reuses the head outputs (seed 0's time "
              "is printed beside it). Seeds differ by method (the `seeds` column): discrete-sae 10, as the paper; the "
-             "other methods 10 where affordable (patching, EAP, EAP-IG and the legacy setup on embedded IOI / greater-than and "
-             "embedded-attn; ACDC 3 there), 3 on docstring (ACDC 1: 10 minutes a run), auto-circuit EAP 3 and ACDC 1. auto-circuit rows: auto-circuit 1.0.1 on transformer-lens 2.18 in its own "
+             "other methods 10 too (patching, EAP, EAP-IG, the legacy setup); ACDC 3 (1 on docstring: 10 minutes a run); "
+             "auto-circuit EAP 3 and ACDC 1. auto-circuit rows: auto-circuit 1.0.1 on transformer-lens 2.18 in its own "
              "venv, same weights (logits checked equal) and discovery prompts (equal token counts), ACDC with KL and "
              "tau 0.01; head score = sum of |EAP| edge scores out of the head, or ACDC's max over them; CPR / CMD are ours, "
              "computed from those head scores."]
@@ -355,11 +355,11 @@ where the paper protocol gets 0.676.
   how varied a head's outputs are, and this model's layer-0 heads are the least varied, so the method ranks the
   circuit last (ranking later layers first scores about as badly, the layer-only AUC in the header).
 - *CPR within 0.05 of the best method: missed everywhere*, by less than 0.001 on embedded greater-than (0.894 vs
-  ACDC's 0.944), by 0.097 on IOI (0.765 vs ACDC's 0.913), by 0.209 on docstring (0.388 vs EAP-IG's 0.647) and by
+  ACDC's 0.944), by 0.097 on IOI (0.765 vs ACDC's 0.913), by 0.207 on docstring (0.388 vs EAP-IG's 0.645) and by
   0.624 on embedded-attn greater-than (0.195 vs ACDC's 0.869). On IOI and greater-than of the embedded model patching, EAP,
   EAP-IG, ACDC and auto-circuit's EAP and ACDC all land within 0.05 of each other.
 - *Docstring* (no AUC target on the embedded model): 0.676 ± 0.069, as the quick check of the authors' protocol
-  found (about 0.67), against 0.922 for EAP-IG and 0.913 for ACDC.
+  found (about 0.67), against 0.921 for EAP-IG and 0.913 for ACDC.
 - *>= 100x less time than ACDC: met only on docstring.* discrete-sae takes 2-4 s per seed (its 500 full-batch
   epochs). Our ACDC takes 597 s on docstring (longer prompts, 14 reference heads: 170x), but 40-49 s on IOI and
   greater-than (12-13x, 3 seeds) and 10 s on embedded-attn (4.6x). auto-circuit's edge-level ACDC (1519 edges, a forward pass
