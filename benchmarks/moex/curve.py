@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._readme import markdown_table, update_section  # noqa: E402
+from benchmarks.moex.run import curve_points  # noqa: E402
 from interp.errors import InterpError  # noqa: E402
 from interp.moex.evaluate import legal_move_rate  # noqa: E402
 from interp.moex.model import build_chess_model, configs_from, read_cfg  # noqa: E402
@@ -72,8 +73,7 @@ def main(argv=None) -> int:
         if not (run / "cfg.json").is_file():
             raise SystemExit(f"error: {run} has not finished training (no cfg.json); leave out --recorded to score its checkpoints")
         cfg = read_cfg(run)
-        rows = [{"step": pt["step"], "tokens": pt["tokens"], "val loss": pt["val_loss"], "legal-move rate": pt["legal_move_rate"],
-                 "held-out games": pt.get("n_val_games")} for pt in cfg.get("curve", [])]
+        rows = curve_points(cfg, legal="legal-move rate")
         tcfg = TrainConfig(**{k: v for k, v in cfg["train"].items() if k in TrainConfig.__dataclass_fields__})
         mcfg, _ = configs_from({"model": cfg["train"]["model"], "mlp": cfg["train"]["mlp"]}, run)
     for step, weights, train in [] if args.recorded else checkpoints(run):

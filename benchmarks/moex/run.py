@@ -170,15 +170,15 @@ def lm_table(per_seed: list[list[dict]]) -> list[dict]:
              "seeds": len(r)} for src, r in by_src.items()]
 
 
+def curve_points(cfg: dict, legal: str = "legal moves") -> list[dict]:
+    """The learning-curve points a training run recorded in its cfg.json, as table rows (`legal`: that column's name)."""
+    return [{"step": pt["step"], "tokens": pt["tokens"], "val loss": pt["val_loss"], legal: pt["legal_move_rate"],
+             "held-out games": pt.get("n_val_games")} for pt in cfg.get("curve", [])]
+
+
 def curve_rows(seed_dir: Path, names: list[str]) -> list[dict]:
     """The learning-curve points each model's training recorded in its cfg.json."""
-    rows = []
-    for n in names:
-        if (seed_dir / n / "cfg.json").is_file():
-            for pt in read_cfg(seed_dir / n).get("curve", []):
-                rows.append({"model": n, "step": pt["step"], "tokens": pt["tokens"], "val loss": pt["val_loss"],
-                             "legal moves": pt["legal_move_rate"], "held-out games": pt.get("n_val_games")})
-    return rows
+    return [{"model": n, **row} for n in names if (seed_dir / n / "cfg.json").is_file() for row in curve_points(read_cfg(seed_dir / n))]
 
 
 def model_eval(root: Path, scale: SuiteScale, seed: int, name: str, device, tiny: bool, cached_only: bool = False) -> dict | None:
