@@ -158,6 +158,9 @@ def init(device: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> Par
     if not under_torchrun() or dist.is_initialized():
         return from_env()
     from interp.device import resolve_device
+    from interp.procs import die_with_parent
+
+    die_with_parent()  # a rank never outlives its launcher (`kill -9` of `interp ... --nproc N` or of torchrun)
 
     dev = resolve_device(device)
     # On GPUs, nccl for cuda tensors and gloo for the CPU ones (object collectives, CPU-side state).

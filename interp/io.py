@@ -10,6 +10,14 @@ Guarantees:
   first and deleted last, so a crash never leaves neither;
 * a run directory written by several processes is guarded by `RunLock` (`.lock` naming the holder).
 
+The output policy (`check_output_file`, `check_output_dir`), checked by every writing command
+before any work starts:
+* a path is written only when it is new, or is a regular file / a directory interp made (its
+  marker file is there) and the user passed `--overwrite`;
+* a device, FIFO, socket or symbolic link is never renamed over, with or without `--overwrite`
+  (`_atomic_file` checks again right before its rename);
+* an output never replaces an input of the same command, nor anything inside an input directory.
+
 Generated state (references, caches) lives under `user_data_dir()` (`$INTERP_HOME`, default
 `~/.cache/interp`), never inside the installed package.
 """
@@ -68,8 +76,15 @@ def _fsync_dir(d: Path) -> None:
 
 
 def check_parent_writable(path: str | Path, what: str = "output") -> Path:
-    """The resolved `path` after checking that its parent exists (or can be made) and is a writable directory."""
+    """The resolved `path` after checking that its parent exists (or can be made) and is a writable
+    directory, and that its name is UTF-8 text (SAELens and safetensors cannot open other names, so
+    interp never creates one)."""
     p = Path(path).expanduser()
+    try:
+        str(p).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = str(p).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise InterpError(f"{what} {shown}: the path is not UTF-8 text; give a UTF-8 name (nothing was changed)") from None
     parent = p.parent if str(p.parent) else Path(".")
     anc = parent
     while not anc.exists():
@@ -83,19 +98,93 @@ def check_parent_writable(path: str | Path, what: str = "output") -> Path:
     return p
 
 
+def _kind(p: Path) -> str | None:
+    """What is at `p` without following a final symlink: None (nothing), 'file', 'dir', or the
+    name of anything interp never replaces ('symbolic link', 'device', 'FIFO', 'socket')."""
+    import stat
+
+    try:
+        m = os.lstat(p).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "unreadable entry"
+    if stat.S_ISLNK(m):
+        return "symbolic link"
+    if stat.S_ISREG(m):
+        return "file"
+    if stat.S_ISDIR(m):
+        return "dir"
+    if stat.S_ISCHR(m) or stat.S_ISBLK(m):
+        return "device"
+    if stat.S_ISFIFO(m):
+        return "FIFO"
+    if stat.S_ISSOCK(m):
+        return "socket"
+    return "special file"
+
+
+def _refuse_special(p: Path, what: str) -> None:
+    k = _kind(p)
+    if k not in (None, "file", "dir"):
+        raise InterpError(f"{what} {p} is a {k}; interp never writes over one (give a new path; nothing was changed)")
+
+
+def _inside(p: Path, d: Path) -> bool:
+    return p == d or d in p.parents
+
+
+def _refuse_inputs(p: Path, inputs, what: str, is_dir: bool) -> None:
+    """Refuse an output that would replace an input (a file given as input, anything existing inside
+    an input directory, or, for a directory output, a directory holding an input)."""
+    rp = p.resolve()
+    for inp in inputs or ():
+        if inp is None or str(inp) == "":
+            continue
+        ip = Path(inp).expanduser()
+        if not ip.exists():
+            continue
+        ri = ip.resolve()
+        clash = rp == ri or (ri.is_dir() and ri in rp.parents and (p.exists() or p.is_symlink())) \
+            or (is_dir and ri in rp.parents) or (is_dir and rp in ri.parents)
+        if clash:
+            raise InterpError(f"{what} {p} would replace the input {inp} of this command; give another path (nothing was changed)")
+
+
+def check_output_file(path: str | Path, *, overwrite: bool = False, inputs=(), what: str = "output file",
+                      allow_package: bool = False) -> Path:
+    """The output policy for one file, before any work starts: a new path, or an existing regular
+    file with `overwrite`; never a directory, device, FIFO, socket or symlink; never an input of the
+    same command; the parent must be (or become) a writable directory. Returns the path."""
+    p = check_parent_writable(path, what)
+    if not allow_package:
+        refuse_package_path(p)
+    k = _kind(p)
+    if k == "dir":
+        raise InterpError(f"{what} {p} is a directory; give a file path (nothing was changed)")
+    _refuse_special(p, what)
+    _refuse_inputs(p, inputs, what, is_dir=False)
+    if k == "file" and not overwrite:
+        raise InterpError(f"{what} {p} exists; pass --overwrite to replace it (nothing was changed)")
+    return p
+
+
 def _atomic_file(path: str | Path, write) -> Path:
     """The one atomic file writer: `write(tmp)` fills a temporary sibling, which is fsync'd and
-    renamed over `path`; on any error the temporary file is removed and `path` is untouched."""
+    renamed over `path`; on any error the temporary file is removed and `path` is untouched. It
+    renames only onto nothing or a regular file (never a device, FIFO, socket, symlink or folder)."""
     p = check_parent_writable(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    if p.is_dir():
+    if _kind(p) == "dir":
         raise InterpError(f"{p} is a directory; expected a file path")
+    _refuse_special(p, "output")
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
     os.close(fd)
     try:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        _refuse_special(p, "output")  # again: something may have appeared there while we wrote
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -162,20 +251,23 @@ def verify_checksum(path: str | Path, expected: str, what: str = "file") -> None
 
 
 def check_output_dir(out: str | Path, *, marker: str | None, overwrite: bool, what: str = "output directory",
-                     allow_package: bool = False) -> Path:
+                     allow_package: bool = False, inputs=()) -> Path:
     """Validate an output directory before any work starts.
 
     * does not exist: fine;
     * exists and is a file: error (never replaced);
     * exists, empty: fine;
     * exists and holds `marker` (it is this kind of run): fine only with `overwrite` (or the caller resumes);
-    * exists and is anything else: refused even with `overwrite` unless `marker` is None.
+    * exists and is anything else: refused even with `overwrite` unless `marker` is None;
+    * a symlink, device, FIFO or socket, or a path holding / inside an input of the command: refused.
 
     A path inside the installed package is refused unless `allow_package` (only the builders of
     shipped weights pass it)."""
     p = check_parent_writable(out, what)
     if not allow_package:
         refuse_package_path(p)
+    _refuse_special(p, what)
+    _refuse_inputs(p, inputs, what, is_dir=True)
     if not p.exists():
         return p
     if not p.is_dir():

@@ -304,14 +304,14 @@ def render(stats: FeatureStore, ids: list[int], fmt: str, title: str = "Feature 
 
 def check_report_path(out: str | Path) -> Path:
     """Refuse an output path that cannot take a report, before anything is rendered."""
-    from interp.io import check_parent_writable
+    from interp.io import check_output_file
 
     out = Path(out)
     if out.is_dir():
         raise InterpError(f"{out} is a directory; give a file name for the report")
     if out.exists() and not out.is_file():
         raise InterpError(f"{out} exists and is not a regular file")
-    return check_parent_writable(out, "report")
+    return check_output_file(out, overwrite=True, what="report")  # symlinks, devices; the CLI checks --overwrite
 
 
 def write_report(stats: FeatureStore, ids: list[int], fmt: str, out: str | Path, title: str = "Feature report") -> Path:

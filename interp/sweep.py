@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from interp.errors import InterpError
-from interp.io import atomic_write_json, atomic_write_text, check_parent_writable, refuse_package_path
+from interp.io import atomic_write_json, atomic_write_text, check_output_dir, check_parent_writable, refuse_package_path
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,10 @@ def cmd_trials(command: Sequence[str], **axes: Sequence) -> list[Trial]:
         raise InterpError("give the interp subcommand to sweep, e.g. unlearn --concept animals")
     from interp.cli import build_parser
 
+    for name, values in axes.items():  # a path that is not there fails every trial: say so now
+        for v in values:
+            if isinstance(v, str) and os.sep in v and not os.path.exists(v):
+                raise InterpError(f"--grid {name}: {v} does not exist (nothing was run)")
     parser = build_parser()
     for point in grid(**axes):
         try:
@@ -293,6 +297,8 @@ def run_sweep(trials: list[Trial], out: str | Path, ray: str | None = None, work
         raise InterpError(f"sweep directory {out} is a file; give a directory path (nothing was changed)")
     if out.exists() and any(out.iterdir()) and not (out / "sweep.json").exists():
         raise InterpError(f"sweep directory {out} exists and is not an interp sweep; choose another path (nothing was changed)")
+    # the shared output policy too (symlinks, devices, inputs): a sweep of ours is resumed, so "overwrite"
+    check_output_dir(out, marker="sweep.json", overwrite=True, what="sweep directory")
     if ray is not None and ray != "auto":
         check_ray_address(ray)  # before any work starts
 
@@ -338,8 +344,12 @@ def _execute(todo: list[Trial], args: tuple, ray_address: str | None, workers: i
         import concurrent.futures as cf
         import multiprocessing as mp
 
-        # spawn, not fork: a forked copy of a process holding torch threads can deadlock.
-        with cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+        from interp.procs import die_with_parent
+
+        # spawn, not fork: a forked copy of a process holding torch threads can deadlock. Each worker
+        # dies with the driver (a `kill -9` of `interp sweep` once left a 686 MB worker behind).
+        with cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
+                                    initializer=die_with_parent) as pool:
             futs = [pool.submit(run_trial, t, *args) for t in todo]
             for f in cf.as_completed(futs):
                 yield f.result()
@@ -356,17 +366,30 @@ def _execute(todo: list[Trial], args: tuple, ray_address: str | None, workers: i
 
 
 def _esc(v) -> str:
-    """A Markdown table cell: numbers rounded, pipes and newlines escaped."""
+    """A plain-text table cell: numbers rounded, control characters (newlines, terminal escapes) as spaces."""
     if isinstance(v, float):
         return f"{v:.4g}"
-    return str(v).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return "".join(" " if (ord(c) < 32 or 127 <= ord(c) < 160) else c for c in str(v))
+
+
+_MD_SPECIAL = set("\\`*_[]!|~$")  # the HTML characters are entities already (html.escape)
+
+
+def md_cell(v) -> str:
+    """A Markdown table cell that renders as the text it holds, with HTML on or off: HTML's
+    characters become entities (`<img onerror>` stays text) and Markdown's punctuation (links,
+    code, emphasis, pipes, `$` maths) is backslash-escaped."""
+    import html
+
+    text = html.escape(_esc(v), quote=True)
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in text)
 
 
 def _write_table(out: Path, rows: list[dict]) -> None:
     cols = list(dict.fromkeys(k for r in rows for k in r if k not in ("kind",)))
-    lines = ["| " + " | ".join(_esc(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines = ["| " + " | ".join(md_cell(c) for c in cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        lines.append("| " + " | ".join(_esc(r.get(c, "")) for c in cols) + " |")
+        lines.append("| " + " | ".join(md_cell(r.get(c, "")) for c in cols) + " |")
     atomic_write_json(out / "results.json", rows)
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
 

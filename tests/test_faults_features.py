@@ -68,7 +68,7 @@ def test_features_bad_paths_and_nan_sae(capsys, tmp_path, model):
     a_file = tmp_path / "a_file"
     a_file.write_text("mine")
     _clean_error(capsys, ["features", "--sae", str(a_file)], "not an SAE directory")
-    _clean_error(capsys, ["features", "--neurons", "0", "--out", str(a_file)], "is a file, not a directory")
+    _clean_error(capsys, ["features", "--neurons", "0", "--out", str(a_file)], "is a file; give a directory path")
     _clean_error(capsys, ["features", "--neurons", "0", "--out", str(a_file / "sub")], "is a file, not a directory")
     _clean_error(capsys, ["features", "--sae", str(tmp_path), "--neurons", "0"], "exactly one of")
     assert a_file.read_text() == "mine"

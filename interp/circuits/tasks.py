@@ -111,7 +111,9 @@ def _ids(model: HookedTransformer, s: str) -> list[int]:
 
 
 def _ntok(model: HookedTransformer, s: str) -> int:
-    return int(model.to_tokens(s).shape[1])
+    # truncate=False: TransformerLens cuts at n_ctx by default, which hid over-long prompts (the
+    # answer position was dropped and the run exited 0)
+    return int(model.to_tokens(s, truncate=False).shape[1])
 
 
 def _single(model: HookedTransformer, s: str, where: str) -> int:
@@ -132,7 +134,10 @@ def _finish(model: HookedTransformer, name: str, metric: str, pos: list[str], ne
                               "patching methods need equal token counts")
     longest = max(lp)
     if longest > model.cfg.n_ctx:
-        raise InterpError(f"a prompt of task {name!r} is {longest} tokens, longer than the model's n_ctx {model.cfg.n_ctx}")
+        i = lp.index(longest)
+        at = where[i] if where else f"pair {i}"
+        raise InterpError(f"{at}: the prompt is {longest} tokens, longer than the model's context of {model.cfg.n_ctx} "
+                          f"(task {name!r}); shorten it (it is never cut: the answer position would be lost)")
     pt = model.to_tokens(pos, padding_side="right")[:, :longest]
     nt = model.to_tokens(neg, padding_side="right")[:, :longest]
     return CircuitTask(name, metric, pos, neg, good, bad, pt, nt, torch.tensor(lp))
@@ -241,7 +246,8 @@ def docstring_task(model: HookedTransformer, n: int = 20, seed: int = C.HELDOUT_
 
 def check_task_source(task: str) -> None:
     """Fail with one line, before any model loads, when `task` is neither a built-in task nor a
-    readable JSONL text file (missing, a directory, binary, not UTF-8)."""
+    JSONL file whose every line is a well-formed task row (missing, a directory, binary, not
+    UTF-8, a line over the length bound, a bad field, answer equal to a wrong answer)."""
     if task in BUILTIN_TASKS:
         return
     path = Path(task)
@@ -251,28 +257,16 @@ def check_task_source(task: str) -> None:
         raise InterpError(f"unknown task {task!r}; use one of {', '.join(BUILTIN_TASKS)} or a FILE.jsonl")
     if path.is_dir():
         raise InterpError(f"task file {path} is a directory; give a JSONL file")
-    _read_text(path)
+    if not any(True for _ in _task_rows(path)):
+        raise InterpError(f"task file {path} has no prompts")
 
 
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise InterpError(f"task file {path}: cannot read it ({e.strerror or type(e).__name__})") from None
-    if b"\0" in data[:65536]:
-        raise InterpError(f"task file {path} is binary, not JSONL text")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InterpError(f"task file {path} is not UTF-8 text (byte {e.start})") from None
+def _task_rows(path: Path):
+    """(where, row) of each task line, streamed with a bound on the line length
+    (`interp.data.lines`) and checked field by field."""
+    from interp.data.lines import iter_lines
 
-
-def load_jsonl_task(model: HookedTransformer, path: str | Path, metric: str = "logit_diff") -> CircuitTask:
-    """A custom task from JSONL: each line {"positive", "negative", "answer", "wrong_answer"}."""
-    path = Path(path)
-    check_task_source(str(path))
-    pos, neg, good, bad, where = [], [], [], [], []
-    for ln, line in enumerate(_read_text(path).splitlines(), start=1):
+    for ln, line in iter_lines(path, "task file"):
         if not line.strip():
             continue
         at = f"{path.name} line {ln}"
@@ -288,10 +282,23 @@ def load_jsonl_task(model: HookedTransformer, path: str | Path, metric: str = "l
         wrong = row["wrong_answer"] if isinstance(row["wrong_answer"], list) else [row["wrong_answer"]]
         if not all(isinstance(x, str) for x in [row["positive"], row["negative"], row["answer"], *wrong]) or not wrong:
             raise InterpError(f"{at}: positive, negative, answer must be strings and wrong_answer a string or list of strings")
+        if row["answer"] in wrong:
+            raise InterpError(f"{at}: answer {row['answer']!r} is also a wrong_answer; the metric would be 0 for every circuit")
+        yield at, {**row, "wrong_answer": wrong}
+
+
+def load_jsonl_task(model: HookedTransformer, path: str | Path, metric: str = "logit_diff") -> CircuitTask:
+    """A custom task from JSONL: each line {"positive", "negative", "answer", "wrong_answer"}."""
+    path = Path(path)
+    check_task_source(str(path))
+    pos, neg, good, bad, where = [], [], [], [], []
+    for at, row in _task_rows(path):
         pos.append(row["positive"])
         neg.append(row["negative"])
         good.append([_single(model, row["answer"], at)])
-        bad.append([_single(model, w, at) for w in wrong])
+        bad.append([_single(model, w, at) for w in row["wrong_answer"]])
+        if good[-1][0] in bad[-1]:
+            raise InterpError(f"{at}: answer {row['answer']!r} is the same token as a wrong_answer for this model")
         where.append(at)
     if not pos:
         raise InterpError(f"task file {path} has no prompts")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+MAX_PROMPTS = 100_000  # prompt pairs per method and seed (patching runs one forward per head and pair)
+MAX_SEEDS = 1_000
 METHOD_CHOICES = ["discrete-sae", "patching", "eap", "eap-ig", "acdc", "all"]  # mirrors run.METHODS (kept literal: fast --help)
 
 
@@ -18,11 +20,22 @@ def cmd_circuits(args) -> int:
     from interp.circuits.tasks import check_task_source
     from interp.errors import InterpError
 
-    check_task_source(args.task)  # bad task files fail before the model loads
-    if args.json:
-        from interp.io import check_parent_writable
+    from interp.fields import check_count
 
-        check_parent_writable(args.json, "--json")
+    # counts first: a typo such as --prompts 100000000 is answered before the model loads
+    check_count("--prompts", args.prompts, MAX_PROMPTS)
+    check_count("--eval-prompts", args.eval_prompts, MAX_PROMPTS, lo=0)
+    check_count("--seeds", args.seeds, MAX_SEEDS)
+    for flag, v in (("--n-train", args.n_train), ("--top-k-codes", args.top_k_codes), ("--sae-steps", args.sae_steps)):
+        if v is not None:
+            check_count(flag, v, 10**7)
+    check_task_source(args.task)  # bad task files fail before the model loads
+    from interp.io import check_output_dir, check_output_file
+
+    if args.reference_dir:  # a folder (or a new path) for references, never a file
+        check_output_dir(args.reference_dir, marker=None, overwrite=True, what="--reference-dir")
+    if args.json:
+        check_output_file(args.json, overwrite=args.overwrite, inputs=[args.task, args.reference_dir], what="--json")
     model = load_named_model(args.model, getattr(args, "device", None))
     if args.build_reference:
         from interp.circuits.reference import REFERENCE_PROMPTS, build_reference, save_reference
@@ -72,6 +85,7 @@ def register(sub) -> None:
     p.add_argument("--method", default="discrete-sae", choices=METHOD_CHOICES)
     p.add_argument("--seeds", type=int, default=1, help="repeats (prompt draw; discrete-sae: SAE init and training subset)")
     p.add_argument("--json", help="write the full result (scores, curves, circuits, metrics, timings) here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument("--prompts", type=int, default=20, help="prompt pairs for patching, EAP, EAP-IG and ACDC")
     p.add_argument("--eval-prompts", type=int, default=40, help="held-out pairs of the CPR / CMD curves (0 = skip them)")
     p.add_argument("--ablation", default="resample", choices=["resample", "mean"],

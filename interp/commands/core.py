@@ -92,8 +92,11 @@ def cmd_collect(args) -> int:
                         batch_size=args.batch_size, shard_rows=args.shard_rows, dtype=args.store_dtype, text_field=args.text_field,
                         split=args.split, prepend_bos=args.prepend_bos)
     from interp import io
+    from interp.data.sources import check_token_budget, open_source
 
-    io.check_output_dir(args.out, marker="manifest.json", overwrite=True, what="--out")
+    io.check_output_dir(args.out, marker="manifest.json", overwrite=True, what="--out",
+                        inputs=[args.source] if args.source != "corpus" else [])
+    check_token_budget(open_source(cfg.source_spec), cfg.n_tokens)  # before the model loads
     model = load_model(args.model, device=args.device, dtype=args.dtype, processing=args.processing)
     from interp.commands.scale import parallel_from_args
 
@@ -141,8 +144,12 @@ def cmd_app(args) -> int:
 
 def run_child(cmd: list[str]) -> int:
     """Run `cmd` and forward SIGTERM / SIGINT / SIGHUP to it, then wait for it to exit, so stopping
-    `interp app` never leaves Streamlit serving the port. The child's exit code is returned."""
-    child = subprocess.Popen(cmd, env=dict(os.environ))
+    `interp app` never leaves Streamlit serving the port. The child's exit code is returned.
+    A `kill -9` of this process cannot forward anything: the child asked the kernel to stop it
+    when its parent dies (`interp.procs.die_with_parent`)."""
+    from interp.procs import die_with_parent
+
+    child = subprocess.Popen(cmd, env=dict(os.environ), preexec_fn=die_with_parent)
     forwarded: list[int] = []
 
     def forward(signum, frame):

@@ -12,6 +12,7 @@ from interp.errors import InterpError
 
 
 def _check_stats_dir(d: str, what: str) -> Path:
+    """An SAE directory the statistics are written into (their documented home)."""
     from interp.io import check_parent_writable
 
     p = Path(d)
@@ -24,6 +25,26 @@ def _check_stats_dir(d: str, what: str) -> Path:
             raise InterpError(f"{what} {p} is not writable")
         return p
     check_parent_writable(p / "x", what)
+    return p
+
+
+def _check_out_dir(d: str, overwrite: bool, marker: str, inputs=()) -> Path:
+    """--out: a new or empty directory, or statistics interp wrote there (with --overwrite); never a
+    folder of someone else's files (`interp.io.check_output_dir`)."""
+    import json
+
+    from interp.features.store import META_FILE
+    from interp.io import check_output_dir
+
+    p = check_output_dir(d, marker=marker, overwrite=overwrite, what="--out", inputs=inputs)
+    meta = p / META_FILE
+    if meta.is_file():  # "ours" means our format, not just the name
+        try:
+            ok = isinstance(json.loads(meta.read_text()), dict) and "format_version" in json.loads(meta.read_text())
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            raise InterpError(f"--out {p} holds a {META_FILE} that interp did not write; choose another path (nothing was changed)")
     return p
 
 
@@ -42,7 +63,9 @@ def cmd_features(args) -> int:
     cfg = Fm.StatsConfig(n_tokens=args.tokens, source=args.source, seq_len=args.context_size, batch_size=args.batch_size,
                          top_k=args.top_k, seed=args.seed, text_field=args.text_field, split=args.split,
                          prepend_bos=args.prepend_bos)
-    open_source(cfg.source_spec)  # a missing file or text field is one line now, before the model loads
+    from interp.data.sources import check_token_budget
+
+    check_token_budget(open_source(cfg.source_spec), cfg.n_tokens)  # a missing file, a text field, too few tokens: now
     device = str(resolve_device(getattr(args, "device", None)))
     from interp.sae.io import REGISTRY_PREFIX
 
@@ -51,7 +74,7 @@ def cmd_features(args) -> int:
         if not args.out:
             raise InterpError(f"--sae {args.sae} needs --out DIR: the registry SAE is saved there (SAELens format) "
                               "with its statistics, for `interp report --sae DIR` and the dashboard")
-        out = _check_stats_dir(args.out, "--out")
+        out = _check_out_dir(args.out, args.overwrite, marker="cfg.json")
     elif args.sae:
         if not Path(args.sae).is_dir():
             raise InterpError(f"--sae {args.sae}: not an SAE directory")
@@ -59,7 +82,9 @@ def cmd_features(args) -> int:
     else:
         if not args.out:
             raise InterpError("--neurons needs --out DIR (where to store the statistics)")
-        out = _check_stats_dir(args.out, "--out")
+        from interp.features.store import META_FILE
+
+        out = _check_out_dir(args.out, args.overwrite, marker=META_FILE)
     if args.threads:
         torch.set_num_threads(args.threads)
     if registry:
@@ -89,6 +114,9 @@ def cmd_report(args) -> int:
 
     if args.format not in FORMATS:
         raise InterpError(f"unknown report format {args.format!r}; use one of {', '.join(FORMATS)}")
+    from interp.io import check_output_file
+
+    check_output_file(args.out, overwrite=args.overwrite, inputs=[args.sae], what="--out")
     check_report_path(args.out)
     stats = load_stats(args.sae)
     ids = parse_feature_range(args.features, stats.n_features)
@@ -112,6 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=20, help="top-activating contexts kept per feature")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--overwrite", action="store_true", help="replace the statistics (or registry SAE) interp wrote in --out before")
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("report", help="export feature reports (HTML, JSON, Markdown) from stored statistics")
@@ -120,4 +149,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="html", choices=["html", "json", "md"])
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--title", help="report title")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=cmd_report)

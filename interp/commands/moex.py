@@ -8,6 +8,7 @@ from pathlib import Path
 
 from interp.errors import InterpError
 
+MAX_GAMES = 10_000_000  # games in one store (each is a few hundred characters; Stockfish plays a handful per second)
 
 _TRAIN_DEFAULTS = {
     "expert_width": "mlp.d_mlp",
@@ -91,7 +92,7 @@ def cmd_eval(args) -> int:
 
 def cmd_games(args) -> int:
     from interp.data.chess import ChessDataConfig, build_game_store, read_game_store, read_pgn_lines
-    from interp.io import atomic_write_text, check_parent_writable
+    from interp.io import atomic_write_text
 
     if args.check:
         res = read_pgn_lines(args.check)
@@ -99,14 +100,16 @@ def cmd_games(args) -> int:
         for r in res.reasons:
             print(f"  {r}")
         return 0 if not res.skipped else 1
+    from interp.fields import check_count
+
+    check_count("--n", args.n, MAX_GAMES)
+    check_count("--workers", args.workers, 256)
     cfg = ChessDataConfig(n_games=args.n, seed=args.seed, max_chars=args.max_chars, engine=args.engine,
                           stockfish_nodes=args.nodes, random_fraction=args.random_fraction)
     if args.out:
-        out = check_parent_writable(args.out, "--out")
-        if out.is_dir():
-            raise InterpError(f"--out {out} is a directory; give a file path (nothing was changed)")
-        if out.exists() and not args.overwrite:
-            raise InterpError(f"--out {out} exists; pass --overwrite to replace it (nothing was changed)")
+        from interp.io import check_output_file
+
+        check_output_file(args.out, overwrite=args.overwrite, what="--out")
     store = build_game_store(cfg, args.store, workers=args.workers)
     rate = f" ({store.games_per_second:.2f} games/s)" if store.games_per_second else ""
     print(f"{store.n_available} games in {store.path}{rate}")
@@ -120,6 +123,10 @@ def cmd_games(args) -> int:
 def cmd_build(args) -> int:
     from interp.moex.suite import SuiteScale, build_suite, ship
 
+    from interp.fields import check_count
+
+    check_count("--seeds", args.seeds, 100)  # --seeds 0 built nothing and exited 0
+    check_count("--workers", args.workers, 256)
     scale = SuiteScale.preset("tiny" if args.tiny else args.scale)
     build_suite(args.root, scale, seeds=range(args.seeds), device=getattr(args, "device", None), workers=args.workers)
     if args.ship:

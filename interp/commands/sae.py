@@ -8,6 +8,8 @@ from pathlib import Path
 
 from interp.errors import InterpError
 
+MAX_EVAL_TOKENS = 10**9  # held-out tokens of eval-sae (each is a model forward plus the SAE)
+
 
 def _configs(args) -> tuple[list, list[Path]]:
     from interp.sae.config import K_ARCHS, RECIPE_FIELDS, SAETrainConfig
@@ -62,8 +64,12 @@ def cmd_eval_sae(args) -> int:
 
     if args.tokens <= 0:
         raise InterpError(f"--tokens must be positive, got {args.tokens}")
+    from interp.data.sources import check_token_budget
+    from interp.fields import check_count
+
+    check_count("--tokens", args.tokens, MAX_EVAL_TOKENS)
     spec = spec_from_args(args)  # the embedded corpus is read at its held-out seed (`eval_tokens`)
-    open_source(spec)  # a missing file or text field is one line now, before the model loads
+    check_token_budget(open_source(spec), args.tokens)  # a missing file, a text field, a source too small: one line now
     res = evaluate_sae_dir(args.dir, model_name=args.model, n_tokens=args.tokens, source=spec,
                            device=getattr(args, "device", None))
     if args.json:
@@ -96,6 +102,14 @@ def _local_models() -> list[tuple[str, str]]:
 def cmd_list(args) -> int:
     from interp.sae.io import list_saes
 
+    if args.root is None:
+        args.root = "saes"
+    else:  # a folder the user named must be one (a file or a typo listed "0 SAEs" and exited 0)
+        root = Path(args.root)
+        if not root.exists():
+            raise InterpError(f"--root {root} does not exist")
+        if not root.is_dir():
+            raise InterpError(f"--root {root} is not a directory")
     print("models:")
     for name, what in _local_models():
         print(f"  {name:28s} {what}")
@@ -144,7 +158,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between resumable checkpoints (0: none)")
     p.add_argument("--act-tokens", type=int, help="activations to collect (default: --tokens; fewer means several epochs)")
-    p.add_argument("--acts-dir", help="activation cache directory (default: runs/acts/<model>-<hash>)")
+    p.add_argument("--acts-dir", help="activation cache directory (default: $INTERP_HOME/acts/<model>-<hash>, removed after training)")
     p.add_argument("--eval-tokens", type=int, default=16384, help="held-out tokens for the metrics")
     from interp.commands.scale import add_launch_args, parallel_command
 
@@ -161,5 +175,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval_sae)
 
     p = sub.add_parser("list", help="models and SAEs available locally, with key metrics")
-    p.add_argument("--root", default="saes", help="where to look for SAEs")
+    p.add_argument("--root", default=None, help="where to look for SAEs (default: saes)")
     p.set_defaults(func=cmd_list)

@@ -37,7 +37,7 @@ def parallel_command(handler):
     def run(args) -> int:
         from interp import distributed as dist
 
-        if getattr(args, "nproc", None) and not dist.under_torchrun():
+        if getattr(args, "nproc", None) is not None and not dist.under_torchrun():
             if args.nproc < 1:
                 raise InterpError("--nproc must be at least 1")
             argv = dist.strip_launch_args(getattr(args, "argv", None) or sys.argv[1:])
@@ -98,38 +98,75 @@ def _num(s: str):
             return s
 
 
-def _parse_grid(items: list[str]) -> dict:
-    """--grid NAME=V1,V2 ... -> {NAME: [V1, V2]} (numbers parsed; a bare NAME is a flag swept on/off)."""
+def _parse_grid(items: list[str], cls=None) -> dict:
+    """--grid NAME=V1,V2 ... -> {NAME: [V1, V2]}. With `cls` (the SAE config dataclass) every NAME
+    must be one of its fields and every value is parsed as that field's type (a bare NAME sweeps a
+    true/false field over both); without it (command sweeps) numbers are parsed and a bare NAME is
+    a flag swept on and off. Every problem is one line naming the item, before any work."""
+    from interp.fields import field_names, parse_value
+
     axes: dict = {}
     for it in items or []:
         name, sep, vals = it.partition("=")
         name = name.strip().lstrip("-").replace("-", "_")
-        if not name:
-            raise InterpError(f"--grid {it!r}: expected NAME=V1,V2")
-        axes[name] = [_num(v.strip()) for v in vals.split(",") if v.strip()] if sep else [True, False]
+        if not name or not name.isidentifier():
+            raise InterpError(f"--grid {it[:60]!r}: expected NAME=V1,V2")
+        if name in axes:
+            raise InterpError(f"--grid {name} is given twice")
+        if cls is not None:
+            if name not in field_names(cls):
+                raise InterpError(f"--grid {name}: not a field of the SAE config; fields are {', '.join(field_names(cls))}")
+            if not sep:
+                if parse_value(cls, name, "true") is not True:
+                    raise InterpError(f"--grid {it[:60]!r}: expected NAME=V1,V2 ({name} is not a true/false field)")
+                axes[name] = [True, False]
+                continue
+            axes[name] = [parse_value(cls, name, v, where="in --grid") for v in vals.split(",") if v.strip()]
+        else:
+            axes[name] = [_num(v.strip()) for v in vals.split(",") if v.strip()] if sep else [True, False]
         if not axes[name]:
-            raise InterpError(f"--grid {it!r}: no values")
+            raise InterpError(f"--grid {it[:60]!r}: no values")
+        if len(set(map(repr, axes[name]))) != len(axes[name]):
+            raise InterpError(f"--grid {it[:60]!r}: a value is repeated")
     return axes
 
 
-def cmd_sweep(args) -> int:
-    from interp.sweep import cmd_trials, format_rows, run_sweep, sae_trials
+def sweep_trials(args) -> tuple[list, list | None]:
+    """(trials, table columns or None) of an `interp sweep` command line, every value checked."""
+    from interp.sweep import cmd_trials, sae_trials
 
     if args.kind == "sae":
         if not args.hook:
             raise InterpError("an SAE sweep needs --hook")
+        from interp.sae.config import SAETrainConfig
+
         base = dict(hook=args.hook, model=args.model, tokens=args.tokens, batch_size=args.batch_size, seed=args.seed,
                     checkpoint_every=args.checkpoint_every)
-        trials = sae_trials(base, arch=args.arch, d_sae=args.d_sae, k=args.k, l1=args.l1, lr=args.lr, **_parse_grid(args.grid))
+        axes = dict(arch=args.arch, d_sae=args.d_sae, k=args.k, l1=args.l1, lr=args.lr)
+        grid_axes = _parse_grid(args.grid, SAETrainConfig)
+        axes.update(grid_axes)  # a --grid axis replaces the flag of the same field (`--grid k=4,8` once failed: k twice)
+        base = {k: v for k, v in base.items() if k not in grid_axes}
+        trials = sae_trials(base, **axes)
         cols = ["id", "status", "arch", "d_sae", "k", "l1", "lr", "l0", "explained_variance", "ce_loss_score", "frac_alive", "seconds"]
-    else:
-        import shlex
+        cols += [k for k in grid_axes if k not in cols]
+        return trials, cols
+    import shlex
 
+    try:
         command = shlex.split(args.command or "")
-        if not command:
-            raise InterpError('a command sweep needs --command, e.g. --command "unlearn --concept animals --sae DIR"')
-        trials = cmd_trials(command, **_parse_grid(args.grid))
-        cols = None
+    except ValueError as e:
+        raise InterpError(f"--command: {e}") from None
+    if not command:
+        raise InterpError('a command sweep needs --command, e.g. --command "unlearn --concept animals --sae DIR"')
+    return cmd_trials(command, **_parse_grid(args.grid)), None
+
+
+def cmd_sweep(args) -> int:
+    from interp.sweep import format_rows, run_sweep
+
+    if args.workers < 1:
+        raise InterpError(f"--workers {args.workers}: must be at least 1")
+    trials, cols = sweep_trials(args)
     res = run_sweep(trials, args.out, ray=args.ray, workers=args.workers, cpus_per_trial=args.cpus_per_trial,
                     gpus_per_trial=args.gpus_per_trial, acts_dir=args.acts_dir, eval_tokens=args.eval_tokens)
     if cols is not None:

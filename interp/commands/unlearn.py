@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from interp.errors import InterpError
 
@@ -34,9 +35,12 @@ def cmd_unlearn(args) -> int:
     # every bad input fails here, before the model loads
     if not args.concept:
         raise InterpError("give at least one --concept (a category name or a concept file)")
+    inputs = [args.spec, *(args.sae or []), *(c for c in args.concept if c and not c.isidentifier())]
     for flag, path in (("--json", args.json), ("--save-spec", args.save_spec)):
         if path:
-            check_output_file(path, f"{flag} file")
+            check_output_file(path, f"{flag} file", overwrite=args.overwrite, inputs=inputs)
+    if args.json and args.save_spec and Path(args.json).resolve() == Path(args.save_spec).resolve():
+        raise InterpError("--json and --save-spec name the same file; give two paths")
     if args.save_spec and args.method not in ("clamp", "zero", "scale"):
         raise InterpError(f"--save-spec needs an SAE method (clamp, zero, scale), not {args.method!r}")
     if args.n_features is not None and args.n_features < 1:
@@ -132,4 +136,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spec", metavar="FILE", help="evaluate a saved spec instead of selecting features")
     p.add_argument("--json", metavar="OUT", help="write the full report as JSON")
     p.add_argument("--save-spec", metavar="FILE", help="save the chosen setting as a re-usable spec (SAE methods)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json / --save-spec file")
     p.set_defaults(func=cmd_unlearn)

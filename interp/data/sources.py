@@ -201,26 +201,40 @@ def _open_text(path: Path, spec: SourceSpec) -> TextSource:
 
 
 def _open_jsonl(path: Path, spec: SourceSpec) -> TextSource:
-    text = _read_text_file(path)
-    docs = []
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InterpError(f"{path} line {i} is not JSON ({e.msg})") from None
-        if not isinstance(rec, dict) or spec.text_field not in rec:
-            keys = ", ".join(list(rec)[:8]) if isinstance(rec, dict) else type(rec).__name__
-            raise InterpError(f"{path} line {i} has no text field {spec.text_field!r} (it has: {keys}); pass --text-field")
-        if not isinstance(rec[spec.text_field], str):
-            raise InterpError(f"{path} line {i}: field {spec.text_field!r} is {type(rec[spec.text_field]).__name__}, not text")
-        if rec[spec.text_field].strip():
-            docs.append(rec[spec.text_field])
-    if not docs:
+    """Checked line by line as a stream (`interp.data.lines`: each line bounded, refused with its
+    number), and read again as a stream for the documents: the file is never held in memory."""
+    from interp.data.lines import iter_lines
+
+    def records():
+        for i, line in iter_lines(path, "source", hasher=h):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InterpError(f"{path} line {i} is not JSON ({e.msg})") from None
+            if not isinstance(rec, dict) or spec.text_field not in rec:
+                keys = ", ".join(list(rec)[:8]) if isinstance(rec, dict) else type(rec).__name__
+                raise InterpError(f"{path} line {i} has no text field {spec.text_field!r} (it has: {keys}); pass --text-field")
+            if not isinstance(rec[spec.text_field], str):
+                raise InterpError(f"{path} line {i}: field {spec.text_field!r} is {type(rec[spec.text_field]).__name__}, not text")
+            if rec[spec.text_field].strip():
+                yield rec[spec.text_field]
+
+    h = hashlib.sha256()
+    n_docs = sum(1 for _ in records())
+    if not n_docs:
+        if h.digest() == hashlib.sha256().digest():
+            raise InterpError(f"source {path} is empty")
         raise InterpError(f"source {path} holds no text in field {spec.text_field!r}")
-    return TextSource(spec, {"kind": "jsonl", "path": str(path), "sha256": _sha(text.encode()), "text_field": spec.text_field},
-                      lambda: iter(docs))
+    sha = h.hexdigest()
+
+    def docs():
+        nonlocal h
+        h = hashlib.sha256()
+        yield from records()
+
+    return TextSource(spec, {"kind": "jsonl", "path": str(path), "sha256": sha, "text_field": spec.text_field}, docs)
 
 
 def _open_parquet(path: Path, spec: SourceSpec) -> TextSource:
@@ -332,4 +346,19 @@ def open_source(spec: SourceSpec | argparse.Namespace | str, tokenizer=None) -> 
         else:
             src = _open_text(path, spec)
     src.tokenizer = tokenizer
+    return src
+
+
+def check_token_budget(src: TextSource, n_tokens: int, flag: str = "--tokens") -> TextSource:
+    """One line when a finite text or JSONL source cannot hold `n_tokens`: a token covers at least
+    one byte of text, so a file of B bytes yields at most B tokens, plus one BOS / separator per
+    row or document (bounded here by B again). Endless sources (the corpus) and datasets pass."""
+    ident = src.identity
+    if src.endless or ident.get("kind") not in ("file", "jsonl"):
+        return src
+    size = Path(ident["path"]).stat().st_size
+    most = 2 * size + 1024
+    if n_tokens > most:
+        raise InterpError(f"{flag} {n_tokens:,} is more than the source {ident['path']} can give (it is {size:,} bytes, "
+                          f"so at most about {most:,} tokens); ask for fewer tokens or give a larger source")
     return src

@@ -60,6 +60,12 @@ class MoEXConfig:
     """weight of the Switch load-balancing loss (0 = off)"""
 
     def __post_init__(self):
+        from interp.fields import check_types
+
+        check_types(self, "of the MoE-X config")
+        if max(self.d_model, self.d_mlp, self.n_experts) > 1 << 20:
+            raise InterpError(f"the MoE-X config is too large (d_model {self.d_model:,}, d_mlp {self.d_mlp:,}, "
+                              f"n_experts {self.n_experts:,}; each at most {1 << 20:,})")
         if self.arch not in ARCHS:
             raise InterpError(f"unknown MLP architecture {self.arch!r}; use one of {', '.join(ARCHS)}")
         if self.arch.startswith("dense"):

@@ -37,10 +37,31 @@ class ChessModelConfig:
     """initialisation seed"""
 
     def __post_init__(self):
-        if self.d_model % self.n_heads:
-            raise InterpError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        from interp.fields import check_types
+
+        check_types(self, "of the chess model config")
         if min(self.n_layers, self.d_model, self.n_heads, self.n_ctx) < 1:
             raise InterpError("n_layers, d_model, n_heads, n_ctx must be >= 1")
+        if self.d_model % self.n_heads:
+            raise InterpError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        for name, hi in (("n_layers", 4096), ("d_model", 1 << 16), ("n_ctx", 1 << 16)):
+            if getattr(self, name) > hi:
+                raise InterpError(f"field {name} = {getattr(self, name):,} of the chess model config is above {hi:,}")
+        need = 4 * 12 * self.n_layers * self.d_model**2  # float32 weights of attention + a 4x MLP per block
+        have = physical_memory()
+        if have and need > have:
+            raise InterpError(f"a chess model with n_layers {self.n_layers:,} and d_model {self.d_model:,} needs about "
+                              f"{need / 2**30:,.0f} GiB for its weights alone; this machine has {have / 2**30:,.0f} GiB")
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM of this machine (None where the OS does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def build_chess_model(mcfg: ChessModelConfig, mlp: MoEXConfig, device: str | torch.device | None = None):
@@ -106,9 +127,13 @@ def read_cfg(model_dir: str | Path) -> dict:
 def configs_from(cfg: dict, where) -> tuple[ChessModelConfig, MoEXConfig]:
     """(ChessModelConfig, MoEXConfig) from a cfg dict; one line naming `where` if a field is wrong."""
     try:
+        if not isinstance(cfg.get("model"), dict) or not isinstance(cfg.get("mlp"), dict):
+            raise InterpError("fields model and mlp must be objects")
         return ChessModelConfig(**cfg["model"]), MoEXConfig(**cfg["mlp"])
     except (KeyError, TypeError) as e:
         raise InterpError(f"{where}: cfg.json has no valid model/mlp config ({e})") from None
+    except InterpError as e:
+        raise InterpError(f"{where}/cfg.json: {e}") from None
 
 
 def load_chess_model(model_dir: str | Path, device: str | torch.device | None = None):

@@ -205,7 +205,36 @@ def _ckpt_manifest(ckpt: Path) -> dict | None:
         raise InterpError(f"{p} is not valid JSON; the checkpoint is damaged (use --overwrite to start over)") from None
     if not isinstance(man, dict) or man.get("kind") != CKPT_KIND:
         raise InterpError(f"{p} is not an interp chess checkpoint manifest")
+    _check_manifest(man, p)
     return man
+
+
+def _check_manifest(man: dict, p: Path) -> None:
+    """Every field `train_chess_model` reads, by type: one line naming the field and the file."""
+    fix = "the checkpoint is damaged: pass --overwrite to start over"
+
+    def bad(field: str, want: str):
+        raise InterpError(f"{p}: field {field} must be {want}; {fix}")
+
+    if not isinstance(man.get("train"), dict):
+        bad("train", "an object (the training config)")
+    cks = man.get("checkpoints")
+    if not isinstance(cks, dict):
+        bad("checkpoints", "an object (step -> record)")
+    for step, rec in cks.items():
+        if not (isinstance(step, str) and step.isdigit()):
+            bad(f"checkpoints.{str(step)[:20]}", "keyed by a step number")
+        if not isinstance(rec, dict):
+            bad(f"checkpoints.{step}", "an object")
+        files = rec.get("files")
+        if not isinstance(files, dict) or not files or not all(
+                isinstance(f, str) and "/" not in f and isinstance(h, str) for f, h in files.items()):
+            bad(f"checkpoints.{step}.files", "an object of file name -> sha256")
+        if not isinstance(rec.get("curve", []), list):
+            bad(f"checkpoints.{step}.curve", "a list")
+        secs = rec.get("train_seconds", 0.0)
+        if isinstance(secs, bool) or not isinstance(secs, (int, float)):
+            bad(f"checkpoints.{step}.train_seconds", "a number")
 
 
 def _save_checkpoint(model, opt, step: int, cfg: TrainConfig, ckpt: Path, curve: list[dict], seconds: float = 0.0) -> None:
@@ -231,8 +260,9 @@ def _save_checkpoint(model, opt, step: int, cfg: TrainConfig, ckpt: Path, curve:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _last_good_checkpoint(ckpt: Path, man: dict) -> tuple[int, Path, list, float] | None:
-    """(step, directory, curve, training seconds so far) of the newest checkpoint whose files match their sha256."""
+def _good_checkpoints(ckpt: Path, man: dict):
+    """(step, directory, curve, training seconds so far) of each checkpoint whose files match their
+    sha256, newest first."""
     from interp.io import sha256_file
 
     for step in sorted(man["checkpoints"], key=int, reverse=True):
@@ -240,9 +270,10 @@ def _last_good_checkpoint(ckpt: Path, man: dict) -> tuple[int, Path, list, float
         d = ckpt / f"step-{int(step):06d}"
         bad = [f for f, h in rec["files"].items() if not (d / f).is_file() or sha256_file(d / f) != h]
         if not bad:
-            return int(step), d, rec.get("curve", []), rec.get("train_seconds", 0.0)
+            yield int(step), d, rec.get("curve", []), rec.get("train_seconds", 0.0)
+            continue
         log.warning("checkpoint %s is damaged (%s); trying an older one", d, ", ".join(bad))
-    return None
+
 
 
 def _load_optimizer(opt, path: Path) -> None:
@@ -268,6 +299,8 @@ def check_train_output(out: Path, cfg: TrainConfig, resume: bool, overwrite: boo
             raise InterpError(f"--resume: {out} holds no checkpoint to resume; drop --resume to start a new run")
         return None
     ckpt = out / "checkpoint"
+    if overwrite and (ckpt / "manifest.json").is_file():
+        return None  # ours, and the user starts over: a damaged manifest never wedges --overwrite
     man = _ckpt_manifest(ckpt)
     finished = (out / MARKER).is_file()
     if finished:
@@ -340,13 +373,18 @@ def train_chess_model(cfg: TrainConfig, out_dir: str | Path, resume: bool = Fals
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     start, curve, ckpt, secs_before = 0, [], out / "checkpoint", 0.0
     if man is not None:
-        found = _last_good_checkpoint(ckpt, man)
-        if found is None:
-            raise InterpError(f"--resume: every checkpoint in {ckpt} is damaged (sha256 mismatch); use --overwrite to start over")
-        start, d, curve, secs_before = found
-        model.load_state_dict(load_file(str(d / "model.safetensors"), device=str(dev)))
-        _load_optimizer(opt, d / "optimizer.safetensors")
-        log.info("resumed from %s at step %d", d, start)
+        for found in _good_checkpoints(ckpt, man):
+            start, d, curve, secs_before = found
+            try:
+                model.load_state_dict(load_file(str(d / "model.safetensors"), device=str(dev)))
+                _load_optimizer(opt, d / "optimizer.safetensors")
+            except Exception as e:  # noqa: BLE001 - files that match their checksums but do not load: the previous one
+                log.warning("checkpoint %s does not load (%s); trying an older one", d, str(e).splitlines()[0][:160] if str(e) else type(e).__name__)
+                continue
+            log.info("resumed from %s at step %d", d, start)
+            break
+        else:
+            raise InterpError(f"--resume: no checkpoint in {ckpt} is intact and loads; use --overwrite to start over")
     elif overwrite and ckpt.exists():
         shutil.rmtree(ckpt)  # the user asked to start over; the finished model (if any) stays until replaced
 

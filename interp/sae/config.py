@@ -16,6 +16,7 @@ RECIPES = {
     # interp's SAELens recipe before (still the one for the other architectures)
     "saelens": dict(optimizer="adam", normalize=True, unit_norm_decoder=False, shuffle=True, data_init=True, aux_coef=1.0),
 }
+MAX_TOKENS = 10**11  # training tokens: 230 days at the 5k tokens/s measured on a CPU (NOTES.md), days on a GPU
 ARCHS = ("standard", "topk", "batchtopk", "jumprelu", "gated", "matryoshka")
 K_ARCHS = ("topk", "batchtopk", "matryoshka")  # sparsity set by k
 L1_ARCHS = ("standard", "gated", "jumprelu")  # sparsity set by a penalty coefficient
@@ -49,6 +50,12 @@ class SAETrainConfig:
     checkpoint_every: int = 100  # steps between resumable checkpoints (0: none)
 
     def __post_init__(self):
+        from interp.fields import check_types
+
+        check_types(self, "of the SAE config")  # a grid or a resumed config can hold any JSON value
+        if self.tokens > MAX_TOKENS:
+            raise InterpError(f"--tokens {self.tokens:,} is above {MAX_TOKENS:,} (at ~5k tokens/s on a CPU, "
+                              f"{self.tokens / 5e3 / 86400 / 365:,.0f} years)")
         if self.arch not in ARCHS:
             raise InterpError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHS)}")
         recipe = RECIPES["topk" if self.arch == "topk" else "saelens"]

@@ -48,6 +48,7 @@ def read_cfg(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_dir():
         raise InterpError(f"{p} is not a directory")
+    check_utf8_path(p)
     f = p / CFG
     if not f.exists():
         raise InterpError(f"{p} is not an SAE directory (no {CFG})")
@@ -60,9 +61,61 @@ def read_cfg(path: str | Path) -> dict:
     missing = [k for k in REQUIRED_CFG if k not in cfg]
     if missing:
         raise InterpError(f"{f} is missing field(s): {', '.join(missing)}")
+    check_cfg_fields(cfg, f)
     if cfg["architecture"] not in COMMON_ARCHS and cfg["architecture"] not in _known_archs():
         raise InterpError(f"{f} names unknown architecture {cfg['architecture']!r}; SAELens knows {', '.join(_known_archs())}")
     return cfg
+
+
+MAX_DIM = 1 << 24  # d_in / d_sae above 16.7M latents are not an SAE this package can hold in memory
+CFG_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def _int_field(cfg: dict, key: str, f: Path, lo: int = 1, hi: int = MAX_DIM, optional: bool = False) -> None:
+    v = cfg.get(key)
+    if v is None and optional:
+        return
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise InterpError(f"{f}: field {key} must be an integer, not {type(v).__name__} {str(v)[:40]!r}")
+    if not lo <= v <= hi:
+        raise InterpError(f"{f}: field {key} = {v} is outside [{lo}, {hi}]")
+
+
+def check_cfg_fields(cfg: dict, f: Path) -> None:
+    """Each field SAELens and interp read from cfg.json, checked by type and range: one line naming
+    the field and the file (SAELens would fail later with a TypeError, or allocate 10^18 latents)."""
+    if not isinstance(cfg.get("architecture"), str):
+        raise InterpError(f"{f}: field architecture must be a string")
+    _int_field(cfg, "d_in", f)
+    _int_field(cfg, "d_sae", f)
+    _int_field(cfg, "k", f, hi=cfg["d_sae"], optional=True)
+    dt = cfg.get("dtype", "float32")
+    if not isinstance(dt, str) or dt.removeprefix("torch.") not in CFG_DTYPES:
+        raise InterpError(f"{f}: field dtype = {str(dt)[:40]!r} is not one of {', '.join(CFG_DTYPES)}")
+    meta = cfg.get("metadata", {})
+    if meta is not None and not isinstance(meta, dict):
+        raise InterpError(f"{f}: field metadata must be a JSON object, not {type(meta).__name__}")
+    meta = meta or {}
+    for key in ("model_name", "hook_name"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise InterpError(f"{f}: field metadata.{key} must be a string, not {type(meta[key]).__name__}")
+    if meta.get("hook_head_index") is not None:
+        _int_field(meta, "hook_head_index", f, lo=0, hi=1 << 16)
+    if meta.get("context_size") is not None:
+        _int_field(meta, "context_size", f, hi=1 << 24)
+    for key in ("apply_b_dec_to_input", "rescale_acts_by_decoder_norm"):
+        if key in cfg and not isinstance(cfg[key], bool):
+            raise InterpError(f"{f}: field {key} must be true or false, not {str(cfg[key])[:40]!r}")
+
+
+def check_utf8_path(p: Path) -> None:
+    """SAELens and safetensors take paths as UTF-8 text: a name that is not (bytes kept by Python
+    as surrogates) is one line here instead of "corrupt or truncated" later."""
+    try:
+        str(p).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InterpError(f"{str(p).encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')}: the path is not UTF-8 "
+                          "text, which SAELens cannot open; rename the folder") from None
 
 
 def _check_weights(path: Path, cfg: dict) -> None:
@@ -75,8 +128,13 @@ def _check_weights(path: Path, cfg: dict) -> None:
             shapes = {k: tuple(sf.get_slice(k).get_shape()) for k in ("W_enc", "W_dec") if k in keys}
             if "W_dec" in shapes and shapes["W_dec"] != (cfg["d_sae"], cfg["d_in"]):
                 raise InterpError(f"{f}: W_dec is {shapes['W_dec']} but cfg.json says d_sae={cfg['d_sae']}, d_in={cfg['d_in']}")
+            want = str(cfg.get("dtype", "float32")).removeprefix("torch.")
             for k in sorted(keys):
-                _refuse_non_finite(sf.get_tensor(k), f"{f} ({k})")
+                t = sf.get_tensor(k)
+                if not t.is_floating_point():  # int8 weights read as float32 gave l0 0 and exit 0
+                    raise InterpError(f"{f}: {k} is {str(t.dtype).replace('torch.', '')} but cfg.json says dtype {want}; "
+                                      "SAE weights must be floating point")
+                _refuse_non_finite(t, f"{f} ({k})")
     except (SafetensorError, OSError) as e:
         raise InterpError(f"{f} is corrupt or truncated: {e}") from None
 

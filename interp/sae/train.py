@@ -173,11 +173,31 @@ def _verify_checkpoint(ck: Path) -> dict:
 
     try:
         man = json.loads((ck / CKPT_MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         raise InterpError(f"checkpoint {ck.name} has no readable {CKPT_MANIFEST} (interrupted while saving)") from None
-    for name, digest in man.get("sha256", {}).items():
+    where = f"{ck / CKPT_MANIFEST}"
+    if not isinstance(man, dict) or not isinstance(man.get("sha256"), dict) or not man["sha256"]:
+        raise InterpError(f"{where}: field sha256 must be a non-empty object of file -> checksum")
+    if not all(isinstance(k, str) and "/" not in k and isinstance(v, str) for k, v in man["sha256"].items()):
+        raise InterpError(f"{where}: field sha256 must map file names to checksum strings")
+    if "state.json" not in man["sha256"]:
+        raise InterpError(f"{where}: field sha256 does not list state.json")
+    for name, digest in man["sha256"].items():
         verify_checksum(ck / name, digest, what=f"checkpoint file {ck.name}/{name}")
-    return json.loads((ck / "state.json").read_text())
+    try:
+        state = json.loads((ck / "state.json").read_text())
+    except (OSError, ValueError):
+        raise InterpError(f"{ck / 'state.json'} is not valid JSON") from None
+    where = f"{ck / 'state.json'}"
+    if not isinstance(state, dict):
+        raise InterpError(f"{where} does not hold a JSON object")
+    if isinstance(state.get("step"), bool) or not isinstance(state.get("step"), int) or state["step"] < 0:
+        raise InterpError(f"{where}: field step must be an integer >= 0")
+    if not isinstance(state.get("curve", []), list):
+        raise InterpError(f"{where}: field curve must be a list")
+    if not isinstance(state.get("config"), dict):
+        raise InterpError(f"{where}: field config must be an object")
+    return state
 
 
 def _config_diff(old: dict, new: dict) -> str:
@@ -224,7 +244,7 @@ def _resume(trainer, sae, ckpt_root: Path | None, cfg: SAETrainConfig, data_id: 
             log.warning("skipping checkpoint %s that does not load: %s", ck, str(e).splitlines()[0][:160] if str(e) else type(e).__name__)
             continue
         log.info("resuming %s from checkpoint step %d/%d", cfg.hook, state["step"], cfg.steps)
-        return int(state["step"]), state["curve"]
+        return int(state["step"]), state.get("curve", [])
     if ckpt_root is not None and _checkpoints(ckpt_root):
         log.warning("no usable checkpoint in %s; starting fresh", ckpt_root)
     return 0, []
@@ -403,14 +423,15 @@ class TrainResult:
 
 
 def acts_dir_for(model_name: str, hooks: list[str], n_tokens: int, seed: int = 0, source=None) -> Path:
-    """Default cache directory for the activations of one collection."""
+    """Default cache directory for the activations of one collection: under the user data
+    directory (`$INTERP_HOME/acts`), never under the current folder."""
     from dataclasses import asdict
 
-    from interp.io import model_id
+    from interp.io import model_id, user_data_dir
 
     key = [model_name, sorted(hooks), n_tokens, seed] + ([asdict(source)] if source is not None and source.source != "corpus" else [])
     h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    return Path("runs") / "acts" / f"{model_id(model_name)}-{h}"
+    return user_data_dir("acts") / f"{model_id(model_name)}-{h}"
 
 
 def estimate_train_bytes(cfg: SAETrainConfig, d_in: int) -> int:
@@ -539,6 +560,11 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
             # one training per run directory, taken before the model runs (by the rank that writes it)
             dist.agree(par, lambda: [locks.enter_context(RunLock(_partial(o), what="SAE training"))
                                      for j, (_, _, o) in enumerate(todo) if par.writes(j, len(todo))])
+            if overwrite:  # start over: the checkpoints of an earlier run (damaged or not) never wedge a rerun
+                for j, (_, _, o) in enumerate(todo):
+                    if par.writes(j, len(todo)):
+                        for ck in _checkpoints(_partial(o)):
+                            shutil.rmtree(ck, ignore_errors=True)
             collect_s = _collect_and_fit(model, model_name, todo, results, acts, ccfg, reuse, loading, dev, eval_tokens, on_result,
                                          own_cache=acts_dir is None, par=par)
     finally:  # keep a .partial only while it holds a resumable checkpoint

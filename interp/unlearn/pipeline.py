@@ -107,6 +107,8 @@ class UnlearnConfig:
             raise InterpError("val_retain_bar must lie in (0, 1] and val_loss_bar be >= 0")
         if self.split_by not in SPLIT_BY:
             raise InterpError(f"unknown split {self.split_by!r}; use one of {', '.join(SPLIT_BY)}")
+        if not 0 <= self.min_base_acc <= 1:  # an accuracy: checked here, before any model is evaluated
+            raise InterpError(f"min_base_acc {self.min_base_acc:g}: must lie in [0, 1] (it is an accuracy)")
         if self.condition and self.method not in SAE_METHODS:
             raise InterpError(f"condition applies to SAE methods ({', '.join(SAE_METHODS)}), not {self.method!r}")
 
@@ -434,12 +436,13 @@ def save_report_json(report: UnlearnReport, path: str | Path) -> Path:
     return atomic_write_json(p, json_safe(report.to_dict()))
 
 
-def check_output_file(path: str | Path, what: str) -> Path:
-    """One-line error unless `path` can be written as a file (not a directory, parent writable)."""
-    p = check_parent_writable(path, what)
-    if p.is_dir():
-        raise InterpError(f"{what} {p} is a directory; give a file path (nothing was changed)")
-    return p
+def check_output_file(path: str | Path, what: str, overwrite: bool = True, inputs=()) -> Path:
+    """One-line error unless `path` can be written as a file (`interp.io.check_output_file`: not a
+    directory, device, FIFO, socket or symlink, not an input, parent writable); the CLI passes
+    its --overwrite, library callers replace their own files."""
+    from interp.io import check_output_file as _check
+
+    return _check(path, overwrite=overwrite, inputs=inputs, what=what)
 
 
 def evaluate_spec(model: HookedTransformer, concepts: list[Concept], spec: UnlearnSpec, n_corpus_docs: int = 32,
