@@ -111,12 +111,19 @@ def _ctx_html(c: Context, vmax: float) -> str:
     return f'<div class="ctx"><span class="v">{c.value:7.3f}</span>  {spans}</div>'
 
 
+def _interval_share(iv: Interval) -> str:
+    """'12 firings (exact), 3.1%' where the top activations prove the count, else '≈38 firings, ≈1.6%'."""
+    if iv.exact:
+        return f"{iv.n_firings:,.0f} firings (exact), {100 * iv.share:.1f}% of all"
+    return f"≈{iv.n_firings:,.0f} firings, ≈{100 * iv.share:.1f}% of all"
+
+
 def intervals_html(intervals: list[Interval], vmax: float) -> str:
     """SAEDashboard-style activation intervals: a header per interval, then its samples."""
     out = []
     for iv in intervals:
         head = (f'<div class="interval-head">Interval {iv.lo:.3g} – {iv.hi:.3g}'
-                f'<span class="v"> · ≈{100 * iv.share:.1f}% of firings · {len(iv.samples)} shown</span></div>')
+                f'<span class="v"> · {_interval_share(iv)} · {len(iv.samples)} shown</span></div>')
         out.append(f'<div class="interval">{head}{contexts_html(iv.samples, vmax)}</div>')
     return "".join(out)
 
@@ -239,7 +246,7 @@ def feature_json(fv: FeatureView, stats: FeatureStore) -> dict:
         "flags": fv.flags,
         "label_inputs": fv.label_inputs,
         "label_outputs": fv.label_outputs,
-        "intervals": [{"lo": iv.lo, "hi": iv.hi, "share": iv.share, "n_samples": len(iv.samples)} for iv in fv.intervals],
+        "intervals": [{"lo": iv.lo, "hi": iv.hi, "share": iv.share, "n_firings": iv.n_firings, "exact": iv.exact, "n_samples": len(iv.samples)} for iv in fv.intervals],
         "activations": [
             {"tokens": c.tokens, "values": c.values, "maxValue": c.value, "maxValueTokenIndex": c.peak, "kind": kind}
             for kind, cs in (("top", fv.top), ("quantile", fv.quantiles)) for c in cs

@@ -39,15 +39,33 @@ def roc_frame(res: CircuitResult) -> pd.DataFrame:
 
 
 def comparison_frame(res: CircuitResult) -> pd.DataFrame:
-    """One row per method: mean +/- std of every summary key."""
+    """One row per method: mean ± std of every summary key over its seeds (the mean alone for one
+    seed: a std of one value is no spread)."""
     rows = []
     for m, s in res.summary.items():
-        row = {"method": m, "seeds": sum(r.method == m for r in res.runs)}
+        n = sum(r.method == m for r in res.runs)
+        row = {"method": m, "seeds": n}
         for k in SUMMARY_KEYS:
             mu, sd = s[k]
-            row[k] = "n/a" if isinstance(mu, float) and math.isnan(mu) else f"{mu:.3f} ± {sd:.3f}"
+            if isinstance(mu, float) and math.isnan(mu):
+                row[k] = "n/a"
+            else:
+                row[k] = f"{mu:.3f}" if n < 2 else f"{mu:.3f} ± {sd:.3f}"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def circuit_warnings(res: CircuitResult) -> list[str]:
+    """Warnings to show beside a result: those the result carries (``res.warnings``, written by
+    interp.circuits.run where it has them), and, for results saved before that, one per method whose
+    seed-0 circuit is every head of the model (precision = the base rate: no circuit was found)."""
+    out = [str(w) for w in (getattr(res, "warnings", None) or [])]
+    n_all = res.n_layers * res.n_heads
+    for r in res.runs:
+        if r.seed == 0 and len(r.circuit) >= n_all and not any(r.method in w and "whole model" in w for w in out):
+            out.append(f"{r.method}: the circuit is the whole model ({len(r.circuit)} of {n_all} heads), so it says "
+                       "nothing about which heads matter")
+    return out
 
 
 def curves_frame(res: CircuitResult, which: str = "node") -> pd.DataFrame:
