@@ -364,21 +364,28 @@ def _model(params: dict):
     return load_model(params.get("model", "embedded"), device=params.get("device"))
 
 
-def run_circuits_job(params: dict, prog: Stages) -> dict:
-    """params: model, task, methods, seeds, reference (stored/none/build), sae (preset keyword arguments: which, ...)."""
+def circuit_config(params: dict):
+    """The `CircuitConfig` a circuits job runs with: params seeds and sae (keyword arguments of
+    `interp.circuits.discrete_sae.preset`, with ``which`` = paper | legacy). One-line error if bad."""
     from interp.circuits.discrete_sae import preset
-    from interp.circuits.run import CircuitConfig, run_circuits
+    from interp.circuits.run import CircuitConfig
 
-    prog.write(0.0, "loading the model and the held-out prompts...", force=True)
-    model = _model(params)
     sae_kw = dict(params.get("sae") or {})
     which = sae_kw.pop("which", "paper")
     try:
-        sae_cfg = preset(which, **sae_kw)
+        return CircuitConfig(seeds=int(params.get("seeds", 1)), sae=preset(which, **sae_kw))
     except ValueError as e:
         raise InterpError(str(e)) from None
-    res = run_circuits(params.get("model", "embedded"), params["task"], params["methods"],
-                       CircuitConfig(seeds=int(params.get("seeds", 1)), sae=sae_cfg), model=model,
+
+
+def run_circuits_job(params: dict, prog: Stages) -> dict:
+    """params: model, device, task, methods, seeds, reference (stored/none/build), sae (see `circuit_config`)."""
+    from interp.circuits.run import run_circuits
+
+    cfg = circuit_config(params)
+    prog.write(0.0, "loading the model, the reference and the held-out prompts...", force=True)
+    model = _model(params)
+    res = run_circuits(params.get("model", "embedded"), params["task"], params["methods"], cfg, model=model,
                        reference=params.get("reference", "stored"), progress=lambda d, t, m="": prog(d, t, f"{m} done ({d}/{t})"))
     # the CircuitResult's own file format (CircuitResult.load reads it); "result*" files go when a job is cancelled
     res.save(prog.d / "result_circuit.json")
@@ -392,7 +399,8 @@ def run_unlearning_job(params: dict, prog: Stages) -> dict:
 
     model = _model(params)
     concepts = [builtin_concept(c) for c in params["concepts"]]
-    cfg = UnlearnConfig(**params.get("config", {}))
+    cfg_d = {k: tuple(v) if isinstance(v, list) else v for k, v in params.get("config", {}).items()}  # JSON lists -> grid tuples
+    cfg = UnlearnConfig(**cfg_d)
     common = {k: v for k, v in params.get("config", {}).items() if k in ("retain_threshold", "score", "positions", "split_by")}
     baselines = [b for b in params.get("baselines", []) if b != cfg.method]
     prog.n = 1 + len(baselines)

@@ -137,3 +137,49 @@ def saved_results(roots: list[Path] | tuple[Path, ...] = ()) -> list[Path]:
     roots = list(roots) or [results_dir()]
     files = [p for r in roots if Path(r).is_dir() for p in Path(r).glob("*.json")]
     return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def graph_frames(res: CircuitResult, method: str, max_edges: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The circuit graph of `method` (seed 0) as node and edge tables for a layered drawing.
+
+    Nodes (one row per layer, heads left to right): every head of the model, with its seed-mean
+    score, whether it is in the circuit / the reference, and two extra nodes: "input" below layer 0
+    and "logits" above the last layer. Edges: the `max_edges` strongest positive scored head -> head
+    edges between circuit heads (where the method scores edges; width = score / best), plus
+    unscored structural links from the input to circuit heads with no scored edge in, and from
+    circuit heads with no scored edge out to the logits (``scored`` False).
+
+    -> nodes (id, label, layer, head, x, y, score, in_circuit, in_reference, kind),
+       edges (source, target, x, y, x2, y2, score, width, scored)."""
+    L, H = res.n_layers, res.n_heads
+    scores = res.mean_scores(method)
+    chosen = {tuple(map(int, h)) for r in res.runs if r.method == method and r.seed == 0 for h in r.circuit}
+    ref = {tuple(map(int, h)) for h in (res.reference or {}).get("heads", [])}
+    top = float(scores.abs().max()) or 1.0
+    nodes = [{"id": f"{l}.{h}", "label": f"{l}.{h}", "layer": l, "head": h, "x": float(h), "y": float(l),
+              "score": float(scores[l, h]), "rel_score": abs(float(scores[l, h])) / top, "in_circuit": (l, h) in chosen,
+              "in_reference": (l, h) in ref, "kind": "head"} for l in range(L) for h in range(H)]
+    mid = (H - 1) / 2
+    nodes.append({"id": "input", "label": "input (embeddings)", "layer": -1, "head": -1, "x": mid, "y": -1.0, "score": float("nan"),
+                  "rel_score": 1.0, "in_circuit": True, "in_reference": False, "kind": "input"})
+    nodes.append({"id": "logits", "label": "logits", "layer": L, "head": -1, "x": mid, "y": float(L), "score": float("nan"),
+                  "rel_score": 1.0, "in_circuit": True, "in_reference": False, "kind": "logits"})
+    es = mean_edge_scores(res, method)
+    edges = []
+    if es is not None:
+        cand = sorted(((float(es[lu][hu][lv][hv]), lu, hu, lv, hv) for lu, hu in chosen for lv, hv in chosen
+                       if lu < lv and float(es[lu][hu][lv][hv]) > 0), reverse=True)[:max_edges]
+        best = cand[0][0] if cand else 1.0
+        edges += [{"source": f"{lu}.{hu}", "target": f"{lv}.{hv}", "x": float(hu), "y": float(lu), "x2": float(hv), "y2": float(lv),
+                   "score": v, "width": 0.5 + 4.5 * v / best, "scored": True} for v, lu, hu, lv, hv in cand]
+    has_in = {e["target"] for e in edges}
+    has_out = {e["source"] for e in edges}
+    for l, h in sorted(chosen):
+        if f"{l}.{h}" not in has_in:
+            edges.append({"source": "input", "target": f"{l}.{h}", "x": mid, "y": -1.0, "x2": float(h), "y2": float(l),
+                          "score": float("nan"), "width": 0.6, "scored": False})
+        if f"{l}.{h}" not in has_out:
+            edges.append({"source": f"{l}.{h}", "target": "logits", "x": float(h), "y": float(l), "x2": mid, "y2": float(L),
+                          "score": float("nan"), "width": 0.6, "scored": False})
+    cols = ["source", "target", "x", "y", "x2", "y2", "score", "width", "scored"]
+    return pd.DataFrame(nodes), pd.DataFrame(edges, columns=cols)
