@@ -17,6 +17,9 @@ if str(ROOT) not in sys.path:
 from app.serve import PRELOAD  # noqa: E402
 
 st.set_page_config(page_title="interp", layout="wide", initial_sidebar_state="expanded")
+_preloading = [t for t in threading.enumerate() if t.name == PRELOAD]
+for _t in _preloading:  # started by app/serve.py: wait for the libraries every page (and the sidebar) imports
+    _t.light_done.wait()
 
 from app.common import sidebar  # noqa: E402
 from app.jobs_panel import jobs_panel, status_bar  # noqa: E402
@@ -41,11 +44,10 @@ if (ROOT / "app" / "pages" / "graph.py").exists():  # the attribution-graph page
 nav = st.navigation(PAGES)
 page_css()
 if nav.url_path:
-    # app/serve.py imports the heavy libraries in a thread from the server's start: every page but Home
-    # waits for it rather than importing the same modules from two threads at once (Home needs none of them)
-    for _t in threading.enumerate():
-        if _t.name == PRELOAD:
-            _t.join()
+    # every page but Home waits for TransformerLens too, rather than importing it from a second thread
+    # (app/serve.py: two threads importing it at once once cost the Features page its controls)
+    for _t in _preloading:
+        _t.join()
 if nav.url_path != "moex":  # the MoE-X page uses its own chess models: the LM and SAE pickers do not apply
     sidebar()
 status_bar()
