@@ -8,8 +8,8 @@ and the helpers every page uses.
   ``progress=``.
 * `show_error(e)` / `guarded()`: one readable line (`st.error`), never a traceback; the rest of
   the page keeps working.
-* `page_state(page)`: per-page state in `st.session_state` that survives navigation, also for
-  widgets (``st.text_input("A", **ps.widget("a"))``, default through ``ps.default("a", v)``).
+* `page_state(page)` and the selection (`current_*`, `selection()`): re-exported from app/state.py,
+  the one module that owns `st.session_state`.
 
 Pages compute nothing themselves: they call `interp` and draw the result.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from app.state import (DEVICE_KEY, PageState, cli_default_model, current_device, current_model_name,  # noqa: E402,F401
+                       current_sae_dir, default_device, model_root, page_state, sae_root, selection, set_device,
+                       set_model, set_sae)
 from interp.errors import InterpError  # noqa: E402
 
 log = logging.getLogger("interp.app")
@@ -49,27 +53,7 @@ def _leave_pages_folder_mode() -> None:
 _leave_pages_folder_mode()
 
 
-def _cli_default_model() -> str:
-    args = sys.argv[1:]
-    if "--model" in args and args.index("--model") + 1 < len(args):
-        return args[args.index("--model") + 1]
-    return "embedded"
-
-
-def sae_root() -> Path:
-    """Where SAEs are looked for: $INTERP_SAE_ROOT, else saes/ in the repository."""
-    return Path(os.environ.get("INTERP_SAE_ROOT", ROOT / "saes"))
-
-
-def model_root() -> Path:
-    """Local model directories are looked for in $INTERP_MODEL_ROOT, else models/ in the repository."""
-    return Path(os.environ.get("INTERP_MODEL_ROOT", ROOT / "models"))
-
-
 # ----------------------------------------------------------------------------- device
-DEVICE_KEY = "device"  # session key of the sidebar's device choice ("auto", "cpu", "cuda", "cuda:1", "mps")
-
-
 def device_options() -> list[str]:
     """'auto' and 'cpu', plus every accelerator torch can see here (cuda, cuda:N, mps)."""
     import torch
@@ -82,21 +66,6 @@ def device_options() -> list[str]:
     if mps is not None and mps.is_available():
         opts.append("mps")
     return opts
-
-
-def _default_device() -> str:
-    """`interp app --device D` (after `--` in argv), else $INTERP_DEVICE, else auto."""
-    args = sys.argv[1:]
-    if "--device" in args and args.index("--device") + 1 < len(args):
-        return args[args.index("--device") + 1]
-    return os.environ.get("INTERP_DEVICE") or "auto"
-
-
-def current_device() -> str:
-    """The sidebar's device, resolved (`interp.device.resolve_device`) to a concrete name like 'cpu'."""
-    from interp.device import resolve_device
-
-    return str(resolve_device(st.session_state.get(DEVICE_KEY) or _default_device()))
 
 
 @st.cache_resource(show_spinner="Loading model...")
@@ -174,8 +143,12 @@ def mean_z_cached(model_name: str, layer: int):
 
 
 def local_models() -> list[str]:
-    names = ["embedded"]
-    cli = _cli_default_model()
+    """Every shipped model (interp.models.SHIPPED), the one given on the command line, and the
+    Hugging Face directories under `model_root()`."""
+    from interp.shipped import SHIPPED
+
+    names = list(SHIPPED)
+    cli = cli_default_model()
     if cli not in names:
         names.append(cli)
     root = model_root()
@@ -206,23 +179,51 @@ def saes_for_model(model_name: str):
     return [s for s in list_saes_all() if str(getattr(s, "model", "")) in (mid, model_name)]
 
 
-def current_model_name() -> str:
-    return st.session_state.setdefault("model_name", _cli_default_model())
+_LAYER = re.compile(r"^blocks\.(\d+)\.")  # as interp.hooks.hook_layer, which imports TransformerLens (the sidebar must not)
 
 
-def current_sae_dir() -> str | None:
-    return st.session_state.get("sae_dir")
+def default_sae(saes) -> str | None:
+    """The SAE a fresh session starts on: the deepest residual-stream SAE (its features are the most
+    general to browse, and it is the one the README's unlearning command uses), else the first."""
+    resid = [s for s in saes if "hook_resid" in (s.hook_name or "")]
+    if resid:
+        def depth(s):
+            m = _LAYER.match(s.hook_name or "")
+            return (int(m.group(1)) if m else -1, "seed" not in Path(str(s.path)).name, -len(str(s.path)))
+
+        return str(max(resid, key=depth).path)
+    return str(saes[0].path) if saes else None
+
+
+def _extra_sae() -> None:
+    """The sidebar's free-text SAE box: any SAELens-format directory or an SAELens registry id."""
+    from interp.sae.io import REGISTRY_PREFIX
+
+    text = (st.session_state.get("_sae_other") or "").strip()
+    st.session_state.pop("_sae_other_error", None)
+    if not text:
+        return
+    if text.startswith(REGISTRY_PREFIX) or (Path(text) / "cfg.json").is_file():
+        set_sae(text)
+    else:
+        st.session_state["_sae_other_error"] = (f"{text} is neither an SAELens directory (no cfg.json there) nor a registry id "
+                                                f"({REGISTRY_PREFIX}RELEASE/SAE_ID)")
+
+
+def _is_extra_sae(path: str | None) -> bool:
+    return bool(path) and (str(path).startswith("sae-lens:") or (Path(str(path)) / "cfg.json").is_file())
 
 
 def sidebar() -> None:
-    """Model and SAE pickers; the choice lives in st.session_state and so is kept across pages."""
+    """Model, SAE and device pickers: they write the selection (app/state.py), which every page,
+    export and job reads."""
     with st.sidebar:
         models = local_models()
         cur = current_model_name()
         if cur not in models:
             models.append(cur)
         st.selectbox("Model", models, index=models.index(cur), key="_model_pick",
-                     on_change=lambda: st.session_state.update(model_name=st.session_state["_model_pick"], sae_dir=None))
+                     on_change=lambda: set_model(st.session_state["_model_pick"]))
         device_picker()
         try:
             saes = saes_for_model(cur)
@@ -230,19 +231,25 @@ def sidebar() -> None:
             show_error(e)
             saes = []
         paths = [str(s.path) for s in saes]
+        sel = current_sae_dir()
+        if sel and sel not in paths and _is_extra_sae(sel):
+            paths.append(sel)  # a directory or registry id typed below: offered like the others
         if not paths:
             st.caption(f"No SAEs for this model under {sae_root()}.")
-            st.session_state["sae_dir"] = None
-            return
-        sel = current_sae_dir()
-        if sel not in paths:
-            # default to a residual-stream SAE: its features are the most general to browse first
-            sel = next((str(s.path) for s in saes if "hook_resid" in (s.hook_name or "")), paths[0])
-            st.session_state["sae_dir"] = sel
-        st.selectbox("SAE", paths, index=paths.index(sel), key="_sae_pick", format_func=lambda p: Path(p).name,
-                     on_change=lambda: st.session_state.update(sae_dir=st.session_state["_sae_pick"]))
-        info = saes[paths.index(sel)]
-        st.caption(f"{info.arch} · {info.hook} · d_sae {info.d_sae}")
+            set_sae(None, picked=False)
+        else:
+            if sel not in paths:
+                sel = default_sae(saes) or paths[0]
+                set_sae(sel, picked=False)
+            st.selectbox("SAE", paths, index=paths.index(sel), key="_sae_pick", format_func=lambda p: Path(p).name,
+                         on_change=lambda: set_sae(st.session_state["_sae_pick"]))
+            info = next((s for s in saes if str(s.path) == sel), None)
+            if info is not None:
+                st.caption(f"{info.arch} · {info.hook} · d_sae {info.d_sae}")
+        st.text_input("or an SAELens directory / registry id", key="_sae_other", on_change=_extra_sae,
+                      placeholder="path/to/sae or sae-lens:RELEASE/SAE_ID")
+        if st.session_state.get("_sae_other_error"):
+            st.error(st.session_state["_sae_other_error"], icon=":material/error:")
 
 
 def device_picker() -> None:
@@ -250,64 +257,18 @@ def device_picker() -> None:
     from interp.device import resolve_device
 
     opts = device_options()
-    cur = st.session_state.get(DEVICE_KEY) or _default_device()
+    cur = st.session_state.get(DEVICE_KEY) or default_device()
     if cur not in opts:
         opts.append(cur)
     st.selectbox("Device", opts, index=opts.index(cur), key="_device_pick",
                  help="auto = cuda, then mps, then cpu. Models and SAEs are loaded on this device.",
-                 on_change=lambda: st.session_state.update({DEVICE_KEY: st.session_state["_device_pick"]}))
-    st.session_state[DEVICE_KEY] = cur
+                 on_change=lambda: set_device(st.session_state["_device_pick"]))
+    set_device(cur)
     try:
         st.caption(f"running on {resolve_device(cur)}")
     except InterpError as e:
         show_error(e)
-        st.session_state[DEVICE_KEY] = "auto"
-
-
-# ----------------------------------------------------------------------------- page state
-PAGE_PREFIX = "p:"
-
-
-class PageState:
-    """State of one page in `st.session_state`, under keys ``p:<page>:<name>``.
-
-    Plain values (``ps["x"] = 1``) live as long as the session. A widget keeps its value across
-    navigation through Streamlit's own ``persist_state="session"``: create it with
-    ``**ps.widget(name)`` (its key and that option) and give its default through `default()`,
-    never ``value=``/``index=`` (Streamlit warns when both are set)."""
-
-    def __init__(self, page: str):
-        self.page = page
-
-    def key(self, name: str) -> str:
-        return f"{PAGE_PREFIX}{self.page}:{name}"
-
-    def widget(self, name: str) -> dict:
-        """Keyword arguments for a widget whose value survives navigation."""
-        return {"key": self.key(name), "persist_state": "session"}
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return st.session_state.get(self.key(name), default)
-
-    def __getitem__(self, name: str) -> Any:
-        return st.session_state[self.key(name)]
-
-    def __setitem__(self, name: str, value: Any) -> None:
-        st.session_state[self.key(name)] = value
-
-    def __contains__(self, name: str) -> bool:
-        return self.key(name) in st.session_state
-
-    def pop(self, name: str, default: Any = None) -> Any:
-        return st.session_state.pop(self.key(name), default)
-
-    def default(self, name: str, value: Any) -> Any:
-        """Set `name` to `value` unless it already has a value; returns the current value."""
-        return st.session_state.setdefault(self.key(name), value)
-
-
-def page_state(page: str) -> PageState:
-    return PageState(page)
+        set_device("auto")
 
 
 # ----------------------------------------------------------------------------- progress and errors
@@ -365,9 +326,12 @@ def _no_validation(c):
 
 
 def show_chart(c, **kw) -> None:
-    """st.altair_chart without the schema validation (see `_no_validation`); for charts that depend on
-    a selection event. Everything else goes through `cached_chart`."""
-    st.altair_chart(_no_validation(c), **kw)
+    """st.altair_chart in the house style (app/style.py) without the schema validation (see
+    `_no_validation`); for charts that depend on a selection event. Everything else goes through
+    `cached_chart`."""
+    from app.style import style_chart
+
+    st.altair_chart(_no_validation(style_chart(c)), **kw)
 
 
 def cached_chart(build: Callable[..., Any]) -> Callable[..., dict]:
@@ -380,9 +344,11 @@ def cached_chart(build: Callable[..., Any]) -> Callable[..., dict]:
     the schema on construction), most of a warm page; a cached spec costs a few ms."""
     from streamlit.elements.vega_charts import _convert_altair_to_vega_lite_spec  # the conversion st.altair_chart does
 
+    from app.style import style_chart
+
     @functools.wraps(build)  # keeps the name (one cache per builder) and the signature (the "_" rule)
     def spec(*args, **kwargs) -> dict:
-        return _convert_altair_to_vega_lite_spec(_no_validation(build(*args, **kwargs)))
+        return _convert_altair_to_vega_lite_spec(_no_validation(style_chart(build(*args, **kwargs))))
 
     return st.cache_data(show_spinner=False, max_entries=64)(spec)
 

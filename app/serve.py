@@ -5,9 +5,13 @@ entry script has called `st.navigation` once; a first visit straight to /feature
 app/pages/features.py alone (no sidebar, no page config). Clearing that flag before the server
 starts makes every request go through app/main.py. Usage: python app/serve.py run app/main.py ...
 
-The libraries every page needs (torch, TransformerLens, pandas, altair: most of the first render)
-are imported in a background thread from the start, while the server waits for the browser;
-app/main.py waits for that thread (`PRELOAD`) instead of importing them a second time alongside it.
+The libraries the pages need are imported in a background thread from the start, while the server
+waits for the browser, in two phases: first what Home needs (torch, pandas, altair, the SAE list and
+report code: `LIGHT`), then TransformerLens and the model code (`HEAVY`). app/main.py waits for the
+first phase (`LIGHT_DONE`) on Home and for the whole thread (`PRELOAD`) on every other page, instead
+of importing the same modules from two threads at once. Why it must wait: two threads importing
+TransformerLens at once can end in Python's import-deadlock detection (an ImportError in one of
+them), which is how a cold first visit to Features once came up without its controls (4a6ddbd).
 """
 
 import importlib
@@ -18,19 +22,31 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.web.cli import main
 
 PRELOAD = "interp-preload"  # the thread's name
-MODULES = ("torch", "interp.models", "interp.sae.io", "interp.features.catalog", "interp.reports", "pandas", "altair")
+LIGHT = ("torch", "pandas", "altair", "interp.sae.io", "interp.features.catalog", "interp.reports", "interp.jobs")
+HEAVY = ("transformer_lens", "interp.models")
+LIGHT_DONE = threading.Event()  # set once LIGHT is imported (or failed): Home can draw. Also the thread's
+# `light_done` attribute: this file runs as __main__, so `from app.serve import LIGHT_DONE` elsewhere is another object
 
 
 def _preload() -> None:
-    for name in MODULES:
+    try:
+        for name in LIGHT:
+            importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - the page imports it again and shows any error as one line
+        return
+    finally:
+        LIGHT_DONE.set()
+    for name in HEAVY:
         try:
             importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the page imports it again and shows any error as one line
+        except Exception:  # noqa: BLE001
             return
 
 
 PagesManager.uses_pages_directory = False
 
 if __name__ == "__main__":
-    threading.Thread(target=_preload, name=PRELOAD, daemon=True).start()
+    t = threading.Thread(target=_preload, name=PRELOAD, daemon=True)
+    t.light_done = LIGHT_DONE
+    t.start()
     sys.exit(main())

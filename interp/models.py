@@ -39,7 +39,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -49,33 +49,13 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from interp import io
 from interp.device import dtype_of, resolve_device, resolve_dtype
 from interp.errors import InterpError
+from interp.shipped import SHIPPED, ShippedModel  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).parent
 DEFAULT_MODEL = "embedded"
-
-
-@dataclass(frozen=True)
-class ShippedModel:
-    """A model that ships inside the package."""
-
-    name: str  # the name users type (`--model embedded-attn`)
-    dirname: str  # its directory under interp/
-    build: str  # the command that (re)builds it
-
-    @property
-    def path(self) -> Path:
-        return PACKAGE_DIR / self.dirname
-
-
-SHIPPED = {
-    m.name: m
-    for m in (
-        ShippedModel("embedded", "embedded", "interp build-default"),
-        ShippedModel("embedded-attn", "embedded_attn", "interp build-default --attn-only"),
-    )
-}
+# SHIPPED / ShippedModel live in interp.shipped (plain data: a model picker lists them without importing TransformerLens)
 EMBEDDED_DIR = SHIPPED["embedded"].path
 
 PROCESSING_FLAGS = ("fold_ln", "center_writing_weights", "center_unembed", "fold_value_biases")

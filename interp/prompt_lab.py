@@ -168,9 +168,16 @@ class LogitChange(NamedTuple):
     ablated_logit: float
     clean_prob: float
     ablated_prob: float
+    shift: float = 0.0  # mean(ablated logits) - mean(clean logits): moves every logit, changes no probability
 
     @property
     def delta(self) -> float:
+        """The change `logit_changes` ranks by: (ablated - mean) - (clean - mean)."""
+        return self.ablated_logit - self.clean_logit - self.shift
+
+    @property
+    def raw_delta(self) -> float:
+        """ablated - clean logit, the mean shift included."""
         return self.ablated_logit - self.clean_logit
 
 
@@ -185,17 +192,65 @@ class Comparison:
     kl: float  # KL(clean || ablated) of the next-token distributions
     target: tuple[str, str] | None
     changes: list[LogitChange] = field(default_factory=list)  # largest |logit change| first, after removing the mean shift
+    note: str = ""  # why the ablated run equals the clean one, when it does (see `unchanged_reason`)
 
 
 def logit_changes(model: HookedTransformer, clean: Float[Tensor, "V"], ablated: Float[Tensor, "V"], k: int = 10) -> list[LogitChange]:
     """The k tokens whose logit moved most between the runs. Logits are compared after removing
     each run's mean (a shift of every logit changes no probability), so the ranking shows real moves."""
     c, a = clean.float(), ablated.float()
+    shift = float(a.mean() - c.mean())
     d = (a - a.mean()) - (c - c.mean())
     top = d.abs().topk(min(k, len(d))).indices
     pc, pa = c.softmax(-1), a.softmax(-1)
-    return [LogitChange(model.tokenizer.decode([int(i)]), int(i), float(c[i]), float(a[i]), float(pc[i]), float(pa[i]))
+    return [LogitChange(model.tokenizer.decode([int(i)]), int(i), float(c[i]), float(a[i]), float(pc[i]), float(pa[i]), shift)
             for i in top]
+
+
+UNCHANGED_KL = 1e-9  # KL(clean || ablated) below this: the edit changed nothing at the last position
+
+
+@torch.no_grad()
+def unchanged_reason(model: HookedTransformer, tokens: Int[Tensor, "1 T"], ab: Ablation, sae=None) -> str:
+    """Why an ablation leaves the next-token distribution unchanged (call it when KL ~ 0): for
+    zero / scale / clamp edits of SAE features that are inactive (<= 0) at every position, or at
+    the last one; scale by 1; set to the value the feature already has. '' if none of these holds."""
+    if ab.heads or not ab.clamps or sae is None:
+        return ""
+    spec = parse_hook(model, sae_hook(sae))
+    with capture(model, [spec.name]) as store:
+        model(tokens)
+    x = store[spec.name]
+    if spec.head is not None:
+        x = x[:, :, spec.head]
+    f_TF = sae.encode(x.to(sae.dtype))[0]  # [T, d_sae] (as interp.hooks.sae_edit encodes)
+    why = []
+    for e in ab.clamps:
+        e.check(f_TF.shape[-1])
+        ids = ", ".join(f"#{i}" for i in e.features)
+        acts = f_TF[:, e.features]  # [T, n]
+        if e.mode == "scale" and e.value == 1:
+            why.append(f"scale by 1 leaves features {ids} as they are")
+        elif e.mode in ("zero", "scale", "clamp") and not (acts > 0).any():
+            why.append(f"features {ids} are inactive at every position of this prompt, and {e.mode} only changes "
+                       "active features (use 'set' to switch one on)")
+        elif e.mode in ("zero", "scale", "clamp") and not (acts[-1] > 0).any():
+            why.append(f"features {ids} are inactive at the last position (active only earlier, at positions "
+                       f"{', '.join(str(int(t)) for t in (acts > 0).any(1).nonzero()[:, 0].tolist())}), and what the edit "
+                       "changes there does not reach the next-token prediction")
+        elif e.mode == "set" and torch.allclose(acts, torch.full_like(acts, e.value)):
+            why.append(f"features {ids} already have the value {e.value:g} everywhere")
+    return "; ".join(why)
+
+
+def colour_feature(per_token: list[list[tuple[int, float]]]) -> int | None:
+    """A feature worth colouring a prompt by: the strongest feature at the last position, else the
+    strongest anywhere (`top_features`' output); None if no feature fires on the prompt."""
+    for pos in (per_token[-1:], per_token):
+        best = max(((f, v) for fs in pos for f, v in fs if v > 0), key=lambda x: x[1], default=None)
+        if best is not None:
+            return best[0]
+    return None
 
 
 def token_id(model: HookedTransformer, token: str) -> int:
@@ -219,8 +274,9 @@ def compare(model: HookedTransformer, tokens: Int[Tensor, "1 T"], ab: Ablation, 
     lp, lq = clean.float().log_softmax(-1), abl.float().log_softmax(-1)
     kl = float((lp.exp() * (lp - lq)).sum())
     diff = (lambda lg: float(lg[ids[0]] - lg[ids[1]])) if ids else (lambda lg: None)
+    note = unchanged_reason(model, tokens, ab, sae) if not ab.empty and kl < UNCHANGED_KL else ""
     return Comparison(next_tokens(clean, model, k), next_tokens(abl, model, k), diff(clean), diff(abl), kl, target,
-                      logit_changes(model, clean, abl, k) if not ab.empty else [])
+                      logit_changes(model, clean, abl, k) if not ab.empty else [], note)
 
 
 class Answers(NamedTuple):

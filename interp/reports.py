@@ -111,12 +111,19 @@ def _ctx_html(c: Context, vmax: float) -> str:
     return f'<div class="ctx"><span class="v">{c.value:7.3f}</span>  {spans}</div>'
 
 
+def _interval_share(iv: Interval) -> str:
+    """'12 firings (exact), 3.1%' where the top activations prove the count, else '≈38 firings, ≈1.6%'."""
+    if iv.exact:
+        return f"{iv.n_firings:,.0f} firings (exact), {100 * iv.share:.1f}% of all"
+    return f"≈{iv.n_firings:,.0f} firings, ≈{100 * iv.share:.1f}% of all"
+
+
 def intervals_html(intervals: list[Interval], vmax: float) -> str:
     """SAEDashboard-style activation intervals: a header per interval, then its samples."""
     out = []
     for iv in intervals:
         head = (f'<div class="interval-head">Interval {iv.lo:.3g} – {iv.hi:.3g}'
-                f'<span class="v"> · ≈{100 * iv.share:.1f}% of firings · {len(iv.samples)} shown</span></div>')
+                f'<span class="v"> · {_interval_share(iv)} · {len(iv.samples)} shown</span></div>')
         out.append(f'<div class="interval">{head}{contexts_html(iv.samples, vmax)}</div>')
     return "".join(out)
 
@@ -194,7 +201,7 @@ def feature_html(fv: FeatureView) -> str:
 </div>"""
 
 
-def render_html(stats: FeatureStore, ids: list[int], title: str = "Feature report") -> str:
+def render_html(stats: FeatureStore, ids: list[int], title: str = "Feature report", header: str = "") -> str:
     blocks = "\n".join(feature_html(feature_view(stats, i)) for i in ids)
     m = stats.meta
     return f"""<!doctype html>
@@ -204,6 +211,7 @@ def render_html(stats: FeatureStore, ids: list[int], title: str = "Feature repor
 <h1>{_esc(title)}</h1>
 <div class="meta">model {_esc(m.get("model"))} · hook {_esc(m.get("hook"))} · source {_esc(m.get("source"))} ·
 {_num(m.get("n_features"))} features · statistics over {_num(m.get("n_tokens"))} tokens of {_esc(m.get("corpus"))} · {len(ids)} features in this report</div>
+{f'<div class="meta" data-testid="report-header">{_esc(header)}</div>' if header else ""}
 <p><input id="filter" placeholder="filter by label or feature id"></p>
 {blocks}
 <script>{_JS}</script>
@@ -239,7 +247,7 @@ def feature_json(fv: FeatureView, stats: FeatureStore) -> dict:
         "flags": fv.flags,
         "label_inputs": fv.label_inputs,
         "label_outputs": fv.label_outputs,
-        "intervals": [{"lo": iv.lo, "hi": iv.hi, "share": iv.share, "n_samples": len(iv.samples)} for iv in fv.intervals],
+        "intervals": [{"lo": iv.lo, "hi": iv.hi, "share": iv.share, "n_firings": iv.n_firings, "exact": iv.exact, "n_samples": len(iv.samples)} for iv in fv.intervals],
         "activations": [
             {"tokens": c.tokens, "values": c.values, "maxValue": c.value, "maxValueTokenIndex": c.peak, "kind": kind}
             for kind, cs in (("top", fv.top), ("quantile", fv.quantiles)) for c in cs
@@ -251,10 +259,10 @@ def feature_json(fv: FeatureView, stats: FeatureStore) -> dict:
     }
 
 
-def render_json(stats: FeatureStore, ids: list[int]) -> str:
+def render_json(stats: FeatureStore, ids: list[int], title: str = "", header: str = "") -> str:
     m = stats.meta
-    doc = {"model": m.get("model"), "hook": m.get("hook"), "source": m.get("source"), "n_tokens": m.get("n_tokens"),
-           "features": [feature_json(feature_view(stats, i), stats) for i in ids]}
+    doc = {"title": title, "header": header, "model": m.get("model"), "hook": m.get("hook"), "source": m.get("source"),
+           "n_tokens": m.get("n_tokens"), "features": [feature_json(feature_view(stats, i), stats) for i in ids]}
     return json.dumps(doc, indent=1)
 
 
@@ -271,9 +279,11 @@ def _md_bold(t: str) -> str:
     return t[: len(t) - len(body)] + (f"**{_md(body)}**" if body else _md(t))
 
 
-def render_md(stats: FeatureStore, ids: list[int], title: str = "Feature report", n_contexts: int = 5) -> str:
+def render_md(stats: FeatureStore, ids: list[int], title: str = "Feature report", n_contexts: int = 5, header: str = "") -> str:
     m = stats.meta
     lines = [f"# {_md(title)}", "", f"model {_md(str(m.get('model')))}, hook {_md(str(m.get('hook')))}, {_md(str(m.get('n_tokens')))} tokens", ""]
+    if header:
+        lines += [_md(header), ""]
     for i in ids:
         fv = feature_view(stats, i)
         lines += [f"## Feature {fv.id}: {_md(fv.label)}", "",
@@ -290,16 +300,17 @@ def render_md(stats: FeatureStore, ids: list[int], title: str = "Feature report"
 
 
 # ----------------------------------------------------------------------------- files
-def render(stats: FeatureStore, ids: list[int], fmt: str, title: str = "Feature report") -> str:
+def render(stats: FeatureStore, ids: list[int], fmt: str, title: str = "Feature report", header: str = "") -> str:
+    """The report in `fmt`; `header` (optional) names the selection it was made from (dashboard exports)."""
     if fmt not in FORMATS:
         raise InterpError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
     for i in ids:
         stats.check_id(i)
     if fmt == "html":
-        return render_html(stats, ids, title)
+        return render_html(stats, ids, title, header)
     if fmt == "json":
-        return render_json(stats, ids)
-    return render_md(stats, ids, title)
+        return render_json(stats, ids, title, header)
+    return render_md(stats, ids, title, header=header)
 
 
 def check_report_path(out: str | Path) -> Path:
@@ -330,9 +341,10 @@ def write_report(stats: FeatureStore, ids: list[int], fmt: str, out: str | Path,
 TABLE_CSS = """
 .itable{border-collapse:collapse;font-size:13px;width:100%;table-layout:auto}
 .itable th{text-align:left;border-bottom:2px solid #d0d7de;padding:4px 6px;white-space:normal;vertical-align:bottom}
-.itable td{border-bottom:1px solid #eaeef2;padding:3px 6px;vertical-align:top;overflow-wrap:anywhere}
+.itable-wrap{overflow-x:auto;max-width:100%}
+.itable td{border-bottom:1px solid #eaeef2;padding:3px 6px;vertical-align:top;white-space:nowrap}
 .itable td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.itable td.path{font-family:ui-monospace,Menlo,monospace;font-size:12px;word-break:break-all;min-width:120px}
+.itable td.path{font-family:ui-monospace,Menlo,monospace;font-size:12px;white-space:normal;overflow-wrap:normal;min-width:120px}
 .itable td.warn{background:#fff8c5}
 """
 
@@ -350,8 +362,11 @@ def table_html(rows: list[dict], columns: list[tuple[str, str, str]], testid: st
         else:
             text = "" if v is None else str(v)
         classes = " ".join(c for c in (cls, "warn" if (r, key) in warn else "") if c)
-        return f'<td class="{classes}">{_esc(text)}</td>' if classes else f"<td>{_esc(text)}</td>"
+        # names never break inside a word; a path may break only after a '/'
+        shown = _esc(text).replace("/", "/<wbr>") if cls == "path" else _esc(text)
+        return f'<td class="{classes}">{shown}</td>' if classes else f"<td>{shown}</td>"
 
     head = "".join(f"<th>{_esc(h)}</th>" for _, h, _ in columns)
     body = "".join("<tr>" + "".join(cell(i, k, c, row.get(k)) for k, _, c in columns) + "</tr>" for i, row in enumerate(rows))
-    return f'<table class="itable" data-testid="{_esc(testid)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return (f'<div class="itable-wrap"><table class="itable" data-testid="{_esc(testid)}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{body}</tbody></table></div>')

@@ -60,7 +60,7 @@ def running_app(env: dict[str, str], wait: bool = True) -> Iterator[tuple[str, s
     the health check unless wait=False. On exit the whole process group it started is stopped
     (`interp app` runs Streamlit as a child): SIGTERM, then SIGKILL after 10 s."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "interp", "app", "--port", str(port)], cwd=ROOT, env={**os.environ, **env},
+    proc = subprocess.Popen([sys.executable, "-m", "interp", "app", "--port", str(port), "--no-window"], cwd=ROOT, env={**os.environ, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

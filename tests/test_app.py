@@ -68,8 +68,9 @@ def test_home_table_architectures_and_uninformative_scores(sae_root):
     flagged = [w.value for w in at.warning if "attn_out_L2_topk" in w.value]
     assert len(flagged) == 1 and "ce_loss_score is uninformative" in flagged[0] and "0.0007 nats" in flagged[0]
     assert not any("resid_post_L1_batchtopk" in w.value for w in at.warning)
-    assert "embedded/a_tiny" in html  # the path relative to the SAE root, whole
-    assert at.session_state["sae_dir"].endswith("a_tiny")
+    assert "embedded/<wbr>a_tiny" in html  # the path relative to the SAE root, whole (may break only after a '/')
+    # the default SAE is the deepest residual-stream one (symptom: the L0 default made unlearning forget 0%)
+    assert at.session_state["sae_dir"].endswith("resid_post_L1_batchtopk")
     sb = at.sidebar.selectbox(key="_sae_pick")
     sb.select(next(o for o in sb.options if o.endswith("b_nostats"))).run()
     assert at.session_state["sae_dir"].endswith("b_nostats")
@@ -187,7 +188,18 @@ def test_prompt_lab_answers_ablation_and_bad_prompts(sae_root):
     assert any("KL" in m.label for m in at.metric)
     html = _html(at)
     assert html.count('class="pbar-row"') == 30  # next token + clean + ablated, 10 labelled bars each
-    assert [df for df in at.dataframe if "logit change" in df.value.columns]  # the biggest logit changes
+    # numbers audit: the column is the library's change, in the order it is ranked by (symptom: -6.792 below +4.498)
+    from interp import prompt_lab as P
+    from interp.models import load_model
+
+    m = load_model("embedded")
+    lib = P.compare(m, P.prepare(m, at.text_area(key="p:lab:prompt").value).tokens, P.Ablation(heads=[(0, 1), (1, 2)]),
+                    target=(" Mary", " John"))
+    shown = next(df.value for df in at.dataframe if "logit change (mean removed)" in df.value.columns)
+    col = shown["logit change (mean removed)"].tolist()
+    assert col == pytest.approx([c.delta for c in lib.changes], abs=1e-4)
+    assert [abs(x) for x in col] == sorted((abs(x) for x in col), reverse=True)
+    assert shown["raw logit change"].tolist() == pytest.approx([c.raw_delta for c in lib.changes], abs=1e-4)
     at.radio(key="p:lab:head_mode").set_value("mean").run()
     assert not at.exception and not at.error
     at.text_input(key="p:lab:clamp_ids").input("3").run()
@@ -240,11 +252,11 @@ def test_prompt_lab_token_view(sae_root, model):
 def test_reports_page_downloads(sae_root):
     at = _app("pages/reports.py", sae_dir=str(sae_root / "embedded" / "a_tiny"))
     assert len(at.get("download_button")) == 3
-    at.text_input(key="report_ids").input("0-999").run()
+    at.text_input(key="p:reports:ids").input("0-999").run()
     assert any("out of range" in e.value for e in at.error)
-    at.text_input(key="report_ids").input("0-999999999").run()
+    at.text_input(key="p:reports:ids").input("0-999999999").run()
     assert any("out of range" in e.value for e in at.error)
-    at.text_input(key="report_ids").input("1,3").run()
+    at.text_input(key="p:reports:ids").input("1,3").run()
     assert not at.error and len(at.get("download_button")) == 3
 
 

@@ -20,13 +20,29 @@ def sae_root(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("saes")
     save_tiny_sae(load_model("embedded"), root / "embedded" / "tiny", d_sae=32, k=4)
-    old = os.environ.get("INTERP_SAE_ROOT")
+    old = {k: os.environ.get(k) for k in ("INTERP_SAE_ROOT", "INTERP_HOME")}
     os.environ["INTERP_SAE_ROOT"] = str(root)
+    os.environ["INTERP_HOME"] = str(tmp_path_factory.mktemp("home"))  # the jobs' history
     yield root
-    if old is None:
-        os.environ.pop("INTERP_SAE_ROOT", None)
-    else:
-        os.environ["INTERP_SAE_ROOT"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _wait_job(job_id: str, timeout: float = 800.0):
+    import time
+
+    from interp import jobs
+
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        j = jobs.get(job_id)
+        if j.state != "running":
+            return j
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} still running after {timeout} s")
 
 
 def _page() -> AppTest:
@@ -50,6 +66,11 @@ def test_unlearning_page_runs_and_links_to_features(sae_root):
     at.button(key="unl_run").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
+    assert any("background job" in i.value for i in at.info)  # the page is usable while it runs
+    job = _wait_job(at.session_state["unl_job"])
+    assert job.state == "done", job.reason
+    at.run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     labels = [m.label for m in at.metric]
     assert {"Forget accuracy", "Adversarial accuracy", "Retain, in-domain", "Retain, cross-domain"} <= set(labels)
     assert "3 features per SAE, strength 2 (set by hand)" in at.subheader[0].value
@@ -70,24 +91,24 @@ def test_unlearning_page_errors_without_concept(sae_root):
     assert any("pick at least one concept" in e.value for e in at.error) and not at.exception
 
 
-def test_unlearning_page_runs_with_the_cli_defaults(sae_root, monkeypatch):
-    """Untouched widgets give exactly `UnlearnConfig()` (the CLI's defaults), and the CLI's flags default to it too."""
-    import interp.unlearn
+def test_unlearning_page_runs_with_the_cli_defaults(sae_root):
+    """Untouched widgets give exactly `UnlearnConfig()` (the CLI's defaults) in the job's parameters,
+    and the CLI's flags default to it too."""
+    from interp import jobs
     from interp.cli import build_parser
-    from interp.errors import InterpError
     from interp.unlearn import UnlearnConfig
 
-    seen = []
-
-    def fake_run(model, concepts, sae_dirs, cfg, **kw):
-        seen.append(cfg)
-        raise InterpError("stopped by the test")
-
-    monkeypatch.setattr(interp.unlearn, "run_unlearning", fake_run)
     at = _page()
     at.button(key="unl_run").click().run()
-    assert any("stopped by the test" in e.value for e in at.error) and not at.exception
-    assert seen == [UnlearnConfig()]
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = jobs.get(at.session_state["unl_job"])
+    try:
+        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in job.params["config"].items()}
+        assert UnlearnConfig(**cfg) == UnlearnConfig()
+        assert job.params["baselines"] == [] and job.params["concepts"] == ["colors"]
+        assert job.params["sae_dirs"][0].endswith("tiny") and "SAEs tiny" in job.header
+    finally:
+        jobs.cancel(job.id)
     args = build_parser().parse_args(["unlearn", "--sae", "x", "--concept", "colors"])
     d = UnlearnConfig()
     assert (args.method, args.n_features, args.value, args.retain_threshold, args.score, args.positions, args.condition,

@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from app.common import (cached_chart, current_device, current_model_name, current_sae_dir, guarded, load_model_cached,
-                        load_sae_cached, load_stats_cached, mean_z_cached, page_state, show_error, show_spec)
+                        load_sae_cached, load_stats_cached, mean_z_cached, page_state, selection, show_error, show_spec)
+from app.style import SEQUENTIAL, result_header
 from interp import prompt_lab as P
 from interp.errors import InterpError
 from interp.features import has_stats
@@ -24,6 +25,9 @@ except InterpError as e:
     st.stop()
 cfg = model.cfg
 model_name, device = current_model_name(), current_device()
+sel = selection()
+if st.session_state.pop("_goto", None):  # a feature chip's ↗ (a callback cannot switch pages itself)
+    st.switch_page("pages/features.py")
 
 
 # Every model run of this page is cached per setting (model, device, prompt and the run's own
@@ -35,12 +39,18 @@ def _predict(name: str, dev: str, prompt: str, k: int):
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _token_view(name: str, dev: str, prompt: str, pick: str, sae_dir: str | None, fid: int, k: int):
-    """(hook, n_features, one feature's value per token, top k features per token) for a feature source."""
+def _top_view(name: str, dev: str, prompt: str, pick: str, sae_dir: str | None, k: int):
+    """(hook, n_features, top k features per token) for a feature source."""
     m = load_model_cached(name, dev)
     src = _source(m, pick, sae_dir, dev)
-    toks = P.prepare(m, prompt).tokens
-    return str(src.hook), src.n_features, P.feature_values(m, src, toks, fid), P.top_features(m, src, toks, k)
+    return str(src.hook), src.n_features, P.top_features(m, src, P.prepare(m, prompt).tokens, k)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _values_view(name: str, dev: str, prompt: str, pick: str, sae_dir: str | None, fid: int):
+    """One feature's value on every token of the prompt."""
+    m = load_model_cached(name, dev)
+    return P.feature_values(m, _source(m, pick, sae_dir, dev), P.prepare(m, prompt).tokens, fid)
 
 
 @cached_chart
@@ -54,7 +64,7 @@ def _attention_chart(name: str, dev: str, prompt: str, layer: int, heads: tuple)
     return alt.Chart(pd.DataFrame(recs)).mark_rect().encode(
         x=alt.X("key:N", sort=toks, axis=alt.Axis(labelAngle=-60, labelOverlap=False)),
         y=alt.Y("query:N", sort=toks, axis=alt.Axis(labelOverlap=False)),
-        color=alt.Color("attention:Q", scale=alt.Scale(scheme="blues", domain=[0, 1])), tooltip=["head", "query", "key", "attention"],
+        color=alt.Color("attention:Q", scale=alt.Scale(scheme=SEQUENTIAL, domain=[0, 1])), tooltip=["head", "query", "key", "attention"],
     ).properties(width=300, height=300).facet(facet=alt.Facet("head:N"), columns=2)
 
 
@@ -125,6 +135,11 @@ def _source(m, pick: str, sae_dir: str | None, dev: str):
     return NeuronSource(m, int(pick.rsplit(" ", 1)[1]))
 
 
+def _open_feature(f: int) -> None:
+    st.session_state["feature_id"] = int(f)
+    st.session_state["_goto"] = "pages/features.py"
+
+
 def _labels(pick: str) -> list[str] | None:
     if pick.startswith("SAE: ") and sae_dir and has_stats(sae_dir):
         return load_stats_cached(sae_dir).labels
@@ -144,27 +159,41 @@ with tab_tok:
         pick = c1.selectbox("Feature source (its hook)", choices, **ps.widget("source"))
         ps.default("k", 3)
         k = c2.slider("Features per token", 1, 10, **ps.widget("k"))
-        ps.default("colour_by", 0)
-        fid = c3.number_input("Colour the prompt by feature", min_value=0, step=1, **ps.widget("colour_by"))
         with guarded("features per token"):
-            hook, n_feats, vals, per_tok = _token_view(model_name, device, prompt, pick, sae_dir, int(fid), int(k))
+            hook, n_feats, per_tok = _top_view(model_name, device, prompt, pick, sae_dir, int(k))
+            # "Colour by" starts on a feature that fires on this prompt (the strongest at the last token), and
+            # moves with the prompt and source unless the user picked one
+            default_fid = P.colour_feature(per_tok)
+            ps.follow("colour_by", int(default_fid if default_fid is not None else 0), (prompt, pick))
+            if int(ps["colour_by"]) >= n_feats:
+                ps["colour_by"] = 0
+            fid = c3.number_input(f"Colour by feature (0..{n_feats - 1})", min_value=0, max_value=n_feats - 1, step=1,
+                                  key=ps.key("colour_by"))
+            vals = _values_view(model_name, device, prompt, pick, sae_dir, int(fid))
             labels = _labels(pick)
+            result_header(sel.header("Features per token", {"source": pick.removeprefix("SAE: ").rstrip("/").split("/")[-1],
+                                                            "hook": hook, "features per token": int(k)}))
             st.caption(f"hook {hook} · {n_feats} features"
                        + ("" if labels else " · no feature statistics for this source, so no labels (build them on the Features page)"))
             lab = f": {labels[int(fid)]}" if labels else ""
             st.markdown(f"**Feature {int(fid)}{lab}** on your prompt (hover a token for its value; max {max(vals):.3f})")
+            if max(vals) <= 0:
+                st.caption(f"Feature {int(fid)} does not fire anywhere on this prompt.")
             st.html(token_values_html(prep.str_tokens, vals))
             rows = [[(f, v, labels[f] if labels else "") for f, v in fs] for fs in per_tok]
             st.html(token_features_html(prep.str_tokens, rows))
             if pick.startswith("SAE: "):
-                ids = sorted({f for fs in per_tok for f, _ in fs})
+                ids = sorted({f for fs in per_tok for f, _ in fs}, key=lambda f: -max(v for fs in per_tok for g, v in fs if g == f))
                 if ids:
-                    c1, c2 = st.columns([3, 1])
-                    go = c1.selectbox("Open a feature on the Features page", ids, key="lab_open_feat",
-                                      format_func=lambda i: f"#{i}: {labels[i]}" if labels else f"#{i}")
-                    if c2.button("Open feature", key="lab_open_btn"):
-                        st.session_state["feature_id"] = int(go)
-                        st.switch_page("pages/features.py")
+                    st.markdown("**Features on this prompt** (click one: colour the prompt by it; ↗ opens it on the Features page)")
+                    with st.container(key="feature-chips"):
+                        chips = st.columns(6)
+                        for j, f in enumerate(ids[:24]):
+                            name = f"#{f}" + (f" {labels[f][:22]}" if labels else "")
+                            cc = chips[j % 6].columns([4, 1], gap="small")
+                            cc[0].button(name, key=f"chip{f}", on_click=ps.__setitem__, args=("colour_by", int(f)), width="stretch",
+                                         help=labels[f] if labels else None)
+                            cc[1].button("↗", key=f"chipgo{f}", on_click=_open_feature, args=(int(f),), help="open on the Features page")
 
 with tab_next:
     with guarded("next token"):
@@ -213,6 +242,10 @@ with tab_abl:
         head_list = tuple(P.parse_heads(", ".join(heads_sel)))
         cmp = _compare(model_name, device, prompt, head_list, mode, op, tuple(ids), float(val), sae_dir if ids else None,
                        (ta, tb) if ta and tb else None)
+        result_header(sel.header("Ablation", {"heads": ", ".join(f"{l}.{h}" for l, h in head_list) or "none",
+                                              "head ablation": mode,
+                                              "feature edit": f"{op} {', '.join(map(str, ids))} value {float(val):g}" if ids else "none"},
+                                 sae=bool(ids)))
         if not head_list and not ids:
             st.info("Nothing ablated yet: pick heads or feature clamps. Both runs below are the clean run.")
         k1, k2, k3 = st.columns(3)
@@ -220,15 +253,22 @@ with tab_abl:
             k1.metric(f"logit[{ta!r}] − logit[{tb!r}], clean", f"{cmp.clean_logit_diff:.3f}")
             k2.metric("ablated", f"{cmp.ablated_logit_diff:.3f}", delta=f"{cmp.ablated_logit_diff - cmp.clean_logit_diff:+.3f}")
         k3.metric("KL(clean ‖ ablated)", f"{cmp.kl:.4f}")
+        if cmp.note:
+            st.warning(f"This edit changes nothing at the next-token prediction: {cmp.note}.", icon=":material/info:")
         a, b = st.columns(2)
         a.html(prob_bars_html([(r.token, r.prob) for r in cmp.clean], "Clean run"))
         b.html(prob_bars_html([(r.token, r.prob) for r in cmp.ablated], "Ablated run"))
         if cmp.changes:
-            st.markdown("**Biggest logit changes** (each run's mean logit removed first)")
-            st.dataframe(pd.DataFrame([{"token": repr(c.token), "logit change": c.delta, "clean logit": c.clean_logit,
-                                        "ablated logit": c.ablated_logit, "clean prob": c.clean_prob, "ablated prob": c.ablated_prob}
-                                       for c in cmp.changes]),
+            st.markdown("**Biggest logit changes**, largest |change| first; the change is measured after removing each run's "
+                        f"mean logit (a shift of every logit changes no probability; this edit shifted them by "
+                        f"{cmp.changes[0].shift:+.3f})")
+            st.dataframe(pd.DataFrame([{"token": repr(c.token), "logit change (mean removed)": c.delta, "raw logit change": c.raw_delta,
+                                        "clean logit": c.clean_logit, "ablated logit": c.ablated_logit, "clean prob": c.clean_prob,
+                                        "ablated prob": c.ablated_prob} for c in cmp.changes]),
                          hide_index=True, width="stretch",
                          column_config={"clean prob": st.column_config.NumberColumn(format="%.3f"),
                                         "ablated prob": st.column_config.NumberColumn(format="%.3f"),
-                                        "logit change": st.column_config.NumberColumn(format="%+.3f")})
+                                        "logit change (mean removed)": st.column_config.NumberColumn(format="%+.3f"),
+                                        "raw logit change": st.column_config.NumberColumn(format="%+.3f"),
+                                        "clean logit": st.column_config.NumberColumn(format="%.3f"),
+                                        "ablated logit": st.column_config.NumberColumn(format="%.3f")})

@@ -138,7 +138,12 @@ def cmd_app(args) -> int:
     cmd = [sys.executable, str(entry.parent / "serve.py"), "run", str(entry), "--server.headless", "true",
            "--server.address", args.host, "--server.port", str(args.port), "--browser.gatherUsageStats", "false",
            "--client.toolbarMode", "minimal", "--", "--model", args.model]
-    print(f"interp dashboard: http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
+    url = f"http://{args.host}:{args.port}"
+    print(f"interp dashboard: {url}  (Ctrl-C to stop)", flush=True)
+    if not getattr(args, "no_window", False):
+        from interp.commands.window import open_when_ready
+
+        open_when_ready(url)  # its own app window once the server answers (Chromium/Chrome --app, else the browser)
     return run_child(cmd)
 
 
@@ -210,4 +215,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: localhost only)")
     p.add_argument("--model", default="embedded", help="model selected at start")
+    p.add_argument("--no-window", action="store_true",
+                   help="only serve: open no window (default: an app window in Chromium/Chrome, else the default browser)")
     p.set_defaults(func=cmd_app)

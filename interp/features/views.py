@@ -31,12 +31,15 @@ class Context:
 
 @dataclass
 class Interval:
-    """Samples whose activation lies in (lo, hi]; `share` ~ the fraction of all firings in it."""
+    """Samples whose activation lies in (lo, hi]; `share` = `n_firings` / all firings of the feature
+    (see `interval_counts`: exact where the top activations prove it, else an estimate)."""
 
     lo: float
     hi: float
     share: float
     samples: list[Context]
+    n_firings: float = 0.0  # firings in (lo, hi]: exact if `exact`, else estimated
+    exact: bool = False  # every firing in this interval is one of the stored top activations
 
 
 @dataclass
@@ -95,17 +98,54 @@ def _contexts(stats: FeatureStore, vals_row: list, toks_rows: list, acts_rows: l
     return out
 
 
+def interval_counts(edges: list[float], count: float, top_vals: list[float], top_k: int,
+                    reservoir_share: list[float]) -> tuple[list[float], list[bool]]:
+    """Firings per activation interval ``(edges[j], edges[j+1]]``, consistent with the stored
+    firing count and the stored top activations.
+
+    The top list holds the `top_k` largest firings, so with v_K its smallest value:
+
+    * if the feature fired at most `top_k` times, the top list is every firing: counts are exact;
+    * an interval with ``lo >= v_K`` holds only firings above v_K, all in the top list: exact;
+    * the other firings, ``R = count - sum(exact)``, are spread over the remaining intervals: each
+      gets the top activations it holds (a lower bound) plus a part of what is left,
+      ``R - sum(known)``, proportional to the reservoir's share of that interval (a uniform sample
+      of firings), evenly if the reservoir saw none of them.
+
+    Why: the reservoir alone (64 samples) gives the top interval ~0% although the top activations
+    show it holds 20 firings. -> (counts, exact) per interval, low to high; counts sum to `count`."""
+    n = len(edges) - 1
+    tops = sorted((min(v, edges[-1]) for v in top_vals if v > 0), reverse=True)  # stored in float16: may round above the max
+    known = [sum(1 for v in tops if edges[j] < v <= edges[j + 1]) for j in range(n)]
+    if count <= len(tops) or len(tops) < top_k:  # the top list is every firing
+        return [float(k) for k in known], [True] * n
+    v_k = tops[-1]
+    exact = [edges[j] >= v_k for j in range(n)]
+    rest = [j for j in range(n) if not exact[j]]
+    extra = max(count - sum(known), 0.0)  # firings not in the top list: all <= v_K, in the `rest` intervals
+    w = [max(reservoir_share[j], 0.0) for j in rest]
+    tot = sum(w)
+    counts = [float(k) for k in known]
+    for j, wj in zip(rest, w):
+        counts[j] += extra * (wj / tot if tot > 0 else 1 / len(rest))
+    return counts, exact
+
+
 def _intervals(stats: FeatureStore, i: int, max_act: float) -> list[Interval]:
     t = stats.t
     if "iv_vals" not in t:
         return []
     n = t["iv_vals"].shape[1]
-    share = t["iv_share"][i].float().tolist()
+    edges = [max_act * j / n for j in range(n + 1)]
+    count = float(t["count"][i])
+    counts, exact = interval_counts(edges, count, t["top_vals"][i].float().tolist(), int(t["top_vals"].shape[1]),
+                                    t["iv_share"][i].float().tolist())
     out = []
     for j in reversed(range(n)):
         samples = _contexts(stats, t["iv_vals"][i, j].float().tolist(), t["iv_tokens"][i, j].tolist(), t["iv_acts"][i, j].float().tolist())
-        if samples or share[j] > 0:
-            out.append(Interval(max_act * j / n, max_act * (j + 1) / n, float(share[j]), sorted(samples, key=lambda c: -c.value)))
+        if samples or counts[j] > 0:
+            out.append(Interval(edges[j], edges[j + 1], counts[j] / count if count else 0.0, sorted(samples, key=lambda c: -c.value),
+                                counts[j], exact[j]))
     return out
 
 
@@ -150,6 +190,7 @@ class Hit(NamedTuple):
     label: str
     value: float = 0.0  # token search: mean activation on the token
     freq: float = 0.0
+    dense: bool = False  # fires on more than DENSE_FREQ of all tokens (says little about any one token)
 
 
 def search_labels(stats: FeatureStore, query: str, limit: int = 50) -> list[int]:
@@ -171,10 +212,18 @@ def token_ids_of(stats: FeatureStore, token: str) -> list[int]:
     return ids
 
 
-def features_for_token(stats: FeatureStore, token: str, limit: int = 8) -> list[Hit]:
+def features_for_token(stats: FeatureStore, token: str, limit: int = 8, include_dense: bool = False) -> list[Hit]:
     """Features most specific to `token` (an exact vocabulary string, e.g. ' Mary'), most specific
     first (interp.features.compute.token_specificity: share of the feature's activation on the
-    token x its mean activation there relative to its max), with their labels."""
+    token x its mean activation there relative to its max), with their labels.
+
+    Dense features (firing on more than `DENSE_FREQ` of tokens) are left out unless
+    `include_dense`; then they keep their rank and carry ``dense=True``."""
+    hits = _features_for_token(stats, token, limit + (0 if include_dense else 64))
+    return (hits if include_dense else [h for h in hits if not h.dense])[:limit]
+
+
+def _features_for_token(stats: FeatureStore, token: str, limit: int) -> list[Hit]:
     ids = token_ids_of(stats, token)
     t, labels = stats.t, stats.labels
     freq = t["freq"]
@@ -183,7 +232,7 @@ def features_for_token(stats: FeatureStore, token: str, limit: int = 8) -> list[
         if float(t["token_count"][tid]) == 0:
             raise InterpError(f"token {stats.vocab[tid]!r} never occurred in the corpus the statistics were built on")
         score = t["token_top_spec"][tid].float() if "token_top_spec" in t else t["token_top_vals"][tid].float()
-        hits = [Hit(int(a), float(s), labels[int(a)], float(v), float(freq[int(a)]))
+        hits = [Hit(int(a), float(s), labels[int(a)], float(v), float(freq[int(a)]), float(freq[int(a)]) > DENSE_FREQ)
                 for a, s, v in zip(t["token_top_ids"][tid].tolist(), score.tolist(), t["token_top_vals"][tid].float().tolist()) if v > 0]
         return sorted(hits, key=lambda h: -h.score)[:limit]
     # large vocabularies: features whose top contexts peak on this token, scored by the share of
@@ -195,7 +244,8 @@ def features_for_token(stats: FeatureStore, token: str, limit: int = 8) -> list[
     val = (on.float() * t["top_vals"].float()).max(1).values
     score = on.sum(1) / n_top * val / t["max_act"].clamp(min=1e-12)
     top = score.topk(min(limit, len(score)))
-    return [Hit(int(i), float(s), labels[int(i)], float(val[i]), float(freq[i])) for i, s in zip(top.indices, top.values) if s > 0]
+    return [Hit(int(i), float(s), labels[int(i)], float(val[i]), float(freq[i]), float(freq[i]) > DENSE_FREQ)
+            for i, s in zip(top.indices, top.values) if s > 0]
 
 
 def parse_feature_range(text: str, n_features: int) -> list[int]:

@@ -35,6 +35,30 @@ def shipped_comparison(path: str | Path = SHIPPED_DIR / "comparison.json") -> di
     return json.loads(p.read_text())
 
 
+def mean_std(cell) -> tuple[float, float]:
+    """A table cell as (mean, std): ``"0.1976 ± 0.0066"`` -> (0.1976, 0.0066), a number -> (x, 0.0),
+    anything else (``"-"``, empty) -> (NaN, NaN)."""
+    if isinstance(cell, (int, float)) and not isinstance(cell, bool):
+        return float(cell), 0.0
+    parts = str(cell).replace("+/-", "±").split("±")
+    try:
+        return float(parts[0]), (float(parts[1]) if len(parts) > 1 else 0.0)
+    except ValueError:
+        return float("nan"), float("nan")
+
+
+def comparison_points(rows: list[dict], metrics: tuple[str, ...] = ("coverage", "reconstruction")) -> list[dict]:
+    """Long rows (model, metric, mean, std) of the comparison table's ``"mean ± std"`` cells, for a
+    chart (the shipped table stores text: a chart of the raw cells draws no bars)."""
+    out = []
+    for r in rows:
+        for m in metrics:
+            mu, sd = mean_std(r.get(m))
+            if mu == mu:
+                out.append({"model": r["model"], "metric": m, "mean": mu, "std": sd, "seeds": int(r.get("seeds", 1))})
+    return out
+
+
 class RoutingStats(NamedTuple):
     expert_load: np.ndarray
     """[E] fraction of characters (all of them, padding excluded) routed to each expert"""
@@ -102,15 +126,21 @@ class UnitTable(NamedTuple):
     """characters measured for firing_rate_all"""
     hidden: torch.Tensor | None = None
     """[G, n_ctx, F] the unit activations at every character (for `top_contexts` without another forward)"""
+    best_cell_count: np.ndarray | None = None
+    """[F] '.' positions where the best cell holds (at least `min_cell`, or the unit has no F1)"""
+    min_cell: int = 1
+    """a cell that holds at fewer '.' positions is never a unit's best"""
 
 
 @torch.no_grad()
 def unit_table(model, mlp: MoEXConfig, games: list[str], n_ctx: int, layer: int, min_firings: int = 10,
-               progress=None) -> UnitTable:
+               progress=None, min_cell: int = 10) -> UnitTable:
     """Per-unit firing rates (at '.' positions and at every character) and the best board cell.
 
     A unit that fires at fewer than `min_firings` '.' positions gets no F1 (NaN): an F1 from a
-    handful of firings ranks units that fired once above real detectors."""
+    handful of firings ranks units that fired once above real detectors. Likewise a cell
+    (square:piece) that holds at fewer than `min_cell` '.' positions is never a unit's best: an
+    F1 of 1.000 on a cell seen once or twice is luck."""
     from interp.moex.metrics import best_property_per_feature
 
     hook = hidden_hook_name(mlp, layer)
@@ -119,13 +149,14 @@ def unit_table(model, mlp: MoEXConfig, games: list[str], n_ctx: int, layer: int,
     fires_all = (fires(h) & real[..., None]).sum((0, 1)).float()
     props = board_properties(games, max_char=n_ctx)
     acts = h[torch.as_tensor(props.game_index), torch.as_tensor(props.char_index)]
-    best = best_property_per_feature(acts, props.one_hot(), min_firings=min_firings)
+    best = best_property_per_feature(acts, props.one_hot(), min_firings=min_firings, min_cell=min_cell)
     names = property_names()
     fired = fires(acts)
     n_fire = fired.sum(0).numpy()
     return UnitTable(acts, props, fired.float().mean(0).numpy(), (fires_all / real.sum()).numpy(), n_fire,
                      [names[i] if np.isfinite(f) else "" for i, f in zip(best.index.tolist(), best.f1)],
-                     best.f1, best.threshold, len(acts), int(real.sum()), h)
+                     best.f1, best.threshold, len(acts), int(real.sum()), h,
+                     np.where(np.isfinite(best.f1), best.cell_count, 0), min_cell)
 
 
 def unit_heatmap(table: UnitTable, unit: int, piece: str | None = None) -> np.ndarray:

@@ -117,17 +117,25 @@ class BestProperty(NamedTuple):
     """[F] the property of that F1"""
     threshold: np.ndarray
     """[F] the t of 'fires above t * max' that gives it"""
+    cell_count: np.ndarray | None = None
+    """[F] positions where that property holds (its support: an F1 on a cell seen twice means little)"""
 
 
 def best_property_per_feature(acts: Float[torch.Tensor, "N F"], props: Bool[torch.Tensor, "N C"], thresholds=THRESHOLDS,
-                              min_firings: int = 10, max_F: torch.Tensor | None = None) -> BestProperty:
+                              min_firings: int = 10, max_F: torch.Tensor | None = None, min_cell: int = 1) -> BestProperty:
     """For each feature, the property it detects best: max over t and c of F1("A[:, f] > t * max_f", c).
 
     A feature that fires (> 0) at fewer than `min_firings` positions gets NaN, so that a unit
-    that fired once with a lucky hit does not rank first. The same classifiers as `coverage`,
-    seen from the feature's side instead of the property's.
+    that fired once with a lucky hit does not rank first; a property that holds at fewer than
+    `min_cell` positions is never a feature's best (an F1 of 1.0 on a cell seen once or twice
+    is luck, not a detector). The same classifiers as `coverage`, seen from the feature's side
+    instead of the property's.
     """
     a, p = _as_tensors(acts, props)
+    n_cell_C = (p > 0).sum(0)
+    p = p.clone()
+    rare = n_cell_C < max(min_cell, 1)
+    p[:, rare] = 0  # such a property gets F1 0 for every feature (never best unless nothing else fires)
     max_F = feature_max(a) if max_F is None else torch.as_tensor(max_F, dtype=torch.float32)
     F_ = a.shape[1]
     best = torch.full((F_,), -1.0)
@@ -143,4 +151,4 @@ def best_property_per_feature(acts: Float[torch.Tensor, "N F"], props: Bool[torc
     f1[~enough.numpy()] = np.nan
     thr = best_t.numpy().astype(float)
     thr[~enough.numpy()] = np.nan
-    return BestProperty(f1, best_idx.numpy(), thr)
+    return BestProperty(f1, best_idx.numpy(), thr, n_cell_C[best_idx].numpy())

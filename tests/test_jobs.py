@@ -1,0 +1,87 @@
+"""interp.jobs: a library call in a child process with overall progress, cancel and a history."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from interp import jobs
+from interp.errors import InterpError
+
+
+def _wait(root, job_id, until, timeout=60.0):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        j = jobs.get(job_id, root)
+        if until(j):
+            return j
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached the state asked for: {jobs.get(job_id, root)}")
+
+
+def test_a_job_reports_progress_and_lands_its_result_in_the_history(tmp_path):
+    j = jobs.start("sleep", {"seconds": 1.0, "steps": 5}, title="nap", header="model embedded · seed 0", root=tmp_path)
+    assert j.state == "running" and j.title == "nap"
+    mid = _wait(tmp_path, j.id, lambda x: x.progress.done > 0)
+    assert 0 < mid.progress.fraction <= 1 and mid.progress.elapsed_s > 0
+    done = _wait(tmp_path, j.id, lambda x: x.state != "running")
+    assert done.state == "done" and done.result() == {"slept": 1.0, "steps": 5}
+    assert done.progress.fraction == 1.0 and done.header == "model embedded · seed 0"
+    assert [h.id for h in jobs.history(tmp_path)] == [j.id]
+
+
+def test_cancel_kills_the_process_group_and_leaves_no_result(tmp_path):
+    j = jobs.start("sleep", {"seconds": 60.0, "steps": 600}, root=tmp_path)
+    _wait(tmp_path, j.id, lambda x: x.progress.done > 0)
+    pid = jobs.get(j.id, tmp_path).pid
+    c = jobs.cancel(j.id, tmp_path)
+    assert c.state == "cancelled" and c.reason == "cancelled by the user"
+    assert not jobs._pid_alive(pid)
+    assert not any(p.name.startswith("result") for p in Path(c.dir).iterdir())
+    with pytest.raises(InterpError, match="has no result"):
+        c.result()
+    assert jobs.cancel(j.id, tmp_path).state == "cancelled"  # cancelling twice changes nothing
+
+
+def test_a_crashed_job_says_why_and_survives_a_restart(tmp_path):
+    j = jobs.start("sleep", {"seconds": 0.4, "steps": 4, "fail": "the concept file is empty"}, root=tmp_path)
+    c = _wait(tmp_path, j.id, lambda x: x.state != "running")
+    assert c.state == "crashed" and c.reason == "the concept file is empty"
+    assert not (Path(c.dir) / "result.json").exists()
+    # a job whose process vanished without a word (server killed, machine rebooted): crashed, with a reason
+    ghost = tmp_path / "20000101-000000-dead00"
+    ghost.mkdir()
+    (ghost / "job.json").write_text(json.dumps({"id": ghost.name, "kind": "sleep", "title": "t", "params": {}, "created": 0}))
+    (ghost / "pid.json").write_text(json.dumps({"pid": 2 ** 22 + 12345}))
+    jobs._CHILDREN.clear()  # as after an app restart: only the files are left
+    hist = jobs.history(tmp_path)
+    assert [h.id for h in hist] == [j.id, ghost.name]  # newest first
+    assert hist[1].state == "crashed" and "ended without a result" in hist[1].reason
+
+
+def test_bad_job_requests_are_one_line_errors_before_anything_starts(tmp_path):
+    with pytest.raises(InterpError, match="unknown job kind 'nope'"):
+        jobs.start("nope", {}, root=tmp_path)
+    with pytest.raises(InterpError, match="plain JSON values"):
+        jobs.start("sleep", {"x": object()}, root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InterpError, match="bad job id"):
+        jobs.get("../etc", tmp_path)
+
+
+def test_a_job_started_from_a_short_lived_thread_outlives_it(tmp_path):
+    """Streamlit draws each page on its own thread: a job must not die with that thread
+    (PR_SET_PDEATHSIG fires when the forking thread exits)."""
+    import threading
+
+    box = []
+    t = threading.Thread(target=lambda: box.append(jobs.start("sleep", {"seconds": 1.5, "steps": 3}, root=tmp_path)))
+    t.start()
+    t.join()
+    time.sleep(0.5)
+    assert jobs.get(box[0].id, tmp_path).state == "running"
+    assert _wait(tmp_path, box[0].id, lambda x: x.state != "running").state == "done"
