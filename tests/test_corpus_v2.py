@@ -109,3 +109,15 @@ def test_quick_v2_attn_build_reports_seen_heldout_and_a_learning_curve(tmp_path)
     assert [p["step"] for p in written["task_curve"]] == [20, 40, 50]  # phase 1 every 20 + its end, phase 2's end
     assert set(written["task_curve"][0]) == {"step", "phase", "seen", "heldout"}
     assert written["target_line"].startswith("MISSES") and set(written["targets"]) == {"ioi_accuracy", "docstring_accuracy", "greater_than_prob_diff"}
+
+
+def test_build_default_ends_with_one_target_line(tmp_path, capsys):
+    """`interp build-default` says in its last line whether the model met its targets, and by how much it missed."""
+    from interp.cli import main
+
+    torch.set_num_threads(1)
+    assert main(["build-default", "--quick", "--attn-only", "--out", str(tmp_path / "m"), "--work-dir", str(tmp_path / "w")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    card = __import__("json").loads((tmp_path / "m" / "model_card.json").read_text())
+    assert last == f"targets: {card['target_line']}"
+    assert last.startswith("targets: MISSES") and "(short by " in last  # a 40-step toy model misses them

@@ -31,8 +31,9 @@ MODELS = ("embedded-attn", "embedded")
 
 def configs(quick: bool) -> dict:
     if quick:
-        return {"embedded-attn": dataclasses.replace(AttnBuildConfig.quick(), corpus="v2", eval_every=20, eval_curve_n=8),
-                "embedded": dataclasses.replace(BuildConfig.quick(), corpus="v2", eval_every=60, eval_curve_n=8)}
+        # 4 layers, as the real models: the downstream benchmarks name layer-3 SAEs
+        return {"embedded-attn": dataclasses.replace(AttnBuildConfig.quick(), corpus="v2", n_layers=4, eval_every=20, eval_curve_n=8),
+                "embedded": dataclasses.replace(BuildConfig.quick(), corpus="v2", n_layers=4, eval_every=60, eval_curve_n=8)}
     return {"embedded-attn": AttnBuildConfig.testbed(), "embedded": BuildConfig.testbed()}
 
 
