@@ -7,7 +7,8 @@
 Steps, in order (each is the repository's own command for that artefact; nothing is re-implemented):
 
 1. ``references``: the shipped reference circuits of both models, every task with a behaviour
-   (``python -m interp.circuits.reference``; a task without one is logged and skipped);
+   (``python -m interp.circuits.reference``; a task without one is logged and skipped), then their
+   layers and layer-only AUC into both model cards (``card_refs.py``);
 2. ``saes``: the shipped SAEs of ``embedded`` and their README (``python -m interp.sae.build``);
 3. ``sae-seed1``: the unlearning transfer check's second SAE (``benchmarks/unlearning/build_seed1.py``);
 4. ``features``: feature statistics and labels next to every shipped SAE (``interp features``);
@@ -54,7 +55,8 @@ def commands(step: str, repo: Path, quick: bool, log_dir: Path) -> list[list[str
     """The commands of one step, run in `repo` (computed when the step starts: `features` lists the SAEs then)."""
     py = sys.executable
     if step == "references":
-        return [[py, "-m", "interp.circuits.reference"] + (["--sets", "1", "--orders", "1"] if quick else [])]
+        return [[py, "-m", "interp.circuits.reference"] + (["--sets", "1", "--orders", "1"] if quick else []),
+                [py, "benchmarks/testbed/card_refs.py"]]
     if step == "saes":
         if quick:  # toy sizes, and only the SAEs the unlearning benchmark names
             return [[py, "-c", "from interp.sae.build import ShippedSpec, build_default_saes; build_default_saes(spec="
@@ -112,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="print the steps' commands and stop")
     a = p.parse_args(argv)
     repo, log_dir = a.repo.resolve(), a.log.resolve()
-    if a.quick and repo == ROOT:
-        print("error: --quick writes toy artefacts; give --repo a scratch copy of the repository", file=sys.stderr)
+    if a.quick and (repo / ".git").exists():
+        print("error: --quick writes toy artefacts; give --repo a scratch copy of the repository (not a git checkout)",
+              file=sys.stderr)
         return 2
     key = weights_key(repo)
     if len(key) < 2:
