@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -27,6 +27,10 @@ from interp.device import device_of
 from interp.models import EMBEDDED_DIR, build_from_config, save_model
 
 log = logging.getLogger(__name__)
+
+CORPORA = ("v1", "v2")
+# Fields that do not change the trained weights: a checkpoint written under other values resumes.
+NON_WEIGHT_FIELDS = ("ckpt_every", "eval_n", "eval_every", "eval_curve_n")
 
 
 @dataclass
@@ -55,8 +59,13 @@ class BuildConfig:
     phase2_code_frac: float = 0.6  # fraction of phase-2 documents that are Python functions
     phase2_lr: float = 1e-3
     phase2_warmup: int = 20
+    corpus: str = "v1"  # corpus version: "v1" (interp.data.corpus, the shipped models) or "v2" (corpus_v2)
+    eval_every: int = 0  # steps between learning-curve points on held-out-template task metrics (0 = none)
+    eval_curve_n: int = 64  # prompts per task and split at each learning-curve point
 
     def __post_init__(self):
+        if self.corpus not in CORPORA:
+            raise ValueError(f"corpus must be one of {', '.join(CORPORA)}, not {self.corpus!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         if self.warmup >= self.steps:
@@ -69,9 +78,32 @@ class BuildConfig:
         return cls(n_docs=3000, n_layers=2, d_model=64, n_heads=4, d_mlp=256, steps=120, warmup=10,
                    batch_size=16, ckpt_every=60, eval_n=40, phase2_steps=30, phase2_docs=600, phase2_warmup=5)
 
+    @classmethod
+    def testbed(cls) -> "BuildConfig":
+        """Issue 25's recipe: corpus v2 and ~3x the shipped v1 model's 7.4M tokens (5400 x 32 x 128
+        = 22.1M), with a learning curve every 300 steps."""
+        return cls(corpus="v2", n_docs=100_000, steps=4200, warmup=200, ckpt_every=100, phase2_steps=1200,
+                   phase2_docs=30_000, phase2_warmup=50, eval_every=300)
+
     def phase1_key(self) -> dict:
         """The fields that decide phase 1 (a finished phase 1 is reused when they match)."""
-        return {k: v for k, v in asdict(self).items() if not k.startswith("phase2") and k not in ("ckpt_every", "eval_n")}
+        return {k: v for k, v in asdict(self).items() if not k.startswith("phase2") and k not in NON_WEIGHT_FIELDS}
+
+    def phase1_done(self, saved_key: dict) -> bool:
+        """Whether a finished phase 1 recorded with `saved_key` is this config's phase 1 (a field
+        the record predates must hold its default)."""
+        defaults = {f.name: f.default for f in fields(self)}
+        now = self.phase1_key()
+        return not set(saved_key) - set(now) and all(saved_key.get(k, defaults[k]) == v for k, v in now.items())
+
+
+def corpus_module(version: str):
+    """The corpus generator module of a corpus version ("v1" or "v2")."""
+    if version not in CORPORA:
+        raise ValueError(f"corpus must be one of {', '.join(CORPORA)}, not {version!r}")
+    from interp.data import corpus_v2
+
+    return C if version == "v1" else corpus_v2
 
 
 def _pack(tokenizer, docs: list[str], n_ctx: int) -> torch.Tensor:
@@ -85,10 +117,26 @@ def _pack(tokenizer, docs: list[str], n_ctx: int) -> torch.Tensor:
     return torch.tensor(ids[: n * n_ctx]).view(n, n_ctx)
 
 
+def same_weights_config(saved: dict | None, cfg) -> bool:
+    """Whether a checkpoint's recorded config trains the same weights as `cfg`: every field equal,
+    except `NON_WEIGHT_FIELDS`; a field the checkpoint predates must hold its default value (so
+    adding a config field later does not throw a long run away)."""
+    if not isinstance(saved, dict):
+        return False
+    defaults = {f.name: f.default for f in fields(cfg)}
+    now = asdict(cfg)
+    if set(saved) - set(now):
+        return False
+    return all(saved.get(k, defaults[k]) == v for k, v in now.items() if k not in NON_WEIGHT_FIELDS)
+
+
 def _train_phase(model, data: torch.Tensor, *, steps: int, lr: float, warmup: int, cfg: BuildConfig, seed: int,
-                 work: Path, tag: str) -> list:
+                 work: Path, tag: str, on_eval=None) -> list:
     """AdamW with linear warm-up and cosine decay to 10% over `steps` batches of `data` rows.
-    Checkpoints go to `work/<tag>_ckpt.*` and a rerun with the same config resumes from them."""
+    Checkpoints go to `work/<tag>_ckpt.*` and a rerun with the same config resumes from them.
+    With `on_eval` (model -> dict of numbers) and `cfg.eval_every`, a learning-curve point
+    {"step", **on_eval(model)} is appended to `work/<tag>_evals.jsonl` every `eval_every` steps
+    and at the end (the file is cut back to the checkpoint's step on resume)."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
 
     def lr_at(step: int) -> float:
@@ -105,11 +153,24 @@ def _train_phase(model, data: torch.Tensor, *, steps: int, lr: float, warmup: in
             meta.get("opt_sha256") in (None, io.sha256_file(opt_path) if opt_path.exists() else ""))
         if not intact:
             log.warning("%s: checkpoint in %s does not match its manifest (corrupt or truncated); starting over", tag, work)
-        if meta.get("config") == asdict(cfg) and intact:
+        if same_weights_config(meta.get("config"), cfg) and intact:
             model.load_state_dict(load_file(str(ckpt), device=str(device_of(model))))
             opt.load_state_dict(torch.load(opt_path, weights_only=True))
             start, curve = meta["step"], meta["curve"]
             log.info("%s: resuming from step %d", tag, start)
+    evals_path = work / f"{tag}_evals.jsonl"
+    if on_eval is not None and cfg.eval_every:
+        kept = [ln for ln in (evals_path.read_text().splitlines() if evals_path.exists() and start else [])
+                if json.loads(ln)["step"] <= start]
+        io.atomic_write_bytes(evals_path, "".join(ln + "\n" for ln in kept).encode())
+
+    def eval_point(step: int) -> None:
+        model.eval()
+        point = {"step": step, **on_eval(model)}
+        model.train()
+        with open(evals_path, "a") as f:
+            f.write(json.dumps(point) + "\n")
+        log.info("%s step %d: %s", tag, step, point)
 
     gen = torch.Generator().manual_seed(seed)
     order = torch.cat([torch.randperm(len(data), generator=gen) for _ in range(steps * cfg.batch_size // len(data) + 1)])
@@ -128,6 +189,8 @@ def _train_phase(model, data: torch.Tensor, *, steps: int, lr: float, warmup: in
         if step % 10 == 0:
             curve.append([step, round(loss.item(), 4)])
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{(step + 1 - start) * cfg.batch_size * cfg.n_ctx / (time.time() - t0):.0f}")
+        if on_eval is not None and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == steps):
+            eval_point(step + 1)
         if (step + 1) % cfg.ckpt_every == 0 and step + 1 < steps:
             # The meta file is written last: a crash between the three writes leaves the previous
             # step's meta, whose step the weights no longer match, so meta carries the weights' hash.
@@ -147,8 +210,9 @@ def prepare_corpus(cfg, work: Path) -> tuple[list, list, object, torch.Tensor, i
     The same config fields give the same corpus and tokenizer, so models built from it share them."""
     from transformers import AutoTokenizer
 
-    docs = C.generate_corpus(cfg.n_docs, seed=cfg.seed)
-    heldout_docs = C.generate_corpus(max(200, cfg.eval_n), seed=C.HELDOUT_SEED)
+    gen = corpus_module(getattr(cfg, "corpus", "v1"))
+    docs = gen.generate_corpus(cfg.n_docs, seed=cfg.seed)
+    heldout_docs = gen.generate_corpus(max(200, cfg.eval_n), seed=C.HELDOUT_SEED)
     tok_dir = train_tokenizer(docs, cfg.vocab_size, work / "tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
     data = _pack(tokenizer, docs, cfg.n_ctx)
@@ -157,14 +221,43 @@ def prepare_corpus(cfg, work: Path) -> tuple[list, list, object, torch.Tensor, i
     return docs, heldout_docs, tokenizer, data, d_vocab
 
 
-def finish_build(model, cfg, card: dict, docs: list, curve: list, curve2: list, out_dir: str | Path) -> Path:
+def learning_curve(cfg, work: Path) -> list[dict]:
+    """The learning-curve points both phases wrote in `work` (phase-2 steps counted after phase 1's)."""
+    points = []
+    for tag, offset in (("phase1", 0), ("phase2", cfg.steps)):
+        path = work / f"{tag}_evals.jsonl"
+        if path.exists():
+            points += [{**(q := json.loads(ln)), "step": q["step"] + offset, "phase": tag} for ln in path.read_text().splitlines() if ln]
+    return points
+
+
+def curve_eval(cfg):
+    """The learning-curve evaluation of a config: corpus-v2 task metrics on `eval_curve_n` prompts
+    per task from the seen and the held-out template families (None for v1 or `eval_every` 0)."""
+    if getattr(cfg, "corpus", "v1") != "v2" or not cfg.eval_every:
+        return None
+
+    def on_eval(model) -> dict:
+        from interp.data import corpus_v2 as V
+
+        return {sp: {k: round(v, 4) for k, v in model_card.template_metrics(model, cfg.eval_curve_n, sp).items()}
+                for sp in V.SPLITS}
+
+    return on_eval
+
+
+def finish_build(model, cfg, card: dict, docs: list, curve: list, curve2: list, out_dir: str | Path,
+                 task_curve: list | None = None) -> Path:
     """Add what every shipped model's card records about its build (config, parameters, corpus
-    hash, training tokens and curve) to `card`, then save the model and the card into `out_dir`."""
+    hash, training tokens, loss curve and, when recorded, the held-out task learning curve) to
+    `card`, then save the model and the card into `out_dir`."""
     card["build"] = asdict(cfg)
     card["params"] = sum(p.numel() for p in model.parameters())
     card["corpus_hash"] = C.corpus_hash(docs)
     card["train_tokens"] = (cfg.steps + cfg.phase2_steps) * cfg.batch_size * cfg.n_ctx
     card["train_curve"] = curve + [[cfg.steps + s, v] for s, v in curve2]
+    if task_curve:
+        card["task_curve"] = task_curve
     out = save_model(model, out_dir)
     io.atomic_write_json(out / "model_card.json", card)
     return out
@@ -191,23 +284,28 @@ def train_embedded_model(cfg: BuildConfig, out_dir: str | Path = EMBEDDED_DIR, w
     data = data.to(dev)
 
     phase1, phase1_meta = work / "phase1.safetensors", work / "phase1.json"
-    if phase1.exists() and phase1_meta.exists() and json.loads(phase1_meta.read_text())["key"] == cfg.phase1_key():
+    if phase1.exists() and phase1_meta.exists() and cfg.phase1_done(json.loads(phase1_meta.read_text())["key"]):
         model.load_state_dict(load_file(str(phase1), device=str(dev)))
         curve = json.loads(phase1_meta.read_text())["curve"]
         log.info("phase 1 already done in %s; reusing it", work)
     else:
-        curve = _train_phase(model, data, steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup, cfg=cfg, seed=cfg.seed, work=work, tag="phase1")
+        curve = _train_phase(model, data, steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup, cfg=cfg, seed=cfg.seed, work=work,
+                             tag="phase1", on_eval=curve_eval(cfg))
         io.atomic_save_safetensors(dict(model.state_dict()), phase1)
         io.atomic_write_json(phase1_meta, {"key": cfg.phase1_key(), "curve": curve})
     curve2: list = []
     if cfg.phase2_steps:
-        docs2 = C.generate_corpus(cfg.phase2_docs, seed=cfg.seed + 1, code_frac=cfg.phase2_code_frac)
+        docs2 = corpus_module(cfg.corpus).generate_corpus(cfg.phase2_docs, seed=cfg.seed + 1, code_frac=cfg.phase2_code_frac)
         curve2 = _train_phase(model, _pack(tokenizer, docs2, cfg.n_ctx).to(dev), steps=cfg.phase2_steps, lr=cfg.phase2_lr,
-                              warmup=cfg.phase2_warmup, cfg=cfg, seed=cfg.seed + 1, work=work, tag="phase2")
+                              warmup=cfg.phase2_warmup, cfg=cfg, seed=cfg.seed + 1, work=work, tag="phase2",
+                              on_eval=curve_eval(cfg))
 
-    card = model_card.evaluate(model, n=cfg.eval_n, docs=heldout_docs)
-    card["targets"] = model_card.TARGETS
-    card["meets_targets"] = model_card.meets_targets(card)
-    finish_build(model, cfg, card, docs, curve, curve2, out_dir)
+    card = model_card.evaluate(model, n=cfg.eval_n, docs=heldout_docs, corpus=cfg.corpus)
+    targets = model_card.TARGETS if cfg.corpus == "v1" else model_card.TARGETS_V2
+    card["targets"] = targets
+    card["meets_targets"] = model_card.meets_targets(card, targets)
+    card["target_misses"] = model_card.target_misses(card, targets)
+    card["target_line"] = model_card.target_line(card, targets)
+    finish_build(model, cfg, card, docs, curve, curve2, out_dir, task_curve=learning_curve(cfg, work))
     log.info("model card: %s", {k: card[k] for k in ("ioi_accuracy", "greater_than_prob_diff", "docstring_accuracy", "fact_accuracy")})
     return model, card

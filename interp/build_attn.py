@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file
 
 from interp import io, model_card
-from interp.build import BuildConfig, _pack, _train_phase, finish_build, prepare_corpus
+from interp.build import BuildConfig, _pack, _train_phase, corpus_module, curve_eval, finish_build, learning_curve, prepare_corpus
 from interp.data import corpus as C
 from interp.models import build_from_config, save_model
 
@@ -63,6 +63,13 @@ class AttnBuildConfig(BuildConfig):
         return cls(n_docs=3000, n_layers=2, d_model=32, n_heads=4, steps=40, warmup=5, batch_size=8,
                    ckpt_every=20, eval_n=20, phase2_steps=10, phase2_docs=300, phase2_warmup=2)
 
+    @classmethod
+    def testbed(cls) -> "AttnBuildConfig":
+        """Issue 25's recipe: corpus v2 and ~10x the shipped v1 model's 2M tokens (5000 x 32 x 128
+        = 20.5M): 2000 general steps, then 3000 task-focused ones; a learning curve every 250 steps."""
+        return cls(corpus="v2", n_docs=100_000, steps=2000, warmup=100, batch_size=32, ckpt_every=100,
+                   phase2_steps=3000, phase2_docs=60_000, phase2_warmup=50, eval_every=250)
+
 
 def task_corpus(n_docs: int, seed: int, code_frac: float) -> list[str]:
     """Phase-2 documents: a Python function with its docstring (probability `code_frac`), else 3-7
@@ -86,8 +93,9 @@ def task_corpus(n_docs: int, seed: int, code_frac: float) -> list[str]:
 
 def phase2_docs(cfg: AttnBuildConfig) -> list[str]:
     if cfg.phase2_mix == "tasks":
-        return task_corpus(cfg.phase2_docs, seed=cfg.seed + 1, code_frac=cfg.phase2_code_frac)
-    return C.generate_corpus(cfg.phase2_docs, seed=cfg.seed + 1, code_frac=cfg.phase2_code_frac)
+        make = task_corpus if cfg.corpus == "v1" else corpus_module(cfg.corpus).task_corpus
+        return make(cfg.phase2_docs, seed=cfg.seed + 1, code_frac=cfg.phase2_code_frac)
+    return corpus_module(cfg.corpus).generate_corpus(cfg.phase2_docs, seed=cfg.seed + 1, code_frac=cfg.phase2_code_frac)
 
 
 def attn_model_config(cfg: AttnBuildConfig, d_vocab: int) -> dict:
@@ -110,31 +118,36 @@ def train_attn_model(cfg: AttnBuildConfig, out_dir: str | Path = EMBEDDED_ATTN_D
     model = build_from_config(attn_model_config(cfg, d_vocab), tokenizer=tokenizer)
 
     phase1, phase1_meta = work / "phase1.safetensors", work / "phase1.json"
-    if phase1.exists() and phase1_meta.exists() and json.loads(phase1_meta.read_text())["key"] == cfg.phase1_key():
+    if phase1.exists() and phase1_meta.exists() and cfg.phase1_done(json.loads(phase1_meta.read_text())["key"]):
         model.load_state_dict(load_file(str(phase1)))
         curve = json.loads(phase1_meta.read_text())["curve"]
         log.info("phase 1 already done in %s; reusing it", work)
     else:
         curve = _train_phase(model, data, steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup, cfg=cfg, seed=cfg.seed,
-                             work=work, tag="phase1")
+                             work=work, tag="phase1", on_eval=curve_eval(cfg))
         io.atomic_save_safetensors({k: v.contiguous() for k, v in model.state_dict().items()}, phase1)
         io.atomic_write_json(phase1_meta, {"key": cfg.phase1_key(), "curve": curve}, indent=None)
     curve2: list = []
     if cfg.phase2_steps:
         docs2 = phase2_docs(cfg)
         curve2 = _train_phase(model, _pack(tokenizer, docs2, cfg.n_ctx), steps=cfg.phase2_steps, lr=cfg.phase2_lr,
-                              warmup=cfg.phase2_warmup, cfg=cfg, seed=cfg.seed + 1, work=work, tag="phase2")
+                              warmup=cfg.phase2_warmup, cfg=cfg, seed=cfg.seed + 1, work=work, tag="phase2",
+                              on_eval=curve_eval(cfg))
 
-    card = model_card.evaluate(model, n=cfg.eval_n, docs=heldout_docs)
-    card["targets"] = ATTN_TARGETS
-    card["meets_targets"] = {k: card[k] >= v for k, v in ATTN_TARGETS.items()}
+    card = model_card.evaluate(model, n=cfg.eval_n, docs=heldout_docs, corpus=cfg.corpus)
+    targets = ATTN_TARGETS if cfg.corpus == "v1" else model_card.ATTN_TARGETS_V2
+    card["targets"] = targets
+    card["meets_targets"] = model_card.meets_targets(card, targets)
+    card["target_misses"] = model_card.target_misses(card, targets)
+    card["target_line"] = model_card.target_line(card, targets)
     card["note"] = ("attention-only (no MLP): fact recall is reported but not a target; targets are the three "
-                    f"circuits tasks. Phase 2 ({cfg.phase2_steps} steps) trains on "
+                    f"circuits tasks" + (" on held-out template families" if cfg.corpus == "v2" else "")
+                    + f". Phase 2 ({cfg.phase2_steps} steps) trains on "
                     + ("IOI and year sentences and Python functions only (task-focused)" if cfg.phase2_mix == "tasks"
                        else "the general generator") + "; met: "
-                    + ", ".join(f"{k} {card[k]:.3f} ({'yes' if ok else 'NO'}, target {ATTN_TARGETS[k]})"
+                    + ", ".join(f"{k} {card[k]:.3f} ({'yes' if ok else 'NO'}, target {targets[k]})"
                                 for k, ok in card["meets_targets"].items()))
-    finish_build(model, cfg, card, docs, curve, curve2, out_dir)
+    finish_build(model, cfg, card, docs, curve, curve2, out_dir, task_curve=learning_curve(cfg, work))
     log.info("model card: %s", {k: card[k] for k in ("ioi_accuracy", "greater_than_prob_diff", "docstring_accuracy")})
     return model, card
 
@@ -153,10 +166,14 @@ def export_checkpoint(cfg: AttnBuildConfig, work_dir: str | Path, out_dir: str |
     model = build_from_config(attn_model_config(cfg, ((len(tokenizer) + 63) // 64) * 64), tokenizer=tokenizer)
     model.load_state_dict(load_file(str(work / f"{tag}_ckpt.safetensors")))
     model.eval()
-    docs = C.generate_corpus(cfg.n_docs, seed=cfg.seed)
-    card = model_card.evaluate(model, n=cfg.eval_n, docs=C.generate_corpus(max(200, cfg.eval_n), seed=C.HELDOUT_SEED))
-    card["targets"] = ATTN_TARGETS
-    card["meets_targets"] = {k: card[k] >= v for k, v in ATTN_TARGETS.items()}
+    gen = corpus_module(cfg.corpus)
+    docs = gen.generate_corpus(cfg.n_docs, seed=cfg.seed)
+    card = model_card.evaluate(model, n=cfg.eval_n, docs=gen.generate_corpus(max(200, cfg.eval_n), seed=C.HELDOUT_SEED),
+                               corpus=cfg.corpus)
+    targets = ATTN_TARGETS if cfg.corpus == "v1" else model_card.ATTN_TARGETS_V2
+    card["targets"] = targets
+    card["meets_targets"] = model_card.meets_targets(card, targets)
+    card["target_misses"] = model_card.target_misses(card, targets)
     done = meta["step"] + (cfg.steps if tag == "phase2" else 0)
     card["note"] = (f"attention-only (no MLP). A PARTIAL build: {tag} checkpoint at step {meta['step']} "
                     f"({done} of {cfg.steps + cfg.phase2_steps} optimizer steps); the build was stopped for time on a "

@@ -42,12 +42,11 @@ def year_token_ids(model: HookedTransformer) -> torch.Tensor:
     return torch.tensor([_first_token(model, f"{y:02d}") for y in range(100)], device=device_of(model))
 
 
-@torch.no_grad()
-def evaluate(model: HookedTransformer, n: int = 200, docs: list[str] | None = None) -> dict:
-    """All model-card numbers on held-out prompts (seed `corpus.HELDOUT_SEED`)."""
+def _task_metrics(model: HookedTransformer, ioi: list, yrs: list, ds: list) -> dict:
+    """IOI accuracy and logit difference, greater-than probability difference and docstring
+    accuracy on the given prompt lists (the definitions in the module docstring)."""
     card: dict = {}
     dev = device_of(model)
-    ioi = C.ioi_prompts(n)
     lg = last_logits(model, [p.text for p in ioi])
     io = torch.tensor([_first_token(model, " " + p.meta["io"]) for p in ioi], device=dev)
     s = torch.tensor([_first_token(model, " " + p.meta["s"]) for p in ioi], device=dev)
@@ -56,15 +55,47 @@ def evaluate(model: HookedTransformer, n: int = 200, docs: list[str] | None = No
     card["ioi_accuracy"] = float((diff > 0).float().mean())
     card["ioi_logit_diff"] = float(diff.mean())
 
-    yrs = C.year_prompts(n)
     probs = last_logits(model, [p.text for p in yrs]).softmax(-1)[:, year_token_ids(model)]
     pd = [float(pr[p.meta["start"] + 1 :].sum() - pr[: p.meta["start"] + 1].sum()) for p, pr in zip(yrs, probs)]
     card["greater_than_prob_diff"] = sum(pd) / len(pd)
 
-    ds = C.docstring_prompts(n)
     pred = last_logits(model, [p.text for p in ds]).argmax(-1)
     ans = torch.tensor([_first_token(model, p.answer) for p in ds], device=dev)
     card["docstring_accuracy"] = float((pred == ans).float().mean())
+    return card
+
+
+@torch.no_grad()
+def template_metrics(model: HookedTransformer, n: int, split: str, seed: int | None = None) -> dict:
+    """The three task metrics on `n` corpus-v2 prompts per task from the template families of
+    `split` ("seen" or "heldout", see `interp.data.corpus_v2`)."""
+    from interp.data import corpus_v2 as V
+
+    kw = {} if seed is None else {"seed": seed}
+    return _task_metrics(model, *(V.task_prompts(t, n, split, **kw) for t in V.TASKS))
+
+
+@torch.no_grad()
+def evaluate(model: HookedTransformer, n: int = 200, docs: list[str] | None = None, corpus: str = "v1") -> dict:
+    """All model-card numbers on held-out prompts (seed `corpus.HELDOUT_SEED`).
+
+    corpus "v1": the v1 templates with held-out names and numbers. corpus "v2": the top-level task
+    numbers are on the held-out template families (never in training), and `card["templates"]`
+    holds both splits ("seen" families with new names/numbers, and "heldout")."""
+    if corpus not in ("v1", "v2"):
+        raise ValueError(f"unknown corpus version {corpus!r}; known: v1, v2")
+    if corpus == "v1":
+        card = _task_metrics(model, C.ioi_prompts(n), C.year_prompts(n), C.docstring_prompts(n))
+    else:
+        from interp.data import corpus_v2 as V
+
+        splits = {sp: template_metrics(model, n, sp) for sp in V.SPLITS}
+        card = dict(splits["heldout"])
+        card["templates"] = splits
+        card["template_families"] = {t: {sp: list(V.families(t, sp)) for sp in V.SPLITS} for t in V.TASKS}
+        card["ioi_frames"] = {sp: V.n_frames(sp) for sp in V.SPLITS}
+    card["corpus"] = corpus
+    dev = device_of(model)
 
     facts = {}
     for cat in C.CATEGORIES:
@@ -91,10 +122,34 @@ def evaluate(model: HookedTransformer, n: int = 200, docs: list[str] | None = No
 TARGETS = {"ioi_accuracy": 0.95, "docstring_accuracy": 0.9, "fact_accuracy": 0.9, "greater_than_prob_diff": 0.6}
 
 
-def meets_targets(card: dict) -> dict[str, bool]:
-    return {
-        "ioi_accuracy": card["ioi_accuracy"] >= TARGETS["ioi_accuracy"],
-        "docstring_accuracy": card["docstring_accuracy"] >= TARGETS["docstring_accuracy"],
-        "fact_accuracy": all(v >= TARGETS["fact_accuracy"] for v in card["fact_accuracy"].values()),
-        "greater_than_prob_diff": card["greater_than_prob_diff"] >= TARGETS["greater_than_prob_diff"],
-    }
+# Issue 25's targets for the corpus-v2 models, on held-out template families.
+TARGETS_V2 = {"ioi_accuracy": 0.95, "ioi_logit_diff": 4.0, "greater_than_prob_diff": 0.7, "docstring_accuracy": 0.9,
+              "fact_accuracy": 0.9}
+ATTN_TARGETS_V2 = {"ioi_accuracy": 0.9, "docstring_accuracy": 0.8, "greater_than_prob_diff": 0.6}
+
+
+def _value(card: dict, key: str) -> float:
+    """A card number compared with its target; fact accuracy is the worst category's."""
+    v = card[key]
+    return min(v.values()) if isinstance(v, dict) else v
+
+
+def meets_targets(card: dict, targets: dict | None = None) -> dict[str, bool]:
+    """Per target key: the card's number reaches it (`TARGETS` by default)."""
+    targets = TARGETS if targets is None else targets
+    return {k: _value(card, k) >= t for k, t in targets.items()}
+
+
+def target_misses(card: dict, targets: dict) -> dict[str, float]:
+    """Per missed target: by how much the card's number falls short (target - value > 0)."""
+    return {k: round(t - _value(card, k), 4) for k, t in targets.items() if _value(card, k) < t}
+
+
+def target_line(card: dict, targets: dict) -> str:
+    """One line for the end of a build: every target met, or each miss with its shortfall."""
+    miss = target_misses(card, targets)
+    where = " on held-out templates" if card.get("corpus") == "v2" else ""
+    if not miss:
+        return f"all {len(targets)} targets met{where}"
+    return f"MISSES {len(miss)} of {len(targets)} targets{where}: " + ", ".join(
+        f"{k} {_value(card, k):.3f} < {targets[k]} (short by {m:.3f})" for k, m in miss.items())

@@ -200,10 +200,19 @@ def test_shipped_model_card_is_true_and_meets_targets(model):
     from interp.models import EMBEDDED_DIR
 
     card = json.loads((EMBEDDED_DIR / "model_card.json").read_text())
-    assert all(card["meets_targets"].values()), card["meets_targets"]
-    # recompute a slice of the card on the shipped weights: the numbers are the model's, not typed in
-    again = model_card.evaluate(model, n=40)
-    assert again["ioi_accuracy"] >= 0.95 and again["docstring_accuracy"] >= 0.8
+    corpus = card.get("corpus", "v1")
+    if corpus == "v1":
+        assert all(card["meets_targets"].values()), card["meets_targets"]
+        # recompute a slice of the card on the shipped weights: the numbers are the model's, not typed in
+        again = model_card.evaluate(model, n=40)
+        assert again["ioi_accuracy"] >= 0.95 and again["docstring_accuracy"] >= 0.8
+    else:  # a corpus-v2 card (issue 25): every missed target is stated with its shortfall, and the numbers are recomputed
+        missed = {k for k, ok in card["meets_targets"].items() if not ok}
+        assert missed == set(card["target_misses"]) and ("MISSES" in card["target_line"]) == bool(missed)
+        again = model_card.evaluate(model, n=card["build"]["eval_n"], corpus=corpus)
+        for split in ("seen", "heldout"):
+            for k, v in card["templates"][split].items():
+                assert again["templates"][split][k] == pytest.approx(v, abs=1e-4), (split, k)
     assert again["fact_accuracy"] == card["fact_accuracy"]  # every fact prompt, same set both times
     assert sum(p.numel() for p in model.parameters()) == card["params"]
 

@@ -292,8 +292,9 @@ def table() -> str:
     parts.append("\n**Targets** (issue 13): discrete-sae (paper protocol) node AUC >= the paper's on embedded-attn and >= 0.85 on "
                  "IOI and greater-than on embedded; its CPR within 0.05 of the best method's; >= 100x less time than ACDC.\n")
     parts.append("| model | task | dsae seeds | dsae AUC (mean ± std over seeds) | AUC target | dsae mean score per layer | dsae CPR | "
-                 "best CPR (method) | CPR gap (target <= 0.05) | ACDC / dsae time (mean; seed 0 with head outputs) |\n"
-                 "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(t for t in targets if t))
+                 "best CPR (method) | CPR gap (target <= 0.05) | ACDC / dsae time (mean; seed 0 with head outputs) | "
+                 f"layer-only AUC (target <= {M.LAYER_ONLY_AUC_TARGET}); reference layers |\n"
+                 "|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(t for t in targets if t))
     parts.append(CLAIMS)
     return "\n".join(parts)
 
@@ -329,7 +330,18 @@ def _targets(model_name: str, task: str, res: CircuitResult, ref) -> str:
     if not math.isnan(t_peer):
         ratio += f"; auto-circuit ACDC {t_peer / t_dsae:.1f}x"
     return (f"| {model_name} | {task} | {len(ds)} | {auc_cell} | {goal_cell} | {per_layer} | {cprs['discrete-sae']:.3f} | "
-            f"{cprs[best]:.3f} ({best}) | {gap:.4f} ({'met' if gap <= 0.05 else f'missed by {gap - 0.05:.4f}'}) | {ratio} |")
+            f"{cprs[best]:.3f} ({best}) | {gap:.4f} ({'met' if gap <= 0.05 else f'missed by {gap - 0.05:.4f}'}) | {ratio} | "
+            f"{layer_cell(ref)} |")
+
+
+def layer_cell(ref) -> str:
+    """The reference heads' layers and the layer-only ranking's AUC against its target (issue 25)."""
+    if ref is None:
+        return "n/a (no reference)"
+    auc = M.layer_only_auc(ref.mask)
+    layers = ", ".join(map(str, M.reference_layers(ref.mask)))
+    verdict = "met" if auc <= M.LAYER_ONLY_AUC_TARGET else f"missed by {auc - M.LAYER_ONLY_AUC_TARGET:.3f}"
+    return f"{auc:.3f} ({verdict}); layers {layers}"
 
 
 CLAIMS = """

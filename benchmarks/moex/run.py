@@ -146,14 +146,18 @@ def lm_seed(root: Path, scale_name: str, seed: int, device, overrides: dict | No
     from interp.moex.lm import LMMoEXConfig, lm_moex_comparison
 
     cfg = LMMoEXConfig(seed=seed, **(LM_SETTINGS.get(scale_name, {}) | (overrides or {})))
+    from interp.circuits.reference import fingerprint
+
     cache = root / f"seed{seed}" / f"lm-{cfg.steps}-{cfg.sae_steps}.json"
-    if cache.is_file() and json.loads(cache.read_text()).get("cfg") == asdict(cfg):
+    model = load_model("embedded", device=str(resolve_device(device)))
+    weights = fingerprint(model)  # a cached row of other embedded weights (before a rebuild) is not reused
+    if cache.is_file() and json.loads(cache.read_text()).get("cfg") == asdict(cfg) and \
+            json.loads(cache.read_text()).get("model_fingerprint") == weights:
         return json.loads(cache.read_text())
     torch.manual_seed(seed)
-    model = load_model("embedded", device=str(resolve_device(device)))
     t0 = time.perf_counter()
     scores, det = lm_moex_comparison(model, cfg)
-    out = {"cfg": asdict(cfg), "scores": [sc._asdict() for sc in scores], "seconds": time.perf_counter() - t0,
+    out = {"cfg": asdict(cfg), "model_fingerprint": weights, "scores": [sc._asdict() for sc in scores], "seconds": time.perf_counter() - t0,
            "details": det | {"seed": seed, "finetune_losses": det["finetune_losses"][-5:]}}
     atomic_write_json(cache, json.loads(json.dumps(out, default=float)))
     return out

@@ -53,6 +53,23 @@ def roc_curve(scores: torch.Tensor, labels: torch.Tensor) -> list[tuple[float, f
     return pts
 
 
+LAYER_ONLY_AUC_TARGET = 0.75  # issue 25: a reference must not be found by layer position alone
+
+
+def layer_only_auc(reference: torch.Tensor) -> float:
+    """Node AUC of the best ranking that knows only each head's layer: heads ranked by layer,
+    earlier layers first or later layers first, whichever scores higher (0.5 = layer says
+    nothing; 1.0 = every reference head sits in the extreme layers). `reference`: [layer, head] bool."""
+    L, H = reference.shape
+    layer = torch.arange(L).repeat_interleave(H).view(L, H).double()
+    return max(roc_auc(-layer, reference), roc_auc(layer, reference))
+
+
+def reference_layers(reference: torch.Tensor) -> list[int]:
+    """The layers that hold at least one reference head, ascending."""
+    return [int(i) for i in reference.bool().any(1).nonzero().flatten()]
+
+
 class PRF(NamedTuple):
     """Precision, recall and F1 of a chosen set against a reference set."""
 

@@ -11,14 +11,22 @@ For seed s, the discovery prompts of patching / EAP / EAP-IG / ACDC come from se
 (seed ``DISCOVERY_SEED_BASE``) and seed s changes only its SAE initialisation and training subset,
 as in the paper. The reference circuit uses held-out prompts no seed draws, and the reference-free
 faithfulness curves (CPR / CMD, `interp.circuits.faithfulness`) a third held-out set
-(seed ``EVAL_SEED``). Which heads form the *chosen* circuit:
+(seed ``EVAL_SEED``). Which heads form the *chosen* circuit (``threshold="auto"``) follows one
+stated rule per method, written into every `MethodRun.rule`:
 
-* discrete-sae: heads with score > 0 (any positive-only code, the paper's rule);
-* patching, EAP, EAP-IG: ``threshold="faithful"`` (default for them): the smallest top-scoring set whose
-  faithfulness (rest ablated with ``cfg.ablation``, on the discovery prompts) reaches ``keep``;
-* ACDC: the heads it keeps.
+* the authors' threshold where their code has one: ACDC keeps the heads left after pruning at
+  its ``tau`` (Conmy et al.'s code);
+* otherwise MIB's reading of a ranking (Mueller et al. 2025): the smallest top-scoring set of heads
+  whose faithfulness, the rest ablated with ``cfg.ablation``, reaches ``cfg.cut_keep`` (0.8) on
+  held-out prompt pairs (seed ``CUT_SEED``, drawn by no discovery seed, reference or curve). This
+  covers patching, EAP, EAP-IG and discrete-sae: the discrete-SAE authors' code
+  (charlieoneill11/sae-circuits, ``src/main.py``, ``src/common_utils.py``) has no threshold; it
+  scores a head by softmax-normalised positive-only code counts and reports ROC AUC and the best F1
+  over all cuts, a cut chosen with the ground truth.
 
-``threshold="faithful"`` can be asked for every score-based method (discrete-sae included).
+``threshold="positive"`` (score > 0, this package's earlier discrete-sae default, which picked all 32
+heads on IOI and greater-than) and ``threshold="faithful"`` (the MIB cut for ACDC too) can be
+asked for. A chosen circuit that is the whole model gets `MethodRun.warning` and a logged warning.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ METHODS = ("discrete-sae", "patching", "eap", "eap-ig", "acdc")
 SUMMARY_KEYS = ("cpr", "cmd", "cpr_mean", "cmd_mean", "edge_cpr", "edge_cmd", "node_auc", "edge_auc", "precision",
                 "recall", "f1", "f1_tpr_tnr", "best_f1_tpr_tnr", "faithfulness", "size", "seconds", "peak_mb")
 EVAL_SEED = 30_000  # held-out prompts of the faithfulness curves (no discovery seed or reference draws them)
+CUT_SEED = 40_000  # held-out prompts on which the faithful cut chooses a circuit (no other set draws them)
 REFERENCE_MODES = ("stored", "build", "none")
 
 
@@ -62,7 +71,8 @@ class CircuitConfig:
     ig_steps: int = 5  # EAP-IG interpolation steps (MIB: 5)
     edge_curves: bool = True  # also the edge-level curves for methods with edge scores
     threshold: str = "auto"  # "auto" (per-method default, see module doc), "positive" (score > 0) or "faithful"
-    keep: float = 0.9  # faithfulness the "faithful" threshold must reach
+    keep: float = 0.9  # faithfulness a reference built by the run (``--reference build``) must keep
+    cut_keep: float = 0.8  # faithfulness the chosen circuit must reach on the held-out cut prompts (MIB: 0.8)
     equal_length: bool = False  # built-in tasks: all pairs the same token count (as the auto-circuit peer needs)
     sae: DiscreteSAEConfig = field(default_factory=DiscreteSAEConfig)  # discrete-sae settings
     acdc: ACDCConfig = field(default_factory=ACDCConfig)  # ACDC settings
@@ -74,6 +84,8 @@ class CircuitConfig:
             raise InterpError(f"threshold must be auto, positive or faithful, not {self.threshold!r}")
         if not 0 < self.keep <= 1:
             raise InterpError("keep must be in (0, 1]")
+        if not 0 < self.cut_keep <= 1:
+            raise InterpError("cut_keep must be in (0, 1]")
         if self.ablation not in ABLATIONS:
             raise InterpError(f"ablation must be one of {', '.join(ABLATIONS)}, not {self.ablation!r}")
         if self.n_eval < 0 or self.ig_steps < 1:
@@ -108,6 +120,8 @@ class MethodRun:
     edge_cmd: float = float("nan")
     curves: dict = field(default_factory=dict)  # name ("node", "node_mean", "edge") -> {"x": [...], "f": [...]}
     edge_scores: list | None = None  # [L][H][L][H] head -> head scores (None if the method has none)
+    rule: str = ""  # how the chosen circuit was cut from the scores (`circuit_rule`)
+    warning: str = ""  # set when the chosen circuit is the whole model
 
 
 @dataclass
@@ -189,7 +203,8 @@ def load_named_model(name: str, device: str | None = None) -> HookedTransformer:
 
 
 def faithful_cut(model: HookedTransformer, task: CircuitTask, scores: torch.Tensor, keep: float, source) -> torch.Tensor:
-    """The smallest top-`scores` prefix of heads whose faithfulness reaches `keep` (all heads if none)."""
+    """The smallest top-`scores` prefix of heads whose faithfulness on `task` (the rest ablated from
+    `source`) reaches `keep`; all heads when no prefix does. Ties keep the flattened head order."""
     order = scores.flatten().argsort(descending=True, stable=True)
     mask = torch.zeros(scores.numel(), dtype=torch.bool)
     full = full_metric(model, task)
@@ -200,23 +215,61 @@ def faithful_cut(model: HookedTransformer, task: CircuitTask, scores: torch.Tens
     return mask.view_as(scores)
 
 
+def rule_of(method: str, cfg: CircuitConfig) -> str:
+    """Which rule cuts `method`'s circuit under `cfg.threshold`: "acdc", "faithful" or "positive"."""
+    if cfg.threshold != "auto":
+        return cfg.threshold
+    return "acdc" if method == "acdc" else "faithful"
+
+
+def circuit_rule(method: str, cfg: CircuitConfig, n_cut: int | None = None) -> str:
+    """The stated rule of `method`'s chosen circuit, in words (goes into every `MethodRun`)."""
+    rule = rule_of(method, cfg)
+    if rule == "acdc":
+        return f"ACDC's own threshold: the heads kept after pruning at tau {cfg.acdc.tau} ({cfg.acdc.objective} objective)"
+    if rule == "positive":
+        return "score > 0 (every head with a positive score)"
+    where = f"{n_cut} held-out prompt pairs (seed {CUT_SEED})" if n_cut else f"held-out prompt pairs (seed {CUT_SEED})"
+    return (f"smallest top-k set by score whose faithfulness reaches {cfg.cut_keep} on {where}, "
+            f"the rest {cfg.ablation}-ablated (MIB)")
+
+
+def cut_prompts(model: HookedTransformer, task: CircuitTask, cfg: CircuitConfig) -> tuple[CircuitTask, list]:
+    """The held-out prompts of the faithful cut (seed `CUT_SEED`, `cfg.n_prompts` pairs) and their
+    ablation source; a JSONL task has no held-out set, so its own prompts are used."""
+    if task.name in ("ioi", "greater-than", "docstring"):
+        t = make_task(model, task.name, n=cfg.n_prompts, seed=CUT_SEED, equal_length=cfg.equal_length)
+    else:
+        t = task.subset(slice(0, min(cfg.n_prompts, len(task))))
+    return t, ablation_source(model, t, cfg.ablation)
+
+
+def whole_model_warning(chosen: torch.Tensor, method: str) -> str:
+    """A warning when `chosen` covers every head ("" otherwise)."""
+    n = chosen.numel()
+    if int(chosen.sum()) < n:
+        return ""
+    return (f"{method}'s chosen circuit is the whole model ({n} of {n} heads): it localises nothing, and its "
+            "faithfulness is 1 only because nothing is ablated")
+
+
 def discovery_pairs(method: str, cfg: CircuitConfig) -> int:
     """Prompt pairs `method` draws for one seed."""
     return cfg.sae.n_pairs() if method == "discrete-sae" else cfg.n_prompts
 
 
 def run_method(model: HookedTransformer, task: CircuitTask, method: str, cfg: CircuitConfig, seed: int = 0,
-               cache: dict | None = None):
+               cache: dict | None = None, cut: tuple | None = None):
     """Scores, edge scores (or None) and chosen circuit of one method; timed by the caller.
     `task` holds the method's discovery prompts (`discovery_pairs`); `cache` (caller-owned) keeps
-    discrete-sae's head outputs between seeds."""
+    discrete-sae's head outputs between seeds; `cut` is `cut_prompts(...)` (built here when None
+    and the rule needs it). The circuit follows `rule_of(method, cfg)`."""
     small = task.subset(slice(0, min(cfg.n_prompts, len(task))))
-    threshold = cfg.threshold
+    rule = rule_of(method, cfg)
     if method == "discrete-sae":
         sae_cfg = DiscreteSAEConfig(**{**asdict(cfg.sae), "seed": seed})
         r = discrete_sae_scores(model, task, sae_cfg, cache)
         scores, edges = r.node_scores, (r.edge_scores if sae_cfg.edges or sae_cfg.qkv_edges else None)
-        threshold = "positive" if threshold == "auto" else threshold
     elif method == "patching":
         scores, edges = patching_scores(model, small).abs(), None
     elif method == "eap":
@@ -229,13 +282,13 @@ def run_method(model: HookedTransformer, task: CircuitTask, method: str, cfg: Ci
         r = acdc(model, small, cfg.acdc)
         scores = r.node_scores
         edges = r.edge_scores if cfg.acdc.level == "edge" else None
-        if threshold == "auto":
+        if rule == "acdc":
             return scores, edges, r.kept_nodes
     else:
         raise InterpError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    if threshold in ("auto", "faithful"):
-        src = ablation_source(model, small, cfg.ablation)
-        return scores, edges, faithful_cut(model, small, scores, cfg.keep, src)
+    if rule == "faithful":
+        cut_task, src = cut if cut is not None else cut_prompts(model, task, cfg)
+        return scores, edges, faithful_cut(model, cut_task, scores, cfg.cut_keep, src)
     return scores, edges, scores > 0
 
 
@@ -325,7 +378,7 @@ def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...
     first = None
     seeds = list(range(cfg.seeds)) if seeds is None else list(seeds)
     total, done = len(seeds) * len(methods), 0
-    fixed, cache = {}, {}
+    fixed, cache, cut = {}, {}, None
     for seed in seeds:
         for method in methods:
             n = discovery_pairs(method, cfg)
@@ -338,9 +391,11 @@ def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...
             if first is None:
                 first = t
                 separates = check_separates(model, t)
+            if cut is None and rule_of(method, cfg) == "faithful":
+                cut = cut_prompts(model, t, cfg)  # once per run: every method and seed cuts on the same held-out pairs
             torch.manual_seed(seed)
             with M.measure() as meas:
-                scores, edges, chosen = run_method(model, t, method, cfg, seed, cache)
+                scores, edges, chosen = run_method(model, t, method, cfg, seed, cache, cut)
             scores, chosen = scores.detach().cpu().float(), chosen.cpu()
             edges = edges.detach().cpu().float() if edges is not None else None
             small = t.subset(slice(0, min(cfg.n_prompts, len(t))))
@@ -356,7 +411,11 @@ def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...
                 prf.recall, prf.f1, faith, int(chosen.sum()), roc,
                 f1_tpr_tnr=tpr_tnr_f1(chosen, ref.mask) if ref is not None else nan,
                 best_f1_tpr_tnr=best_tpr_tnr_f1(roc) if ref is not None else nan,
-                edge_scores=edges.tolist() if edges is not None else None)
+                edge_scores=edges.tolist() if edges is not None else None,
+                rule=circuit_rule(method, cfg, len(cut[0]) if cut is not None else None),
+                warning=whole_model_warning(chosen, method))
+            if run.warning:
+                log.warning("%s seed %d: %s", method, seed, run.warning)
             if eval_task is not None:
                 add_curves(run, model, eval_task, eval_src, scores, edges if cfg.edge_curves else None)
             runs.append(run)
@@ -381,4 +440,11 @@ def format_table(res: CircuitResult) -> str:
             mu, sd = s[c]
             cells.append(f"{'n/a':>18}" if isinstance(mu, float) and math.isnan(mu) else f"{mu:>11.3f} ± {sd:<5.3f}")
         lines.append(f"{m:<14}" + "".join(cells))
+    for m in res.summary:
+        rs = [r for r in res.runs if r.method == m]
+        if rs and rs[0].rule:
+            lines.append(f"{m} circuit rule: {rs[0].rule}")
+        warned = [r.seed for r in rs if r.warning]
+        if warned:
+            lines.append(f"WARNING: {m}'s chosen circuit is the whole model on seed(s) {', '.join(map(str, warned))}")
     return "\n".join(lines)

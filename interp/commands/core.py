@@ -66,6 +66,7 @@ def cmd_build_default(args) -> int:
         io.check_output_dir(out, marker="model.safetensors", overwrite=True, allow_package=args.out is None)
         _, card = train_attn_model(cfg, out_dir=out, work_dir=Path(args.work_dir) / ("attn-quick" if args.quick else "attn-full"))
         print(f"model written to {out}")
+        print(f"targets: {card['target_line']}")  # the last line: met, or each miss and by how much
         return 0
     cfg = BuildConfig.quick() if args.quick else BuildConfig()
     out = Path(args.out) if args.out else EMBEDDED_DIR
@@ -80,6 +81,7 @@ def cmd_build_default(args) -> int:
         from interp.sae.build import build_default_saes  # the shipped SAEs (SAE issue)
 
         build_default_saes(model_dir=out)
+    print(f"targets: {card['target_line']}")  # the last line: met, or each miss and by how much
     return 0
 
 
