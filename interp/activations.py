@@ -24,6 +24,7 @@ Guarantees (`collect_activations`):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -35,13 +36,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp import io
 from interp.alloc import tune_malloc
 from interp.data.sources import SourceSpec, TextSource, open_source
 from interp.errors import InterpError
-from interp.hooks import HookSpec, capture, parse_hook, stop_layer
+from interp.hooks import HookSpec, capture, collect, parse_hook, stop_layer
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def text_source(source: str, seed: int = 0) -> tuple[Iterator[str], str]:
     return src.docs(), src.id
 
 
-def token_rows(model: HookedTransformer, docs: Iterator[str], seq_len: int, prepend_bos: bool = True) -> Iterator[torch.Tensor]:
+def token_rows(model: TransformerBridge, docs: Iterator[str], seq_len: int, prepend_bos: bool = True) -> Iterator[torch.Tensor]:
     """Pack documents into rows of `seq_len` tokens as SAELens does (`interp.data.sources.TextSource.rows`)."""
     src = TextSource(SourceSpec(), {"kind": "docs"}, lambda: docs, tokenizer=model.tokenizer)
     return src.rows(seq_len, prepend_bos=prepend_bos)
@@ -192,7 +193,7 @@ def _spec_of(hook: str) -> HookSpec:
     return HookSpec(name, int(head) if head else None)
 
 
-def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: str | Path, model_name: str | None = None,
+def collect_activations(model: TransformerBridge, cfg: CollectConfig, out_dir: str | Path, model_name: str | None = None,
                         overwrite: bool = False, parallel=None) -> Manifest:
     """Run `model` over `cfg.source` and stream the activations at `cfg.hooks` into `out_dir` (see the
     module docstring for the guarantees). Returns the finished manifest.
@@ -226,7 +227,7 @@ def collect_activations(model: HookedTransformer, cfg: CollectConfig, out_dir: s
     return man
 
 
-def _collect(model: HookedTransformer, cfg: CollectConfig, out_dir: str | Path, model_name: str | None, overwrite: bool,
+def _collect(model: TransformerBridge, cfg: CollectConfig, out_dir: str | Path, model_name: str | None, overwrite: bool,
              par) -> Manifest:
     from interp.models import loading_info
 
@@ -314,9 +315,7 @@ def _run(model, cfg: CollectConfig, specs: list[HookSpec], src: TextSource, man:
     for _ in range(man.shards_done * cfg.shard_rows):
         next(rows, None)
     dtype = _DTYPES[cfg.dtype]
-    from interp.forward import FastCapture
-
-    forward = FastCapture(model, specs)  # the quickest forward giving these hooks' activations (interp/forward.py)
+    forward = functools.partial(collect, model, specs)  # the bridge's forward, stopped after the deepest hook
     device = model.cfg.device
     bar = tqdm(total=rows_needed * seq_len, initial=man.shards_done * cfg.shard_rows * seq_len,
                unit="tok", unit_scale=True, desc="collect activations")
@@ -377,11 +376,9 @@ def _run_rank(model, cfg: CollectConfig, specs: list[HookSpec], src: TextSource,
     (a shard's files are each written atomically, tokens last, so a tokens file means a whole
     shard); then the ranks pool their checksums and rank 0 writes the finished manifest."""
     from interp import distributed as dist
-    from interp.forward import FastCapture
-
     seq_len, dtype = man.seq_len, _DTYPES[cfg.dtype]
     rows = src.rows(seq_len)
-    forward = FastCapture(model, specs)
+    forward = functools.partial(collect, model, specs)
     device = model.cfg.device
     mine = {}
     bar = tqdm(total=rows_needed * seq_len, unit="tok", unit_scale=True, desc="collect activations", disable=not par.is_writer)

@@ -24,7 +24,7 @@ from interp import io, model_card
 from interp.data import corpus as C
 from interp.data.tokenizer import train_tokenizer
 from interp.device import device_of
-from interp.models import EMBEDDED_DIR, build_from_config, save_model
+from interp.models import EMBEDDED_DIR, build_from_config, n_params, save_model
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ def finish_build(model, cfg, card: dict, docs: list, curve: list, curve2: list, 
     hash, training tokens, loss curve and, when recorded, the held-out task learning curve) to
     `card`, then save the model and the card into `out_dir`."""
     card["build"] = asdict(cfg)
-    card["params"] = sum(p.numel() for p in model.parameters())
+    card["params"] = n_params(model)
     card["corpus_hash"] = C.corpus_hash(docs)
     card["train_tokens"] = (cfg.steps + cfg.phase2_steps) * cfg.batch_size * cfg.n_ctx
     card["train_curve"] = curve + [[cfg.steps + s, v] for s, v in curve2]

@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 from interp import io, model_card
 from interp.build import BuildConfig, _pack, _train_phase, corpus_module, curve_eval, finish_build, learning_curve, prepare_corpus
 from interp.data import corpus as C
-from interp.models import build_from_config, save_model
+from interp.models import build_from_config, n_params, save_model
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def phase2_docs(cfg: AttnBuildConfig) -> list[str]:
 
 
 def attn_model_config(cfg: AttnBuildConfig, d_vocab: int) -> dict:
-    """The HookedTransformer config dict of the attention-only model."""
+    """The model config dict (TransformerLens field names) of the attention-only model."""
     return dict(
         n_layers=cfg.n_layers, d_model=cfg.d_model, n_ctx=cfg.n_ctx, d_head=cfg.d_model // cfg.n_heads,
         n_heads=cfg.n_heads, d_mlp=None, attn_only=True, d_vocab=d_vocab, act_fn="gelu",
@@ -181,7 +181,7 @@ def export_checkpoint(cfg: AttnBuildConfig, work_dir: str | Path, out_dir: str |
                     f"work dir resumes it. Fact recall is reported but not a target.")
     card["build"] = asdict(cfg)
     card["trained_steps"] = done
-    card["params"] = sum(p.numel() for p in model.parameters())
+    card["params"] = n_params(model)
     card["corpus_hash"] = C.corpus_hash(docs)
     card["train_tokens"] = done * cfg.batch_size * cfg.n_ctx
     card["train_curve"] = meta["curve"]

@@ -1,4 +1,5 @@
-"""Context managers that capture or intervene on a TransformerLens model; the model is never mutated.
+"""Context managers that capture or intervene on a TransformerLens `TransformerBridge`; the model is
+never mutated (the bridge's hook switches a hook needs are turned on for the block and restored).
 
 A *hook spec* names a TransformerLens hook point and, optionally, one attention head:
 ``"blocks.1.hook_resid_post"`` or ``"blocks.1.attn.hook_z:3"`` (head 3 of layer 1's ``hook_z``,
@@ -10,6 +11,14 @@ i.e. that head's d_head-dim output before W_O, as SAELens' ``hook_head_index`` u
 
     with intervene(model, {"blocks.0.attn.hook_z": patch_heads([3])}):
         logits = model(tokens)       # head 0.3 zero-ablated; hooks removed on exit
+
+Hooks behind a bridge switch: ``attn.hook_result`` (per-head output z_h W_O[h], [batch, pos, head,
+d_model]) needs ``set_use_attn_result``, ``hook_q/k/v_input`` (each head's own copy of its input)
+``set_use_split_qkv_input``, ``hook_mlp_in`` ``set_use_hook_mlp_in``. `capture` and `intervene` turn
+on exactly the switches their hooks need and restore them on exit (`hook_switches`). A bridge whose
+attention class has no per-head result (TransformerLens' native attention) still yields
+``attn.hook_result`` to `capture`, computed from ``attn.hook_z`` and W_O:
+``result[b, p, h] = z[b, p, h] @ W_O[h]``.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.errors import InterpError
 
@@ -55,10 +64,10 @@ class HookSpec:
         return act if self.head is None else act[..., self.head, :]
 
 
-def parse_hook(model: HookedTransformer, spec: str | HookSpec) -> HookSpec:
+def parse_hook(model: TransformerBridge, spec: str | HookSpec) -> HookSpec:
     """Validate a hook spec against `model`; unknown names get the closest valid suggestions."""
     hs = spec if isinstance(spec, HookSpec) else HookSpec.from_str(spec)
-    if hs.name not in model.hook_dict:
+    if hs.name not in model.hook_dict and not (_result_from_z(model, hs.name) and hs.name[: -len("hook_result")] + "hook_z" in model.hook_dict):
         close = difflib.get_close_matches(hs.name, list(model.hook_dict), n=3, cutoff=0.4)
         hint = f"; closest valid: {', '.join(close)}" if close else ""
         raise InterpError(f"unknown hook {hs.name!r} for this model{hint}")
@@ -70,7 +79,7 @@ def parse_hook(model: HookedTransformer, spec: str | HookSpec) -> HookSpec:
     return hs
 
 
-def hook_dim(model: HookedTransformer, spec: HookSpec) -> int:
+def hook_dim(model: TransformerBridge, spec: HookSpec) -> int:
     """Width of the activation a spec yields (run once on a 2-token input)."""
     acts = {}
     with torch.no_grad(), capture(model, [spec]) as acts:
@@ -87,7 +96,7 @@ def hook_layer(name: str | HookSpec) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def stop_layer(model: HookedTransformer | int, hooks: list[str | HookSpec]) -> int | None:
+def stop_layer(model: TransformerBridge | int, hooks: list[str | HookSpec]) -> int | None:
     """The one answer to "where can the forward stop": the `stop_at_layer` value that runs exactly the
     blocks up to the deepest of `hooks` and skips the rest (and ln_final/unembed).
 
@@ -109,7 +118,7 @@ def stop_layer(model: HookedTransformer | int, hooks: list[str | HookSpec]) -> i
     return max(layers) + 1
 
 
-def prompt_tokens(model: HookedTransformer, text: str | list[str], truncate: bool = False,
+def prompt_tokens(model: TransformerBridge, text: str | list[str], truncate: bool = False,
                   prepend_bos: bool | None = None) -> torch.Tensor:
     """`model.to_tokens(text)` on the model's device, refusing a prompt longer than the context.
 
@@ -126,31 +135,99 @@ def prompt_tokens(model: HookedTransformer, text: str | list[str], truncate: boo
     return toks.to(model.cfg.device)
 
 
+# hook-name suffix -> the bridge switch that makes it fire, and the method that sets it
+_SWITCHES = {
+    "attn.hook_result": ("use_attn_result", "set_use_attn_result"),
+    "hook_q_input": ("use_split_qkv_input", "set_use_split_qkv_input"),
+    "hook_k_input": ("use_split_qkv_input", "set_use_split_qkv_input"),
+    "hook_v_input": ("use_split_qkv_input", "set_use_split_qkv_input"),
+    "hook_mlp_in": ("use_hook_mlp_in", "set_use_hook_mlp_in"),
+}
+
+
+def supports_head_results(model) -> bool:
+    """Whether every attention block of `model` computes per-head results itself (`set_use_attn_result`)."""
+    blocks = getattr(model, "blocks", None) or []
+    return bool(blocks) and all(getattr(getattr(b, "attn", None), "supports_attn_result", False) for b in blocks)
+
+
+def _result_from_z(model, name: str) -> bool:
+    """True when ``attn.hook_result`` must be computed from hook_z (the bridge cannot fire it)."""
+    return name.endswith("attn.hook_result") and not supports_head_results(model)
+
+
 @contextlib.contextmanager
-def capture(model: HookedTransformer, specs: list[str | HookSpec], detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+def hook_switches(model, names) -> Iterator[None]:
+    """Turn on the bridge switches that hooks `names` need (see module docstring) for the block,
+    then put every switch back as it was, even after an error."""
+    need = {}
+    for n in names:
+        n = n.name if isinstance(n, HookSpec) else str(n)
+        for suffix, (flag, setter) in _SWITCHES.items():
+            if n.endswith(suffix) and not (suffix == "attn.hook_result" and _result_from_z(model, n)):
+                need[flag] = setter
+    turned = []
+    try:
+        for flag, setter in need.items():
+            if not bool(getattr(model.cfg, flag, False)):
+                try:
+                    getattr(model, setter)(True)
+                except NotImplementedError as e:
+                    raise InterpError(f"this model's attention cannot expose {flag[4:]} hooks ({str(e).split('.')[0]})") from None
+                turned.append(setter)
+        yield
+    finally:
+        for setter in turned:
+            getattr(model, setter)(False)
+
+
+@contextlib.contextmanager
+def capture(model: TransformerBridge, specs: list[str | HookSpec], detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
     """Record the activations at `specs` during forwards inside the block (last forward wins)."""
     parsed = [parse_hook(model, s) for s in specs]
     store: dict[str, torch.Tensor] = {}
 
     def make(hs: HookSpec):
+        if _result_from_z(model, hs.name):  # per-head result from z and W_O (module docstring)
+            W_O = model.blocks[hook_layer(hs.name)].attn.W_O  # [H, d_head, d_model]
+
+            def from_z(z, hook):
+                a = hs.select(torch.einsum("bphd,hdm->bphm", z, W_O.to(z.dtype)))
+                store[str(hs)] = a.detach() if detach else a
+
+            return hs.name[: -len("hook_result")] + "hook_z", from_z
+
         def fn(act, hook):
             a = hs.select(act)
             store[str(hs)] = a.detach() if detach else a
 
-        return fn
+        return hs.name, fn
 
-    with model.hooks(fwd_hooks=[(hs.name, make(hs)) for hs in parsed]):
+    with hook_switches(model, parsed), model.hooks(fwd_hooks=[make(hs) for hs in parsed]):
         yield store
 
 
 @contextlib.contextmanager
-def intervene(model: HookedTransformer, edits: dict[str, Callable] | list[tuple[str, Callable]]) -> Iterator[HookedTransformer]:
+def intervene(model: TransformerBridge, edits: dict[str, Callable] | list[tuple[str, Callable]]) -> Iterator[TransformerBridge]:
     """Run forwards with TransformerLens hooks `fn(act, hook) -> act`; all are removed on exit."""
     items = list(edits.items()) if isinstance(edits, dict) else list(edits)
     for name, _ in items:
         parse_hook(model, name)
-    with model.hooks(fwd_hooks=items):
+        if _result_from_z(model, name):
+            raise InterpError(f"cannot edit {name}: this model's attention ({type(model.blocks[0].attn).__name__}) "
+                              "computes no per-head result; edit attn.hook_z instead")
+    with hook_switches(model, [n for n, _ in items]), model.hooks(fwd_hooks=items):
         yield model
+
+
+def collect(model: TransformerBridge, specs: list[HookSpec], tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The activations at `specs` for `tokens`, from the bridge's own forward stopped right after the
+    deepest hook (`stop_layer`: no later block, no final norm, no unembedding). This is the
+    collection path of activations and SAE training; it replaced a hand copy of the weights into a
+    Hugging Face GPT-2 (the bridge runs Hugging Face's modules itself; benchmarks/README.md)."""
+    with torch.no_grad(), capture(model, specs) as store:
+        model(tokens, stop_at_layer=stop_layer(model, specs))
+    return dict(store)
 
 
 def patch_heads(heads: list[int], source: torch.Tensor | None = None) -> Callable:

@@ -1,50 +1,50 @@
 """The only module that knows how a model is loaded.
 
-`load_model(name, device=None, dtype=None, processing=None)` returns a TransformerLens
-`HookedTransformer` (the interface every other module uses: hook names such as
-``blocks.L.attn.hook_z`` / ``hook_result`` / ``hook_resid_post``, ``run_with_cache``,
-``run_with_hooks``, ``stop_at_layer``) for
+`load_model(name, device=None, dtype=None, processing=None, trust_remote_code=False)` returns a
+TransformerLens `TransformerBridge` (TransformerLens 3's model class, the one TransformerLens 4
+keeps) for
 
-* a shipped name (`SHIPPED`): ``"embedded"`` (the default, ``interp/embedded/``) and
-  ``"embedded-attn"`` (the attention-only model, ``interp/embedded_attn/``), loaded from
-  safetensors with no network;
-* a local directory: one written by `save_model` (``config.json`` + ``model.safetensors`` +
-  ``tokenizer/``) or a Hugging Face checkpoint (``config.json`` with ``architectures``). The
-  families GPT-2, GPT-NeoX (Pythia), Llama, Gemma-2 and Qwen2 are converted here from the
-  checkpoint's own config (TransformerLens' `convert_hf_model_config` picks Llama and Gemma-2
-  settings by *model name*, which fails on a local path); other architectures go through
-  TransformerLens' converter, and one it cannot run gives one line saying so;
-* a TransformerLens official name (``gpt2``, ``pythia-70m``, ...), through the hub cache.
+* a shipped name (`SHIPPED`), loaded from safetensors with no network:
+  ``"embedded"`` (the default, ``interp/embedded/``) is a Hugging Face GPT-2 checkpoint booted with
+  `TransformerBridge.boot_transformers`; ``"embedded-attn"`` (``interp/embedded_attn/``) is
+  attention-only, which no Hugging Face class expresses, so it is TransformerLens' own native model
+  (`TransformerBridge.boot_native`, whose config has ``attn_only``);
+* a local directory: a Hugging Face checkpoint (``config.json`` with ``architectures``) of any
+  architecture the bridge has an adapter for (Llama, Qwen2/3, Gemma-2/3, Mistral, Phi-3, OLMo-2,
+  GPT-NeoX, Mixtral, ...), or a directory written by `save_model`;
+* a Hugging Face repository id or a TransformerLens alias (``gpt2``), from the local hub cache
+  only (no download).
 
-Why HookedTransformer and not TransformerBridge: TransformerBridge (TransformerLens 3) boots any
-Hugging Face model and is about as fast as Hugging Face, but its hook points, `stop_at_layer`,
-per-head `hook_result` and weight attributes (`W_O`, `W_U`, `ln_final`) are not the ones the
-SAE, circuits, features and unlearning code read. One interface everywhere beats a faster one
-in half the modules; the family tests check logits against Hugging Face's.
+The tokenizer comes from the directory itself or its ``tokenizer/`` subdirectory.
 
-Loading policy (`processing`): the same named model gives the same weights whichever way it is
-named, because every path loads the raw checkpoint and then applies one explicit processing
-choice. ``"none"`` (the default) keeps the checkpoint's own weights: activations equal Hugging
-Face's hidden states, and the embedded model's shipped SAEs were trained on them.
-``"tl-default"`` is what `HookedTransformer.from_pretrained` does by default (fold_ln,
-center_writing_weights, center_unembed, fold_value_biases); SAELens registry SAEs such as
-gpt2-small-res-jb were trained on it. A comma list picks flags one by one. `loading_info(model)`
+Loading policy (`processing`): every path loads the raw checkpoint, then applies one explicit
+processing choice. ``"none"`` (the default) keeps the checkpoint's own weights: activations equal
+Hugging Face's hidden states, and the embedded model's shipped SAEs were trained on them.
+``"tl-default"`` is what TransformerLens' compatibility mode does by default
+(`TransformerBridge.enable_compatibility_mode`: fold_ln, center_writing_weights, center_unembed,
+fold_value_biases), the processing HookedTransformer applied and SAELens registry SAEs such as
+gpt2-small-res-jb were trained on. A comma list picks flags one by one. `loading_info(model)`
 returns what was applied, in the shape of SAELens' ``model_from_pretrained_kwargs``.
+
+One deviation from a plain Hugging Face GPT-2: the embedded models were trained with an
+unembedding bias ``b_U``, which `GPT2LMHeadModel` has no parameter for. The checkpoint stores it
+as ``lm_head.bias``; TransformerLens' `UnembeddingBridge` gives every bias-less unembedding a zero
+bias, and `load_model` copies the stored one into it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import logging
-import math
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp import io
 from interp.device import dtype_of, resolve_device, resolve_dtype
@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).parent
 DEFAULT_MODEL = "embedded"
 # SHIPPED / ShippedModel live in interp.shipped (plain data: a model picker lists them without importing TransformerLens)
+NATIVE = "TransformerLensNative"  # the bridge's name for its own (non-Hugging-Face) architecture
 EMBEDDED_DIR = SHIPPED["embedded"].path
 
 PROCESSING_FLAGS = ("fold_ln", "center_writing_weights", "center_unembed", "fold_value_biases")
@@ -66,7 +67,13 @@ PROCESSING_PRESETS = {
 DEFAULT_PROCESSING = "none"
 # Architectures whose blocks normalise a sublayer's *output*: folding that norm into the next
 # linear layer is not valid (TransformerLens' POST_NORM_ARCHITECTURES says the same).
-_POST_NORM = ("Gemma2ForCausalLM", "Gemma3ForCausalLM")
+_POST_NORM = ("Gemma2ForCausalLM", "Gemma3ForCausalLM", "Olmo2ForCausalLM")
+# Short family names for the architectures the family tests run (others report the architecture).
+FAMILIES = {"GPT2LMHeadModel": "gpt2", "GPTNeoXForCausalLM": "gpt_neox", "LlamaForCausalLM": "llama",
+            "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3", "Qwen2ForCausalLM": "qwen2",
+            "Qwen3ForCausalLM": "qwen3", "MistralForCausalLM": "mistral", "Phi3ForCausalLM": "phi3",
+            "Olmo2ForCausalLM": "olmo2", "MixtralForCausalLM": "mixtral", "Qwen3MoeForCausalLM": "qwen3_moe",
+            NATIVE: "interp"}
 
 
 class ModelLoadError(InterpError):
@@ -93,218 +100,464 @@ def parse_processing(spec: str | dict | None) -> dict[str, bool]:
     return {f: bool(chosen.get(f, False)) for f in PROCESSING_FLAGS}
 
 
-def _quiet_tl() -> None:
-    # HookedTransformer warns on every construction that it is deprecated in favour of
-    # TransformerBridge; the warning is noise for users of this workbench (see module docstring).
-    import warnings
-
-    warnings.filterwarnings("ignore", message=".*HookedTransformer.*deprecated.*")
-    warnings.filterwarnings("ignore", message=".*TransformerBridge.*")
-    logging.getLogger("transformer_lens").setLevel(logging.ERROR)
-
-
-def _config_fields(cfg: HookedTransformerConfig) -> dict:
-    keep = (
-        "n_layers", "d_model", "n_ctx", "d_head", "n_heads", "d_mlp", "d_vocab", "act_fn",
-        "normalization_type", "positional_embedding_type", "attn_only", "seed", "model_name",
-        "default_prepend_bos", "tokenizer_prepends_bos",
-    )
-    d = asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else cfg.to_dict()
-    return {k: d[k] for k in keep if k in d}
-
-
-def save_model(model: HookedTransformer, out_dir: str | Path, overwrite: bool = True) -> Path:
-    """Write `model` as config.json + model.safetensors + tokenizer/, atomically (`io.atomic_dir`).
-
-    Only a directory that already holds a saved model (``model.safetensors``) is replaced."""
-    out = Path(out_dir)
-    with io.atomic_dir(out, overwrite=overwrite, marker="model.safetensors", allow_package=True) as tmp:
-        io.atomic_write_json(tmp / "config.json", _config_fields(model.cfg))
-        io.atomic_save_safetensors(dict(model.state_dict()), tmp / "model.safetensors")
-        if model.tokenizer is not None:
-            model.tokenizer.save_pretrained(str(tmp / "tokenizer"))
-    return out
-
-
-def build_from_config(cfg_dict: dict, tokenizer=None, device: str | torch.device = "cpu") -> HookedTransformer:
-    """A randomly initialised HookedTransformer from a plain config dict."""
-    _quiet_tl()
-    cfg = HookedTransformerConfig(**cfg_dict, device=str(device))
-    return HookedTransformer(cfg, tokenizer=tokenizer, default_padding_side="right")
-
-
-def _load_saved(path: Path, device: torch.device) -> HookedTransformer:
-    from transformers import AutoTokenizer
-
-    try:
-        cfg_dict = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise ModelLoadError(f"{path / 'config.json'} is unreadable: {str(e).splitlines()[0][:160]}") from None
-    tok = AutoTokenizer.from_pretrained(str(path / "tokenizer")) if (path / "tokenizer").exists() else None
-    model = build_from_config(cfg_dict, tokenizer=tok, device=device)
-    try:
-        state = load_file(str(path / "model.safetensors"), device=str(device))
-    except Exception as e:  # safetensors raises its own error type for truncated files
-        raise ModelLoadError(f"{path / 'model.safetensors'} is corrupt or truncated: {str(e).splitlines()[0][:160]}") from None
-    model.load_state_dict(state, strict=False)
-    return model.eval()
-
-
-# --- Hugging Face checkpoints -------------------------------------------------------------------
-
-def _hf_cfg_dict(hf) -> dict | None:
-    """HookedTransformerConfig fields for a Hugging Face config of a family converted here, else None.
-
-    The field mapping follows TransformerLens' `convert_hf_model_config` branch for each
-    architecture, reading every size from the checkpoint's config instead of from a model name."""
-    arch = (hf.architectures or [""])[0]
-    g = lambda k, d=None: getattr(hf, k, d)  # noqa: E731
-    if arch == "GPT2LMHeadModel":
-        d = dict(d_model=hf.n_embd, d_head=hf.n_embd // hf.n_head, n_heads=hf.n_head,
-                 d_mlp=g("n_inner") or 4 * hf.n_embd, n_layers=hf.n_layer, n_ctx=g("n_ctx") or hf.n_positions,
-                 eps=hf.layer_norm_epsilon, d_vocab=hf.vocab_size, act_fn=hf.activation_function,
-                 use_attn_scale=g("scale_attn_weights", True), normalization_type="LN",
-                 use_local_attn=False, scale_attn_by_inverse_layer_idx=g("scale_attn_by_inverse_layer_idx", False))
-    elif arch == "GPTNeoXForCausalLM":
-        d_head = hf.hidden_size // hf.num_attention_heads
-        pct = g("rotary_pct") or (g("rope_parameters") or {}).get("partial_rotary_factor", 1.0)
-        d = dict(d_model=hf.hidden_size, d_head=d_head, n_heads=hf.num_attention_heads, d_mlp=hf.intermediate_size,
-                 n_layers=hf.num_hidden_layers, n_ctx=hf.max_position_embeddings, eps=hf.layer_norm_eps,
-                 d_vocab=hf.vocab_size, act_fn=hf.hidden_act, use_attn_scale=True, use_local_attn=False,
-                 positional_embedding_type="rotary", rotary_adjacent_pairs=False,
-                 rotary_dim=round(pct * d_head), rotary_base=_rope_theta(hf),
-                 parallel_attn_mlp=g("use_parallel_residual", True), normalization_type="LN")
-    elif arch in ("LlamaForCausalLM", "Qwen2ForCausalLM"):
-        d_head = g("head_dim") or hf.hidden_size // hf.num_attention_heads
-        kv = hf.num_key_value_heads
-        d = dict(d_model=hf.hidden_size, d_head=d_head, n_heads=hf.num_attention_heads, d_mlp=hf.intermediate_size,
-                 n_layers=hf.num_hidden_layers, n_ctx=hf.max_position_embeddings, eps=hf.rms_norm_eps,
-                 d_vocab=hf.vocab_size, act_fn=hf.hidden_act,
-                 n_key_value_heads=kv if kv != hf.num_attention_heads else None,
-                 normalization_type="RMS", positional_embedding_type="rotary", rotary_adjacent_pairs=False,
-                 rotary_dim=d_head, rotary_base=_rope_theta(hf), final_rms=True, gated_mlp=True)
-        if arch == "Qwen2ForCausalLM":
-            d["n_key_value_heads"] = kv
-            d["rotary_base"] = int(d["rotary_base"])
-    elif arch == "Gemma2ForCausalLM":
-        layer_types = g("layer_types") or ["sliding_attention" if i % 2 == 0 else "full_attention"
-                                           for i in range(hf.num_hidden_layers)]
-        d = dict(d_model=hf.hidden_size, d_head=hf.head_dim, n_heads=hf.num_attention_heads, d_mlp=hf.intermediate_size,
-                 n_layers=hf.num_hidden_layers, n_ctx=hf.max_position_embeddings, eps=hf.rms_norm_eps,
-                 d_vocab=hf.vocab_size, act_fn=g("hidden_activation") or "gelu_pytorch_tanh",
-                 initializer_range=hf.initializer_range, normalization_type="RMS", rotary_base=_rope_theta(hf),
-                 positional_embedding_type="rotary", use_attn_scale=True,
-                 attn_scale=math.sqrt(g("query_pre_attn_scalar") or hf.head_dim),
-                 n_key_value_heads=hf.num_key_value_heads, window_size=hf.sliding_window, use_local_attn=True,
-                 attn_types=["local" if t == "sliding_attention" else "global" for t in layer_types],
-                 attn_scores_soft_cap=g("attn_logit_softcapping") or -1.0,
-                 output_logits_soft_cap=g("final_logit_softcapping") or -1.0,
-                 gated_mlp=True, final_rms=True, use_normalization_before_and_after=True)
-    else:
-        return None
-    d["original_architecture"] = arch
-    return d
-
-
-def _rope_theta(hf) -> float:
-    theta = getattr(hf, "rope_theta", None)
-    if theta is None:
-        theta = (getattr(hf, "rope_parameters", None) or {}).get("rope_theta", 10000.0)
-    return theta
-
-
-_CONVERTERS = {
-    "GPT2LMHeadModel": "convert_gpt2_weights",
-    "GPTNeoXForCausalLM": "convert_neox_weights",
-    "LlamaForCausalLM": "convert_llama_weights",
-    "Qwen2ForCausalLM": "convert_qwen2_weights",
-    "Gemma2ForCausalLM": "convert_gemma_weights",
-}
-FAMILIES = {"GPT2LMHeadModel": "gpt2", "GPTNeoXForCausalLM": "gpt_neox", "LlamaForCausalLM": "llama",
-            "Gemma2ForCausalLM": "gemma2", "Qwen2ForCausalLM": "qwen2"}
-
-
 def _first_line(e: BaseException) -> str:
     s = str(e).strip()
     return (s.splitlines()[0] if s else type(e).__name__)[:200]
 
 
-def _load_hf_dir(path: Path, device: torch.device, processing: dict) -> HookedTransformer:
-    """A Hugging Face checkpoint directory, converted to a HookedTransformer with no network."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Hugging Face's loader logs (not warns) about the embedded checkpoint's extra ``lm_head.bias``
+    and prints progress bars; scoped to one load, restored after (no process-wide filter)."""
+    from transformers.utils import logging as hf_logging
 
-    import transformer_lens.pretrained.weight_conversions as W
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
-    _quiet_tl()
-    try:
-        hf_cfg = AutoConfig.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelLoadError(f"{path / 'config.json'} is not a Hugging Face config: {_first_line(e)}") from None
-    arch = (getattr(hf_cfg, "architectures", None) or ["?"])[0]
-    cfg_dict = _hf_cfg_dict(hf_cfg)
-    try:
-        hf_model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise ModelLoadError(f"could not load the Hugging Face checkpoint in {path}: {_first_line(e)}") from None
-    if cfg_dict is not None:
-        cfg_dict.update(device=str(device), tokenizer_prepends_bos=None, default_prepend_bos=True)
-        cfg = HookedTransformerConfig(**cfg_dict)
-        state = getattr(W, _CONVERTERS[arch])(hf_model, cfg)
-    else:  # another architecture: TransformerLens' own converter, if it knows it
-        from transformer_lens import loading_from_pretrained as loading
 
-        try:
-            cfg = loading.get_pretrained_model_config(str(path), fold_ln=False, device=str(device))
-            state = loading.get_pretrained_state_dict(str(path), cfg, hf_model)
-        except Exception as e:  # TransformerLens raises many types for architectures it lacks
-            raise ModelLoadError(
-                f"TransformerLens cannot run {arch} from a local directory ({_first_line(e)}); "
-                f"families converted here: {', '.join(FAMILIES.values())}") from None
-    del hf_model
-    tok = None
-    try:
-        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, TypeError):
-        log.warning("no tokenizer in %s; token-level helpers will be unavailable", path)
-    model = HookedTransformer(cfg, tokenizer=tok, default_padding_side="right")
-    model.load_and_process_state_dict(state, fold_ln=processing["fold_ln"],
-                                      center_writing_weights=processing["center_writing_weights"],
-                                      center_unembed=processing["center_unembed"],
-                                      fold_value_biases=processing["fold_value_biases"],
-                                      refactor_factored_attn_matrices=False)
+# --- architecture of a bridge -------------------------------------------------------------------
+
+def architecture(model) -> str:
+    """The architecture a bridge runs (``GPT2LMHeadModel``, ``LlamaForCausalLM``, ``TransformerLensNative``)."""
+    return getattr(model.cfg, "architecture", None) or type(getattr(model, "original_model", model)).__name__
+
+
+def family(model) -> str:
+    """Short family name (`FAMILIES`) of a bridge, else its architecture."""
+    arch = architecture(model)
+    return FAMILIES.get(arch, arch)
+
+
+def n_params(model: TransformerBridge) -> int:
+    """Number of weights, each counted once: the entries of the bridge's TransformerLens-format
+    ``state_dict()`` (its ``parameters()`` lists GPT-2's q/k/v views beside the fused c_attn), without
+    the inert MLP of an attention-only model (`build_from_config`)."""
+    skip = (".mlp.", ".ln2.") if getattr(model.cfg, "attn_only", False) else ()
+    return sum(v.numel() for k, v in model.state_dict().items() if not (skip and any(s in k for s in skip)))
+
+
+# --- native models (built from a config, or attention-only) -------------------------------------
+
+_NATIVE_FIELDS = (
+    "n_layers", "d_model", "n_ctx", "d_head", "n_heads", "d_mlp", "d_vocab", "act_fn", "normalization_type",
+    "positional_embedding_type", "attn_only", "gated_mlp", "n_key_value_heads", "rotary_dim", "rotary_base",
+    "final_rms", "eps", "seed", "model_name", "default_prepend_bos", "tokenizer_prepends_bos",
+)
+
+
+def build_from_config(cfg_dict: dict, tokenizer=None, device: str | torch.device = "cpu") -> TransformerBridge:
+    """A randomly initialised model from a config dict with TransformerLens field names (n_layers,
+    d_model, n_heads, d_head, d_mlp, n_ctx, d_vocab, act_fn, normalization_type, attn_only, seed, ...).
+
+    A GPT-2-shaped config (learned positions, LayerNorm, GELU/ReLU MLP or attention-only) becomes a
+    Hugging Face `GPT2LMHeadModel` booted by `TransformerBridge.boot_transformers`; anything else
+    (rotary, RMS norm, gated MLP, grouped-query attention) TransformerLens' native model
+    (`TransformerBridge.boot_native`). Why GPT-2 first: the bridge's GPT-2 attention exposes per-head
+    ``hook_result`` and split q/k/v inputs, which the circuits code needs, and its native attention
+    does not. An attention-only model gets an inert MLP of width 1 (zero weights and biases, frozen):
+    it adds exactly zero, and ``cfg.attn_only`` is set so nothing reads it (`gpt2_config`)."""
+    cfg = {k: v for k, v in cfg_dict.items() if k not in ("architecture", "device")}
+    name = cfg.get("model_name") or "native"
+    with torch.random.fork_rng(devices=[]):
+        if cfg.get("seed") is not None:
+            torch.manual_seed(int(cfg["seed"]))
+        if gpt2_unsupported(_Cfg(cfg)) is None:
+            from transformers import GPT2LMHeadModel
+
+            hf = GPT2LMHeadModel(gpt2_config(_Cfg(cfg), tokenizer)).eval()
+            model = _boot_gpt2(hf, name, tokenizer, device)
+        else:
+            model = _boot_native(cfg, tokenizer, device)
     return model.eval()
 
 
-def _load_tl_name(name: str, device: torch.device, processing: dict) -> HookedTransformer:
-    from transformer_lens.loading_from_pretrained import OFFICIAL_MODEL_NAMES, get_official_model_name
+def _boot_native(cfg_dict: dict, tokenizer, device) -> TransformerBridge:
+    cfg = {k: v for k, v in cfg_dict.items() if k not in ("architecture", "device")}
+    return TransformerBridge.boot_native(cfg, tokenizer=tokenizer, device=str(device),
+                                         model_name=cfg.get("model_name") or "native").eval()
 
+
+class _Cfg:
+    """Attribute access to a plain config dict, with TransformerLens' defaults."""
+
+    _DEFAULTS = {"positional_embedding_type": "standard", "normalization_type": "LN", "act_fn": "gelu",
+                 "attn_only": False, "gated_mlp": False, "n_key_value_heads": None, "eps": 1e-5, "d_mlp": None,
+                 "model_name": "native", "default_prepend_bos": True, "seed": None}
+
+    def __init__(self, d: dict):
+        self.__dict__.update({**self._DEFAULTS, **d})
+        if self.d_mlp is None and not self.attn_only:
+            self.d_mlp = 4 * self.d_model
+
+
+def gpt2_config(c, tokenizer=None):
+    """The Hugging Face `GPT2Config` of a GPT-2-shaped config `c` (attribute access). Attention-only:
+    ``n_inner=1`` (the inert MLP of `build_from_config`) and ``interp.attn_only`` recorded."""
+    from transformers import GPT2Config
+
+    bos = getattr(tokenizer, "bos_token_id", None) if tokenizer is not None else None
+    eos = getattr(tokenizer, "eos_token_id", None) if tokenizer is not None else None
+    hf = GPT2Config(
+        vocab_size=c.d_vocab, n_positions=c.n_ctx, n_embd=c.d_model, n_layer=c.n_layers, n_head=c.n_heads,
+        n_inner=1 if c.attn_only else c.d_mlp, activation_function=c.act_fn, layer_norm_epsilon=c.eps,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=False,
+        bos_token_id=bos if bos is not None else 0, eos_token_id=eos if eos is not None else 0,
+        architectures=["GPT2LMHeadModel"])
+    hf.interp = {"model_name": c.model_name, "attn_only": bool(c.attn_only), "default_prepend_bos": bool(c.default_prepend_bos)}
+    return hf
+
+
+def _boot_gpt2(hf, name: str, tokenizer, device) -> TransformerBridge:
+    """Boot an in-memory GPT2LMHeadModel; an attention-only one gets its inert MLP zeroed and frozen."""
+    extra = getattr(hf.config, "interp", None) or {}
+    if extra.get("attn_only"):
+        with torch.no_grad():
+            for blk in hf.transformer.h:
+                for p in blk.mlp.parameters():
+                    p.zero_()
+                    p.requires_grad_(False)
+    with _quiet_transformers():
+        model = TransformerBridge.boot_transformers(name, hf_model=hf.to(device), tokenizer=tokenizer, device=str(device))
+    _mark(model, extra)
+    return model
+
+
+def _mark(model: TransformerBridge, extra: dict) -> None:
+    """Apply the ``interp`` section of a checkpoint's config (attention-only, model name, BOS)."""
+    if extra.get("attn_only"):
+        model.cfg.attn_only = True
+    if extra.get("model_name"):
+        model.cfg.model_name = extra["model_name"]
+    if "default_prepend_bos" in extra:
+        model.cfg.default_prepend_bos = bool(extra["default_prepend_bos"])
+
+
+def _native_config(model) -> dict:
+    c = model.cfg
+    out = {"architecture": NATIVE}
+    for k in _NATIVE_FIELDS:
+        v = getattr(c, k, None)
+        if v is not None:
+            out[k] = v
+    return out
+
+
+def hooked_state_to_native(state: dict[str, torch.Tensor], n_heads: int) -> dict[str, torch.Tensor]:
+    """A HookedTransformer state dict (interp's format before the bridge) -> the native bridge's
+    state dict (`TransformerBridge.state_dict()` keys). Used once to convert the shipped models and
+    to read directories saved by earlier versions.
+
+    W_Q/W_K/W_V [H, d_model, d_head] -> ``q/k/v.weight`` [H * d_head, d_model] (nn.Linear is out x in);
+    W_O [H, d_head, d_model] -> ``o.weight`` [d_model, H * d_head]; W_in [d_model, d_mlp] -> ``in.weight``
+    = W_in^T; W_out -> ``out.weight`` = W_out^T; W_U [d_model, d_vocab] -> ``unembed.weight`` = W_U^T."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if k.endswith((".IGNORE", ".mask")):
+            continue
+        parts = k.split(".")
+        leaf = parts[-1]
+        pre = ".".join(parts[:-1])
+        if k == "embed.W_E":
+            out["embed.weight"] = v
+        elif k == "pos_embed.W_pos":
+            out["pos_embed.weight"] = v
+        elif k == "unembed.W_U":
+            out["unembed.weight"] = v.T.contiguous()
+        elif k == "unembed.b_U":
+            out["unembed.bias"] = v
+        elif leaf in ("w", "b") and parts[-2] in ("ln1", "ln2", "ln_final"):
+            out[f"{pre}.{'weight' if leaf == 'w' else 'bias'}"] = v
+        elif leaf in ("W_Q", "W_K", "W_V"):
+            out[f"{pre}.{leaf[-1].lower()}.weight"] = v.permute(0, 2, 1).reshape(-1, v.shape[1]).contiguous()
+        elif leaf in ("b_Q", "b_K", "b_V"):
+            out[f"{pre}.{leaf[-1].lower()}.bias"] = v.reshape(-1)
+        elif leaf == "W_O":
+            out[f"{pre}.o.weight"] = v.reshape(-1, v.shape[-1]).T.contiguous()
+        elif leaf == "b_O":
+            out[f"{pre}.o.bias"] = v
+        elif leaf == "W_in":
+            out[f"{pre}.in.weight"] = v.T.contiguous()
+        elif leaf == "b_in":
+            out[f"{pre}.in.bias"] = v
+        elif leaf == "W_out":
+            out[f"{pre}.out.weight"] = v.T.contiguous()
+        elif leaf == "b_out":
+            out[f"{pre}.out.bias"] = v
+        else:
+            raise ModelLoadError(f"cannot convert HookedTransformer weight {k!r} to the bridge")
+    return out
+
+
+# --- GPT-2 export -------------------------------------------------------------------------------
+
+def gpt2_unsupported(cfg) -> str | None:
+    """Why a native config cannot be written as a Hugging Face GPT-2 checkpoint (None if it can)."""
+    checks = [
+        ((getattr(cfg, "positional_embedding_type", "standard") or "standard") == "standard", "rotary positions"),
+        (getattr(cfg, "normalization_type", "LN") == "LN", f"normalization {getattr(cfg, 'normalization_type', None)!r}"),
+        (getattr(cfg, "act_fn", "gelu") in ("gelu", "gelu_new", "relu"), f"activation {getattr(cfg, 'act_fn', None)!r}"),
+        (not getattr(cfg, "gated_mlp", False), "gated MLP"),
+        (getattr(cfg, "n_key_value_heads", None) in (None, cfg.n_heads), "grouped-query attention"),
+        (cfg.d_head * cfg.n_heads == cfg.d_model, "d_head * n_heads != d_model"),
+    ]
+    bad = [why for ok, why in checks if not ok]
+    return ", ".join(bad) if bad else None
+
+
+def native_to_gpt2(model) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(Hugging Face GPT2Config dict, GPT2LMHeadModel state dict) with the weights of a GPT-2-shaped
+    native bridge. Conv1D stores [in, out], nn.Linear [out, in]: c_attn = [q | k | v]^T,
+    c_proj = o^T, c_fc = in^T, mlp.c_proj = out^T. ``lm_head.bias`` carries b_U (module docstring).
+    An attention-only model gets the inert width-1 MLP of `build_from_config` (all zeros)."""
+    c = model.cfg
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    d = gpt2_config(c, model.tokenizer).to_dict()
+    out = {"transformer.wte.weight": sd["embed.weight"], "transformer.wpe.weight": sd["pos_embed.weight"],
+           "transformer.ln_f.weight": sd["ln_final.weight"], "transformer.ln_f.bias": sd["ln_final.bias"],
+           "lm_head.weight": sd["unembed.weight"]}
+    if "unembed.bias" in sd:
+        out["lm_head.bias"] = sd["unembed.bias"]
+    D = c.d_model
+    for i in range(c.n_layers):
+        b, h = f"blocks.{i}", f"transformer.h.{i}"
+        out[f"{h}.ln_1.weight"], out[f"{h}.ln_1.bias"] = sd[f"{b}.ln1.weight"], sd[f"{b}.ln1.bias"]
+        out[f"{h}.attn.c_attn.weight"] = torch.cat([sd[f"{b}.attn.{x}.weight"].T for x in "qkv"], dim=1)
+        out[f"{h}.attn.c_attn.bias"] = torch.cat([sd[f"{b}.attn.{x}.bias"] for x in "qkv"])
+        out[f"{h}.attn.c_proj.weight"] = sd[f"{b}.attn.o.weight"].T
+        out[f"{h}.attn.c_proj.bias"] = sd[f"{b}.attn.o.bias"]
+        if c.attn_only:
+            out[f"{h}.ln_2.weight"], out[f"{h}.ln_2.bias"] = torch.ones(D), torch.zeros(D)
+            out[f"{h}.mlp.c_fc.weight"], out[f"{h}.mlp.c_fc.bias"] = torch.zeros(D, 1), torch.zeros(1)
+            out[f"{h}.mlp.c_proj.weight"], out[f"{h}.mlp.c_proj.bias"] = torch.zeros(1, D), torch.zeros(D)
+            continue
+        out[f"{h}.ln_2.weight"], out[f"{h}.ln_2.bias"] = sd[f"{b}.ln2.weight"], sd[f"{b}.ln2.bias"]
+        out[f"{h}.mlp.c_fc.weight"] = sd[f"{b}.mlp.in.weight"].T
+        out[f"{h}.mlp.c_fc.bias"] = sd[f"{b}.mlp.in.bias"]
+        out[f"{h}.mlp.c_proj.weight"] = sd[f"{b}.mlp.out.weight"].T
+        out[f"{h}.mlp.c_proj.bias"] = sd[f"{b}.mlp.out.bias"]
+    return d, {k: v.contiguous().float() for k, v in out.items()}
+
+
+def save_model(model: TransformerBridge, out_dir: str | Path, overwrite: bool = True) -> Path:
+    """Write `model` atomically (`io.atomic_dir`) in the most standard format that holds it:
+
+    * a GPT-2-shaped native model -> a Hugging Face GPT-2 checkpoint (`native_to_gpt2`);
+    * another native model (rotary, RMS norm, gated MLP, ...) -> ``config.json`` naming
+      ``TransformerLensNative`` + the bridge's ``state_dict()``;
+    * a Hugging Face-backed bridge -> its own config and weights.
+
+    The tokenizer goes to ``tokenizer/``. Only a directory that already holds a saved model
+    (``model.safetensors``) is replaced."""
+    out = Path(out_dir)
+    arch = architecture(model)
+    with io.atomic_dir(out, overwrite=overwrite, marker="model.safetensors", allow_package=True) as tmp:
+        if arch == NATIVE and gpt2_unsupported(model.cfg) is None:
+            cfg, state = native_to_gpt2(model)
+        elif arch == NATIVE:
+            cfg, state = _native_config(model), {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        else:
+            cfg, state = _hf_checkpoint(model)
+        io.atomic_write_json(tmp / "config.json", cfg)
+        io.atomic_save_safetensors(state, tmp / "model.safetensors")
+        if model.tokenizer is not None:
+            model.tokenizer.save_pretrained(str(tmp / "tokenizer"))
+    return out
+
+
+def _hf_checkpoint(model: TransformerBridge) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(config dict, state dict with Hugging Face's own keys) of a Hugging Face-backed bridge.
+
+    The bridge wraps Hugging Face modules in place (``h.0._original_component.ln_1._original_component
+    .weight``) and adds its own views (``h.0.ln1...``); a key is kept when dropping every
+    ``._original_component`` gives a key of the bare class (built on the meta device to list them),
+    plus ``lm_head.bias`` (module docstring)."""
+    hf = model.original_model
+    with torch.device("meta"):
+        bare = set(type(hf)(hf.config).state_dict())
+    if getattr(hf.config, "tie_word_embeddings", False):
+        bare.discard("lm_head.weight")
+    bare.add("lm_head.bias")
+    state = {}
+    for k, v in hf.state_dict().items():
+        clean = k.replace("._original_component", "")
+        if clean in bare and clean not in state:
+            state[clean] = v.detach().contiguous()
+    cfg = hf.config.to_dict()
+    cfg["interp"] = {**(cfg.get("interp") or {}), "attn_only": bool(model.cfg.attn_only),
+                     "model_name": model.cfg.model_name, "default_prepend_bos": bool(model.cfg.default_prepend_bos)}
+    return cfg, state
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+def _tokenizer(path: Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    for where in (path / "tokenizer", path):
+        if (where / "tokenizer.json").exists() or (where / "tokenizer_config.json").exists() or (where / "vocab.json").exists():
+            try:
+                return AutoTokenizer.from_pretrained(str(where), local_files_only=True, trust_remote_code=trust_remote_code)
+            except (OSError, ValueError, TypeError) as e:
+                raise ModelLoadError(f"the tokenizer in {where} is unreadable: {_first_line(e)}") from None
+    log.warning("no tokenizer in %s; token-level helpers will be unavailable", path)
+    return None
+
+
+def _read_config(path: Path) -> dict:
     try:
-        official = get_official_model_name(name)
-    except ValueError:
-        close = difflib.get_close_matches(name, [*SHIPPED, *OFFICIAL_MODEL_NAMES], n=3, cutoff=0.5)
+        cfg = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{path / 'config.json'} is unreadable: {_first_line(e)}") from None
+    if not isinstance(cfg, dict):
+        raise ModelLoadError(f"{path / 'config.json'} is not a JSON object")
+    return cfg
+
+
+def _load_weights(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path / "model.safetensors"), device=str(device))
+    except Exception as e:  # safetensors raises its own error type for truncated files
+        raise ModelLoadError(f"{path / 'model.safetensors'} is corrupt or truncated: {_first_line(e)}") from None
+
+
+def _load_native(path: Path, cfg: dict, device: torch.device, hooked: bool = False) -> TransformerBridge:
+    tok = _tokenizer(path)
+    try:
+        model = _boot_native(cfg, tok, device)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ModelLoadError(f"{path / 'config.json'} is not a model config the bridge can build: {_first_line(e)}") from None
+    state = _load_weights(path, device)
+    if hooked:
+        state = hooked_state_to_native(state, int(cfg["n_heads"]))
+    try:
+        res = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatch
+        raise ModelLoadError(f"weights in {path} do not match its config.json: {_first_line(e)}") from None
+    if res.missing_keys or res.unexpected_keys:
+        raise ModelLoadError(f"weights in {path} do not match its config.json "
+                             f"(missing {res.missing_keys[:2]}, unexpected {res.unexpected_keys[:2]})")
+    return model.eval()
+
+
+def supported_architectures() -> list[str]:
+    """Every Hugging Face architecture TransformerLens' bridge has an adapter for."""
+    from transformer_lens.factories.architecture_adapter_factory import SUPPORTED_ARCHITECTURES
+
+    return sorted(SUPPORTED_ARCHITECTURES)
+
+
+def check_hf_config(path: Path, cfg: dict, trust_remote_code: bool = False) -> str:
+    """The architecture of a Hugging Face checkpoint directory, after the checks that need no weights:
+    remote code is refused unless `trust_remote_code`; an architecture without a bridge adapter is
+    refused by name. Raises `ModelLoadError` (one line)."""
+    archs = cfg.get("architectures") or []
+    if not archs:
+        raise ModelLoadError(f"{path / 'config.json'} names no architecture (no 'architectures' field)")
+    arch = archs[0]
+    if cfg.get("auto_map") and not trust_remote_code:
+        raise ModelLoadError(f"{path} needs remote code ({arch} via auto_map); interp runs it only with --trust-remote-code")
+    known = supported_architectures()
+    if arch not in known:
+        close = difflib.get_close_matches(arch, known, n=3, cutoff=0.6)
+        hint = f"; close: {', '.join(close)}" if close else ""
+        raise ModelLoadError(f"TransformerLens' bridge cannot run {arch} (no architecture adapter{hint})")
+    return arch
+
+
+def _load_hf_dir(path: Path, cfg: dict, device: torch.device, dtype: torch.dtype, trust_remote_code: bool) -> TransformerBridge:
+    """A Hugging Face checkpoint directory through `TransformerBridge.boot_transformers`, offline."""
+    check_hf_config(path, cfg, trust_remote_code)
+    tok = _tokenizer(path, trust_remote_code)
+    try:
+        with _quiet_transformers():
+            model = TransformerBridge.boot_transformers(str(path), device=str(device), dtype=torch.float32,
+                                                        tokenizer=tok, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, RuntimeError, NotImplementedError, AttributeError, TypeError) as e:
+        raise ModelLoadError(f"could not load the Hugging Face checkpoint in {path}: {_first_line(e)}") from None
+    _load_unembed_bias(model, path, device)
+    _mark(model, cfg.get("interp") or {})
+    return model.eval()
+
+
+def _load_unembed_bias(model: TransformerBridge, path: Path, device: torch.device) -> None:
+    """Copy a stored ``lm_head.bias`` that the Hugging Face class has no parameter for (module docstring)."""
+    f = path / "model.safetensors"
+    if not f.exists():
+        return
+    with safe_open(str(f), framework="pt", device="cpu") as st:
+        if "lm_head.bias" not in st.keys():
+            return
+        bias = st.get_tensor("lm_head.bias")
+    target = getattr(model.unembed, "original_component", None)
+    target = getattr(target, "bias", None)
+    if target is None or target.shape != bias.shape:
+        raise ModelLoadError(f"{f}: lm_head.bias does not fit the model's unembedding")
+    with torch.no_grad():
+        target.copy_(bias.to(device=target.device, dtype=target.dtype))
+
+
+def _load_dir(path: Path, device: torch.device, dtype: torch.dtype, trust_remote_code: bool) -> TransformerBridge:
+    if not (path / "config.json").exists():
+        raise ModelLoadError(f"{path} holds no model (no config.json)")
+    cfg = _read_config(path)
+    if cfg.get("architecture") == NATIVE:
+        return _load_native(path, cfg, device)
+    if "architectures" in cfg or "model_type" in cfg:
+        return _load_hf_dir(path, cfg, device, dtype, trust_remote_code)
+    if {"n_layers", "d_model", "n_heads"} <= set(cfg):  # written by interp before the bridge (HookedTransformer)
+        return _load_native(path, cfg, device, hooked=True)
+    raise ModelLoadError(f"{path / 'config.json'} names no architecture (no 'architectures' field)")
+
+
+def _hub_path(name: str) -> Path:
+    """The local hub-cache snapshot of a repository id or TransformerLens alias; never downloads."""
+    from huggingface_hub import snapshot_download
+
+    repo = name
+    try:
+        from transformer_lens.supported_models import MODEL_ALIASES
+
+        for official, aliases in MODEL_ALIASES.items():
+            if name in aliases:
+                repo = official
+                break
+        known = list(MODEL_ALIASES)
+    except ImportError:  # the alias table moved; repository ids still work
+        known = []
+    try:
+        return Path(snapshot_download(repo, local_files_only=True))
+    except Exception:  # huggingface_hub raises several types for "not cached"
+        close = difflib.get_close_matches(name, [*SHIPPED, *known], n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ModelLoadError(
             f"unknown model {name!r}: not {', '.join(repr(s) for s in SHIPPED)}, a local directory, "
-            f"or a TransformerLens model name{hint}") from None
-    _quiet_tl()
-    try:
-        return HookedTransformer.from_pretrained(official, device=str(device), refactor_factored_attn_matrices=False,
-                                                 **processing).eval()
-    except Exception as e:  # network / cache failures come in many exception types
-        raise ModelLoadError(
-            f"could not load {official!r} from the Hugging Face hub cache (offline and not cached?): {_first_line(e)}"
-        ) from None
+            f"or a Hugging Face model in the local hub cache{hint}") from None
 
 
-def _apply_processing(model: HookedTransformer, processing: dict) -> None:
-    if any(processing.values()):
-        model.load_and_process_state_dict(dict(model.state_dict()), refactor_factored_attn_matrices=False, **processing)
+def _apply_processing(model: TransformerBridge, processing: dict) -> dict:
+    """Apply the processing flags through the bridge's compatibility mode; return what was applied."""
+    if not any(processing.values()):
+        return processing
+    arch = architecture(model)
+    if processing["fold_ln"] and arch in _POST_NORM:
+        log.warning("fold_ln is not valid for %s's post-norm blocks; skipped", arch)
+        processing = {**processing, "fold_ln": False}
+    model.enable_compatibility_mode(disable_warnings=True, **processing)
+    return processing
 
 
 def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
-               processing: str | dict | None = None) -> HookedTransformer:
+               processing: str | dict | None = None, trust_remote_code: bool = False) -> TransformerBridge:
     """Load a model by name (see module docstring) on `device` (`resolve_device`: None -> $INTERP_DEVICE
-    or auto) in `dtype` (float32 default; weights are converted in float32 first, then cast), with
+    or auto) in `dtype` (float32 default; weights are loaded in float32, processed, then cast), with
     `processing` (`parse_processing`). Raises `ModelLoadError` with a one-line message."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
@@ -314,37 +567,27 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
         shipped = SHIPPED[name]
         if not (shipped.path / "model.safetensors").exists():
             raise ModelLoadError(f"the shipped model {name!r} is missing; build it with `{shipped.build}`")
-        model, family = _load_saved(shipped.path, dev), "interp"
-        _apply_processing(model, proc)
+        model = _load_dir(shipped.path, dev, dt, False)
     else:
         path = Path(name).expanduser()
         if path.is_dir():
-            if (path / "model.safetensors").exists() and (path / "tokenizer").exists():
-                model, family = _load_saved(path, dev), "interp"
-                _apply_processing(model, proc)
-            elif (path / "config.json").exists():
-                model = _load_hf_dir(path, dev, proc)
-                family = FAMILIES.get(model.cfg.original_architecture or "", model.cfg.original_architecture)
-            else:
-                raise ModelLoadError(f"{path} holds no model (no config.json)")
+            model = _load_dir(path, dev, dt, trust_remote_code)
         elif path.exists():
             raise ModelLoadError(f"model path {name!r} is a file; give a model directory or name")
         elif name.startswith((".", "/", "~")) or name.count("/") > 1:
             raise ModelLoadError(f"model path {name!r} does not exist")
         else:
-            model = _load_tl_name(name, dev, proc)
-            family = FAMILIES.get(model.cfg.original_architecture or "", model.cfg.original_architecture)
-    if proc["fold_ln"] and model.cfg.original_architecture in _POST_NORM:
-        log.warning("fold_ln is not valid for %s's post-norm blocks; TransformerLens skipped it", model.cfg.original_architecture)
-        proc = {**proc, "fold_ln": False}
+            hub = _hub_path(name)
+            model = _load_dir(hub, dev, dt, trust_remote_code)
+    proc = _apply_processing(model, proc)
     if dt != torch.float32:
         model = model.to(dt, print_details=False)
-    model.interp_loading = {"name": name, "family": family, "processing": proc, "dtype": str(dt).removeprefix("torch."),
-                            "device": str(dev)}
+    model.interp_loading = {"name": name, "family": family(model), "processing": proc,
+                            "dtype": str(dt).removeprefix("torch."), "device": str(dev)}
     return model
 
 
-def loading_info(model: HookedTransformer) -> dict:
+def loading_info(model: TransformerBridge) -> dict:
     """How `model` was loaded: ``{"name", "family", "processing": {flag: bool}, "dtype", "device"}``.
 
     ``processing`` has the shape of SAELens' ``model_from_pretrained_kwargs`` (record it in an
@@ -353,12 +596,12 @@ def loading_info(model: HookedTransformer) -> dict:
     info = getattr(model, "interp_loading", None)
     if info is not None:
         return {**info, "dtype": str(dtype_of(model)).removeprefix("torch."), "device": str(model.cfg.device)}
-    return {"name": model.cfg.model_name, "family": model.cfg.original_architecture or "interp",
+    return {"name": model.cfg.model_name, "family": family(model),
             "processing": {f: False for f in PROCESSING_FLAGS}, "dtype": str(dtype_of(model)).removeprefix("torch."),
             "device": str(model.cfg.device)}
 
 
-def processing_mismatch(model: HookedTransformer, recorded: dict | None) -> str | None:
+def processing_mismatch(model: TransformerBridge, recorded: dict | None) -> str | None:
     """One line describing how `recorded` (an SAE's ``model_from_pretrained_kwargs``) differs from the
     processing `model` was loaded with, or None when they agree. Flags absent from `recorded` take
     HookedTransformer.from_pretrained's default (True), as SAELens does when it loads the model."""
@@ -371,5 +614,3 @@ def processing_mismatch(model: HookedTransformer, recorded: dict | None) -> str 
         return None
     return "SAE expects " + ", ".join(diff) + "; load the model with --processing " + (
         "tl-default" if all(want.values()) else ",".join(f for f in PROCESSING_FLAGS if want[f]) or "none")
-
-

@@ -12,7 +12,7 @@ from interp.activations import ActivationStore, CollectConfig, collect_activatio
 from interp.data import corpus as C
 from interp.errors import InterpError
 from interp.hooks import capture, intervene, parse_hook, patch_heads
-from interp.models import ModelLoadError, load_model, save_model
+from interp.models import ModelLoadError, load_model, n_params, save_model
 
 
 def test_corpus_is_deterministic_and_covers_the_patterns():
@@ -214,7 +214,7 @@ def test_shipped_model_card_is_true_and_meets_targets(model):
             for k, v in card["templates"][split].items():
                 assert again["templates"][split][k] == pytest.approx(v, abs=1e-4), (split, k)
     assert again["fact_accuracy"] == card["fact_accuracy"]  # every fact prompt, same set both times
-    assert sum(p.numel() for p in model.parameters()) == card["params"]
+    assert n_params(model) == card["params"]
 
 
 def test_building_the_cli_parser_stays_light():

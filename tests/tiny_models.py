@@ -20,10 +20,12 @@ from pathlib import Path
 
 import torch
 
-FAMILIES = ("gpt2", "gpt_neox", "llama", "gemma2", "qwen2")
+FAMILIES = ("gpt2", "gpt_neox", "llama", "gemma2", "gemma3", "qwen2", "qwen3", "mistral", "phi3", "olmo2")
+MOE_FAMILIES = ("mixtral", "qwen3_moe")
 VOCAB = 2304  # the embedded tokenizer's 2,277 ids padded to a multiple of 64, like the embedded model
 N_CTX = 128
-_PREPENDS_BOS = {"gpt2": False, "gpt_neox": False, "llama": True, "gemma2": True, "qwen2": False}
+_PREPENDS_BOS = {"gpt2": False, "gpt_neox": False, "llama": True, "gemma2": True, "gemma3": True, "qwen2": False,
+                 "qwen3": False, "mistral": True, "phi3": True, "olmo2": False, "mixtral": True, "qwen3_moe": False}
 
 
 def _config(family: str):
@@ -45,7 +47,24 @@ def _config(family: str):
     if family == "qwen2":
         return T.Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                              num_key_value_heads=2, max_position_embeddings=N_CTX, tie_word_embeddings=False, **common)
-    raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+    gqa = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+               max_position_embeddings=N_CTX, **common)
+    if family == "gemma3":
+        return T.Gemma3TextConfig(head_dim=16, sliding_window=64, query_pre_attn_scalar=16, architectures=["Gemma3ForCausalLM"], **gqa)
+    if family == "qwen3":
+        return T.Qwen3Config(head_dim=16, tie_word_embeddings=False, **gqa)
+    if family == "mistral":
+        return T.MistralConfig(sliding_window=None, **gqa)
+    if family == "phi3":
+        return T.Phi3Config(**gqa)
+    if family == "olmo2":
+        return T.Olmo2Config(**gqa)
+    if family == "mixtral":
+        return T.MixtralConfig(num_local_experts=4, num_experts_per_tok=2, **gqa)
+    if family == "qwen3_moe":
+        return T.Qwen3MoeConfig(head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
+                                decoder_sparse_step=1, mlp_only_layers=[], tie_word_embeddings=False, **gqa)
+    raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES + MOE_FAMILIES)}")
 
 
 def write_tiny_tokenizer(out_dir: str | Path, prepends_bos: bool = True) -> Path:

@@ -470,7 +470,7 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
                keep_acts: bool = True, on_result=None, device: str | None = None,
                source: "SourceSpec | None" = None, parallel: Parallel | None = None) -> tuple[list[TrainResult], float]:
     """Train several SAEs from ONE model pass: collect every hook's activations once
-    (`collect_activations`, float16 shards, through the fast forward of `interp.forward`), then
+    (`collect_activations`, float16 shards, through the bridge's forward stopped after the hook, `interp.hooks.collect`), then
     train each SAE from disk on the model's device in float32, evaluate it, save it.
 
     Everything is checked before the model runs: output directories (an existing SAE directory is
