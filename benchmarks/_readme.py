@@ -45,3 +45,15 @@ def markdown_table(rows: list[dict], cols: list[str] | None = None) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def load_note(load_start: float, load_end: float | None = None) -> str:
+    """The machine conditions a table may state: the 1-minute load average measured at the start and
+    the end of the run against the core count, and what follows from those two numbers, never
+    prose written in advance about who else was using the machine."""
+    end = os.getloadavg()[0] if load_end is None else load_end
+    cores = os.cpu_count() or 1
+    text = f"1-minute load average {load_start:.1f} at the start and {end:.1f} at the end of this run ({cores} cores)"
+    if max(load_start, end) > cores:
+        text += "; above the core count, so other work competed for the cores and absolute times are inflated"
+    return text

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # tests/browser_harness.py: the app launch and Chromium setup the browser tests use
 
-from benchmarks._readme import markdown_table, update_section  # noqa: E402
+from benchmarks._readme import load_note, markdown_table, update_section  # noqa: E402
 
 PAGES = ["home", "features", "prompt_lab", "reports", "circuits", "unlearning", "moex"]
 SAVED_CIRCUIT = ROOT / "benchmarks" / "circuits" / "results" / "embedded__ioi.json"
@@ -179,8 +179,7 @@ def _write(t_cold, warm, inter, ready, load0) -> None:
                  {"measurement": "`interp app` launch to the Home page drawn in Chromium", "seconds": ready[1], "CPU seconds": "-", "target": "< 15 s",
                   "met": "yes" if ready[1] < 15 else "no"}]
     body = (f"`python benchmarks/app_bench.py` on the embedded model and the shipped SAEs (AppTest; torch threads "
-            f"{torch.get_num_threads()}). 1-min load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end, on "
-            f"{os.cpu_count()} cores shared with other work: above 2, every time here is inflated.\n\n"
+            f"{torch.get_num_threads()}). {load_note(load0)}.\n\n"
             + markdown_table(rows, ["measurement", "seconds", "CPU seconds", "target", "met"])
             + "\n\nseconds: wall time; CPU seconds: the CPU time of the benchmark process over the same span (AppTest runs the "
             "page in it), what the step costs without the machine's other work; `interp app` runs in its own processes, so it "

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks._readme import markdown_table, update_section  # noqa: E402
+from benchmarks._readme import load_note, markdown_table, update_section  # noqa: E402
 from interp.activations import CollectConfig, collect_activations, text_source, token_rows  # noqa: E402
 from interp.models import load_model  # noqa: E402
 
@@ -104,8 +104,7 @@ def main() -> None:
         f"### Activation collection (`{cmd}`)\n\n"
         f"Embedded model, batch {args.batch_size} x {seq} tokens, {n_tok:,} tokens, best of {args.repeats} interleaved runs, "
         f"torch threads {torch.get_num_threads()}. Both sides run in one process after a warm-up of each, so both get "
-        "the heap setting collection applies (`interp.alloc.tune_malloc`). The machine was shared: load average "
-        f"{load0:.1f} at the start, {_load_average():.1f} at the end (2 cores), so the tokens/s are low; the ratio "
+        f"the heap setting collection applies (`interp.alloc.tune_malloc`). {load_note(load0, _load_average())}; the ratio "
         "compares interleaved runs.\n\n"
         + markdown_table(table)
     )

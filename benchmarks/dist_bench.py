@@ -201,8 +201,9 @@ def main() -> None:
         (_ours_worker if a.worker == "ours" else _sparsify_worker)(Path(a.work), a.tokens, a.hooks, Path(a.out))
         return
 
-    from benchmarks._readme import markdown_table, update_section
+    from benchmarks._readme import load_note, markdown_table, update_section
 
+    load0 = os.getloadavg()[0]  # measured conditions only go into the table (start here, end in load_note)
     setups = [("ours", 1, 1), ("ours", 2, 1), ("ours", 1, 2), ("ours", 2, 2)]
     if not a.skip_sparsify:
         setups += [("sparsify", 1, 1), ("sparsify", 2, 1), ("sparsify", 1, 2), ("sparsify", 2, 2)]
@@ -265,9 +266,8 @@ def main() -> None:
             f"{D_SAE} latents, global batch {BATCH} tokens, {a.tokens} tokens, gloo on the CPU, fresh `torchrun --standalone` "
             f"processes, fastest of {a.repeats} interleaved repeats. Tokens/s = tokens / (model forward + SAE training); "
             "ours collects to disk then trains, sparsify trains online. Scaling efficiency = speed-up / processes "
-            "(target >= 0.8 where the cores are free). **The machine (2 cores) was shared with six other helpers' jobs "
-            "during this run (load average well above 2), so two processes did not have two free cores; read the "
-            "ratios, not the absolute numbers.**\n\n" + markdown_table(rows, cols) + "\n" + ratio)
+            f"(target >= 0.8 where the cores are free). Measured: {load_note(load0)}.\n\n"
+            + markdown_table(rows, cols) + "\n" + ratio)
     update_section("dist", body)
     print(body)
 

@@ -32,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._readme import markdown_table, update_section  # noqa: E402
+from benchmarks._readme import load_note, markdown_table, update_section  # noqa: E402
 from interp import features as F  # noqa: E402
 from interp.activations import text_source, token_rows  # noqa: E402
 from interp.models import load_model  # noqa: E402
@@ -168,8 +168,7 @@ def _write(rows: list[dict], args, d_sae: int, sae_dir: Path, load0: float, peer
     hook = json.loads((sae_dir / "cfg.json").read_text())["metadata"]["hook_name"]
     body = (f"Model: embedded ({b.get('n_layers')} layers, d_model {b.get('d_model')}); SAE: {'given' if args.sae else 'random TopK k=32'}, "
             f"{d_sae} latents at {hook}; torch threads {torch.get_num_threads()}; "
-            f"1-min load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end (on {os.cpu_count()} cores, shared with "
-            f"other work: above 2, every absolute time is inflated; the side-by-side ratios hold better).\n\n"
+            f"{load_note(load0)} (the side-by-side ratios hold better than absolute times).\n\n"
             + markdown_table(rows, ["measurement", "seconds", "peer", "peer seconds", "ratio", "target"]))
     if peer:
         body += ("\n\nWhat a feature page holds: sae-dashboard's feature data has " + ", ".join(f"`{p}`" for p in peer["peer_parts"])

@@ -163,8 +163,8 @@ def main() -> None:
             "`store_batch_size_prompts=32`, `activations_mixing_fraction=0`, so both sides forward and train on the same "
             "tokens, in model order, without normalisation; one torch thread; each number from its own child process, "
             "one after another). The GPT-2-small-sized model is random-weight, 12 layers, d_model 768, 12 heads, "
-            "d_mlp 3072, d_vocab 50257, n_ctx 128, hooked at layer 6. The machine was shared with other jobs (the load "
-            "average during each run is in the table), so wall-clock speeds swing with the other jobs. Each run is "
+            "d_mlp 3072, d_vocab 50257, n_ctx 128, hooked at layer 6. The 1-minute load average measured during each "
+            "run is in the table; where it exceeds the core count, wall-clock speeds swing with the other work. Each run is "
             "single-threaded, so its CPU seconds (`time.process_time`, all threads of the child) measure its work "
             "far more stably than the wall clock: the ratios are given on CPU time first and on wall time in "
             "brackets.\n\n") + markdown_table(rows) + GPU_NOTE

@@ -160,9 +160,31 @@ def error_message(e: BaseException) -> str:
     return msg or type(e).__name__
 
 
+def _numeric_options(p: argparse.ArgumentParser) -> dict[str, str]:
+    """dest -> option string of every single-valued int / float option of `p` and its subcommands."""
+    out, other = {}, set()
+    for sp in [p, *_subparsers(p)]:
+        for a in sp._actions:
+            if a.option_strings and a.type in (int, float) and a.nargs is None:
+                out[a.dest] = a.option_strings[-1]
+            else:
+                other.add(a.dest)  # the same name elsewhere takes a list or text: not checked here
+    return {d: f for d, f in out.items() if d not in other}
+
+
+def _check_numeric(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """argparse reads `--seed=--` as the end-of-options marker and stores an empty list in an int
+    option (found by tests/test_faults_property.py): refuse anything that is not a number."""
+    for dest, flag in _numeric_options(parser).items():
+        v = getattr(args, dest, None)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            parser.error(f"argument {flag}: expected a number, got {v!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _check_numeric(parser, args)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for `--nproc`, which relaunches this command under torchrun
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):

@@ -338,12 +338,15 @@ class DataParallelSync:
         import torch.distributed as dist
 
         prev = trainer.act_freq_scores.clone()
+        self._pending: list = []
+        self._queued = False
         handles = [p.register_post_accumulate_grad_hook(self._grad_hook) for p in trainer.sae.parameters() if p.requires_grad]
         try:
             out = trainer.step(batch)
         finally:
             for h in handles:
                 h.remove()
+            self._finish()  # (a no-op after a normal backward; leaves no collective behind after an error)
         with torch.no_grad():
             delta = self._all_reduce(trainer.act_freq_scores - prev)
             trainer.act_freq_scores = prev + delta
@@ -354,7 +357,29 @@ class DataParallelSync:
         return out
 
     def _grad_hook(self, p: torch.Tensor) -> None:
-        self._all_reduce(p.grad).div_(self.world_size)
+        """Start the all-reduce of `p`'s gradient as soon as backward has produced it, without
+        waiting (async), so it overlaps with the rest of the backward pass, as DDP's buckets do.
+        The first hook of a backward queues `_finish` on autograd's engine: it runs when backward
+        is done, before SAETrainer's clipping and optimizer step, and waits for every reduction.
+        (An SAE has four parameters, W_enc / W_dec and two biases, so each is its own bucket:
+        DDP's 25 MB buckets would hold them all in one and start nothing before the end.)"""
+        import torch.distributed as dist
+
+        if not self._queued:
+            self._queued = True
+            torch.autograd.Variable._execution_engine.queue_callback(self._finish)
+        t0 = time.perf_counter()
+        self._pending.append((p.grad, dist.all_reduce(p.grad, op=dist.ReduceOp.SUM, async_op=True)))
+        self.comm_seconds += time.perf_counter() - t0
+
+    def _finish(self) -> None:
+        """Wait for the gradient reductions started in this backward and average them."""
+        pending, self._pending, self._queued = getattr(self, "_pending", []), [], False
+        t0 = time.perf_counter()
+        for grad, work in pending:
+            work.wait()
+            grad.div_(self.world_size)
+        self.comm_seconds += time.perf_counter() - t0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,13 +478,45 @@ def launch(argv: Sequence[str], nproc: int, nnodes: int = 1, rdzv_endpoint: str 
         logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     log.info("launching %d process(es) per node on %d node(s): interp %s", nproc, nnodes, " ".join(argv))
+    import shutil
+    import tempfile
+
+    errs = tempfile.mkdtemp(prefix="interp-rank-errors-")  # each failing rank leaves its one line here (`record_rank_error`)
+    os.environ[RANK_ERRORS_ENV] = errs
     try:
         elastic_launch(config=config, entrypoint=cmd)(*cmd_args)
     except ChildFailedError as e:
-        return _report_failure(e)
+        return _report_failure(e, _rank_errors(errs))
     except Exception as e:  # rendezvous errors of the elastic agent (RendezvousTimeoutError, ...)
         raise InterpError(f"torchrun could not start the ranks: {_first_line(e)}") from None
+    finally:
+        os.environ.pop(RANK_ERRORS_ENV, None)
+        shutil.rmtree(errs, ignore_errors=True)
     return 0
+
+
+RANK_ERRORS_ENV = "INTERP_RANK_ERRORS"  # a folder the launcher made: failing ranks write their error there
+
+
+def record_rank_error(rank: int, message: str, secondary: bool) -> None:
+    """Leave this rank's one-line error for the launcher (`--nproc`), which reports it with its text
+    instead of "lost contact". `secondary`: the error is a consequence (a peer vanished)."""
+    d = os.environ.get(RANK_ERRORS_ENV)
+    if not d or not os.path.isdir(d):
+        return
+    with contextlib.suppress(OSError):
+        with open(os.path.join(d, f"rank{rank}.json"), "w") as f:
+            json.dump({"rank": rank, "error": message, "secondary": secondary, "time": time.time()}, f)
+
+
+def _rank_errors(d: str) -> list[dict]:
+    out = []
+    for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        with contextlib.suppress(OSError, ValueError):
+            rec = json.loads(open(os.path.join(d, name)).read())
+            if isinstance(rec, dict) and isinstance(rec.get("rank"), int) and isinstance(rec.get("error"), str):
+                out.append(rec)
+    return out
 
 
 class RankFailed(InterpError):
@@ -468,11 +525,17 @@ class RankFailed(InterpError):
     exit_code = 1
 
 
-def _report_failure(e) -> int:
-    """A failed job. Exit code 2 from every failed rank means rank 0 already printed the user
-    error (returns 2); anything else (a signal, a crash) raises `RankFailed` naming the rank."""
+def _report_failure(e, errors: list[dict] | None = None) -> int:
+    """A failed job. An error a rank recorded (`record_rank_error`) is reported with its text,
+    the first cause before the ranks that only lost contact with it. Otherwise: exit code 2 from
+    every failed rank means rank 0 already printed the user error (returns 2); anything else (a
+    signal, a crash) raises `RankFailed` naming the rank."""
     import signal
 
+    primary = sorted((r for r in errors or [] if not r.get("secondary")), key=lambda r: (r.get("time", 0), r["rank"]))
+    shared = primary and any(r["rank"] == 0 and r["error"] == primary[0]["error"] for r in primary)
+    if primary and primary[0]["rank"] != 0 and not shared:  # rank 0 printed only "lost contact": say what happened
+        raise RankFailed(f"rank {primary[0]['rank']}: {primary[0]['error']}")
     fails = sorted(e.failures.items())
     # The cause, not the ranks the agent stopped afterwards (SIGTERM).
     cause = [(r, f) for r, f in fails if f.exitcode not in (2, -signal.SIGTERM)]

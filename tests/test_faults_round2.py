@@ -479,3 +479,25 @@ def test_train_sae_activation_cache_lives_under_interp_home(tmp_path, monkeypatc
     d = acts_dir_for("embedded", [HOOK], 1000)
     assert (tmp_path / "home" / "acts") in d.parents
     assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# 8. Errors on any rank reach the user with their text
+
+
+def test_an_error_on_rank_1_alone_is_reported_with_its_text(tmp_path, monkeypatch):
+    """Rank 0 only saw "lost contact"; the launcher now reports what rank 1 said."""
+    from types import SimpleNamespace
+
+    from interp import distributed as dist
+
+    monkeypatch.setenv(dist.RANK_ERRORS_ENV, str(tmp_path))
+    dist.record_rank_error(1, "shard 3 of /data/acts is corrupt or truncated", secondary=False)
+    time.sleep(0.01)
+    dist.record_rank_error(0, "rank 0 lost contact with the other ranks (one died, was killed or timed out): x", secondary=True)
+    failures = {0: SimpleNamespace(exitcode=2, timestamp=2), 1: SimpleNamespace(exitcode=2, timestamp=1)}
+    with pytest.raises(dist.RankFailed, match=r"^rank 1: shard 3 of /data/acts is corrupt or truncated$"):
+        dist._report_failure(SimpleNamespace(failures=failures), dist._rank_errors(str(tmp_path)))
+    # the same bad input on every rank: rank 0 printed it, nothing more is said
+    shared = [{"rank": 1, "error": "bad", "time": 1.0}, {"rank": 0, "error": "bad", "time": 1.1}]
+    assert dist._report_failure(SimpleNamespace(failures=failures), shared) == 2

@@ -209,8 +209,7 @@ def report() -> None:
     missing = [c for c in CATEGORIES if c not in parts]
     if not default:
         OUT.write_text(json.dumps({"sae": SAE, "sae_seed1": SAE_SEED1, "status": "not finished", "raw": parts}, indent=1, default=float))
-        update_section("unlearning", "`benchmarks/unlearning/run.py` has not finished a concept yet on this machine (its parts were "
-                                     "started on a machine shared by seven helpers, load average about 40 on 2 cores); no numbers "
+        update_section("unlearning", "`benchmarks/unlearning/run.py` has not finished a concept yet on this machine; no numbers "
                                      "are shown until they come from this script.")
         return
     OUT.write_text(json.dumps({"sae": SAE, "sae_seed1": SAE_SEED1, "meta": meta, "default": default, "cli_time": cli, "fronts": fronts,
@@ -221,9 +220,9 @@ def report() -> None:
     load = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "not recorded"
     body = (
         f"`benchmarks/unlearning/run.py` (parts run as separate processes, then `--report`): model `embedded`, SAE `{SAE}`. "
-        f"The machine is shared (2 cores; 1-minute load average {load} while the default commands ran, per row in "
-        "`load_before`/`load_after`), so `wall_s` is inflated by the load; `cpu_s` (process CPU time, one torch thread) is "
-        "the load-independent cost.\n\n"
+        f"1-minute load average {load} while the default commands ran ({os.cpu_count()} cores; per row in "
+        "`load_before`/`load_after`); where it exceeds the core count `wall_s` is inflated by the load, while `cpu_s` "
+        "(process CPU time, one torch thread) is the load-independent cost.\n\n"
         "**The default command** (`interp unlearn --sae saes/embedded/resid_post_L3_topk --concept C`): features chosen on the "
         "selection split (50% of the forget prompts), number of features and clamp multiplier on the validation split (25%) by "
         "the early-stopping search, every number on the held-out test split (25%), the held-out paraphrase template and the "

@@ -57,8 +57,8 @@ class ACDCConfig:
             raise ValueError(f"objective must be 'kl' or 'metric', not {self.objective!r}")
         if self.level not in ("edge", "node"):
             raise ValueError(f"level must be 'edge' or 'node', not {self.level!r}")
-        if self.tau < 0:
-            raise ValueError("tau must be >= 0")
+        if not self.tau >= 0 or self.tau == float("inf"):  # NaN compares false: it would keep every edge, slowly
+            raise ValueError(f"tau must be a finite number >= 0, got {self.tau}")
 
 
 class ACDCResult(NamedTuple):

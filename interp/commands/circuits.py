@@ -36,6 +36,16 @@ def cmd_circuits(args) -> int:
         check_output_dir(args.reference_dir, marker=None, overwrite=True, what="--reference-dir")
     if args.json:
         check_output_file(args.json, overwrite=args.overwrite, inputs=[args.task, args.reference_dir], what="--json")
+    methods = list(METHODS) if args.method == "all" else [args.method]
+    try:
+        over = {k: v for k, v in dict(n_train=args.n_train, position=args.position, arch=args.arch, top_k_codes=args.top_k_codes,
+                                      steps=args.sae_steps).items() if v is not None}
+        sae = replace(preset(args.sae_preset), **over, per_layer=args.per_layer, qkv_edges=args.qkv_edges)
+        ac = ACDCConfig(tau=args.tau, objective=args.objective, level=args.acdc_level, progress=True)
+    except (ValueError, TypeError) as e:
+        raise InterpError(str(e)) from None
+    cfg = CircuitConfig(n_prompts=args.prompts, seeds=args.seeds, threshold=args.threshold, keep=args.keep, sae=sae, acdc=ac,
+                        n_eval=args.eval_prompts, ablation=args.ablation)
     model = load_named_model(args.model, getattr(args, "device", None))
     if args.build_reference:
         from interp.circuits.reference import REFERENCE_PROMPTS, build_reference, save_reference
@@ -48,16 +58,6 @@ def cmd_circuits(args) -> int:
               f"stability (mean Jaccard over {len(ref.stability['variants'])} variants) {ref.stability['jaccard_mean']:.2f} "
               f"({ref.n_forward} forwards, {ref.seconds:.1f}s) -> {path}")
         return 0
-    methods = list(METHODS) if args.method == "all" else [args.method]
-    try:
-        over = {k: v for k, v in dict(n_train=args.n_train, position=args.position, arch=args.arch, top_k_codes=args.top_k_codes,
-                                      steps=args.sae_steps).items() if v is not None}
-        sae = replace(preset(args.sae_preset), **over, per_layer=args.per_layer, qkv_edges=args.qkv_edges)
-        ac = ACDCConfig(tau=args.tau, objective=args.objective, level=args.acdc_level, progress=True)
-    except (ValueError, TypeError) as e:
-        raise InterpError(str(e)) from None
-    cfg = CircuitConfig(n_prompts=args.prompts, seeds=args.seeds, threshold=args.threshold, keep=args.keep, sae=sae, acdc=ac,
-                        n_eval=args.eval_prompts, ablation=args.ablation)
     res = run_circuits(args.model, args.task, methods, cfg, model=model, reference=args.reference,
                        reference_root=args.reference_dir)
     ref = res.reference

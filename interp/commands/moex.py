@@ -44,14 +44,21 @@ def train_config_from_args(args):
     for dest, path in _TRAIN_DEFAULTS.items():
         if getattr(args, dest, None) is None:
             setattr(args, dest, attrgetter(path)(td))
+    from interp.fields import check_count
+
+    check_count("--workers", args.workers, 256)
     if args.data != "chess" and not Path(args.data).is_file():
         raise InterpError(f"--data must be 'chess' (generated games) or a text file of PGN lines; {args.data!r} is neither")
     moe = args.arch in ("switch", "moex")
-    if not moe and (args.experts or args.topk):
+    if not moe and (args.experts is not None or args.topk is not None):
         raise InterpError(f"--experts/--topk need a switch or moex architecture, not {args.arch}")
+    for flag, v in (("--experts", args.experts), ("--topk", args.topk), ("--d-mlp", args.d_mlp), ("--expert-width", args.expert_width)):
+        if v is not None and v < 1:  # `or` once turned 0 into the default and trained
+            raise InterpError(f"{flag} {v}: must be at least 1")
     base = TrainConfig().mlp
-    experts, topk = (args.experts or base.n_experts, args.topk or base.top_k) if moe else (1, 1)
-    d_mlp = args.expert_width if moe else (args.d_mlp or (args.topk or base.top_k) * args.expert_width)
+    pick = lambda v, d: d if v is None else v  # noqa: E731
+    experts, topk = (pick(args.experts, base.n_experts), pick(args.topk, base.top_k)) if moe else (1, 1)
+    d_mlp = args.expert_width if moe else pick(args.d_mlp, pick(args.topk, base.top_k) * args.expert_width)
     mlp = MoEXConfig(args.arch, d_model=args.d_model, d_mlp=d_mlp, n_experts=experts, top_k=topk, act=args.act,
                      router=args.router, balance_coef=args.balance)
     model = ChessModelConfig(n_layers=args.layers, d_model=args.d_model, n_heads=args.heads, n_ctx=args.n_ctx, seed=args.seed)
@@ -75,8 +82,13 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from interp.fields import check_count
     from interp.moex.evaluate import evaluate_chess_model
 
+    check_count("--metric-games", args.metric_games, MAX_GAMES)  # before the model and the games load
+    check_count("--legal", args.legal, 100_000)
+    if args.layer is not None and args.layer < 0:
+        raise InterpError(f"--layer {args.layer}: must be at least 0")
     ev = evaluate_chess_model(args.dir, layer=args.layer, n_metric_games=args.metric_games, n_legal=args.legal,
                               device=getattr(args, "device", None))
     if args.json:

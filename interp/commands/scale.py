@@ -37,6 +37,9 @@ def parallel_command(handler):
     def run(args) -> int:
         from interp import distributed as dist
 
+        nnodes = getattr(args, "nnodes", 1)
+        if nnodes is not None and nnodes < 1:  # --nnodes 0 without --nproc used to run
+            raise InterpError(f"--nnodes {nnodes}: must be at least 1")
         if getattr(args, "nproc", None) is not None and not dist.under_torchrun():
             if args.nproc < 1:
                 raise InterpError("--nproc must be at least 1")
@@ -55,7 +58,7 @@ def parallel_command(handler):
                 logging.getLogger().setLevel(logging.WARNING)
             cfg = {k: v for k, v in vars(args).items() if k not in _PER_RANK_ARGS}
             dist.check_same_config(par, cfg)
-            with dist.collective_errors(par), _quiet_unless(par.is_writer):
+            with _recorded(par), dist.collective_errors(par), _quiet_unless(par.is_writer):
                 try:
                     return handler(args)
                 except InterpError as e:
@@ -64,11 +67,32 @@ def parallel_command(handler):
                     if par.is_writer or getattr(e, "quiet", False):
                         raise
                     logging.getLogger(__name__).debug("rank %d: %s", par.rank, e)
+                    # recorded for the launcher: if it failed here only, its text is what gets reported
+                    msg = " ".join(str(e).split())
+                    dist.record_rank_error(par.rank, msg, secondary="lost contact with the other ranks" in msg)
                     raise dist.RankExit(str(e)) from None
         finally:
             dist.shutdown()
 
     return run
+
+
+@contextlib.contextmanager
+def _recorded(par):
+    """Leave this rank's error for the launcher, so rank 0's side reports it with its text
+    (`interp.distributed.record_rank_error`); an error every rank shares is not recorded."""
+    from interp import distributed as dist
+
+    try:
+        yield
+    except BaseException as e:
+        if isinstance(e, (SystemExit, KeyboardInterrupt)) or getattr(e, "quiet", False):
+            raise
+        from interp.cli import error_message
+
+        msg = error_message(e)
+        dist.record_rank_error(par.rank, msg, secondary="lost contact with the other ranks" in msg)
+        raise
 
 
 @contextlib.contextmanager
@@ -142,6 +166,16 @@ def sweep_trials(args) -> tuple[list, list | None]:
 
         base = dict(hook=args.hook, model=args.model, tokens=args.tokens, batch_size=args.batch_size, seed=args.seed,
                     checkpoint_every=args.checkpoint_every)
+        import math
+
+        # k and l1 go only to the architectures that take them, so check every value here (a bad
+        # --l1 on a TopK-only sweep was dropped silently and the sweep ran)
+        for v in args.l1 or []:
+            if not (math.isfinite(v) and v >= 0):
+                raise InterpError(f"--l1 {v}: must be a finite number >= 0")
+        for v in args.k or []:
+            if v < 1:
+                raise InterpError(f"--k {v}: must be at least 1")
         axes = dict(arch=args.arch, d_sae=args.d_sae, k=args.k, l1=args.l1, lr=args.lr)
         grid_axes = _parse_grid(args.grid, SAETrainConfig)
         axes.update(grid_axes)  # a --grid axis replaces the flag of the same field (`--grid k=4,8` once failed: k twice)
@@ -164,8 +198,17 @@ def sweep_trials(args) -> tuple[list, list | None]:
 def cmd_sweep(args) -> int:
     from interp.sweep import format_rows, run_sweep
 
+    import math
+
     if args.workers < 1:
         raise InterpError(f"--workers {args.workers}: must be at least 1")
+    if not (math.isfinite(args.cpus_per_trial) and args.cpus_per_trial > 0):
+        raise InterpError(f"--cpus-per-trial {args.cpus_per_trial}: must be a finite number > 0")
+    if not (math.isfinite(args.gpus_per_trial) and args.gpus_per_trial >= 0):
+        raise InterpError(f"--gpus-per-trial {args.gpus_per_trial}: must be a finite number >= 0")
+    from interp.fields import check_count
+
+    check_count("--eval-tokens", args.eval_tokens, 10**9)
     trials, cols = sweep_trials(args)
     res = run_sweep(trials, args.out, ray=args.ray, workers=args.workers, cpus_per_trial=args.cpus_per_trial,
                     gpus_per_trial=args.gpus_per_trial, acts_dir=args.acts_dir, eval_tokens=args.eval_tokens)

@@ -84,7 +84,7 @@ class MoEXConfig:
                 raise InterpError(f"unknown router {self.router!r}; use sparsity or softmax")
         if self.act not in ACTS:
             raise InterpError(f"unknown activation {self.act!r}; use relu or gelu")
-        if self.d_model < 1 or self.d_mlp < 1 or self.balance_coef < 0:
+        if self.d_model < 1 or self.d_mlp < 1 or not 0 <= self.balance_coef < float("inf"):  # NaN fails too
             raise InterpError("d_model, d_mlp must be >= 1 and balance_coef >= 0")
 
     @property

@@ -92,10 +92,13 @@ class TrainConfig:
     """root of the game stores (default: $INTERP_HOME/chess)"""
 
     def __post_init__(self):
+        from interp.fields import check_types
+
         if isinstance(self.mlp, dict):
             self.mlp = MoEXConfig(**self.mlp)
         if isinstance(self.model, dict):
             self.model = ChessModelConfig(**self.model)
+        check_types(self, "of the training config")
         if self.mlp.d_model != self.model.d_model:
             raise InterpError(f"MLP d_model {self.mlp.d_model} != model d_model {self.model.d_model}")
         if min(self.steps, self.batch_size, self.n_games, self.n_val_games) < 1:
