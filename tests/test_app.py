@@ -78,8 +78,14 @@ def test_home_table_architectures_and_uninformative_scores(sae_root):
     assert len(flagged) == 1 and "ce_loss_score is uninformative" in flagged[0] and "0.0007 nats" in flagged[0]
     assert not any("resid_post_L1_batchtopk" in w.value for w in at.warning)
     assert "embedded/<wbr>a_tiny" in html  # the path relative to the SAE root, whole (may break only after a '/')
-    # the default SAE is the deepest residual-stream one (symptom: the L0 default made unlearning forget 0%)
-    assert at.session_state["sae_dir"].endswith("resid_post_L1_batchtopk")
+    # the default SAE is the deepest residual-stream one with statistics (here a_tiny: the L1 one has none);
+    # with the shipped SAEs that is resid_post_L3_topk (symptom: the L0 default made unlearning forget 0%)
+    assert at.session_state["sae_dir"].endswith("a_tiny")
+    from app.common import default_sae, list_saes_all
+    from interp.sae.io import list_saes
+
+    shipped = [s for s in list_saes(str(ROOT / "saes")) if s.model == "embedded"]
+    assert default_sae(shipped).endswith("resid_post_L3_topk") and list_saes_all()
     sb = at.sidebar.selectbox(key="_sae_pick")
     sb.select(next(o for o in sb.options if o.endswith("b_nostats"))).run()
     assert at.session_state["sae_dir"].endswith("b_nostats")
