@@ -183,13 +183,15 @@ _LAYER = re.compile(r"^blocks\.(\d+)\.")  # as interp.hooks.hook_layer, which im
 
 
 def default_sae(saes) -> str | None:
-    """The SAE a fresh session starts on: the deepest residual-stream SAE (its features are the most
-    general to browse, and it is the one the README's unlearning command uses), else the first."""
+    """The SAE a fresh session starts on: the deepest residual-stream SAE with feature statistics (its
+    features are the most general to browse, and it is the one the README's unlearning command uses;
+    with statistics, the Features page opens on it), else the deepest one, else the first."""
     resid = [s for s in saes if "hook_resid" in (s.hook_name or "")]
     if resid:
         def depth(s):
             m = _LAYER.match(s.hook_name or "")
-            return (int(m.group(1)) if m else -1, "seed" not in Path(str(s.path)).name, -len(str(s.path)))
+            has = (Path(str(s.path)) / "feature_stats.json").is_file()  # interp.features.META_FILE (no torch import here)
+            return (has, int(m.group(1)) if m else -1, "seed" not in Path(str(s.path)).name, -len(str(s.path)))
 
         return str(max(resid, key=depth).path)
     return str(saes[0].path) if saes else None

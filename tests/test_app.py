@@ -59,6 +59,15 @@ def _html(at) -> str:
     return " ".join(h.proto.body for h in at.get("html"))
 
 
+def _feature_title(at) -> str:
+    """The Features page's title line as the user reads it (the page draws it as escaped HTML: labels come from files)."""
+    import html as H
+    import re
+
+    body = next(h.proto.body for h in at.get("html") if 'data-testid="feature-title"' in h.proto.body)
+    return H.unescape(re.sub(r"<[^>]+>", "", body.split('data-testid="feature-title"', 1)[1].split(">", 1)[1].split("</h3>")[0]))
+
+
 def test_home_table_architectures_and_uninformative_scores(sae_root):
     at = _app()
     assert "interp" in at.title[0].value
@@ -69,8 +78,14 @@ def test_home_table_architectures_and_uninformative_scores(sae_root):
     assert len(flagged) == 1 and "ce_loss_score is uninformative" in flagged[0] and "0.0007 nats" in flagged[0]
     assert not any("resid_post_L1_batchtopk" in w.value for w in at.warning)
     assert "embedded/<wbr>a_tiny" in html  # the path relative to the SAE root, whole (may break only after a '/')
-    # the default SAE is the deepest residual-stream one (symptom: the L0 default made unlearning forget 0%)
-    assert at.session_state["sae_dir"].endswith("resid_post_L1_batchtopk")
+    # the default SAE is the deepest residual-stream one with statistics (here a_tiny: the L1 one has none);
+    # with the shipped SAEs that is resid_post_L3_topk (symptom: the L0 default made unlearning forget 0%)
+    assert at.session_state["sae_dir"].endswith("a_tiny")
+    from app.common import default_sae, list_saes_all
+    from interp.sae.io import list_saes
+
+    shipped = [s for s in list_saes(str(ROOT / "saes")) if s.model == "embedded"]
+    assert default_sae(shipped).endswith("resid_post_L3_topk") and list_saes_all()
     sb = at.sidebar.selectbox(key="_sae_pick")
     sb.select(next(o for o in sb.options if o.endswith("b_nostats"))).run()
     assert at.session_state["sae_dir"].endswith("b_nostats")
@@ -96,14 +111,14 @@ def test_features_page_navigation_and_search(sae_root):
     d = str(sae_root / "embedded" / "a_tiny")
     stats = F.load_stats(d)
     at = _app("pages/features.py", sae_dir=d)
-    assert at.subheader[0].value.startswith(f"Feature 0: {stats.labels[0]}")
-    assert "dense" in at.subheader[0].value  # latent 0 fires on most tokens: flagged
+    assert _feature_title(at).startswith(f"Feature 0: {stats.labels[0]}")
+    assert "dense" in _feature_title(at)  # latent 0 fires on most tokens: flagged
     at.button[1].click().run()  # next
-    assert at.subheader[0].value.startswith("Feature 1:")
+    assert _feature_title(at).startswith("Feature 1:")
     at.button[0].click().run()  # previous
-    assert at.subheader[0].value.startswith("Feature 0:")
+    assert _feature_title(at).startswith("Feature 0:")
     at.number_input(key="_fid_input").set_value(7).run()
-    assert at.subheader[0].value.startswith("Feature 7:") and not at.exception
+    assert _feature_title(at).startswith("Feature 7:") and not at.exception
     at.number_input(key="_fid_input").set_value(500).run()
     assert any("out of range" in e.value for e in at.error) and not at.exception
     at.number_input(key="_fid_input").set_value(2).run()
@@ -130,10 +145,14 @@ def test_features_search_across_sources(sae_root):
     hits = [b for b in at.button if b.key and b.key.startswith("allhit")]
     assert len(hits) == 1 and hits[0].label.startswith("a_tiny #3: ")  # only a_tiny has statistics
     hits[0].click().run()
-    assert at.subheader[0].value.startswith("Feature 3:")
+    assert _feature_title(at).startswith("Feature 3:")
 
 
-def test_features_page_builds_missing_stats_with_progress(sae_root):
+def test_features_page_builds_missing_stats_as_a_job(sae_root):
+    import time
+
+    from interp import jobs
+
     d = sae_root / "embedded" / "c_build"
     shutil.copytree(sae_root / "embedded" / "b_nostats", d)
     from app.common import _list_saes
@@ -143,8 +162,17 @@ def test_features_page_builds_missing_stats_with_progress(sae_root):
     assert any("no feature statistics" in w.value for w in at.warning)
     at.number_input(key="build_tokens").set_value(2048)
     at.button(key="build_stats").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (job,) = [j for j in jobs.history(kind="feature-stats") if j.params["sae_dir"] == str(d)]
+    assert job.params["tokens"] == 2048 and "c_build" in job.header
+    assert any("background job" in i.value for i in at.info)  # the page stays usable meanwhile
+    t0 = time.time()
+    while jobs.get(job.id).state == "running" and time.time() - t0 < 300:
+        time.sleep(0.3)
+    assert jobs.get(job.id).state == "done", jobs.get(job.id).reason
+    at.run()
     assert F.has_stats(d) and not at.exception
-    assert at.subheader[0].value.startswith("Feature 0:")
+    assert _feature_title(at).startswith("Feature 0:")
     meta = json.loads((d / F.META_FILE).read_text())  # written in the newest format: intervals and token specificity
     assert meta["format_version"] == F.FORMAT_VERSION == 2 and "iv_vals" in F.load_stats(d).t
     assert "predate activation intervals" not in " ".join(c.value for c in at.caption)
@@ -157,14 +185,14 @@ def test_features_page_neurons_source(sae_root):
     at.number_input(key="build_tokens").set_value(2048)
     at.button(key="build_stats").click().run()
     assert not at.exception and not at.error
-    assert at.subheader[0].value.startswith("Feature 0:")
+    assert _feature_title(at).startswith("Feature 0:")
     home = Path(os.environ["INTERP_HOME"])
     assert (home / "feature_stats" / "embedded" / "neurons_L0" / F.META_FILE).exists()  # never in the package
 
 
 def test_feature_id_sent_from_another_page(sae_root):
     at = _app("pages/features.py", sae_dir=str(sae_root / "embedded" / "a_tiny"), feature_id=5)
-    assert at.subheader[0].value.startswith("Feature 5:")
+    assert _feature_title(at).startswith("Feature 5:")
 
 
 def test_crafted_stats_show_one_error_line(sae_root, tmp_path):
@@ -282,6 +310,58 @@ def test_features_page_moex_units_with_board(sae_root):
     at.number_input(key="build_tokens").set_value(5120)  # 20 games
     at.button(key="build_stats").click().run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
-    assert at.subheader[0].value.startswith("Feature 0:")
+    assert _feature_title(at).startswith("Feature 0:")
     assert any("Board view" in m.value and "expert 0" in m.value for m in at.markdown)
     assert any(m.label == "Best board cell (F1)" for m in at.metric)
+
+
+def test_features_numbers_audit_interval_counts(sae_root):
+    """What the Features page shows per activation interval is the library's count (views.interval_counts)."""
+    d = str(sae_root / "embedded" / "a_tiny")
+    stats = F.load_stats(d)
+    fid = int(stats.t["count"].argmax())
+    at = _app("pages/features.py", sae_dir=d, feature_id=fid)
+    html = _html(at)
+    fv = stats.feature(fid)
+    assert fv.intervals
+    pos = 0
+    for iv in fv.intervals:  # highest first, each header with its count and share
+        want = (f"{iv.n_firings:,.0f} firings (exact), {100 * iv.share:.1f}% of all" if iv.exact
+                else f"≈{iv.n_firings:,.0f} firings, ≈{100 * iv.share:.1f}% of all")
+        pos = html.index(want, pos)
+    assert _feature_title(at).startswith(f"Feature {fid}:")
+
+
+def test_sidebar_change_reaches_every_page_and_export_title(sae_root):
+    """Symptom: after picking another SAE in the sidebar, Reports still titled its exports after the old one
+    and Unlearning kept the old SAE."""
+    import html as H
+
+    from interp.reports import render
+
+    two = sae_root / "embedded" / "a_tiny_copy"
+    if not two.exists():
+        shutil.copytree(sae_root / "embedded" / "a_tiny", two)
+    from app.common import _list_saes
+
+    _list_saes.clear()
+    at = _app("pages/reports.py", sae_dir=str(sae_root / "embedded" / "a_tiny"))
+    assert at.text_input(key="p:reports:title").value.startswith("Features of a_tiny (blocks.0.hook_resid_post)")
+    # what the sidebar's SAE picker does (its on_change, app.state.set_sae); AppTest drops the sidebar from
+    # its tree after a page switch, the browser test clicks the real one
+    at.session_state["sae_dir"], at.session_state["sae_picked"] = str(two), True
+    at.switch_page("pages/reports.py").run()
+    title = at.text_input(key="p:reports:title").value
+    assert title == "Features of a_tiny_copy (blocks.0.hook_resid_post)"
+    head = next(h.proto.body for h in at.get("html") if 'data-testid="result-header"' in h.proto.body)
+    assert "SAE a_tiny_copy (blocks.0.hook_resid_post)" in H.unescape(head)
+    stats = F.load_stats(two)
+    for fmt in ("html", "md", "json"):  # what the download buttons render with this page's title and header
+        out = render(stats, [0, 1], fmt, title, H.unescape(head.split(">", 1)[1].rsplit("<", 1)[0]))
+        assert "a_tiny_copy" in out.replace("\\_", "_")  # Markdown escapes the underscores
+    for page, probe in (("pages/features.py", "SAE a_tiny_copy"), ("pages/prompt_lab.py", "a_tiny_copy")):
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+        assert probe in H.unescape(_html(at)), page
+    at.switch_page("pages/unlearning.py").run()
+    assert at.multiselect(key="unl_saes").value == [str(two)]

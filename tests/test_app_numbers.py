@@ -218,3 +218,21 @@ def test_comparison_chart_points_are_numbers():
     assert len(pts) == 2 * len(rows)
     first = next(p for p in pts if p["model"] == rows[0]["model"] and p["metric"] == "coverage")
     assert f"{first['mean']:.4g}" == rows[0]["coverage"].split("±")[0].strip()
+
+
+# ----------------------------------------------------------------------------- feature tools
+def test_steering_adds_the_decoder_direction_and_strength_zero_changes_nothing(lab):
+    from interp.errors import InterpError
+    from interp.features.steer import greedy, steer
+
+    model, sae, toks, _, per_tok = lab
+    prompt = "When Mary and John went to the store, John gave a drink to"
+    f = per_tok[-1][0][0]
+    none = steer(model, sae, prompt, f, "add", 0.0, n_tokens=8)
+    assert none.steered == none.unsteered == model.tokenizer.decode(greedy(model, toks, 8))
+    big = steer(model, sae, prompt, f, "add", 200.0, n_tokens=8)
+    assert big.steered != big.unsteered and big.unsteered == none.unsteered
+    with pytest.raises(InterpError, match="does not exist"):
+        steer(model, sae, prompt, 10_000, "add", 1.0)
+    with pytest.raises(InterpError, match="unknown steering mode"):
+        steer(model, sae, prompt, f, "boost", 1.0)

@@ -7,12 +7,14 @@ import pandas as pd
 import streamlit as st
 
 from app.common import ROOT, cached_chart, current_model_name, list_saes_all, sae_root, show_error, show_spec
+from app.style import PALETTE
 from interp.errors import InterpError
 from interp.features.catalog import sae_overview
 from interp.reports import TABLE_CSS, table_html
 
 st.title("interp: a local interpretability workbench")
-st.caption("Pick a model, an SAE and a device in the sidebar; the choice is kept across pages.")
+st.caption("Pick a model, an SAE and a device in the sidebar: every page, export and job follows that choice. Long work "
+           "(circuits, unlearning, feature statistics) runs as background jobs, listed in the sidebar.")
 
 st.subheader("Models")
 card_path = ROOT / "interp" / "embedded" / "model_card.json"
@@ -47,7 +49,7 @@ st.html(f"<style>{TABLE_CSS}</style>" + table_html(table, cols, "sae-table", war
 st.caption(f"Paths are under {sae_root()}; 'stats' = feature statistics built (the Features page can build them).")
 for r in table:
     if r["uninformative"]:
-        st.warning(f"**{r['name']}**: " + "; ".join(r["uninformative"]) + ". Judge it by explained variance instead.")
+        st.warning(f"{r['name']}: " + "; ".join(r["uninformative"]) + ". Judge it by explained variance instead.")
 
 
 # one row per SAE and one panel per metric: every SAE gets its own line, so SAEs with the same L0
@@ -61,13 +63,15 @@ def _metrics_chart(long: list[dict], order: list[str]):
         d = df[df.metric == k]
         if d.empty:
             continue
-        x = alt.X("value:Q", title=title, scale=alt.Scale(type="log") if log and (d.value > 0).all() else alt.Scale(zero=False))
+        x = alt.X("value:Q", title=title, scale=alt.Scale(type="log") if log and (d.value > 0).all() else alt.Scale(zero=False),
+                  axis=alt.Axis(tickCount=3, labelOverlap="greedy", format="~g"))
         panels.append(alt.Chart(d).mark_point(size=90, filled=True).encode(
-            x=x, y=alt.Y("SAE:N", sort=order, title=None, axis=alt.Axis(labelLimit=220, labels=not panels)),
-            color=alt.Color("hook:N"), shape=alt.Shape("informative:N", scale=alt.Scale(domain=["yes", "no (see warning)"], range=["circle", "cross"])),
+            x=x, y=alt.Y("SAE:N", sort=order, title=None, axis=alt.Axis(labels=not panels)),
+            color=alt.Color("hook:N", title="hook", scale=alt.Scale(range=PALETTE)),
+            shape=alt.Shape("informative:N", title="informative", scale=alt.Scale(domain=["yes", "no (see warning)"], range=["circle", "cross"])),
             tooltip=["SAE", "hook", "metric", alt.Tooltip("value:Q", format=".4g"), "informative"],
-        ).properties(width=190, height=alt.Step(22)))
-    return alt.hconcat(*panels).properties(title="SAE metrics, one row per SAE (a cross marks a score that carries no information)")
+        ).properties(width=150, height=alt.Step(22)))
+    return alt.hconcat(*panels, spacing=14).properties(title="SAE metrics, one row per SAE (a cross marks a score that carries no information)")
 
 
 long = [{"SAE": r["name"], "hook": r["hook"], "metric": k, "value": r[k],

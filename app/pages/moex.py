@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app.common import cached_chart, show_error, show_spec
+from app.style import PALETTE, SEQUENTIAL, result_header
 
 st.title("MoE-X sparse experts")
 st.caption("Chess models whose MLPs are dense, Switch-style MoE, or MoE-X (ReLU experts + sparsity-aware "
@@ -38,14 +39,14 @@ def _model_runs() -> dict:
     return {}
 
 
-def _units(path: str, layer: int, n_games: int, min_firings: int):
+def _units(path: str, layer: int, n_games: int, min_firings: int, min_cell: int):
     """The unit table, with a progress bar while the model runs over the games (cached per setting)."""
     from interp.moex.browse import unit_table
 
     model, mcfg, mlp, _ = _load(path)
-    return _with_progress(("units", path, layer, n_games, min_firings),
+    return _with_progress(("units", path, layer, n_games, min_firings, min_cell),
                           lambda progress: unit_table(model, mlp, _games()["val"][:n_games], mcfg.n_ctx, layer,
-                                                      min_firings=min_firings, progress=progress))
+                                                      min_firings=min_firings, progress=progress, min_cell=min_cell))
 
 
 def _with_progress(key: tuple, compute):
@@ -83,10 +84,19 @@ def _comparison() -> dict:
 
 @cached_chart
 def _comparison_chart(rows: list):
-    df = pd.DataFrame(rows).melt(id_vars="model", value_vars=["coverage", "reconstruction"], var_name="metric")
-    return alt.Chart(df).mark_bar().encode(
-        x=alt.X("value:Q", title="score"), y=alt.Y("model:N", sort=None, title=None),
-        color="metric:N", yOffset="metric:N", tooltip=["model", "metric", alt.Tooltip("value:Q", format=".3f")])
+    """Coverage and reconstruction per model as bars (mean over seeds) with ±std whiskers; the table's
+    cells are text ("0.198 ± 0.007"), so they are parsed by the library first (comparison_points)."""
+    from interp.moex.browse import comparison_points
+
+    df = pd.DataFrame(comparison_points(rows))
+    df["lo"], df["hi"] = df["mean"] - df["std"], df["mean"] + df["std"]
+    y = alt.Y("model:N", sort=None, title=None)
+    bars = alt.Chart(df).mark_bar().encode(
+        x=alt.X("mean:Q", title="score (F1, 0-1; mean over seeds)", scale=alt.Scale(domain=[0, 1])), y=y,
+        color=alt.Color("metric:N", title="metric", scale=alt.Scale(range=PALETTE[:2])), yOffset="metric:N",
+        tooltip=["model", "metric", alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip("std:Q", format=".3f"), "seeds"])
+    whisk = alt.Chart(df).mark_rule(color="#333333").encode(x="lo:Q", x2="hi:Q", y=y, yOffset="metric:N")
+    return (bars + whisk).properties(height=alt.Step(16), title="Board-state interpretability (Karvonen et al.)")
 
 
 @cached_chart
@@ -97,12 +107,17 @@ def _routing_charts(path: str, layer: int, n_games: int, which: str):
                          "active units when chosen": rs.active_when_chosen,
                          "router estimate": rs.estimated_when_chosen})
     if which == "load":
-        return alt.Chart(load).mark_bar().encode(x="expert:O", y="fraction of tokens:Q", tooltip=list(load.columns))
+        return alt.Chart(load).mark_bar(color=PALETTE[0]).encode(
+            x=alt.X("expert:O", title="expert"), y=alt.Y("fraction of tokens:Q", title="fraction of characters routed to it"),
+            tooltip=list(load.columns))
     if which == "active":
-        return alt.Chart(pd.DataFrame({"active units": rs.active_per_token})).mark_bar().encode(
-            x=alt.X("active units:Q", bin=alt.Bin(maxbins=40)), y="count():Q")
-    long = load.melt(id_vars="expert", value_vars=["active units when chosen", "router estimate"]).dropna()
-    return alt.Chart(long).mark_bar().encode(x="expert:O", y="value:Q", color="variable:N", xOffset="variable:N")
+        return alt.Chart(pd.DataFrame({"active units": rs.active_per_token})).mark_bar(color=PALETTE[0]).encode(
+            x=alt.X("active units:Q", bin=alt.Bin(maxbins=40), title="active units per character"),
+            y=alt.Y("count():Q", title="characters"))
+    long = load.melt(id_vars="expert", value_vars=["active units when chosen", "router estimate"], var_name="measure",
+                     value_name="active units").dropna()
+    return alt.Chart(long).mark_bar().encode(x=alt.X("expert:O", title="expert"), y=alt.Y("active units:Q", title="active units when chosen"),
+                                             color=alt.Color("measure:N", title=None), xOffset="measure:N")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -118,7 +133,7 @@ def _top_contexts(path: str, layer: int, n_games: int, unit: int, _hidden) -> li
 def _heatmap_chart(path: str, layer: int, n_games: int, min_firings: int, unit: int, piece: str, _df: pd.DataFrame):
     vals = _df["mean activation"].dropna()
     lo, hi = float(vals.min()), float(vals.max())
-    scale = alt.Scale(scheme="viridis", domain=[lo, hi if hi > lo else lo + 1e-6])
+    scale = alt.Scale(scheme=SEQUENTIAL, domain=[lo, hi if hi > lo else lo + 1e-6])
     return alt.Chart(_df).mark_rect().encode(
         x=alt.X("file:O", sort=list("abcdefgh")), y=alt.Y("rank:O", sort=[str(i) for i in range(8, 0, -1)]),
         color=alt.Color("mean activation:Q", scale=scale, legend=alt.Legend(format=".3g")),
@@ -130,13 +145,16 @@ def comparison_tab():
     seeds = sorted({r.get("seeds", 1) for r in res["rows"]})
     st.markdown(f"Measured by `benchmarks/moex/run.py` on held-out games (mean ± std over {'/'.join(map(str, seeds))} "
                 "seed(s), same data for every row).")
-    st.dataframe(pd.DataFrame(res["rows"]), hide_index=True, width="stretch")
+    rows_df = pd.DataFrame(res["rows"])
+    # every column whole: text columns sized to their longest cell (no "reconstru..." cut), the table scrolls sideways
+    st.dataframe(rows_df, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.Column(c, width="medium") for c in rows_df.columns})
+    show_spec(_comparison_chart(res["rows"]), width="stretch")
     st.markdown("**Targets (the paper's direction)**")
     st.dataframe(pd.DataFrame(res["targets"]), hide_index=True, width="stretch")
     st.markdown("**Speed ratios**")
     st.dataframe(pd.DataFrame(res["speed"]), hide_index=True, width="stretch")
     st.caption(res["scale"])
-    show_spec(_comparison_chart(res["rows"]), width="stretch")
 
 
 def routing_tab(path: str, mlp, layer: int, n_games: int):
@@ -158,10 +176,13 @@ def units_tab(path: str, mlp, layer: int, n_games: int):
     from interp.data.chess import PIECE_CLASSES
     from interp.moex.browse import unit_heatmap
 
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     min_firings = int(c4.number_input("Min. firings for F1", 1, 1000, 10, key="moex_min_firings",
                                       help="units that fire at fewer '.' positions get no F1 (a unit that fired once would rank first)"))
-    table = _units(path, layer, n_games, min_firings)
+    min_cell = int(c5.number_input("Min. cell occurrences", 1, 1000, 10, key="moex_min_cell",
+                                   help="a square:piece cell that holds at fewer '.' positions is never a unit's best cell "
+                                        "(F1 = 1.000 on a cell seen once or twice is luck)"))
+    table = _units(path, layer, n_games, min_firings, min_cell)
     n_units = table.acts.shape[1]
     width = mlp.d_mlp if mlp.is_moe else n_units
     n_exp = mlp.n_experts if mlp.is_moe else 1
@@ -170,7 +191,7 @@ def units_tab(path: str, mlp, layer: int, n_games: int):
     units = pd.DataFrame({"unit": range(sl.start, sl.stop),
                           "rate at '.'": table.firing_rate[sl], "rate at every char": table.firing_rate_all[sl],
                           "firings at '.'": table.n_firings[sl], "best cell": table.best_property[sl],
-                          "F1": table.best_f1[sl], "t": table.best_threshold[sl]})
+                          "cell occurrences": table.best_cell_count[sl], "F1": table.best_f1[sl], "t": table.best_threshold[sl]})
     units = units.sort_values(["F1", "rate at every char"], ascending=False, na_position="last")
     default_unit = int(units["unit"].iloc[0])
     unit = int(c2.number_input("Unit", 0, n_units - 1, default_unit, key=f"moex_unit_{path}_{layer}_{expert}"))
@@ -179,13 +200,15 @@ def units_tab(path: str, mlp, layer: int, n_games: int):
                f"white move (where the board is known and scored, Karvonen et al.); 'rate at every char' over all "
                f"{table.n_chars:,} characters of the {n_games} held-out games, the positions routing statistics count. "
                f"A unit can be silent at '.' and busy elsewhere (e.g. on move text). F1 is blank for units with fewer "
-               f"than {min_firings} firings at '.'.")
+               f"than {min_firings} firings at '.'; a best cell must occur at >= {min_cell} of the {table.n_positions:,} "
+               "positions ('cell occurrences').")
     left, right = st.columns([3, 2])
     with left:
         st.markdown(f"**Units of expert {expert}** (best F1 of 'fires above t x max' for any square:piece cell)")
         st.dataframe(units, hide_index=True, width="stretch", height=320,
-                     column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                    for c in ("rate at '.'", "rate at every char", "F1")})
+                     column_config={**{c: st.column_config.NumberColumn(format="%.3f")
+                                       for c in ("rate at '.'", "rate at every char", "F1")},
+                                    "t": st.column_config.NumberColumn("t (× max act.)", format="%.2f")})
     with right:
         heat = unit_heatmap(table, unit, None if piece == "any" else piece)
         files = "abcdefgh"
@@ -224,6 +247,8 @@ try:
                + (f"E={mlp.n_experts} experts of {mlp.d_mlp} {mlp.act} units, top-{mlp.top_k}, {mlp.router} router"
                   if mlp.is_moe else f"{mlp.d_mlp} {mlp.act} units")
                + f"; validation loss {cfg.get('val_loss', float('nan')):.4f}")
+    result_header(f"MoE-X · chess model {name if not other.strip() else path} · layer {layer} · {n_games} held-out games · "
+                  f"seed {cfg.get('seed', 'n/a')}")
     # a radio, not st.tabs: st.tabs runs every tab's code on every rerun; this computes only the open view
     view = st.radio("View", ["Comparison", "Routing", "Units & board"], horizontal=True, key="moex_view",
                     label_visibility="collapsed")
