@@ -121,3 +121,25 @@ def test_build_default_ends_with_one_target_line(tmp_path, capsys):
     card = __import__("json").loads((tmp_path / "m" / "model_card.json").read_text())
     assert last == f"targets: {card['target_line']}"
     assert last.startswith("targets: MISSES") and "(short by " in last  # a 40-step toy model misses them
+
+
+def test_resumed_build_keeps_one_learning_curve_equal_to_an_unbroken_one(tmp_path):
+    """A build stopped after its step-20 checkpoint resumes there: the learning-curve file is cut back to
+    step 20 (no duplicate points) and the resumed points equal the unbroken run's."""
+    import json
+
+    from interp.build_attn import AttnBuildConfig, train_attn_model
+
+    torch.set_num_threads(1)
+    cfg = dataclasses.replace(AttnBuildConfig.quick(), corpus="v2", eval_every=10, eval_curve_n=4, eval_n=4, n_docs=600,
+                              phase2_steps=0)
+    work = tmp_path / "w"
+    train_attn_model(cfg, out_dir=tmp_path / "m", work_dir=work)
+    unbroken = [json.loads(ln) for ln in (work / "phase1_evals.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in unbroken] == [10, 20, 30, 40]
+    assert json.loads((work / "phase1_ckpt.json").read_text())["step"] == 20  # ckpt_every 20
+    (work / "phase1.json").unlink()  # as if the process died after step 40's eval, before phase 1 was marked done
+    train_attn_model(cfg, out_dir=tmp_path / "m2", work_dir=work)
+    resumed = [json.loads(ln) for ln in (work / "phase1_evals.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in resumed] == [10, 20, 30, 40]
+    assert resumed[2:] == unbroken[2:]  # same weights after resuming from the checkpoint

@@ -83,3 +83,5 @@ def test_card_reference_entry():
     # layer-1 head beats 8 and ties 7 -> (26.5 + 11.5) / (2 x 30) = 0.6333 (earlier first: 22 / 60)
     assert e["layer_only_auc"] == 0.6333 and e["layer_only_met"] is True
     assert card_refs.reference_entry(None) == {"reference": None}
+    empty = card_refs.reference_entry(SimpleNamespace(mask=torch.zeros(2, 2, dtype=torch.bool), heads=[]))
+    assert empty["layer_only_auc"] is None and empty["layers"] == [] and json.dumps(empty, allow_nan=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -30,6 +31,9 @@ def reference_entry(ref) -> dict:
     if ref is None:
         return {"reference": None}
     auc = M.layer_only_auc(ref.mask)
+    if math.isnan(auc):  # an empty (or whole-model) reference: no ranking separates anything
+        return {"heads": [list(h) for h in ref.heads], "layers": M.reference_layers(ref.mask), "layer_only_auc": None,
+                "layer_only_target": M.LAYER_ONLY_AUC_TARGET, "layer_only_met": None}
     return {"heads": [list(h) for h in ref.heads], "layers": M.reference_layers(ref.mask), "layer_only_auc": round(auc, 4),
             "layer_only_target": M.LAYER_ONLY_AUC_TARGET, "layer_only_met": auc <= M.LAYER_ONLY_AUC_TARGET}
 
@@ -50,9 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         card["references"] = {t: reference_entry(get_reference(model, name, t, "stored")) for t in BUILTIN_TASKS}
         io.atomic_write_json(card_path, card)
         for t, e in card["references"].items():
-            print(f"{name} / {t}: " + ("no reference" if e.get("reference", 1) is None else
-                                       f"layers {e['layers']}, layer-only AUC {e['layer_only_auc']:.3f} "
-                                       f"({'met' if e['layer_only_met'] else 'missed'}, target <= {e['layer_only_target']})"))
+            if e.get("reference", 1) is None or e["layer_only_auc"] is None:
+                print(f"{name} / {t}: " + ("no reference" if "reference" in e else f"reference of {len(e['heads'])} heads: no layer-only AUC"))
+            else:
+                print(f"{name} / {t}: layers {e['layers']}, layer-only AUC {e['layer_only_auc']:.3f} "
+                      f"({'met' if e['layer_only_met'] else 'missed'}, target <= {e['layer_only_target']})")
     return 0
 
 
