@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from interp.data.chess import STOI, ChessDataConfig, encode, load_or_generate, read_pgn_lines
 from interp.errors import InterpError
+from interp.models import full_state_dict, load_full_state_dict
 from interp.moex.layer import MoEXConfig
 from interp.moex.model import MARKER, ChessModelConfig, build_chess_model, load_chess_model, read_cfg, save_chess_model
 
@@ -214,7 +215,7 @@ def _save_checkpoint(model, opt, step: int, cfg: TrainConfig, ckpt: Path, curve:
 
     d = ckpt / f"step-{step:06d}"
     d.mkdir(parents=True, exist_ok=True)
-    atomic_save_safetensors(model.state_dict(), d / "model.safetensors")
+    atomic_save_safetensors(full_state_dict(model), d / "model.safetensors")
     st = opt.state_dict()
     flat = {f"{i}.{k}": v.reshape(-1) if v.dim() == 0 else v for i, s in st["state"].items() for k, v in s.items()}
     atomic_save_safetensors(flat, d / "optimizer.safetensors")
@@ -344,7 +345,7 @@ def train_chess_model(cfg: TrainConfig, out_dir: str | Path, resume: bool = Fals
         if found is None:
             raise InterpError(f"--resume: every checkpoint in {ckpt} is damaged (sha256 mismatch); use --overwrite to start over")
         start, d, curve, secs_before = found
-        model.load_state_dict(load_file(str(d / "model.safetensors"), device=str(dev)))
+        load_full_state_dict(model, load_file(str(d / "model.safetensors"), device=str(dev)))
         _load_optimizer(opt, d / "optimizer.safetensors")
         log.info("resumed from %s at step %d", d, start)
     elif overwrite and ckpt.exists():
