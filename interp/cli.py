@@ -75,7 +75,11 @@ def _add_global_options(p: argparse.ArgumentParser, top: bool) -> None:
         p.add_argument("--processing", default=d(None), metavar="SPEC",
                        help="weight processing when loading a model: none (default; the checkpoint's own weights), "
                             "tl-default (fold_ln, center_writing_weights, center_unembed, fold_value_biases, as "
-                            "HookedTransformer.from_pretrained), or a comma list of those flags (env INTERP_PROCESSING)")
+                            "TransformerLens' compatibility mode), or a comma list of those flags (env INTERP_PROCESSING)")
+    if "--trust-remote-code" not in have:
+        p.add_argument("--trust-remote-code", action="store_true", default=d(False),
+                       help="run a Hugging Face model whose config needs its own Python code (auto_map); refused "
+                            "without this flag (env INTERP_TRUST_REMOTE_CODE=1)")
     if "--debug" not in have:
         p.add_argument("--debug", action="store_true", default=d(False), help="show tracebacks of unexpected errors")
     if "-v" not in have and "--verbose" not in have:
@@ -127,7 +131,8 @@ def _resolve_globals(args: argparse.Namespace) -> None:
         from interp.models import parse_processing  # noqa: F401 (validates before any work)
 
         parse_processing(proc)
-    for env, value in (("INTERP_DEVICE", args.device), ("INTERP_DTYPE", args.dtype), ("INTERP_PROCESSING", args.processing)):
+    for env, value in (("INTERP_DEVICE", args.device), ("INTERP_DTYPE", args.dtype), ("INTERP_PROCESSING", args.processing),
+                       ("INTERP_TRUST_REMOTE_CODE", "1" if getattr(args, "trust_remote_code", False) else None)):
         if value:
             os.environ[env] = value
 

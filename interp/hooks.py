@@ -221,12 +221,27 @@ def intervene(model: TransformerBridge, edits: dict[str, Callable] | list[tuple[
 
 
 def collect(model: TransformerBridge, specs: list[HookSpec], tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The activations at `specs` for `tokens`, from the bridge's own forward stopped right after the
-    deepest hook (`stop_layer`: no later block, no final norm, no unembedding). This is the
+    """The activations at `specs` for `tokens`, from the bridge's own forward stopped as soon as every
+    spec has fired: ``stop_at_layer`` (`stop_layer`) skips the blocks after the deepest hook, and the
+    last capture raises the bridge's own `StopAtLayerException` (which its forward catches), so
+    nothing after that hook runs, inside the block or after the last block (the bridge's
+    ``stop_at_layer=n_layers`` would still run the final norm and the unembedding). This is the
     collection path of activations and SAE training; it replaced a hand copy of the weights into a
     Hugging Face GPT-2 (the bridge runs Hugging Face's modules itself; benchmarks/README.md)."""
-    with torch.no_grad(), capture(model, specs) as store:
-        model(tokens, stop_at_layer=stop_layer(model, specs))
+    from transformer_lens.model_bridge.exceptions import StopAtLayerException
+
+    parsed = [parse_hook(model, s) for s in specs]
+    want = {str(s) for s in parsed}
+    with torch.no_grad(), capture(model, parsed) as store:
+
+        def stop_when_done(act, hook):
+            if want <= store.keys():
+                raise StopAtLayerException(act)
+
+        with model.hooks(fwd_hooks=[(s.name if not _result_from_z(model, s.name) else s.name[: -len("hook_result")] + "hook_z",
+                                     stop_when_done) for s in parsed]):
+            stop = stop_layer(model, parsed)
+            model(tokens, stop_at_layer=stop if stop is not None and stop < model.cfg.n_layers else None)
     return dict(store)
 
 
@@ -278,3 +293,33 @@ def sae_edit(sae, edit: Callable[[torch.Tensor], torch.Tensor], head: int | None
         return out
 
     return fn
+
+
+def run_from(model: TransformerBridge, resid: torch.Tensor, layer: int, stop_at_layer: int | None = None) -> torch.Tensor:
+    """The forward from block `layer` on, given ``blocks.{layer}.hook_resid_pre`` = `resid`
+    [batch, pos, d_model]: logits, or the residual stream at `stop_at_layer`.
+
+    TransformerLens' bridge runs Hugging Face's own forward, which owns the layer loop, so it
+    cannot start mid-way (its forward refuses ``start_at_layer``). Here the blocks before `layer`
+    run on placeholder tokens (id 0, same shape) and their output is replaced by `resid` at
+    ``blocks.{layer}.hook_resid_pre``: the result equals starting at `layer` (positions, masks and
+    rotary tables depend only on the shape), but the compute of the earlier blocks is not saved.
+    Hooks that record activations of blocks before `layer` see the placeholder run."""
+    L = model.cfg.n_layers
+    fwd = []
+    if layer == 0 and not resid.is_floating_point():
+        tokens = resid
+    else:
+        tokens = torch.zeros(resid.shape[:2], dtype=torch.long, device=resid.device)
+        fwd.append((f"blocks.{layer}.hook_resid_pre", lambda act, hook: resid.to(act.dtype)))
+    if stop_at_layer is None or stop_at_layer < L:
+        with model.hooks(fwd_hooks=fwd):
+            return model(tokens, stop_at_layer=stop_at_layer)
+    # the residual after the last block: the bridge's stop_at_layer=n_layers would run the whole model
+    from transformer_lens.model_bridge.exceptions import StopAtLayerException
+
+    def stop(act, hook):
+        raise StopAtLayerException(act)
+
+    with model.hooks(fwd_hooks=fwd + [(f"blocks.{L - 1}.hook_resid_post", stop)]):
+        return model(tokens)

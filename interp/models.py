@@ -22,7 +22,7 @@ processing choice. ``"none"`` (the default) keeps the checkpoint's own weights: 
 Hugging Face's hidden states, and the embedded model's shipped SAEs were trained on them.
 ``"tl-default"`` is what TransformerLens' compatibility mode does by default
 (`TransformerBridge.enable_compatibility_mode`: fold_ln, center_writing_weights, center_unembed,
-fold_value_biases), the processing HookedTransformer applied and SAELens registry SAEs such as
+fold_value_biases), the processing TransformerLens' legacy model class applied and SAELens registry SAEs such as
 gpt2-small-res-jb were trained on. A comma list picks flags one by one. `loading_info(model)`
 returns what was applied, in the shape of SAELens' ``model_from_pretrained_kwargs``.
 
@@ -39,6 +39,7 @@ import difflib
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -131,7 +132,10 @@ def architecture(model) -> str:
 
 
 def family(model) -> str:
-    """Short family name (`FAMILIES`) of a bridge, else its architecture."""
+    """``interp`` for the workbench's own models (shipped, built by `build_from_config`, or saved by
+    `save_model`), else the short family name (`FAMILIES`) of the architecture, else the architecture."""
+    if getattr(model, "interp_own", False):
+        return "interp"
     arch = architecture(model)
     return FAMILIES.get(arch, arch)
 
@@ -142,6 +146,84 @@ def n_params(model: TransformerBridge) -> int:
     the inert MLP of an attention-only model (`build_from_config`)."""
     skip = (".mlp.", ".ln2.") if getattr(model.cfg, "attn_only", False) else ()
     return sum(v.numel() for k, v in model.state_dict().items() if not (skip and any(s in k for s in skip)))
+
+
+def swap_mlp(model: TransformerBridge, layer: int, module: torch.nn.Module) -> None:
+    """Put `module` in place of block `layer`'s MLP, in the wrapped model's own block (so its forward
+    runs it) and in the bridge's block (so ``blocks.L.mlp`` is it), then rescan the hook points:
+    `module`'s own HookPoints appear as ``blocks.L.mlp.<name>``; ``blocks.L.mlp.hook_in/hook_out``
+    (and the block's ``hook_mlp_out``) fire on its input and output.
+
+    The bridge has no public call for replacing a component; this sets the module where the block
+    keeps it and rebuilds the hook registry as `enable_compatibility_mode` does
+    (``clear_hook_registry`` + ``_initialize_hook_registry``, present in TransformerLens 3.9 and 4)."""
+    from transformer_lens.hook_points import HookPoint
+
+    blk = model.blocks[layer]
+    old = blk.mlp
+    orig = blk.original_component
+    slot = next((k for k, v in orig._modules.items() if v is old), None)
+    if slot is None:
+        raise ModelLoadError(f"block {layer} of {architecture(model)} keeps its MLP where interp cannot replace it")
+    if not isinstance(getattr(module, "hook_in", None), HookPoint):
+        module.hook_in = HookPoint()
+        module.hook_out = HookPoint()
+        module.register_forward_pre_hook(lambda m, args: (m.hook_in(args[0]), *args[1:]))
+        module.register_forward_hook(lambda m, args, out: m.hook_out(out))
+    setattr(orig, slot, module)
+    torch.nn.Module.__setattr__(blk, "mlp", module)
+    model.clear_hook_registry()
+    with warnings.catch_warnings():
+        # the block's aliases blocks.L.mlp.hook_pre/hook_post name hooks an MoE-X layer does not have
+        # (its hidden units are hook_moex_z); the bridge warns about each unresolved alias
+        warnings.filterwarnings("ignore", message=r".*block hook alias\(es\) did not resolve.*")
+        model._initialize_hook_registry()
+
+
+def _swapped(model: TransformerBridge) -> list[int]:
+    """Blocks whose MLP was replaced by `swap_mlp`."""
+    from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
+
+    return [i for i, b in enumerate(model.blocks) if not isinstance(b.mlp, GeneralizedComponent)]
+
+
+def full_state_dict(model: TransformerBridge) -> dict[str, torch.Tensor]:
+    """The bridge's ``state_dict()`` plus the weights of MLPs put in by `swap_mlp` (which the bridge's
+    own state dict, built from its components, leaves out) as ``blocks.L.mlp.<name>``."""
+    sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    for i in _swapped(model):
+        sd.update({f"blocks.{i}.mlp.{k}": v.detach().contiguous() for k, v in model.blocks[i].mlp.state_dict().items()})
+    return sd
+
+
+def load_full_state_dict(model: TransformerBridge, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """Load a `full_state_dict`; -> (missing keys, unexpected keys)."""
+    swapped = {f"blocks.{i}.mlp.": i for i in _swapped(model)}
+    rest, missing, unexpected = {}, [], []
+    per_mlp: dict[int, dict] = {i: {} for i in swapped.values()}
+    for k, v in state.items():
+        pre = next((p for p in swapped if k.startswith(p)), None)
+        if pre is None:
+            rest[k] = v
+        else:
+            per_mlp[swapped[pre]][k[len(pre):]] = v
+    for i, sd in per_mlp.items():
+        r = model.blocks[i].mlp.load_state_dict(sd, strict=False)
+        missing += [f"blocks.{i}.mlp.{k}" for k in r.missing_keys]
+        unexpected += [f"blocks.{i}.mlp.{k}" for k in r.unexpected_keys]
+    r = model.load_state_dict(rest, strict=False)
+    return missing + list(r.missing_keys), unexpected + list(r.unexpected_keys)
+
+
+def fresh_copy(model: TransformerBridge) -> TransformerBridge:
+    """An independent copy of `model`. A bridge over Hugging Face GPT-2 cannot be deep-copied (its
+    q/k/v views are not graph leaves), so a model made by `load_model` is loaded again the same way."""
+    info = getattr(model, "interp_loading", None)
+    if info is None:
+        import copy
+
+        return copy.deepcopy(model)
+    return load_model(info["name"], device=info["device"], dtype=info["dtype"], processing=info["processing"])
 
 
 # --- native models (built from a config, or attention-only) -------------------------------------
@@ -160,7 +242,8 @@ def build_from_config(cfg_dict: dict, tokenizer=None, device: str | torch.device
     A GPT-2-shaped config (learned positions, LayerNorm, GELU/ReLU MLP or attention-only) becomes a
     Hugging Face `GPT2LMHeadModel` booted by `TransformerBridge.boot_transformers`; anything else
     (rotary, RMS norm, gated MLP, grouped-query attention) TransformerLens' native model
-    (`TransformerBridge.boot_native`). Why GPT-2 first: the bridge's GPT-2 attention exposes per-head
+    (`TransformerBridge.boot_native`), as does a model without a tokenizer (the chess models: the
+    Hugging Face boot insists on loading one). Why GPT-2 first: the bridge's GPT-2 attention exposes per-head
     ``hook_result`` and split q/k/v inputs, which the circuits code needs, and its native attention
     does not. An attention-only model gets an inert MLP of width 1 (zero weights and biases, frozen):
     it adds exactly zero, and ``cfg.attn_only`` is set so nothing reads it (`gpt2_config`)."""
@@ -169,13 +252,14 @@ def build_from_config(cfg_dict: dict, tokenizer=None, device: str | torch.device
     with torch.random.fork_rng(devices=[]):
         if cfg.get("seed") is not None:
             torch.manual_seed(int(cfg["seed"]))
-        if gpt2_unsupported(_Cfg(cfg)) is None:
+        if gpt2_unsupported(_Cfg(cfg)) is None and tokenizer is not None:
             from transformers import GPT2LMHeadModel
 
             hf = GPT2LMHeadModel(gpt2_config(_Cfg(cfg), tokenizer)).eval()
             model = _boot_gpt2(hf, name, tokenizer, device)
         else:
             model = _boot_native(cfg, tokenizer, device)
+            model.interp_own = True
     return model.eval()
 
 
@@ -210,6 +294,9 @@ def gpt2_config(c, tokenizer=None):
         n_inner=1 if c.attn_only else c.d_mlp, activation_function=c.act_fn, layer_norm_epsilon=c.eps,
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=False,
         bos_token_id=bos if bos is not None else 0, eos_token_id=eos if eos is not None else 0,
+        # TransformerLens' default init scale, so a random model is as far from uniform attention as
+        # one built by the legacy class (Hugging Face's GPT-2 default, 0.02, is 7x smaller at d_model 32)
+        initializer_range=getattr(c, "initializer_range", None) or 0.8 / c.d_model ** 0.5,
         architectures=["GPT2LMHeadModel"])
     hf.interp = {"model_name": c.model_name, "attn_only": bool(c.attn_only), "default_prepend_bos": bool(c.default_prepend_bos)}
     return hf
@@ -232,6 +319,8 @@ def _boot_gpt2(hf, name: str, tokenizer, device) -> TransformerBridge:
 
 def _mark(model: TransformerBridge, extra: dict) -> None:
     """Apply the ``interp`` section of a checkpoint's config (attention-only, model name, BOS)."""
+    if extra:
+        model.interp_own = True
     if extra.get("attn_only"):
         model.cfg.attn_only = True
     if extra.get("model_name"):
@@ -250,17 +339,21 @@ def _native_config(model) -> dict:
     return out
 
 
-def hooked_state_to_native(state: dict[str, torch.Tensor], n_heads: int) -> dict[str, torch.Tensor]:
-    """A HookedTransformer state dict (interp's format before the bridge) -> the native bridge's
+def hooked_state_to_native(state: dict[str, torch.Tensor], n_heads: int, keep_mlp: bool = False) -> dict[str, torch.Tensor]:
+    """A legacy TransformerLens state dict (interp's format before the bridge) -> the native bridge's
     state dict (`TransformerBridge.state_dict()` keys). Used once to convert the shipped models and
     to read directories saved by earlier versions.
 
     W_Q/W_K/W_V [H, d_model, d_head] -> ``q/k/v.weight`` [H * d_head, d_model] (nn.Linear is out x in);
     W_O [H, d_head, d_model] -> ``o.weight`` [d_model, H * d_head]; W_in [d_model, d_mlp] -> ``in.weight``
-    = W_in^T; W_out -> ``out.weight`` = W_out^T; W_U [d_model, d_vocab] -> ``unembed.weight`` = W_U^T."""
+    = W_in^T; W_out -> ``out.weight`` = W_out^T; W_U [d_model, d_vocab] -> ``unembed.weight`` = W_U^T.
+    `keep_mlp`: ``blocks.L.mlp.*`` keys pass unchanged (MLPs put in by `swap_mlp`, see `full_state_dict`)."""
     out: dict[str, torch.Tensor] = {}
     for k, v in state.items():
         if k.endswith((".IGNORE", ".mask")):
+            continue
+        if keep_mlp and ".mlp." in k:
+            out[k] = v
             continue
         parts = k.split(".")
         leaf = parts[-1]
@@ -292,7 +385,7 @@ def hooked_state_to_native(state: dict[str, torch.Tensor], n_heads: int) -> dict
         elif leaf == "b_out":
             out[f"{pre}.out.bias"] = v
         else:
-            raise ModelLoadError(f"cannot convert HookedTransformer weight {k!r} to the bridge")
+            raise ModelLoadError(f"cannot convert legacy TransformerLens weight {k!r} to the bridge")
     return out
 
 
@@ -432,6 +525,7 @@ def _load_native(path: Path, cfg: dict, device: torch.device, hooked: bool = Fal
     tok = _tokenizer(path)
     try:
         model = _boot_native(cfg, tok, device)
+        model.interp_own = True
     except (ValueError, TypeError, KeyError) as e:
         raise ModelLoadError(f"{path / 'config.json'} is not a model config the bridge can build: {_first_line(e)}") from None
     state = _load_weights(path, device)
@@ -512,7 +606,7 @@ def _load_dir(path: Path, device: torch.device, dtype: torch.dtype, trust_remote
         return _load_native(path, cfg, device)
     if "architectures" in cfg or "model_type" in cfg:
         return _load_hf_dir(path, cfg, device, dtype, trust_remote_code)
-    if {"n_layers", "d_model", "n_heads"} <= set(cfg):  # written by interp before the bridge (HookedTransformer)
+    if {"n_layers", "d_model", "n_heads"} <= set(cfg):  # written by interp before the bridge (legacy TransformerLens format)
         return _load_native(path, cfg, device, hooked=True)
     raise ModelLoadError(f"{path / 'config.json'} names no architecture (no 'architectures' field)")
 
@@ -555,10 +649,14 @@ def _apply_processing(model: TransformerBridge, processing: dict) -> dict:
 
 
 def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
-               processing: str | dict | None = None, trust_remote_code: bool = False) -> TransformerBridge:
+               processing: str | dict | None = None, trust_remote_code: bool | None = None) -> TransformerBridge:
     """Load a model by name (see module docstring) on `device` (`resolve_device`: None -> $INTERP_DEVICE
     or auto) in `dtype` (float32 default; weights are loaded in float32, processed, then cast), with
-    `processing` (`parse_processing`). Raises `ModelLoadError` with a one-line message."""
+    `processing` (`parse_processing`). A checkpoint that needs its own code (``auto_map``) is refused
+    unless `trust_remote_code` (None -> $INTERP_TRUST_REMOTE_CODE=1, set by ``--trust-remote-code``).
+    Raises `ModelLoadError` with a one-line message."""
+    if trust_remote_code is None:
+        trust_remote_code = os.environ.get("INTERP_TRUST_REMOTE_CODE", "") == "1"
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     proc = parse_processing(processing)
@@ -604,7 +702,7 @@ def loading_info(model: TransformerBridge) -> dict:
 def processing_mismatch(model: TransformerBridge, recorded: dict | None) -> str | None:
     """One line describing how `recorded` (an SAE's ``model_from_pretrained_kwargs``) differs from the
     processing `model` was loaded with, or None when they agree. Flags absent from `recorded` take
-    HookedTransformer.from_pretrained's default (True), as SAELens does when it loads the model."""
+    TransformerLens' from_pretrained default (True), as SAELens does when it loads the model."""
     if recorded is None:
         return None
     have = loading_info(model)["processing"]

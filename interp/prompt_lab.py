@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.device import device_of
 from interp.edits import MODES as CLAMP_OPS
@@ -48,7 +48,7 @@ class Prepared:
     n_original: int  # tokens before truncation (with BOS)
 
 
-def prepare(model: HookedTransformer, prompt: str) -> Prepared:
+def prepare(model: TransformerBridge, prompt: str) -> Prepared:
     if not prompt or not prompt.strip():
         raise InterpError("the prompt is empty; type some text")
     toks = model.to_tokens(prompt, truncate=False)  # BOS first
@@ -68,19 +68,19 @@ class TokenProb:
 
 
 @torch.no_grad()
-def predict(model: HookedTransformer, tokens: Int[Tensor, "1 T"], k: int = 10) -> list[TokenProb]:
+def predict(model: TransformerBridge, tokens: Int[Tensor, "1 T"], k: int = 10) -> list[TokenProb]:
     """The clean next-token distribution (top k) at the last position."""
     return next_tokens(model(tokens)[0, -1], model, k)
 
 
-def next_tokens(logits_V: Float[Tensor, "V"], model: HookedTransformer, k: int = 10) -> list[TokenProb]:
+def next_tokens(logits_V: Float[Tensor, "V"], model: TransformerBridge, k: int = 10) -> list[TokenProb]:
     probs = logits_V.float().softmax(-1)
     top = probs.topk(min(k, len(probs)))
     return [TokenProb(model.tokenizer.decode([int(i)]), int(i), float(p), float(logits_V[i])) for p, i in zip(top.values, top.indices)]
 
 
 @torch.no_grad()
-def top_features(model: HookedTransformer, source, tokens: Int[Tensor, "1 T"], k: int = 5) -> list[list[tuple[int, float]]]:
+def top_features(model: TransformerBridge, source, tokens: Int[Tensor, "1 T"], k: int = 5) -> list[list[tuple[int, float]]]:
     """For each position, the `k` features of `source` with the largest value (only those > 0)."""
     with capture(model, [source.hook]) as store:
         model(tokens)
@@ -90,7 +90,7 @@ def top_features(model: HookedTransformer, source, tokens: Int[Tensor, "1 T"], k
 
 
 @torch.no_grad()
-def feature_values(model: HookedTransformer, source, tokens: Int[Tensor, "1 T"], feature: int) -> list[float]:
+def feature_values(model: TransformerBridge, source, tokens: Int[Tensor, "1 T"], feature: int) -> list[float]:
     """The value of one feature of `source` on every token of the prompt."""
     if not 0 <= feature < source.n_features:
         raise InterpError(f"feature id {feature} out of range: this source has features 0..{source.n_features - 1}")
@@ -100,7 +100,7 @@ def feature_values(model: HookedTransformer, source, tokens: Int[Tensor, "1 T"],
 
 
 @torch.no_grad()
-def attention(model: HookedTransformer, tokens: Int[Tensor, "1 T"], layer: int) -> Float[Tensor, "H T T"]:
+def attention(model: TransformerBridge, tokens: Int[Tensor, "1 T"], layer: int) -> Float[Tensor, "H T T"]:
     if not 0 <= layer < model.cfg.n_layers:
         raise InterpError(f"layer {layer} out of range: the model has {model.cfg.n_layers} layers")
     name = f"blocks.{layer}.attn.hook_pattern"
@@ -110,7 +110,7 @@ def attention(model: HookedTransformer, tokens: Int[Tensor, "1 T"], layer: int) 
 
 
 @torch.no_grad()
-def mean_z(model: HookedTransformer, layer: int, n_rows: int = 16, seed: int = 0) -> Float[Tensor, "H d_head"]:
+def mean_z(model: TransformerBridge, layer: int, n_rows: int = 16, seed: int = 0) -> Float[Tensor, "H d_head"]:
     """Mean of ``blocks.L.attn.hook_z`` over `n_rows` rows of the embedded corpus (for mean ablation)."""
     from interp.activations import text_source, token_rows
 
@@ -139,7 +139,7 @@ class Ablation:
         return not self.heads and not self.clamps
 
 
-def ablation_hooks(model: HookedTransformer, ab: Ablation, sae=None, means: dict[int, Tensor] | None = None) -> list[tuple[str, object]]:
+def ablation_hooks(model: TransformerBridge, ab: Ablation, sae=None, means: dict[int, Tensor] | None = None) -> list[tuple[str, object]]:
     """TransformerLens hooks for `ab` (validated against the model and SAE)."""
     hooks: list[tuple[str, object]] = []
     for layer, head in ab.heads:
@@ -195,7 +195,7 @@ class Comparison:
     note: str = ""  # why the ablated run equals the clean one, when it does (see `unchanged_reason`)
 
 
-def logit_changes(model: HookedTransformer, clean: Float[Tensor, "V"], ablated: Float[Tensor, "V"], k: int = 10) -> list[LogitChange]:
+def logit_changes(model: TransformerBridge, clean: Float[Tensor, "V"], ablated: Float[Tensor, "V"], k: int = 10) -> list[LogitChange]:
     """The k tokens whose logit moved most between the runs. Logits are compared after removing
     each run's mean (a shift of every logit changes no probability), so the ranking shows real moves."""
     c, a = clean.float(), ablated.float()
@@ -211,7 +211,7 @@ UNCHANGED_KL = 1e-9  # KL(clean || ablated) below this: the edit changed nothing
 
 
 @torch.no_grad()
-def unchanged_reason(model: HookedTransformer, tokens: Int[Tensor, "1 T"], ab: Ablation, sae=None) -> str:
+def unchanged_reason(model: TransformerBridge, tokens: Int[Tensor, "1 T"], ab: Ablation, sae=None) -> str:
     """Why an ablation leaves the next-token distribution unchanged (call it when KL ~ 0): for
     zero / scale / clamp edits of SAE features that are inactive (<= 0) at every position, or at
     the last one; scale by 1; set to the value the feature already has. '' if none of these holds."""
@@ -253,7 +253,7 @@ def colour_feature(per_token: list[list[tuple[int, float]]]) -> int | None:
     return None
 
 
-def token_id(model: HookedTransformer, token: str) -> int:
+def token_id(model: TransformerBridge, token: str) -> int:
     """The id of a single token, e.g. ' Mary'; a clear error if the text is several tokens."""
     if not token:
         raise InterpError("give a token for the logit difference, e.g. ' Mary'")
@@ -264,7 +264,7 @@ def token_id(model: HookedTransformer, token: str) -> int:
 
 
 @torch.no_grad()
-def compare(model: HookedTransformer, tokens: Int[Tensor, "1 T"], ab: Ablation, sae=None, target: tuple[str, str] | None = None,
+def compare(model: TransformerBridge, tokens: Int[Tensor, "1 T"], ab: Ablation, sae=None, target: tuple[str, str] | None = None,
             k: int = 10, means: dict[int, Tensor] | None = None) -> Comparison:
     """Run clean and ablated; `target` = (a, b) gives the logit difference logit[a] - logit[b]."""
     ids = (token_id(model, target[0]), token_id(model, target[1])) if target else None
@@ -287,7 +287,7 @@ class Answers(NamedTuple):
     why: str
 
 
-def known_answers(model: HookedTransformer, prompt: str) -> Answers | None:
+def known_answers(model: TransformerBridge, prompt: str) -> Answers | None:
     """The task's answers where the prompt has the shape of a known task, else None.
 
     IOI: two names of the corpus's name list, one said twice (the subject S) and one once (the
@@ -322,7 +322,7 @@ class TaskExample:
     b: str
 
 
-def task_examples(model: HookedTransformer, task: str, n: int = 5) -> list[TaskExample]:
+def task_examples(model: TransformerBridge, task: str, n: int = 5) -> list[TaskExample]:
     """`n` prompts of a circuit task (ioi, greater-than, docstring) with their answers."""
     from interp.circuits.tasks import make_task
 

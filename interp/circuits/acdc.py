@@ -33,12 +33,12 @@ from typing import Iterator, NamedTuple
 import torch
 from jaxtyping import Bool, Float
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.circuits.eap import split_heads
 from interp.circuits.patching import ablation_source, ablate_heads
 from interp.circuits.tasks import CircuitTask
-from interp.hooks import capture, intervene
+from interp.hooks import capture, intervene, run_from
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _src_names(L: int) -> tuple[list[str], list[str]]:
 
 
 @torch.no_grad()
-def source_outputs(model: HookedTransformer, tokens: torch.Tensor) -> list[Float[torch.Tensor, "n pos src d_model"]]:
+def source_outputs(model: TransformerBridge, tokens: torch.Tensor) -> list[Float[torch.Tensor, "n pos src d_model"]]:
     """Per layer, the H head outputs and the MLP output stacked: [n, pos, H + 1, d_model]."""
     res, mlp = _src_names(model.cfg.n_layers)
     if model.cfg.attn_only:  # no MLPs: their source slot stays, always zero, so indices match
@@ -102,10 +102,10 @@ def source_outputs(model: HookedTransformer, tokens: torch.Tensor) -> list[Float
 
 
 @contextlib.contextmanager
-def removed_edges(model: HookedTransformer, neg_src: list[torch.Tensor], removed: EdgeMasks,
-                  upstream: list[torch.Tensor] | None = None) -> Iterator[HookedTransformer]:
+def removed_edges(model: TransformerBridge, neg_src: list[torch.Tensor], removed: EdgeMasks,
+                  upstream: list[torch.Tensor] | None = None) -> Iterator[TransformerBridge]:
     """Forwards inside run with the edges marked in `removed` resampled from `neg_src` (the
-    negative prompts' `source_outputs`). A forward that starts at layer s (``start_at_layer``)
+    negative prompts' `source_outputs`). A forward that starts at layer s (`interp.hooks.run_from`)
     must pass `upstream`: the outputs of the sources below s on the same input, which that
     forward does not compute."""
     L, H = model.cfg.n_layers, model.cfg.n_heads
@@ -159,7 +159,9 @@ def removed_edges(model: HookedTransformer, neg_src: list[torch.Tensor], removed
         return a + torch.einsum("bpsd,s->bpd", diff(L, a.shape[1], L * (H + 1)), removed.out.to(device=a.device, dtype=a.dtype))
 
     edits = []
-    for l in range(L):
+    # blocks below the start of a forward that starts later (`interp.hooks.run_from`) run on
+    # placeholder tokens: their hooks would record the wrong sources, so none is registered there
+    for l in range(len(upstream or []), L):
         edits += [(f"blocks.{l}.hook_{'qkv'[x]}_input", fix_qkv(l, x)) for x in range(3) if l > 0]
         edits.append((res_names[l], keep_heads(l)))
         if not attn_only:
@@ -177,7 +179,7 @@ def _objective(task: CircuitTask, full_logp: torch.Tensor, logits: torch.Tensor,
 
 
 @torch.no_grad()
-def acdc(model: HookedTransformer, task: CircuitTask, cfg: ACDCConfig | None = None, reuse_upstream: bool = True) -> ACDCResult:
+def acdc(model: TransformerBridge, task: CircuitTask, cfg: ACDCConfig | None = None, reuse_upstream: bool = True) -> ACDCResult:
     """Run ACDC on `task` (see module docstring). `reuse_upstream=False` runs every test as a full
     forward (slower, same result; kept for the test that proves it)."""
     cfg = cfg or ACDCConfig()
@@ -210,7 +212,7 @@ def acdc(model: HookedTransformer, task: CircuitTask, cfg: ACDCConfig | None = N
     def run(start: int = 0) -> float:
         start = start if reuse_upstream else 0
         with removed_edges(model, neg_src, rem, upstream=pos_src[:start]):
-            logits = model(resid_pre[start], start_at_layer=start) if start else model(task.pos_tokens)
+            logits = run_from(model, resid_pre[start], start) if start else model(task.pos_tokens)
             return _objective(task, full_logp, logits, full_m, cfg.objective)
 
     def has_out(s: int) -> bool:
@@ -263,7 +265,7 @@ def acdc(model: HookedTransformer, task: CircuitTask, cfg: ACDCConfig | None = N
     return ACDCResult(node_scores, edge_scores, kept_nodes, kept_edges, state["n"])
 
 
-def _acdc_nodes(model: HookedTransformer, task: CircuitTask, cfg: ACDCConfig, full_logp: torch.Tensor, full_m: float) -> ACDCResult:
+def _acdc_nodes(model: TransformerBridge, task: CircuitTask, cfg: ACDCConfig, full_logp: torch.Tensor, full_m: float) -> ACDCResult:
     L, H = model.cfg.n_layers, model.cfg.n_heads
     src = ablation_source(model, task, "resample")
     ablated = torch.zeros(L, H, dtype=torch.bool)

@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 import torch
 from jaxtyping import Float, Int
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.circuits.patching import head_z, real_mask
 from interp.circuits.tasks import CircuitTask
@@ -140,7 +140,7 @@ def _reduce_positions(a: Float[torch.Tensor, "n pos ..."], mask: torch.Tensor, p
 
 
 @torch.no_grad()
-def head_outputs(model: HookedTransformer, tokens: torch.Tensor, mask: torch.Tensor, position: str = "mean") -> Float[torch.Tensor, "n layer head d_model"]:
+def head_outputs(model: TransformerBridge, tokens: torch.Tensor, mask: torch.Tensor, position: str = "mean") -> Float[torch.Tensor, "n layer head d_model"]:
     """What each head writes to the residual stream, z @ W_O, reduced over positions."""
     outs = [_reduce_positions(torch.einsum("bphd,hdm->bphm", z, model.W_O[layer]), mask, position)
             for layer, z in enumerate(head_z(model, tokens))]
@@ -148,7 +148,7 @@ def head_outputs(model: HookedTransformer, tokens: torch.Tensor, mask: torch.Ten
 
 
 @torch.no_grad()
-def head_inputs(model: HookedTransformer, tokens: torch.Tensor, mask: torch.Tensor, position: str = "mean") -> Float[torch.Tensor, "3 n layer head d_head"]:
+def head_inputs(model: TransformerBridge, tokens: torch.Tensor, mask: torch.Tensor, position: str = "mean") -> Float[torch.Tensor, "3 n layer head d_head"]:
     """Each head's query, key and value vectors (``hook_q/k/v``), reduced over positions like
     `head_outputs`."""
     L = model.cfg.n_layers
@@ -289,7 +289,7 @@ def training_rows(cfg: DiscreteSAEConfig, n_pairs: int) -> tuple[torch.Tensor, t
     return pick[pick < n_pairs], pick[pick >= n_pairs] - n_pairs
 
 
-def discrete_sae_scores(model: HookedTransformer, task: CircuitTask, cfg: DiscreteSAEConfig | None = None,
+def discrete_sae_scores(model: TransformerBridge, task: CircuitTask, cfg: DiscreteSAEConfig | None = None,
                         cache: dict | None = None) -> DiscreteSAEResult:
     """Run the method on `task` (see module docstring): codes are read on the first `cfg.n_read`
     pairs (0: on the training pairs only), the SAE trains on `training_rows` of them. `cache`, a

@@ -27,25 +27,23 @@ from typing import Iterator, NamedTuple
 
 import torch
 from jaxtyping import Float
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.circuits.tasks import CircuitTask
-from interp.hooks import capture, intervene
+from interp.hooks import capture, hook_switches, intervene
 
 
 @contextlib.contextmanager
-def split_heads(model: HookedTransformer) -> Iterator[HookedTransformer]:
+def split_heads(model: TransformerBridge) -> Iterator[TransformerBridge]:
     """Turn on per-head result, split q/k/v input and MLP input hooks for the block, then restore
-    the config.
-
-    These are TransformerLens config switches read at forward time (no weights change); the
-    previous values come back on exit, even after an error."""
-    old = (model.cfg.use_attn_result, model.cfg.use_split_qkv_input, model.cfg.use_hook_mlp_in)
-    model.cfg.use_attn_result, model.cfg.use_split_qkv_input, model.cfg.use_hook_mlp_in = True, True, True
-    try:
+    them (`interp.hooks.hook_switches`: the bridge's ``set_use_attn_result``,
+    ``set_use_split_qkv_input``, ``set_use_hook_mlp_in``; no weights change; the previous values
+    come back on exit, even after an error)."""
+    names = ["blocks.0.attn.hook_result", "blocks.0.hook_q_input"]
+    if not model.cfg.attn_only:
+        names.append("blocks.0.hook_mlp_in")
+    with hook_switches(model, names):
         yield model
-    finally:
-        model.cfg.use_attn_result, model.cfg.use_split_qkv_input, model.cfg.use_hook_mlp_in = old
 
 
 class EAPResult(NamedTuple):
@@ -77,13 +75,13 @@ def _scores(L: int, H: int, delta: list[torch.Tensor], grads: dict, res_names: l
     return EAPResult(nodes.detach().cpu(), edges.detach().cpu(), logit_edges.detach().cpu())
 
 
-def eap_scores(model: HookedTransformer, task: CircuitTask) -> EAPResult:
+def eap_scores(model: TransformerBridge, task: CircuitTask) -> EAPResult:
     """EAP node and edge scores for `task` (see module docstring)."""
     return eap_ig_scores(model, task, steps=0)
 
 
 @torch.enable_grad()  # attribution needs gradients even when the caller turned them off
-def eap_ig_scores(model: HookedTransformer, task: CircuitTask, steps: int = 5) -> EAPResult:
+def eap_ig_scores(model: TransformerBridge, task: CircuitTask, steps: int = 5) -> EAPResult:
     """EAP-IG node and edge scores (see module docstring); ``steps=0`` is plain EAP (gradient at
     the positive input only)."""
     if steps < 0:

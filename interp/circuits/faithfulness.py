@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import torch
 from jaxtyping import Float
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.circuits.patching import ablation_source, full_metric, metric_with_ablation
 from interp.circuits.tasks import CircuitTask
@@ -72,7 +72,7 @@ def tie_blocks(scores: torch.Tensor) -> list[list[int]]:
 
 
 @torch.no_grad()
-def node_curve(model: HookedTransformer, task: CircuitTask, scores: Float[torch.Tensor, "layer head"],
+def node_curve(model: TransformerBridge, task: CircuitTask, scores: Float[torch.Tensor, "layer head"],
                ablation: str = "resample", source: list[torch.Tensor] | None = None) -> Curve:
     """Keep the top heads by `scores` (tied blocks together), ablate the rest (see module doc)."""
     if ablation not in ABLATIONS:
@@ -91,7 +91,7 @@ def node_curve(model: HookedTransformer, task: CircuitTask, scores: Float[torch.
     return Curve(xs, f, *areas(xs, f), m_full, m_empty)
 
 
-def _edge_masks(model: HookedTransformer, removed_hh: torch.Tensor):
+def _edge_masks(model: TransformerBridge, removed_hh: torch.Tensor):
     """`acdc.EdgeMasks` with the head -> head edges in `removed_hh` [L, H, L, H] removed (all of q, k, v)."""
     from interp.circuits.acdc import EdgeMasks
 
@@ -103,7 +103,7 @@ def _edge_masks(model: HookedTransformer, removed_hh: torch.Tensor):
 
 
 @torch.no_grad()
-def edge_curve(model: HookedTransformer, task: CircuitTask, edge_scores: Float[torch.Tensor, "layer head layer head"],
+def edge_curve(model: TransformerBridge, task: CircuitTask, edge_scores: Float[torch.Tensor, "layer head layer head"],
                fractions: tuple[float, ...] = MIB_EDGE_FRACTIONS) -> Curve:
     """Keep the top fraction of head -> head edges (layer(u) < layer(v)) by `edge_scores`, resample
     the others along the edge (see module doc). Ties are broken by index (as MIB's sort)."""

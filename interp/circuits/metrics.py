@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Iterator, NamedTuple
 
 import torch
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.circuits.patching import ablation_source, full_metric, metric_with_ablation
 from interp.circuits.tasks import CircuitTask
@@ -87,7 +87,7 @@ def precision_recall_f1(chosen: torch.Tensor, reference: torch.Tensor) -> PRF:
     return PRF(p, rc, 2 * p * rc / (p + rc) if p + rc > 0 else 0.0)
 
 
-def faithfulness(model: HookedTransformer, task: CircuitTask, circuit: torch.Tensor, source: list[torch.Tensor] | None = None) -> float:
+def faithfulness(model: TransformerBridge, task: CircuitTask, circuit: torch.Tensor, source: list[torch.Tensor] | None = None) -> float:
     """m(only `circuit` heads live, the rest mean-ablated) / m(full model)."""
     src = source if source is not None else ablation_source(model, task, "mean")
     full = full_metric(model, task)

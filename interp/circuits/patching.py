@@ -19,7 +19,7 @@ from typing import Iterator
 
 import torch
 from jaxtyping import Bool, Float
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.circuits.tasks import CircuitTask
 from interp.hooks import capture, intervene, patch_heads, stop_layer
@@ -32,7 +32,7 @@ def _z_name(layer: int) -> str:
 
 
 @torch.no_grad()
-def head_z(model: HookedTransformer, tokens: torch.Tensor) -> list[Float[torch.Tensor, "n pos head d_head"]]:
+def head_z(model: TransformerBridge, tokens: torch.Tensor) -> list[Float[torch.Tensor, "n pos head d_head"]]:
     """Every layer's ``hook_z`` on `tokens` (the forward stops before ln_final and the unembedding)."""
     names = [_z_name(l) for l in range(model.cfg.n_layers)]
     with capture(model, names) as acts:
@@ -47,7 +47,7 @@ def real_mask(task: CircuitTask) -> Bool[torch.Tensor, "n pos"]:
 
 
 @torch.no_grad()
-def ablation_source(model: HookedTransformer, task: CircuitTask, ablation: str = "resample") -> list[torch.Tensor]:
+def ablation_source(model: TransformerBridge, task: CircuitTask, ablation: str = "resample") -> list[torch.Tensor]:
     """Per layer, what ablated heads are overwritten with: negative-run z [n, pos, H, d_head]
     (``resample``) or the mean over real negative positions [H, d_head] (``mean``)."""
     if ablation not in ABLATIONS:
@@ -60,7 +60,7 @@ def ablation_source(model: HookedTransformer, task: CircuitTask, ablation: str =
 
 
 @contextlib.contextmanager
-def ablate_heads(model: HookedTransformer, ablated: Bool[torch.Tensor, "layer head"], source: list[torch.Tensor]) -> Iterator[HookedTransformer]:
+def ablate_heads(model: TransformerBridge, ablated: Bool[torch.Tensor, "layer head"], source: list[torch.Tensor]) -> Iterator[TransformerBridge]:
     """Forwards inside the block run with the heads marked True in `ablated` overwritten by `source`."""
     edits = []
     for layer in range(model.cfg.n_layers):
@@ -74,7 +74,7 @@ def ablate_heads(model: HookedTransformer, ablated: Bool[torch.Tensor, "layer he
 
 
 @torch.no_grad()
-def metric_with_ablation(model: HookedTransformer, task: CircuitTask, ablated: Bool[torch.Tensor, "layer head"],
+def metric_with_ablation(model: TransformerBridge, task: CircuitTask, ablated: Bool[torch.Tensor, "layer head"],
                          source: list[torch.Tensor]) -> float:
     """Mean task metric on the positive prompts with the `ablated` heads overwritten."""
     with ablate_heads(model, ablated, source):
@@ -82,13 +82,13 @@ def metric_with_ablation(model: HookedTransformer, task: CircuitTask, ablated: B
 
 
 @torch.no_grad()
-def full_metric(model: HookedTransformer, task: CircuitTask) -> float:
+def full_metric(model: TransformerBridge, task: CircuitTask) -> float:
     """Mean task metric of the unablated model on the positive prompts."""
     return float(task.metric_from_logits(model(task.pos_tokens)).mean())
 
 
 @torch.no_grad()
-def patching_scores(model: HookedTransformer, task: CircuitTask) -> Float[torch.Tensor, "layer head"]:
+def patching_scores(model: TransformerBridge, task: CircuitTask) -> Float[torch.Tensor, "layer head"]:
     """Activation-patching baseline: metric drop when one head is resampled from the negative run."""
     L, H = model.cfg.n_layers, model.cfg.n_heads
     src = ablation_source(model, task, "resample")

@@ -41,11 +41,11 @@ from pathlib import Path
 import torch
 from jaxtyping import Bool
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.circuits.patching import ablate_heads, ablation_source, full_metric, metric_with_ablation
 from interp.data.corpus import HELDOUT_SEED as C_HELDOUT_SEED
-from interp.hooks import capture
+from interp.hooks import capture, run_from
 from interp.circuits.tasks import CircuitTask
 from interp.errors import InterpError
 
@@ -102,7 +102,7 @@ class ReferenceCircuit:
         return len(self.heads)
 
 
-def fingerprint(model: HookedTransformer) -> str:
+def fingerprint(model: TransformerBridge) -> str:
     """A short hash of the model's weights (detects a reference built for another model)."""
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
@@ -112,7 +112,7 @@ def fingerprint(model: HookedTransformer) -> str:
     return h.hexdigest()[:16]
 
 
-def reference_key(model: HookedTransformer, task: CircuitTask, ablation: str = "resample", keep: float = 0.9) -> str:
+def reference_key(model: TransformerBridge, task: CircuitTask, ablation: str = "resample", keep: float = 0.9) -> str:
     """Content key of a reference: weights fingerprint + prompts + answers + metric + ablation + cut."""
     h = hashlib.sha256()
     h.update(json.dumps([fingerprint(model), task.metric, task.positive, task.negative, task.good, task.bad,
@@ -121,7 +121,7 @@ def reference_key(model: HookedTransformer, task: CircuitTask, ablation: str = "
 
 
 @torch.no_grad()
-def greedy_prune(model: HookedTransformer, task: CircuitTask, keep: float, ablation: str, progress: bool = False,
+def greedy_prune(model: TransformerBridge, task: CircuitTask, keep: float, ablation: str, progress: bool = False,
                  desc: str = "reference") -> tuple[torch.Tensor, float, float, int]:
     """Exhaustive greedy backward elimination (module docstring). -> (ablated mask, full, circuit metric, forwards)."""
     L, H = model.cfg.n_layers, model.cfg.n_heads
@@ -145,7 +145,7 @@ def greedy_prune(model: HookedTransformer, task: CircuitTask, keep: float, ablat
             trial = ablated.clone()
             trial[l, h] = True
             with ablate_heads(model, trial, src):
-                logits = model(resid[resid_names[l]], start_at_layer=l)
+                logits = run_from(model, resid[resid_names[l]], l)
             m = float(task.metric_from_logits(logits).mean())
             n_fwd += 1
             if m > best_m:
@@ -160,7 +160,7 @@ def greedy_prune(model: HookedTransformer, task: CircuitTask, keep: float, ablat
 
 
 @torch.no_grad()
-def single_pass_prune(model: HookedTransformer, task: CircuitTask, keep: float, ablation: str, order: list[int]) -> torch.Tensor:
+def single_pass_prune(model: TransformerBridge, task: CircuitTask, keep: float, ablation: str, order: list[int]) -> torch.Tensor:
     """One pass over heads in `order`: ablate a head for good when the metric stays >= keep * full."""
     L, H = model.cfg.n_layers, model.cfg.n_heads
     src = ablation_source(model, task, ablation)
@@ -178,7 +178,7 @@ def _jaccard(a: set, b: set) -> float:
 
 
 @torch.no_grad()
-def build_reference(model: HookedTransformer, task: CircuitTask, model_name: str = "embedded", keep: float = 0.9,
+def build_reference(model: TransformerBridge, task: CircuitTask, model_name: str = "embedded", keep: float = 0.9,
                     progress: bool = True, ablation: str = "resample", stability_sets: int = STABILITY_SETS,
                     stability_orders: int = STABILITY_ORDERS) -> ReferenceCircuit:
     """Greedy exhaustive backward elimination on `task`, plus the stability variants (module docstring)."""

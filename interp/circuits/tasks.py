@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 from jaxtyping import Float, Int
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.data import corpus as C
 from interp.errors import InterpError
@@ -106,24 +106,24 @@ def metric_at_last(last: Float[torch.Tensor, "n vocab"], metric: str, good: list
     return last.masked_fill(~gm, neg_inf).max(-1).values - last.masked_fill(~bm, neg_inf).max(-1).values
 
 
-def _ids(model: HookedTransformer, s: str) -> list[int]:
+def _ids(model: TransformerBridge, s: str) -> list[int]:
     return model.to_tokens(s, prepend_bos=False)[0].tolist()
 
 
-def _ntok(model: HookedTransformer, s: str) -> int:
+def _ntok(model: TransformerBridge, s: str) -> int:
     # truncate=False: TransformerLens cuts at n_ctx by default, which hid over-long prompts (the
     # answer position was dropped and the run exited 0)
     return int(model.to_tokens(s, truncate=False).shape[1])
 
 
-def _single(model: HookedTransformer, s: str, where: str) -> int:
+def _single(model: TransformerBridge, s: str, where: str) -> int:
     ids = _ids(model, s)
     if len(ids) != 1:
         raise InterpError(f"{where}: answer {s!r} is {len(ids)} tokens for this model; answers must be single tokens")
     return ids[0]
 
 
-def _finish(model: HookedTransformer, name: str, metric: str, pos: list[str], neg: list[str],
+def _finish(model: TransformerBridge, name: str, metric: str, pos: list[str], neg: list[str],
             good: list[list[int]], bad: list[list[int]], where: list[str] | None = None) -> CircuitTask:
     lp = [_ntok(model, s) for s in pos]
     ln = [_ntok(model, s) for s in neg]
@@ -143,7 +143,7 @@ def _finish(model: HookedTransformer, name: str, metric: str, pos: list[str], ne
     return CircuitTask(name, metric, pos, neg, good, bad, pt, nt, torch.tensor(lp))
 
 
-def _pairs_until(n: int, make, name: str, model: HookedTransformer, equal_length: bool = False, max_tries_factor: int = 20):
+def _pairs_until(n: int, make, name: str, model: TransformerBridge, equal_length: bool = False, max_tries_factor: int = 20):
     """Call `make()` (-> tuple or None when the draw does not fit this tokenizer) until n pairs;
     with `equal_length`, keep only pairs as long (in tokens) as the first one."""
     out, width = [], None
@@ -161,7 +161,7 @@ def _pairs_until(n: int, make, name: str, model: HookedTransformer, equal_length
                       "(names/years must tokenize the same in the positive and negative prompt)")
 
 
-def ioi_task(model: HookedTransformer, n: int = 20, seed: int = C.HELDOUT_SEED, equal_length: bool = False) -> CircuitTask:
+def ioi_task(model: TransformerBridge, n: int = 20, seed: int = C.HELDOUT_SEED, equal_length: bool = False) -> CircuitTask:
     """IOI pairs; metric logit(IO) - max(logit(S), logit(C)), C the negative's third person.
 
     On a positive prompt C does not occur, so this is the usual IO - S logit difference. On the
@@ -187,14 +187,14 @@ def ioi_task(model: HookedTransformer, n: int = 20, seed: int = C.HELDOUT_SEED, 
     return _finish(model, "ioi", "logit_diff", *map(list, zip(*rows)))
 
 
-def year_ids(model: HookedTransformer) -> list[int]:
+def year_ids(model: TransformerBridge) -> list[int]:
     """Token ids of "00".."99" (the second half of a year), as `model_card.year_token_ids`."""
     from interp.model_card import year_token_ids
 
     return year_token_ids(model).tolist()
 
 
-def greater_than_task(model: HookedTransformer, n: int = 20, seed: int = C.HELDOUT_SEED, equal_length: bool = False) -> CircuitTask:
+def greater_than_task(model: TransformerBridge, n: int = 20, seed: int = C.HELDOUT_SEED, equal_length: bool = False) -> CircuitTask:
     """Greater-than pairs; metric P(year > start) - P(year <= start)."""
     rng = random.Random(seed)
     yids = year_ids(model)
@@ -216,7 +216,7 @@ def greater_than_task(model: HookedTransformer, n: int = 20, seed: int = C.HELDO
 DOCSTRING_CORRUPTIONS = ("random_random", "random_def")
 
 
-def docstring_task(model: HookedTransformer, n: int = 20, seed: int = C.HELDOUT_SEED, equal_length: bool = False,
+def docstring_task(model: TransformerBridge, n: int = 20, seed: int = C.HELDOUT_SEED, equal_length: bool = False,
                    corruption: str = "random_random") -> CircuitTask:
     """Docstring pairs; metric logit(next arg) - max logit(other args of the def)."""
     if corruption not in DOCSTRING_CORRUPTIONS:
@@ -287,7 +287,7 @@ def _task_rows(path: Path):
         yield at, {**row, "wrong_answer": wrong}
 
 
-def load_jsonl_task(model: HookedTransformer, path: str | Path, metric: str = "logit_diff") -> CircuitTask:
+def load_jsonl_task(model: TransformerBridge, path: str | Path, metric: str = "logit_diff") -> CircuitTask:
     """A custom task from JSONL: each line {"positive", "negative", "answer", "wrong_answer"}."""
     path = Path(path)
     check_task_source(str(path))
@@ -305,7 +305,7 @@ def load_jsonl_task(model: HookedTransformer, path: str | Path, metric: str = "l
     return _finish(model, path.stem, metric, pos, neg, good, bad, where)
 
 
-def make_task(model: HookedTransformer, task: str, n: int = 20, seed: int = C.HELDOUT_SEED, equal_length: bool = False) -> CircuitTask:
+def make_task(model: TransformerBridge, task: str, n: int = 20, seed: int = C.HELDOUT_SEED, equal_length: bool = False) -> CircuitTask:
     """A built-in task by name, or a JSONL file path (then `n`, `seed`, `equal_length` are ignored).
     `equal_length`: every pair has the same token count (peers like auto-circuit need it)."""
     builders = {"ioi": ioi_task, "greater-than": greater_than_task, "docstring": docstring_task}
@@ -317,14 +317,14 @@ def make_task(model: HookedTransformer, task: str, n: int = 20, seed: int = C.HE
 
 
 @torch.no_grad()
-def task_separation(model: HookedTransformer, task: CircuitTask) -> tuple[float, float]:
+def task_separation(model: TransformerBridge, task: CircuitTask) -> tuple[float, float]:
     """Mean metric on positive and on negative prompts (same answer ids) of the full model."""
     mp = task.metric_from_logits(model(task.pos_tokens)).mean()
     mn = task.metric_from_logits(model(task.neg_tokens)).mean()
     return float(mp), float(mn)
 
 
-def check_separates(model: HookedTransformer, task: CircuitTask, min_gap: float | None = None) -> bool:
+def check_separates(model: TransformerBridge, task: CircuitTask, min_gap: float | None = None) -> bool:
     """Warn (and return False) when the metric does not separate positives from negatives."""
     mp, mn = task_separation(model, task)
     gap = min_gap if min_gap is not None else (0.05 if task.metric == "prob_diff" else 0.5)

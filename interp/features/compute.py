@@ -43,7 +43,7 @@ from interp.features.store import FORMAT_VERSION, FeatureStore, save_stats
 from interp.progress import Progress, ProgressFn
 
 if TYPE_CHECKING:
-    from transformer_lens import HookedTransformer
+    from transformer_lens import TransformerBridge
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def token_specificity(sums_VF: Tensor, n_V: Tensor, act_sum_F: Tensor, max_F: Te
             "token_top_vals": mean.gather(1, top.indices).half()}
 
 
-def logit_effects(model: HookedTransformer, dirs: Tensor, n_logits: int, n_bins: int = 30) -> dict[str, Tensor]:
+def logit_effects(model: TransformerBridge, dirs: Tensor, n_logits: int, n_bins: int = 30) -> dict[str, Tensor]:
     """Top promoted / suppressed tokens and a histogram of every token's logit effect."""
     d = dirs.float().to(model.W_U.device)
     if model.cfg.normalization_type in ("LN", "LNPre"):
@@ -201,7 +201,7 @@ def logit_effects(model: HookedTransformer, dirs: Tensor, n_logits: int, n_bins:
 
 
 @torch.no_grad()
-def build_feature_stats(model: HookedTransformer, source: FeatureSource, cfg: StatsConfig, model_name: str = "embedded",
+def build_feature_stats(model: TransformerBridge, source: FeatureSource, cfg: StatsConfig, model_name: str = "embedded",
                         source_name: str = "", progress: ProgressFn | None = None, tokens: Tensor | None = None,
                         vocab: list[str] | None = None, ignore_ids: tuple[int, ...] | None = None) -> FeatureStore:
     """One pass over `cfg.n_tokens` tokens of `cfg.source` (or of the given token rows `tokens`

@@ -21,7 +21,7 @@ from torch import Tensor
 from interp.data import corpus as C
 
 if TYPE_CHECKING:
-    from transformer_lens import HookedTransformer
+    from transformer_lens import TransformerBridge
 
 DEAD = "dead (never fired)"
 
@@ -32,7 +32,7 @@ class ConceptMatcher:
     A fact sentence is ``fact_prompt(...).text + answer + "."``; it is matched as a token
     subsequence (with and without a leading space), so it works on any packed token rows."""
 
-    def __init__(self, model: HookedTransformer):
+    def __init__(self, model: TransformerBridge):
         tok = model.tokenizer
         self.categories = list(C.CATEGORIES)
         self._by_start: dict[tuple[int, int], list[tuple[tuple[int, ...], int]]] = {}

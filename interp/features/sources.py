@@ -21,7 +21,7 @@ from torch import Tensor
 from interp.errors import InterpError
 
 if TYPE_CHECKING:  # reading statistics (the dashboard) must not pay for importing TransformerLens
-    from transformer_lens import HookedTransformer
+    from transformer_lens import TransformerBridge
 
     from interp.hooks import HookSpec
 
@@ -36,7 +36,7 @@ class FeatureSource(Protocol):
 
     def encode(self, acts: Float[Tensor, "... d"]) -> Float[Tensor, "... F"]: ...
 
-    def directions(self, model: HookedTransformer) -> Float[Tensor, "F d_model"] | None: ...
+    def directions(self, model: TransformerBridge) -> Float[Tensor, "F d_model"] | None: ...
 
 
 def layer_of(name: str) -> int | None:
@@ -47,7 +47,7 @@ def layer_of(name: str) -> int | None:
     return hook_layer(name)
 
 
-def to_residual(model: HookedTransformer, hook: HookSpec, dirs: Float[Tensor, "F d"]) -> Float[Tensor, "F d_model"] | None:
+def to_residual(model: TransformerBridge, hook: HookSpec, dirs: Float[Tensor, "F d"]) -> Float[Tensor, "F d_model"] | None:
     """Map write directions at `hook` into the residual stream (None when no linear path exists)."""
     name, layer = hook.name, layer_of(hook.name)
     if name.endswith(("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_mlp_out", "hook_attn_out")):
@@ -69,7 +69,7 @@ class SaeSource:
 
     kind = "sae"
 
-    def __init__(self, sae, model: HookedTransformer):
+    def __init__(self, sae, model: TransformerBridge):
         from interp.hooks import parse_hook
         from interp.sae.io import sae_hook
 
@@ -91,7 +91,7 @@ class NeuronSource:
 
     kind = "neurons"
 
-    def __init__(self, model: HookedTransformer, layer: int):
+    def __init__(self, model: TransformerBridge, layer: int):
         if not 0 <= layer < model.cfg.n_layers:
             raise InterpError(f"layer {layer} out of range: the model has {model.cfg.n_layers} layers")
         if model.cfg.attn_only:

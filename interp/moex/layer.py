@@ -218,16 +218,18 @@ def hidden_hook_name(cfg: MoEXConfig, layer: int) -> str:
 
 
 def replace_mlps(model, cfg: MoEXConfig, layers: list[int] | None = None):
-    """Swap the MLP of each block in `layers` (default: all) for `make_mlp(cfg)`, then re-register hooks.
+    """Swap the MLP of each block in `layers` (default: all) for `make_mlp(cfg)` (`interp.models.swap_mlp`:
+    the layer's hook points become ``blocks.L.mlp.hook_*``).
 
     The model is changed in place (this builds a model; it is not an intervention) and returned.
     """
+    from interp.models import swap_mlp
+
     if cfg.d_model != model.cfg.d_model:
         raise InterpError(f"MLP d_model {cfg.d_model} does not match the model's d_model {model.cfg.d_model}")
     layers = list(range(model.cfg.n_layers)) if layers is None else layers
     for layer in layers:
         if not 0 <= layer < model.cfg.n_layers:
             raise InterpError(f"layer {layer} out of range (model has {model.cfg.n_layers} layers)")
-        model.blocks[layer].mlp = make_mlp(cfg).to(model.cfg.device)
-    model.setup()
+        swap_mlp(model, layer, make_mlp(cfg).to(model.cfg.device))
     return model

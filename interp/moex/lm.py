@@ -22,7 +22,6 @@ the fine-tune repairs it (its loss is reported next to the dense model's).
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -75,9 +74,10 @@ class LMMoEXConfig:
 
 def upcycle_language_model(model, cfg: LMMoEXConfig):
     """A copy of `model` whose MLPs in `cfg.layers` are MoE-X layers upcycled from them."""
+    from interp.models import fresh_copy, swap_mlp
     from interp.moex.upcycle import upcycle_mlp
 
-    m = copy.deepcopy(model)
+    m = fresh_copy(model)
     layers = list(cfg.layers) if cfg.layers is not None else [m.cfg.n_layers - 1]
     d_mlp = m.cfg.d_mlp
     if d_mlp % cfg.top_k:
@@ -86,8 +86,7 @@ def upcycle_language_model(model, cfg: LMMoEXConfig):
     for layer in layers:
         if not 0 <= layer < m.cfg.n_layers:
             raise InterpError(f"layer {layer} out of range (model has {m.cfg.n_layers} layers)")
-        m.blocks[layer].mlp = upcycle_mlp(m.blocks[layer].mlp, mcfg, seed=cfg.seed + layer).to(device_of(model))
-    m.setup()
+        swap_mlp(m, layer, upcycle_mlp(m.blocks[layer].mlp, mcfg, seed=cfg.seed + layer).to(device_of(model)))
     return m, mcfg, layers
 
 

@@ -1,4 +1,5 @@
-"""A character-level chess transformer (TransformerLens) whose MLPs are dense, Switch or MoE-X layers.
+"""A character-level chess transformer (TransformerLens' native model behind a `TransformerBridge`)
+whose MLPs are dense, Switch or MoE-X layers (`interp.models.swap_mlp`).
 
 A model directory holds ``cfg.json`` ({"model": transformer config, "mlp": `MoEXConfig`, ...}) and
 ``model.safetensors``; `load_chess_model(dir)` rebuilds it offline from those two files.
@@ -16,6 +17,7 @@ from safetensors.torch import load_file
 
 from interp.data.chess import VOCAB
 from interp.errors import InterpError
+from interp.models import full_state_dict, hooked_state_to_native, load_full_state_dict
 from interp.moex.layer import MoEXConfig, replace_mlps
 
 SHIPPED_DIR = Path(__file__).parent / "shipped"
@@ -65,26 +67,23 @@ def physical_memory() -> int | None:
 
 
 def build_chess_model(mcfg: ChessModelConfig, mlp: MoEXConfig, device: str | torch.device | None = None):
-    """A fresh HookedTransformer over the chess character vocabulary, with `mlp` layers in every block.
+    """A fresh model over the chess character vocabulary (`interp.models.build_from_config`: the native
+    model, as there is no tokenizer), with `mlp` layers in every block.
 
     Initialisation happens on the CPU (so a seed gives the same weights on every device), then
     the model moves to `device` (`interp.device.resolve_device`: None = $INTERP_DEVICE or auto)."""
     from interp.device import resolve_device
 
-    import warnings
-
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from interp.models import build_from_config
 
     if mlp.d_model != mcfg.d_model:
         raise InterpError(f"MLP d_model {mlp.d_model} != model d_model {mcfg.d_model}")
-    warnings.filterwarnings("ignore", message=".*HookedTransformer.*deprecated.*")
     torch.manual_seed(mcfg.seed)
-    cfg = HookedTransformerConfig(
+    model = build_from_config(dict(
         n_layers=mcfg.n_layers, d_model=mcfg.d_model, n_heads=mcfg.n_heads, d_head=mcfg.d_model // mcfg.n_heads,
         d_mlp=4 * mcfg.d_model, n_ctx=mcfg.n_ctx, d_vocab=len(VOCAB), act_fn="gelu", normalization_type="LN",
-        seed=mcfg.seed, model_name="chess-char", device="cpu", default_prepend_bos=False,
-    )
-    model = HookedTransformer(cfg)
+        seed=mcfg.seed, model_name="chess-char", default_prepend_bos=False,
+    ), tokenizer=None, device="cpu")
     torch.manual_seed(mcfg.seed + 1)
     model = replace_mlps(model, mlp)
     dev = resolve_device(device)
@@ -105,7 +104,7 @@ def save_chess_model(model, mcfg: ChessModelConfig, mlp: MoEXConfig, out_dir: st
     cfg = {"kind": "interp-chess-model", "model": asdict(mcfg), "mlp": mlp.to_dict(), **(extra or {})}
     with atomic_dir(out_dir, overwrite=True, marker=None if checked else MARKER) as tmp:
         atomic_write_json(tmp / "cfg.json", cfg)
-        atomic_save_safetensors(model.state_dict(), tmp / "model.safetensors")
+        atomic_save_safetensors(full_state_dict(model), tmp / "model.safetensors")
     return Path(out_dir)
 
 
@@ -148,8 +147,10 @@ def load_chess_model(model_dir: str | Path, device: str | torch.device | None = 
         state = load_file(str(weights), device=str(next(model.parameters()).device))
     except (SafetensorError, OSError, ValueError) as e:
         raise InterpError(f"{weights} is not a readable safetensors file ({str(e).splitlines()[0][:120]})") from None
+    if "blocks.0.attn.W_Q" in state:  # written before the bridge (legacy TransformerLens names): map once on load
+        state = hooked_state_to_native(state, mcfg.n_heads, keep_mlp=True)
     try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing, unexpected = load_full_state_dict(model, state)
     except RuntimeError as e:  # shape mismatch: weights of another architecture or size
         raise InterpError(f"weights in {model_dir} do not match its cfg.json ({str(e).splitlines()[-1].strip()[:160]})") from None
     missing = [k for k in missing if not k.endswith(("IGNORE", ".mask"))]

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from interp.data.chess import STOI, ChessDataConfig, encode, load_or_generate, read_pgn_lines
 from interp.errors import InterpError
+from interp.models import full_state_dict, load_full_state_dict
 from interp.moex.layer import MoEXConfig
 from interp.moex.model import MARKER, ChessModelConfig, build_chess_model, load_chess_model, read_cfg, save_chess_model
 
@@ -246,7 +247,7 @@ def _save_checkpoint(model, opt, step: int, cfg: TrainConfig, ckpt: Path, curve:
 
     d = ckpt / f"step-{step:06d}"
     d.mkdir(parents=True, exist_ok=True)
-    atomic_save_safetensors(model.state_dict(), d / "model.safetensors")
+    atomic_save_safetensors(full_state_dict(model), d / "model.safetensors")
     st = opt.state_dict()
     flat = {f"{i}.{k}": v.reshape(-1) if v.dim() == 0 else v for i, s in st["state"].items() for k, v in s.items()}
     atomic_save_safetensors(flat, d / "optimizer.safetensors")
@@ -379,7 +380,7 @@ def train_chess_model(cfg: TrainConfig, out_dir: str | Path, resume: bool = Fals
         for found in _good_checkpoints(ckpt, man):
             start, d, curve, secs_before = found
             try:
-                model.load_state_dict(load_file(str(d / "model.safetensors"), device=str(dev)))
+                load_full_state_dict(model, load_file(str(d / "model.safetensors"), device=str(dev)))
                 _load_optimizer(opt, d / "optimizer.safetensors")
             except Exception as e:  # noqa: BLE001 - files that match their checksums but do not load: the previous one
                 log.warning("checkpoint %s does not load (%s); trying an older one", d, str(e).splitlines()[0][:160] if str(e) else type(e).__name__)

@@ -44,7 +44,8 @@ def upcycle_mlp(dense, cfg: MoEXConfig, seed: int = 0, noise: float = 0.01) -> M
 @torch.no_grad()
 def upcycle_model(dense_model, cfg: MoEXConfig, seed: int = 0):
     """Replace every dense MLP of `dense_model` (in place) with its upcycled MoE; returns the model."""
-    for block in dense_model.blocks:
-        block.mlp = upcycle_mlp(block.mlp, cfg, seed=seed)
-    dense_model.setup()
+    from interp.models import swap_mlp
+
+    for layer, block in enumerate(dense_model.blocks):
+        swap_mlp(dense_model, layer, upcycle_mlp(block.mlp, cfg, seed=seed))
     return dense_model

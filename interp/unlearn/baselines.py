@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.errors import InterpError
 from interp.hooks import HookSpec, capture, parse_hook
@@ -57,7 +57,7 @@ def _mean_act(model, hs: HookSpec, texts: list[str], batch_size: int = 32, last_
     return (total / n).cpu()
 
 
-def mean_difference_direction(model: HookedTransformer, hook: str | HookSpec, concept: Concept, corpus: list[str],
+def mean_difference_direction(model: TransformerBridge, hook: str | HookSpec, concept: Concept, corpus: list[str],
                               positions: str = "last") -> Direction:
     """The normalized mean-difference direction forget - retain at `hook` (module docstring); the
     forget mean is over the same tokens feature selection counts (`positions`: "last" or "all")."""
@@ -73,7 +73,7 @@ def mean_difference_direction(model: HookedTransformer, hook: str | HookSpec, co
 
 
 @contextlib.contextmanager
-def project_out(model: HookedTransformer, direction: Direction, alpha: float = 1.0) -> Iterator[HookedTransformer]:
+def project_out(model: TransformerBridge, direction: Direction, alpha: float = 1.0) -> Iterator[TransformerBridge]:
     """Run with x' = x - alpha ((x . u) - m_R) u at the direction's hook; removed on exit."""
     hs = parse_hook(model, direction.hook)
 
@@ -119,8 +119,8 @@ def _answer_ce(model, prompts, ans) -> torch.Tensor:
 
 
 def finetune_unlearn(
-    model: HookedTransformer, concept: Concept, corpus: list[str], cfg: FinetuneConfig = FinetuneConfig()
-) -> Iterator[tuple[int, HookedTransformer]]:
+    model: TransformerBridge, concept: Concept, corpus: list[str], cfg: FinetuneConfig = FinetuneConfig()
+) -> Iterator[tuple[int, TransformerBridge]]:
     """Fine-tune a deep copy of `model` (module docstring); yields (step, copy) at each checkpoint.
     `concept.retain` and `corpus` are trained on: keep them apart from the evaluation data.
     The yielded copy keeps training after the consumer resumes, so use it before asking for the next."""

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.edits import MODES, Condition, LatentEdit, edit_hook
 from interp.errors import InterpError
@@ -118,7 +118,7 @@ def merge_specs(specs: list[UnlearnSpec]) -> UnlearnSpec:
     return UnlearnSpec(edits, specs[0].method, specs[0].value, [c for s in specs for c in s.concepts], specs[0].model)
 
 
-def spec_hooks(model: HookedTransformer, spec: UnlearnSpec, saes: dict | None = None) -> list[tuple[str, Callable]]:
+def spec_hooks(model: TransformerBridge, spec: UnlearnSpec, saes: dict | None = None) -> list[tuple[str, Callable]]:
     """TransformerLens (name, hook) pairs for a spec, after checking every SAE fits the model, its
     hook, and that every named feature exists. `saes` maps sae_dir -> loaded SAE (loaded if absent)."""
     saes = {} if saes is None else saes
@@ -134,7 +134,7 @@ def spec_hooks(model: HookedTransformer, spec: UnlearnSpec, saes: dict | None = 
 
 
 @contextlib.contextmanager
-def apply_spec(model: HookedTransformer, spec: UnlearnSpec | str | Path, saes: dict | None = None) -> Iterator[HookedTransformer]:
+def apply_spec(model: TransformerBridge, spec: UnlearnSpec | str | Path, saes: dict | None = None) -> Iterator[TransformerBridge]:
     """Run forwards inside the block with the spec's features edited; hooks are removed on exit."""
     if not isinstance(spec, UnlearnSpec):
         spec = UnlearnSpec.load(spec)

@@ -24,16 +24,17 @@ from typing import Callable, ContextManager
 
 import torch
 import torch.nn.functional as F
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.data.corpus import Prompt
 from interp.device import device_of
+from interp.hooks import run_from
 from interp.unlearn.concepts import Concept
 from interp.unlearn.tokens import first_token, token_batches
 
 log = logging.getLogger(__name__)
 
-Edit = Callable[[HookedTransformer], ContextManager[HookedTransformer]] | None
+Edit = Callable[[TransformerBridge], ContextManager[TransformerBridge]] | None
 RETAIN_BAR = 0.95  # issue target: retain accuracy >= 0.95 of baseline
 LOSS_BAR = 0.05  # issue target: retain loss rises <= 5%
 SAEBENCH_RETAIN = 0.99  # SAEBench: settings count only if retain accuracy >= 0.99 of baseline
@@ -86,27 +87,24 @@ class EvalSet:
     resid: dict[int, dict[str, list[torch.Tensor]]] = field(default_factory=dict, repr=False)  # layer -> set -> resid_pre per batch
 
 
-def _edit_ctx(model: HookedTransformer, edit: Edit) -> ContextManager[HookedTransformer]:
+def _edit_ctx(model: TransformerBridge, edit: Edit) -> ContextManager[TransformerBridge]:
     return contextlib.nullcontext(model) if edit is None else edit(model)
 
 
-def _prompt_set(model: HookedTransformer, prompts, batch_size: int) -> PromptSet:
+def _prompt_set(model: TransformerBridge, prompts, batch_size: int) -> PromptSet:
     ps = [p for p in prompts if p.answer]
     return PromptSet(list(token_batches(model, [p.text for p in ps], batch_size)),
                      torch.tensor([first_token(model, p.answer) for p in ps], dtype=torch.long, device=device_of(model)))
 
 
-def _last_logits(model: HookedTransformer, x: torch.Tensor, mask_BP: torch.Tensor, start_layer: int) -> torch.Tensor:
+def _last_logits(model: TransformerBridge, x: torch.Tensor, mask_BP: torch.Tensor, start_layer: int) -> torch.Tensor:
     """Logits at each row's last real token, running blocks start_layer.. on `x` (tokens if 0)."""
-    if start_layer:
-        resid = model(x, start_at_layer=start_layer, stop_at_layer=model.cfg.n_layers)
-    else:
-        resid = model(x, stop_at_layer=model.cfg.n_layers)
+    resid = run_from(model, x, start_layer, stop_at_layer=model.cfg.n_layers)
     last = resid[torch.arange(len(resid), device=resid.device), mask_BP.sum(1)]  # mask skips BOS, so its sum is the last index
     return model.unembed(model.ln_final(last[:, None]))[:, 0]
 
 
-def _inputs(model: HookedTransformer, es: EvalSet, name: str, batches: list[Batch], start_layer: int) -> list[torch.Tensor]:
+def _inputs(model: TransformerBridge, es: EvalSet, name: str, batches: list[Batch], start_layer: int) -> list[torch.Tensor]:
     if not start_layer:
         return [t for t, _ in batches]
     cache = es.resid.setdefault(start_layer, {})
@@ -116,7 +114,7 @@ def _inputs(model: HookedTransformer, es: EvalSet, name: str, batches: list[Batc
 
 
 @torch.no_grad()
-def accuracy(model: HookedTransformer, prompts: tuple[Prompt, ...] | list[Prompt], batch_size: int = 64) -> float:
+def accuracy(model: TransformerBridge, prompts: tuple[Prompt, ...] | list[Prompt], batch_size: int = 64) -> float:
     """Fraction of prompts (with an expected completion) whose argmax next token is its first token."""
     ps = _prompt_set(model, prompts, batch_size)
     return _set_scores(model, ps, [t for t, _ in ps.batches], 0)[0]
@@ -133,14 +131,14 @@ def _set_scores(model, ps: PromptSet, inputs: list[torch.Tensor], start_layer: i
 
 def _corpus_logprobs(model, es: EvalSet, inputs: list[torch.Tensor], start_layer: int):
     for x, (toks_BP, mask_BP) in zip(inputs, es.corpus_batches):
-        logits = model(x, start_at_layer=start_layer) if start_layer else model(x)
+        logits = run_from(model, x, start_layer)
         lp = logits[:, :-1].log_softmax(-1)
         m = mask_BP[:, 1:]
         yield lp[m], toks_BP[:, 1:][m]
 
 
 @torch.no_grad()
-def prepare(model: HookedTransformer, concept: Concept, corpus: list[str], batch_size: int = 64) -> EvalSet:
+def prepare(model: TransformerBridge, concept: Concept, corpus: list[str], batch_size: int = 64) -> EvalSet:
     """Tokenize everything once and measure the unmodified model (its corpus log-probs are kept for KL)."""
     es = EvalSet(concept, list(corpus))
     for name in PROMPT_SETS:
@@ -160,7 +158,7 @@ def prepare(model: HookedTransformer, concept: Concept, corpus: list[str], batch
 
 
 @torch.no_grad()
-def evaluate(model: HookedTransformer, es: EvalSet, edit: Edit = None, start_layer: int = 0) -> EvalResult:
+def evaluate(model: TransformerBridge, es: EvalSet, edit: Edit = None, start_layer: int = 0) -> EvalResult:
     """All numbers for `edit` applied to `model` (module docstring). Pass `start_layer` = the first
     block the edit touches to reuse the unmodified residual stream before it (same numbers, less work)."""
     inputs = {k: _inputs(model, es, k, ps.batches, start_layer) for k, ps in es.sets.items()}
@@ -180,7 +178,7 @@ def evaluate(model: HookedTransformer, es: EvalSet, edit: Edit = None, start_lay
 
 
 @torch.no_grad()
-def greedy(model: HookedTransformer, prompt: str, n_tokens: int = 4) -> str:
+def greedy(model: TransformerBridge, prompt: str, n_tokens: int = 4) -> str:
     """The greedy continuation of `prompt` (a full forward per token, so hooks see every position)."""
     toks = model.to_tokens(prompt)
     start = toks.shape[1]
@@ -191,7 +189,7 @@ def greedy(model: HookedTransformer, prompt: str, n_tokens: int = 4) -> str:
     return model.tokenizer.decode(toks[0, start:])
 
 
-def samples(model: HookedTransformer, prompts: list[str], edit: Edit, n_tokens: int = 4) -> list[dict]:
+def samples(model: TransformerBridge, prompts: list[str], edit: Edit, n_tokens: int = 4) -> list[dict]:
     """Greedy completions before and after `edit`, side by side."""
     before = [greedy(model, p, n_tokens) for p in prompts]
     with _edit_ctx(model, edit) as m:

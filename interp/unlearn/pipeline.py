@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.data.corpus import HELDOUT_SEED
 from interp.errors import InterpError
@@ -188,7 +188,7 @@ def spec_from_selections(selections: list[Selection], n: int, method: str, value
     return spec
 
 
-def load_saes(model: HookedTransformer, sae_dirs: list[str], saes: dict | None = None) -> dict:
+def load_saes(model: TransformerBridge, sae_dirs: list[str], saes: dict | None = None) -> dict:
     """Every SAE loaded on the model's device and checked against it and against each other."""
     saes = {} if saes is None else saes
     for d in sae_dirs:
@@ -198,7 +198,7 @@ def load_saes(model: HookedTransformer, sae_dirs: list[str], saes: dict | None =
     return saes
 
 
-def select_for(model: HookedTransformer, concepts: list[Concept], sae_dirs: list[str], cfg: UnlearnConfig,
+def select_for(model: TransformerBridge, concepts: list[Concept], sae_dirs: list[str], cfg: UnlearnConfig,
                saes: dict | None = None, n_max: int | None = None, tick: Callable[[str], None] | None = None) -> list[Selection]:
     """Feature selections (up to `n_max` features, default the largest candidate) for each concept at each SAE."""
     saes = load_saes(model, sae_dirs, saes)
@@ -291,7 +291,7 @@ def _parts(concepts: list[Concept], cfg: UnlearnConfig) -> tuple[list[Splits], C
     return splits, val, test
 
 
-def run_unlearning(model: HookedTransformer, concepts: list[Concept], sae_dirs: list[str], cfg: UnlearnConfig = UnlearnConfig(),
+def run_unlearning(model: TransformerBridge, concepts: list[Concept], sae_dirs: list[str], cfg: UnlearnConfig = UnlearnConfig(),
                    model_name: str = "embedded", hooks: list[str] | None = None, saes: dict | None = None,
                    progress: ProgressFn | None = None) -> UnlearnReport:
     """Unlearn `concepts` (all at once) with `cfg.method` and measure it (module docstring).
@@ -411,7 +411,7 @@ def _block(hook: str) -> int:
     return int(parts[1]) if parts[0] == "blocks" and parts[1].isdigit() else 0
 
 
-def _frozen_copy(model: HookedTransformer) -> HookedTransformer:
+def _frozen_copy(model: TransformerBridge) -> TransformerBridge:
     import copy
 
     return copy.deepcopy(model).eval()  # deepcopy keeps the parameters on the model's device
@@ -445,7 +445,7 @@ def check_output_file(path: str | Path, what: str, overwrite: bool = True, input
     return _check(path, overwrite=overwrite, inputs=inputs, what=what)
 
 
-def evaluate_spec(model: HookedTransformer, concepts: list[Concept], spec: UnlearnSpec, n_corpus_docs: int = 32,
+def evaluate_spec(model: TransformerBridge, concepts: list[Concept], spec: UnlearnSpec, n_corpus_docs: int = 32,
                   n_samples: int = 3, saes: dict | None = None, split_seed: int = 0) -> UnlearnReport:
     """Measure a saved spec on the test part of `concepts` (split with `split_seed`, as
     `run_unlearning` does): one row, the spec's own setting."""
@@ -477,7 +477,7 @@ class Transfer:
     cosines: list[float]  # decoder cosine of each feature with its match
 
 
-def transfer_spec(model: HookedTransformer, spec: UnlearnSpec, new_sae_dir: str, concepts: list[Concept],
+def transfer_spec(model: TransformerBridge, spec: UnlearnSpec, new_sae_dir: str, concepts: list[Concept],
                   split_seed: int = 0, saes: dict | None = None) -> Transfer:
     """Carry `spec` to `new_sae_dir` (an SAE of the same hook, e.g. trained with another seed):
     feature i becomes argmax_j cos(W_dec_old[i], W_dec_new[j]); its typical activation is re-measured

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.errors import InterpError
 from interp.hooks import HookSpec, hook_dim, parse_hook
@@ -14,7 +14,7 @@ from interp.sae.io import sae_hook
 log = logging.getLogger(__name__)
 
 
-def load(path: str | Path, model: HookedTransformer | None = None):
+def load(path: str | Path, model: TransformerBridge | None = None):
     """An SAELens SAE from a directory (or whatever `interp.sae.io.load_sae` accepts), on the
     model's device, checked against the model (`check_fits`) when one is given."""
     from interp.device import device_of
@@ -31,7 +31,7 @@ def _model_name(name) -> str:
     return Path(str(name)).name.replace("__", "/").split("/")[-1] if name else ""
 
 
-def check_same_model(model: HookedTransformer, saes: dict) -> None:
+def check_same_model(model: TransformerBridge, saes: dict) -> None:
     """One-line error if SAEs name different models in their cfg metadata; a warning if one names
     a model other than `model` (names are compared without directories, and a local model's name
     need not match what the SAE's trainer wrote, so the width check in `check_fits` decides)."""
@@ -46,7 +46,7 @@ def check_same_model(model: HookedTransformer, saes: dict) -> None:
             log.warning("SAE %s names model %r, but the model loaded is %r", p, n, mine)
 
 
-def check_fits(model: HookedTransformer, sae, hook: str | HookSpec | None = None, path: str | Path = "?") -> HookSpec:
+def check_fits(model: TransformerBridge, sae, hook: str | HookSpec | None = None, path: str | Path = "?") -> HookSpec:
     """The hook to apply `sae` at; raises a one-line `InterpError` if the SAE was trained on a
     different hook than `hook`, or its width does not match the model's activation there."""
     trained = HookSpec.from_str(sae_hook(sae, path))

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 from jaxtyping import Float, Int
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.errors import InterpError
 from interp.hooks import capture, stop_layer
@@ -185,7 +185,7 @@ def _cos(w: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 def feature_stats(
-    model: HookedTransformer, sae, sae_dir: str | Path, concept: Concept, corpus: list[str], batch_size: int = 32,
+    model: TransformerBridge, sae, sae_dir: str | Path, concept: Concept, corpus: list[str], batch_size: int = 32,
     positions: str = "last",
 ) -> FeatureStats:
     """Statistics of every feature of `sae` on the concept's forget prompts vs retain prompts + `corpus`.
@@ -223,7 +223,7 @@ def score_features(stats: FeatureStats, score: str = "freq") -> Float[torch.Tens
     return stats.freq_forget * stats.mean_forget - stats.freq_retain * stats.mean_retain
 
 
-def select_features(stats: FeatureStats, cfg: SelectConfig, model: HookedTransformer | None = None) -> Selection:
+def select_features(stats: FeatureStats, cfg: SelectConfig, model: TransformerBridge | None = None) -> Selection:
     """Top `cfg.n_features` features by score among those rare on retain data (module docstring)."""
     s = score_features(stats, cfg.score)
     ok = (stats.freq_retain <= cfg.retain_threshold) & (stats.freq_forget > 0) & (s > 0)
@@ -270,7 +270,7 @@ def _stats_file_labels(sae_dir: str | Path) -> dict[int, str]:
     return {}
 
 
-def feature_labels(stats: FeatureStats, features: list[int], model: HookedTransformer | None = None) -> list[str]:
+def feature_labels(stats: FeatureStats, features: list[int], model: TransformerBridge | None = None) -> list[str]:
     """A label per feature: the stats file's label, else its top activating tokens."""
     known = _stats_file_labels(stats.sae_dir)
     out = []

@@ -7,11 +7,11 @@ from typing import Iterator
 
 import torch
 from jaxtyping import Bool, Int
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 
 def token_batches(
-    model: HookedTransformer, texts: list[str], batch_size: int = 32
+    model: TransformerBridge, texts: list[str], batch_size: int = 32
 ) -> Iterator[tuple[Int[torch.Tensor, "b p"], Bool[torch.Tensor, "b p"]]]:
     """Right-padded BOS-prefixed tokens (cut to n_ctx) and a mask that is True on real,
     non-BOS positions, on the model's device."""
@@ -29,7 +29,7 @@ def token_batches(
         yield toks_BP, mask_BP
 
 
-def first_token(model: HookedTransformer, s: str) -> int:
+def first_token(model: TransformerBridge, s: str) -> int:
     """The first token id of `s` (no BOS)."""
     return int(model.to_tokens(s, prepend_bos=False)[0, 0])
 
