@@ -184,7 +184,7 @@ def check_set_fits(tset: TranscoderSet, model) -> None:
     missing = [i for i in range(n) if i not in tset.transcoders]
     extra = [i for i in tset.transcoders if not 0 <= i < n]
     if extra:
-        raise InterpError(f"transcoder for layer {extra[0]} ({tset.paths[extra[0]]}) but the model has {n} layers")
+        raise InterpError(f"transcoder for layer {extra[0]} ({tset.paths.get(extra[0], '')}) but the model has {n} layers")
     if missing:
         raise InterpError(f"no transcoder for layer(s) {', '.join(map(str, missing))}: an attribution graph needs one per MLP "
                           f"layer ({n}); found layers {', '.join(map(str, tset.layers)) or 'none'}")
@@ -192,10 +192,10 @@ def check_set_fits(tset: TranscoderSet, model) -> None:
         md = tc.cfg.metadata
         want_in, want_out = IN_HOOK.format(layer=layer), OUT_HOOK.format(layer=layer)
         if md.get("hook_name") != want_in or (md.get("hook_name_out") or want_out) != want_out:
-            raise InterpError(f"transcoder {tset.paths[layer]} reads {md.get('hook_name')} -> {md.get('hook_name_out')}; "
+            raise InterpError(f"transcoder {tset.paths.get(layer, f'of layer {layer}')} reads {md.get('hook_name')} -> {md.get('hook_name_out')}; "
                               f"expected {want_in} -> {want_out}")
         if int(tc.cfg.d_in) != d or int(tc.cfg.d_out) != d:
-            raise InterpError(f"transcoder {tset.paths[layer]} has d_in={tc.cfg.d_in}, d_out={tc.cfg.d_out} but the model's "
+            raise InterpError(f"transcoder {tset.paths.get(layer, f'of layer {layer}')} has d_in={tc.cfg.d_in}, d_out={tc.cfg.d_out} but the model's "
                               f"d_model is {d}")
     name = getattr(model.cfg, "model_name", None)
     if tset.model_name and name and tset.model_name != name:
