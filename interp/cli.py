@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "interp.commands.unlearn",
     "interp.commands.moex",
     "interp.commands.scale",
+    "interp.commands.graphs",
 )
 
 DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (env INTERP_DEVICE; default auto)"
