@@ -291,6 +291,9 @@ def test_tokens_beyond_a_small_source_say_so(tmp_path, cli):
                        r"--tokens 100,000 is more than the source .*small\.txt can give \(it is 36 bytes")
     assert_clean_error(cli("collect", "--hooks", HOOK, "--tokens", "100000", "--out", tmp_path / "o", "--source", src),
                        "is more than the source")
+    assert_clean_error(cli("train-sae", "--hook", HOOK, "--tokens", "8192", "--batch-size", "64", "--out", tmp_path / "o",
+                           "--source", src), r"--tokens 8,192 is more than the source")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("argv,msg", [
