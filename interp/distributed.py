@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -161,6 +162,10 @@ def init(device: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> Par
     from interp.procs import die_with_parent
 
     die_with_parent()  # a rank never outlives its launcher (`kill -9` of `interp ... --nproc N` or of torchrun)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints where a rank that stopped answering is waiting
+        import faulthandler
+
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     dev = resolve_device(device)
     # On GPUs, nccl for cuda tensors and gloo for the CPU ones (object collectives, CPU-side state).

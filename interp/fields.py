@@ -53,6 +53,11 @@ def field_names(cls) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
+def is_bool_field(cls, name: str) -> bool:
+    """Whether field `name` of dataclass `cls` holds true / false (optionally null)."""
+    return any(f.name == name and _parts(f.type)[0] == "bool" for f in dataclasses.fields(cls))
+
+
 def check_types(obj, where: str = "") -> None:
     """One-line InterpError for the first field of dataclass `obj` whose value is not of its type
     (ranges, NaN included, are the class's own checks). `where` names the source, e.g. "in runs/x/cfg.json"."""

@@ -130,10 +130,6 @@ def _refuse_special(p: Path, what: str) -> None:
         raise InterpError(f"{what} {p} is a {k}; interp never writes over one (give a new path; nothing was changed)")
 
 
-def _inside(p: Path, d: Path) -> bool:
-    return p == d or d in p.parents
-
-
 def _refuse_inputs(p: Path, inputs, what: str, is_dir: bool) -> None:
     """Refuse an output that would replace an input (a file given as input, anything existing inside
     an input directory, or, for a directory output, a directory holding an input)."""

@@ -180,6 +180,7 @@ def _run_cmd_trial(trial: Trial, out: Path) -> dict:
 
     res_file = out / "trials" / f"{trial.id}.out.json"
     log_file = out / "trials" / f"{trial.id}.log"
+    res_file.unlink(missing_ok=True)  # a retried trial's earlier result is ours to replace (commands refuse an existing --json)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         rc = main(_cmd_argv(trial.command, trial.params, str(res_file)))

@@ -355,3 +355,30 @@ def test_async_gradient_reduction_equals_the_full_batch_gradient(tmp_path):
         got = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
         for g, p in zip(got["grads"], sae.parameters()):
             torch.testing.assert_close(g, p.grad, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_ranks_die_when_the_launcher_is_killed_9(tmp_path):
+    """`kill -9` of `interp train-sae --nproc 2` leaves no rank behind (they die with their parent)."""
+    import signal
+
+    p = subprocess.Popen([sys.executable, "-m", "interp", "train-sae", "--nproc", "2", "--hook", HOOK, "--d-sae", "64", "--k", "4",
+                          "--tokens", str(4000 * 64), "--batch-size", "64", "--act-tokens", "8192", "--out", "o",
+                          "--acts-dir", "acts"], cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, ranks = time.time() + 120, []
+        while time.time() < deadline and len(ranks) < 2:
+            time.sleep(0.5)
+            ranks = [int(c) for c in Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()]
+        assert len(ranks) == 2, "the ranks never started"
+        time.sleep(3)
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+        deadline = time.time() + 30
+        alive = ranks
+        while alive and time.time() < deadline:
+            time.sleep(0.5)
+            alive = [r for r in ranks if Path(f"/proc/{r}").exists() and "Z" not in Path(f"/proc/{r}/stat").read_text().split(")")[1][:3]]
+        assert not alive, f"ranks {alive} outlived their killed launcher"
+    finally:
+        p.kill()

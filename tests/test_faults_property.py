@@ -1,6 +1,6 @@
-"""Property test (hypothesis): a random bad value in any numeric config field of any command is
-one `error:` line, exit 2, before any work, and nothing is written anywhere in the workspace
-(the output path, INTERP_HOME, the current folder).
+"""Property tests (hypothesis): a random bad value in any numeric option of any command, or in
+any field of an SAE's cfg.json, is one `error:` line, exit 2, before any work, and nothing is
+written anywhere in the workspace (the output path, INTERP_HOME, the current folder).
 
 `FIELDS` lists every int / float option of every command with the range its values must lie in;
 `test_fields_table_covers_every_numeric_option` keeps it complete for the commands listed in
@@ -156,3 +156,51 @@ def test_a_bad_value_in_any_field_is_one_line_exit_2_and_writes_nothing(case, da
     assert_clean_error(subprocess.CompletedProcess(argv, rc, out.out, out.err))
     assert_tree_unchanged(ws, before)
     assert not math.isnan(0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Config files: a random bad value in any field of an SAE's cfg.json or a chess model's cfg.json
+
+NOT_INT = st.one_of(st.text(max_size=5), st.floats(allow_nan=True), st.lists(st.integers(), max_size=2), st.booleans(),
+                    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1))
+NOT_STR = st.one_of(st.integers(), st.floats(allow_nan=True), st.lists(st.text(max_size=2), max_size=2), st.booleans())
+BAD_SAE_CFG = {
+    "d_in": st.one_of(NOT_INT, st.integers(max_value=0), st.integers(min_value=2**24 + 1)),
+    "d_sae": st.one_of(NOT_INT, st.integers(max_value=0), st.integers(min_value=2**24 + 1)),
+    "k": st.one_of(NOT_INT.filter(lambda v: v is not None), st.integers(max_value=0), st.integers(min_value=9)),
+    "dtype": st.one_of(NOT_STR, st.text(max_size=8).filter(lambda s: s.removeprefix("torch.") not in ("float32", "float16",
+                                                                                                      "bfloat16", "float64"))),
+    "architecture": st.one_of(NOT_STR, st.sampled_from(["", "topkk", "jumprelu2", "<b>x</b>"])),
+    "metadata": st.one_of(st.lists(st.integers(), max_size=2), st.text(max_size=5), st.integers(), st.booleans()),
+    "apply_b_dec_to_input": st.one_of(st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=1)),
+    "metadata.hook_name": st.one_of(st.integers(), st.lists(st.text(max_size=2), min_size=1, max_size=2), st.booleans()),
+    "metadata.hook_head_index": st.one_of(st.text(max_size=3), st.integers(max_value=-1), st.lists(st.integers(), max_size=1)),
+}
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(field=st.sampled_from(sorted(BAD_SAE_CFG)), data=st.data())
+def test_a_bad_value_in_any_sae_cfg_field_is_one_line_naming_field_and_file(field, data, tmp_path_factory, capsys, monkeypatch):
+    import json
+
+    from interp.cli import main
+    from test_faults_round2 import write_sae_dir
+
+    value = data.draw(BAD_SAE_CFG[field], label=field)
+    ws = tmp_path_factory.mktemp("sae")
+    monkeypatch.setenv("INTERP_HOME", str(ws / "home"))
+    d = write_sae_dir(ws / "sae")
+    cfg = json.loads((d / "cfg.json").read_text())
+    if field.startswith("metadata."):
+        cfg["metadata"][field.split(".", 1)[1]] = value
+    else:
+        cfg[field] = value
+    (d / "cfg.json").write_text(json.dumps(cfg))
+    before = tree_snapshot(ws)
+    capsys.readouterr()
+    rc = main(["eval-sae", str(d), "--tokens", "256"])
+    out = capsys.readouterr()
+    line = assert_clean_error(subprocess.CompletedProcess([], rc, out.out, out.err))
+    assert "cfg.json" in line or "sae_weights" in line, line  # the file is named
+    assert_tree_unchanged(ws, before)

@@ -291,6 +291,9 @@ def test_tokens_beyond_a_small_source_say_so(tmp_path, cli):
                        r"--tokens 100,000 is more than the source .*small\.txt can give \(it is 36 bytes")
     assert_clean_error(cli("collect", "--hooks", HOOK, "--tokens", "100000", "--out", tmp_path / "o", "--source", src),
                        "is more than the source")
+    assert_clean_error(cli("train-sae", "--hook", HOOK, "--tokens", "8192", "--batch-size", "64", "--out", tmp_path / "o",
+                           "--source", src), r"--tokens 8,192 is more than the source")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("argv,msg", [
@@ -360,12 +363,29 @@ def test_malformed_moex_manifests_under_resume_name_the_field(checkpoints, msg, 
     assert_tree_unchanged(out, before)
 
 
-def test_damaged_moex_manifest_does_not_wedge_overwrite(tmp_path):
-    from interp.moex.train import CKPT_KIND, TrainConfig, check_train_output
+@pytest.mark.parametrize("manifest", [[], "not json"])
+def test_damaged_moex_manifest_does_not_wedge_overwrite(manifest, tmp_path):
+    """A manifest `[]` or one that is not JSON was refused even with --overwrite."""
+    from interp.moex.train import TrainConfig, check_train_output
 
     out = tmp_path / "run"
-    _moex_ckpt(out, {"kind": CKPT_KIND, "train": [], "checkpoints": []})
+    (out / "checkpoint").mkdir(parents=True)
+    (out / "checkpoint" / "manifest.json").write_text(manifest if isinstance(manifest, str) else json.dumps(manifest))
     assert check_train_output(out, TrainConfig(), resume=False, overwrite=True) is None
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_damaged_sae_checkpoint_does_not_wedge_a_rerun(overwrite, tmp_path, cli):
+    """A .partial checkpoint whose manifest is `[]` made every rerun (and --overwrite) fail with
+    "unexpected AttributeError" until the folder was deleted by hand."""
+    ck = tmp_path / "sae.partial" / "ckpt" / "step_00000008"
+    ck.mkdir(parents=True)
+    (ck / "manifest.json").write_text("[]")
+    (ck / "state.json").write_text("[1]")
+    r = cli("train-sae", "--hook", HOOK, "--out", tmp_path / "sae", "--d-sae", "32", "--k", "4", "--tokens", "1024",
+            "--batch-size", "64", "--act-tokens", "1024", "--eval-tokens", "128", *(["--overwrite"] if overwrite else []))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "sae" / "sae_weights.safetensors").is_file()
 
 
 @pytest.mark.parametrize("manifest,state,msg", [

@@ -44,6 +44,11 @@ def cmd_train_sae(args) -> int:
 
     from interp.data.sources import spec_from_args
 
+    if args.acts_dir is None and args.source != "corpus":  # a text source too small for the collection: one line now
+        from interp.data.sources import check_token_budget, open_source
+
+        check_token_budget(open_source(spec_from_args(args)), args.act_tokens or max(c.tokens for c in cfgs),
+                           "--act-tokens" if args.act_tokens else "--tokens")
     results, collect_s = train_saes(cfgs, outs, acts_dir=args.acts_dir, act_tokens=args.act_tokens,
                                     eval_tokens=args.eval_tokens, overwrite=args.overwrite, device=getattr(args, "device", None),
                                     source=replace(spec_from_args(args), seed=0),  # --seed is the SAE's, not the corpus'

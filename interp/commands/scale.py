@@ -127,7 +127,7 @@ def _parse_grid(items: list[str], cls=None) -> dict:
     must be one of its fields and every value is parsed as that field's type (a bare NAME sweeps a
     true/false field over both); without it (command sweeps) numbers are parsed and a bare NAME is
     a flag swept on and off. Every problem is one line naming the item, before any work."""
-    from interp.fields import field_names, parse_value
+    from interp.fields import field_names, is_bool_field, parse_value
 
     axes: dict = {}
     for it in items or []:
@@ -141,7 +141,7 @@ def _parse_grid(items: list[str], cls=None) -> dict:
             if name not in field_names(cls):
                 raise InterpError(f"--grid {name}: not a field of the SAE config; fields are {', '.join(field_names(cls))}")
             if not sep:
-                if parse_value(cls, name, "true") is not True:
+                if not is_bool_field(cls, name):
                     raise InterpError(f"--grid {it[:60]!r}: expected NAME=V1,V2 ({name} is not a true/false field)")
                 axes[name] = [True, False]
                 continue

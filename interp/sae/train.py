@@ -280,6 +280,18 @@ def fit_sae(cfg: SAETrainConfig, d_in: int, batches: Iterator[torch.Tensor], met
 
     # Resume from the newest good checkpoint of this exact run.
     start, curve = _resume(trainer, sae, ckpt_dir, cfg, data_id)
+    if sync.active:
+        # Every rank reads the checkpoints itself; if two ranks saw different ones (rank 0 writing one
+        # while another scanned, or a node without the shared folder), they would call different
+        # collectives below (`gather_batches` runs only from step 0) and wait on each other until the
+        # timeout. Agree first, and say so in one line instead.
+        import torch.distributed as tdist
+
+        starts: list = [None] * sync.world_size
+        tdist.all_gather_object(starts, start)
+        if len(set(starts)) > 1:
+            raise InterpError(f"the ranks found different checkpoints to resume from (steps {starts}) in {ckpt_dir}; every rank "
+                              "must see the same folder (a shared filesystem): rerun, or pass --overwrite to start over")
     first = next(batches, None)
     if first is None:
         raise InterpError("no training activations")
@@ -548,6 +560,8 @@ def train_saes(cfgs: list[SAETrainConfig], out_dirs: list[str | Path], acts_dir:
         reuse = (old is not None and old.complete and old.model == model_name and set(todo_hooks) <= set(old.hooks)
                  and old.n_tokens >= act_tokens and old.seq_len == seq_len and oc.get("processing") == loading.get("processing")
                  and all(oc.get(k) == getattr(ccfg, k) for k in ("source", "text_field", "split", "prepend_bos", "seed")))
+    if par.active:  # rank 0 decides: a rank reading the manifest while another writes it must not take the other path
+        reuse = dist.broadcast_from_writer(par, reuse)
     if not reuse:
         need = act_tokens * sum(dims[h] for h in todo_hooks) * 2
         root = next(p for p in [acts, *acts.parents] if p.exists())
