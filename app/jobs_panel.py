@@ -40,12 +40,15 @@ def start_job(kind: str, params: dict, title: str, header: str) -> jobs.JobInfo:
     return j
 
 
+GOTO_KEY = "_goto"  # a page to switch to at the next full run (app/main.py): callbacks cannot switch pages themselves
+
+
 def open_result(j: jobs.JobInfo) -> None:
-    """Ask the job's page to show its result, and go there."""
+    """Ask the job's page to show its result, and go there (a button callback)."""
     st.session_state.setdefault(OPEN_KEY, {})[j.kind] = j.id
     page = PAGE_OF.get(j.kind)
     if page:
-        st.switch_page(page)
+        st.session_state[GOTO_KEY] = page
 
 
 def take_opened(kind: str) -> jobs.JobInfo | None:
@@ -103,6 +106,8 @@ def _job_row(j: jobs.JobInfo, live: bool) -> None:
 
 
 def _panel_body() -> None:
+    if st.session_state.get(GOTO_KEY):  # "Open result" was clicked inside this fragment: a full run switches the page
+        st.rerun()
     all_jobs = _all()
     running = [j for j in all_jobs if j.state == "running"]
     st.markdown(f"**Jobs** ({len(running)} running)")

@@ -181,11 +181,11 @@ def _curves_chart(rkey: str, kind: str, _res):
 def _heatmap_chart(rkey: str, method: str, _res):
     base = alt.Chart(scores_frame(_res, method)).encode(x=alt.X("head:O", title="head"), y=alt.Y("layer:O", title="layer", sort="descending"))
     pick = alt.selection_point(fields=["layer", "head"], name="pick")
-    heat = base.mark_rect().encode(color=alt.Color("score:Q", scale=alt.Scale(scheme=SEQUENTIAL)),
+    heat = base.mark_rect().encode(color=alt.Color("score:Q", scale=alt.Scale(scheme=SEQUENTIAL), legend=alt.Legend(orient="right")),
                                    tooltip=["layer", "head", alt.Tooltip("score:Q", format=".3f"), "in_circuit", "in_reference"]).add_params(pick)
     outline = base.transform_filter(alt.datum.in_reference).mark_rect(fill=None, stroke=PALETTE[5], strokeWidth=2.5)
     picked = base.transform_filter(pick).mark_rect(fill=None, stroke="#000000", strokeWidth=3)  # the clicked cell
-    return (heat + outline + picked).properties(height=max(260, 30 * _res.n_layers))
+    return (heat + outline + picked).properties(height=max(220, 40 * _res.n_layers))
 
 
 @cached_chart

@@ -134,21 +134,29 @@ def _samples_html(skey: str, fid: int, _fv) -> tuple[str, str]:
 def _density_chart(skey: str, fid: int, _stats, _fv):
     edges, counts = F.density_histogram(_stats)
     dd = pd.DataFrame({"log10 frequency": [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])], "features": counts})
-    base = alt.Chart(dd).mark_bar(color="#8c959f").encode(x=alt.X("log10 frequency:Q", title="log10 firing frequency"), y="features:Q")
+    base = alt.Chart(dd).mark_bar(color="#999999").encode(
+        x=alt.X("log10 frequency:Q", title="log10 firing frequency (fraction of tokens)", axis=alt.Axis(tickCount=6, format=".1f")),
+        y=alt.Y("features:Q", title="features", axis=alt.Axis(tickCount=4)))
     here = F.log10_freq(_fv)
     layers = [base]
     if here is not None:
-        layers.append(alt.Chart(pd.DataFrame({"x": [here], "what": [f"feature {_fv.id}"]})).mark_rule(color="#cf222e", size=2)
+        layers.append(alt.Chart(pd.DataFrame({"x": [here], "what": [f"feature {_fv.id}"]})).mark_rule(color=PALETTE[5], size=2)
                       .encode(x="x:Q", tooltip=["what", alt.Tooltip("x:Q", title="log10 frequency", format=".2f")]))
-    return alt.layer(*layers).properties(height=190, title="This feature (red) among all features of the source")
+    return alt.layer(*layers).properties(height=200)
 
 
 @cached_chart
 def _activation_chart(skey: str, fid: int, _fv):
     e = _fv.hist_edges
-    hd = pd.DataFrame({"log10 activation": [(a + b) / 2 for a, b in zip(e[:-1], e[1:])], "count": _fv.hist_counts})
-    return alt.Chart(hd).mark_bar(color="#fb8500").encode(x=alt.X("log10 activation:Q", bin=alt.Bin(step=e[1] - e[0]), title="log10 activation"),
-                                                          y="count:Q").properties(height=160, title="Activation density (firing tokens)")
+    hd = pd.DataFrame({"lo": e[:-1], "hi": e[1:], "count": _fv.hist_counts})
+    nz = hd[hd["count"] > 0]
+    # the x axis spans the bins that hold firings (one empty bin either side), not the histogram's fixed -4..2 range
+    lo, hi = (float(nz["lo"].min()) - (e[1] - e[0]), float(nz["hi"].max()) + (e[1] - e[0])) if len(nz) else (e[0], e[-1])
+    return alt.Chart(hd[(hd["lo"] >= lo) & (hd["hi"] <= hi)]).mark_bar(color=PALETTE[1]).encode(
+        x=alt.X("lo:Q", title="log10 activation", scale=alt.Scale(domain=[lo, hi], nice=False), axis=alt.Axis(format=".1f")),
+        x2="hi:Q", y=alt.Y("count:Q", title="firing tokens", axis=alt.Axis(tickCount=4)),
+        tooltip=[alt.Tooltip("lo:Q", title="from", format=".2f"), alt.Tooltip("hi:Q", title="to", format=".2f"), "count"],
+    ).properties(height=180)
 
 
 @cached_chart
@@ -156,16 +164,18 @@ def _logit_chart(skey: str, fid: int, _fv):
     lo, hi = _fv.logit_range
     nb = len(_fv.logit_hist)
     ld = pd.DataFrame({"logit effect": [lo + (hi - lo) * (j + 0.5) / nb for j in range(nb)], "tokens": _fv.logit_hist})
-    return (alt.Chart(ld).mark_bar(color="#8250df").encode(x=alt.X("logit effect:Q", bin=alt.Bin(step=(hi - lo) / nb or 1)), y="tokens:Q")
-            .properties(height=140, title="Logit effects over the vocabulary"))
+    return (alt.Chart(ld).mark_bar(color=PALETTE[3]).encode(
+        x=alt.X("logit effect:Q", bin=alt.Bin(step=(hi - lo) / nb or 1), title="logit effect (per unit of activation)",
+                axis=alt.Axis(tickCount=5, format=".2f")),
+        y=alt.Y("tokens:Q", title="vocabulary tokens", axis=alt.Axis(tickCount=3))).properties(height=160))
 
 
 @cached_chart
 def _category_chart(skey: str, fid: int, _fv):
     cf = pd.DataFrame({"category": list(_fv.category_f1), "F1": list(_fv.category_f1.values())})
-    return (alt.Chart(cf).mark_bar().encode(x=alt.X("F1:Q", scale=alt.Scale(domain=[0, 1])),
-                                            y=alt.Y("category:N", sort="-x", axis=alt.Axis(labelOverlap=False)))
-            .properties(height=alt.Step(18), title="Concept-category F1 (embedded corpus)"))
+    return (alt.Chart(cf).mark_bar(color=PALETTE[2]).encode(x=alt.X("F1:Q", title="F1 (0-1)", scale=alt.Scale(domain=[0, 1])),
+                                                            y=alt.Y("category:N", title=None, sort="-x", axis=alt.Axis(labelOverlap=False)))
+            .properties(height=alt.Step(18)))
 
 
 
@@ -360,7 +370,9 @@ with tab_feat:
     st.html(f"<style>{CTX_CSS}</style>")
     left, mid, right = st.columns(3)
     with left:
+        st.markdown("**Firing frequency**: this feature (the line) among all features of the source")
         show_spec(_density_chart(skey, fv.id, stats, fv), width="stretch")
+        st.markdown("**Activation density** over its firing tokens")
         show_spec(_activation_chart(skey, fv.id, fv), width="stretch")
     with mid:
         st.markdown("**Promotes**")
@@ -368,12 +380,14 @@ with tab_feat:
         st.markdown("**Suppresses**")
         st.html(logit_chips_html(fv.neg_logits, "neg") or "<i>-</i>")
         if fv.logit_hist:
+            st.markdown("**Logit effects** over the vocabulary")
             show_spec(_logit_chart(skey, fv.id, fv), width="stretch")
     with right:
         st.markdown("**Most correlated features**")
         for j, r, lab in fv.correlated:
             st.button(f"#{j}  r={r:+.2f}  {_short(lab)}", key=f"corr{j}", on_click=_go, args=(j,))
         if fv.category_f1:
+            st.markdown("**Concept-category F1** (embedded corpus)")
             show_spec(_category_chart(skey, fv.id, fv), width="stretch")
 
     if src.kind == "moex":

@@ -26,8 +26,6 @@ except InterpError as e:
 cfg = model.cfg
 model_name, device = current_model_name(), current_device()
 sel = selection()
-if st.session_state.pop("_goto", None):  # a feature chip's ↗ (a callback cannot switch pages itself)
-    st.switch_page("pages/features.py")
 
 
 # Every model run of this page is cached per setting (model, device, prompt and the run's own
@@ -137,7 +135,7 @@ def _source(m, pick: str, sae_dir: str | None, dev: str):
 
 def _open_feature(f: int) -> None:
     st.session_state["feature_id"] = int(f)
-    st.session_state["_goto"] = "pages/features.py"
+    st.session_state["_goto"] = "pages/features.py"  # app/main.py switches there (a callback cannot)
 
 
 def _labels(pick: str) -> list[str] | None:
