@@ -33,11 +33,13 @@ def fmt_s(s: float | None) -> str:
     return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
 
 
-def start_job(kind: str, params: dict, title: str, header: str) -> jobs.JobInfo:
-    """Start a job (`interp.jobs.start`) and remember it in this session."""
+def start_job(kind: str, params: dict, title: str, header: str, key: str | None = None) -> None:
+    """Start a job (`interp.jobs.start`), store its id under session `key`, and rerun the page: the
+    jobs panel, drawn before the page, shows it from the next run on (and polls while it runs)."""
     j = jobs.start(kind, params, title=title, header=header)
-    st.session_state.setdefault("my_jobs", []).append(j.id)
-    return j
+    if key:
+        st.session_state[key] = j.id
+    st.rerun()
 
 
 GOTO_KEY = "_goto"  # a page to switch to at the next full run (app/main.py): callbacks cannot switch pages themselves

@@ -109,8 +109,7 @@ with controls:
                 jobs.circuit_config(params)  # a bad combination is one line here, before the job starts
                 header = sel.header(f"Circuits: {Path(task).name}", {"methods": ", ".join(methods), "seeds": int(seeds),
                                                                      "reference": ref_mode, "discrete-sae preset": which}, sae=False)
-                j = start_job("circuits", params, title=f"Circuits: {Path(task).name} ({', '.join(methods)})", header=header)
-                st.session_state["circ_job"] = j.id
+                start_job("circuits", params, title=f"Circuits: {Path(task).name} ({', '.join(methods)})", header=header, key="circ_job")
             except InterpError as e:
                 show_error(e)
     else:

@@ -84,7 +84,6 @@ if not F.has_stats(stats_dir):
         sel_ = selection()
         start_job("feature-stats", {"model": model_name, "device": sel_.device, "sae_dir": stats_dir, "tokens": int(n_tok)},
                   title=f"Feature statistics: {src.name}", header=sel_.header("Feature statistics", {"tokens": int(n_tok)}, seed=0))
-        st.rerun()
     elif src.kind != "sae" and st.button("Build feature statistics now", type="primary", key="build_stats"):
         with guarded("building statistics"), progress_box(f"Scanning {int(n_tok):,} tokens") as cb:
             model = load_model_cached(model_name)
