@@ -273,3 +273,14 @@ def test_circuit_graph_one_row_per_layer_with_input_and_logits(n_layers, n_heads
     # patching scores no edges: its circuit still hangs between input and logits, not as loose boxes
     _, pe = graph_frames(res, "patching")
     assert not pe.scored.any() and len(pe) == 2 * len(circ)
+
+
+def test_strings_from_files_are_text_not_markdown():
+    """A label such as '$x$ *bold* [a](b)' shows as written: escaped for Markdown places and for HTML."""
+    from app.style import md_text, text
+
+    raw = r"$x^2$ *bold* _it_ [a](b) <b>#1</b> `c` a\b"
+    esc = md_text(raw)
+    assert all(("\\" + ch) in esc for ch in "$*_[]()<>#`")
+    assert esc.replace("\\", "") == raw.replace("\\", "")  # nothing but escapes added
+    assert text("<b>x</b> & 'y'") == "&lt;b&gt;x&lt;/b&gt; &amp; &#x27;y&#x27;"

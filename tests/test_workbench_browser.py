@@ -99,10 +99,10 @@ def test_sidebar_change_reaches_every_page_and_export_title(env, page):
     for title in ("Features", "Prompt lab", "Reports", "Unlearning"):
         _nav(page, title)
         wait_idle(page)
-        assert "SAE b_tiny" in _status(page), title
+        expect(page.locator("[data-testid='status-line']")).to_contain_text("SAE b_tiny", timeout=60_000)
         if title in ("Features", "Prompt lab", "Reports"):
-            heads = page.locator("[data-testid='result-header']")
-            assert heads.count() >= 1 and "b_tiny" in heads.first.inner_text(), title
+            # on a loaded machine the page may still be drawing after the navigation: wait for the header itself
+            expect(page.locator("[data-testid='result-header']").first).to_contain_text("b_tiny", timeout=90_000)
         if title == "Reports":
             assert page.get_by_label("Title", exact=True).input_value().startswith("Features of b_tiny")
             with page.expect_download() as dl:
@@ -111,7 +111,7 @@ def test_sidebar_change_reaches_every_page_and_export_title(env, page):
             assert re.search(r"<title>Features of b_tiny", html) and "SAE b_tiny" in html
             assert "a_tiny" not in html
         if title == "Unlearning":
-            assert "b_tiny" in page.locator("[data-testid='stMultiSelect']").filter(has_text="SAEs").inner_text()
+            expect(page.locator("[data-testid='stMultiSelect']").filter(has_text="SAEs")).to_contain_text("b_tiny", timeout=60_000)
     page.screenshot(path=str(SHOTS / "workbench_selection.png"))
 
 
@@ -120,9 +120,16 @@ def _start_patching_job(page) -> None:
 
     _nav(page, "Circuits")
     wait_idle(page)
-    for name in ("discrete-sae", "eap"):  # only patching: the quickest method
-        page.locator("[data-baseweb='tag']", has_text=name).locator("[role='presentation']").first.click()
-        page.wait_for_timeout(300)
+    methods = page.get_by_role("combobox", name="Methods")  # only patching, the quickest method: clear, then pick it
+    methods.click()
+    for _ in range(3):
+        methods.press("Backspace")
+        page.wait_for_timeout(200)
+    methods.fill("patching")
+    page.get_by_role("option", name="patching", exact=True).click()
+    page.keyboard.press("Escape")
+    wait_idle(page)
+    expect(page.locator("[data-testid='stMultiSelect']").filter(has_text="Methods")).not_to_contain_text("eap")
     ref = page.get_by_label("Reference", exact=True)
     ref.click()
     page.get_by_role("option", name="none", exact=True).click()

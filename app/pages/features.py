@@ -11,7 +11,7 @@ from app.common import (cached_chart, current_model_name, current_sae_dir, guard
                         load_stats_cached, page_state, progress_box, saes_for_model, selection, set_sae, show_error, show_spec,
                         stats_key, stats_or_stop)
 from app.jobs_panel import start_job
-from app.style import PALETTE, result_header, text
+from app.style import PALETTE, md_text, result_header, text
 from interp import features as F
 from interp import jobs
 from interp.errors import InterpError
@@ -250,7 +250,7 @@ if tok_q:
             with st.container(key="token-hits"):
                 cols = st.columns(min(len(hits), 4))
                 for j, h in enumerate(hits):
-                    cols[j % len(cols)].button(f"#{h.feature} {_short(h.label)}", key=f"tokhit{h.feature}", on_click=_go, args=(h.feature,),
+                    cols[j % len(cols)].button(f"#{h.feature} {md_text(_short(h.label))}", key=f"tokhit{h.feature}", on_click=_go, args=(h.feature,),
                                                help=f"{h.label} · mean activation on the token {h.value:.2f} · specificity {h.score:.3g} · "
                                                     f"frequency {h.freq:.2e}", width="stretch")
         elif not dense:
@@ -274,7 +274,7 @@ with st.expander("Search every SAE and neuron layer of this model (label, token,
                 st.caption(f"No match in {len(stores)} sources with statistics.")
             with st.container(key="all-hits"):
                 for j, sh in enumerate(found):
-                    st.button(f"{sh.source} #{sh.hit.feature}: {_short(sh.hit.label, 70)}  ({sh.why}, score {sh.hit.score:.3g})",
+                    st.button(f"{md_text(sh.source)} #{sh.hit.feature}: {md_text(_short(sh.hit.label, 70))}  ({sh.why}, score {sh.hit.score:.3g})",
                               key=f"allhit{j}", on_click=_go, args=(sh.hit.feature, sh.source))
 
 fid = int(st.session_state.get("feature_id", 0))
@@ -384,7 +384,7 @@ with tab_feat:
     with right:
         st.markdown("**Most correlated features**")
         for j, r, lab in fv.correlated:
-            st.button(f"#{j}  r={r:+.2f}  {_short(lab)}", key=f"corr{j}", on_click=_go, args=(j,))
+            st.button(f"#{j}  r={r:+.2f}  {md_text(_short(lab))}", key=f"corr{j}", on_click=_go, args=(j,))
         if fv.category_f1:
             st.markdown("**Concept-category F1** (embedded corpus)")
             show_spec(_category_chart(skey, fv.id, fv), width="stretch")
