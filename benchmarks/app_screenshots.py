@@ -61,6 +61,11 @@ def main() -> None:
                 _load_circuit(page)
                 page.get_by_role("tab", name="Circuit graph").click()
                 wait_idle(page)
+            # charts draw after the script run ends (Vega loads in the browser): wait for them to stop being placeholders
+            page.wait_for_timeout(1500)
+            page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]'))
+                                        .every(e => e.querySelector('canvas, svg.marks'))""", timeout=120_000)
+            page.wait_for_timeout(1000)
             page.screenshot(path=str(out / f"{name}.png"))
             print("wrote", out / f"{name}.png", flush=True)
         b.close()

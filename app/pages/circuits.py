@@ -7,7 +7,7 @@ from pathlib import Path
 import altair as alt
 import streamlit as st
 
-from app.common import cached_chart, page_state, selection, show_error, show_spec
+from app.common import cached_chart, selection, show_error, show_spec
 from app.jobs_panel import start_job, take_opened
 from app.style import PALETTE, SEQUENTIAL, result_header
 from interp import jobs
@@ -44,7 +44,7 @@ controls.caption("Circuit discovery from discretized SAE codes (O'Neill & Bui, 2
            "yardstick, not ground truth.")
 
 from interp.circuits.discrete_sae import preset  # noqa: E402
-from interp.circuits.run import METHODS, CircuitConfig, CircuitResult, run_circuits  # noqa: E402
+from interp.circuits.run import METHODS, CircuitResult  # noqa: E402
 from interp.circuits.views import (circuit_warnings, comparison_frame, curves_frame, graph_frames, results_dir,  # noqa: E402
                                    roc_frame, saved_results, scores_frame)
 
