@@ -336,7 +336,11 @@ with tab_steer:
         strength = s3.number_input("Strength", step=0.5, **ps.widget("steer_strength"))
         ps.default("steer_n", 20)
         n_gen = s3.number_input("Tokens", 1, 200, step=5, **ps.widget("steer_n"))
-        if steer_prompt.strip():
+        steer_key = (stats_dir, fv.id, steer_prompt, steer_mode, float(strength), int(n_gen))
+        # generated on request only: two greedy runs are too costly to repeat on every feature change (st.tabs runs every tab)
+        if st.button("Generate", key="steer_go", type="primary", disabled=not steer_prompt.strip()):
+            ps["steer_for"] = steer_key
+        if ps.get("steer_for") == steer_key:
             with guarded("steering"):
                 out = _steered(model_name, sel.device, src.sae_dir, steer_prompt, fv.id, steer_mode, float(strength), int(n_gen))
                 result_header(sel.header(f"Steering with feature {fv.id}", {"mode": steer_mode, "strength": f"{float(strength):g}",
