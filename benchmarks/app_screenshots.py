@@ -64,7 +64,8 @@ def main() -> None:
             # charts draw after the script run ends (Vega loads in the browser): wait for them to stop being placeholders
             page.wait_for_timeout(1500)
             page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]'))
-                                        .every(e => e.querySelector('canvas, svg.marks'))""", timeout=120_000)
+                                        .filter(e => e.offsetParent !== null).every(e => e.querySelector('canvas, svg.marks'))""",
+                                   timeout=120_000)  # charts in hidden tabs are not drawn until shown
             page.wait_for_timeout(1000)
             page.screenshot(path=str(out / f"{name}.png"))
             print("wrote", out / f"{name}.png", flush=True)

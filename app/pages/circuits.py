@@ -230,7 +230,7 @@ def _graph_chart(rkey: str, method: str, show_ref: bool, _res):
     ends = nodes[nodes.kind != "head"]
     layers.append(alt.Chart(ends).mark_square(size=size * 1.4, color=PALETTE[2]).encode(x=x, y=y, tooltip=[alt.Tooltip("label:N", title="node")]))
     layers.append(alt.Chart(ends).mark_text(dy=-14, fontSize=12).encode(x=x, y=y, text="label:N"))
-    height = max(300, min(900, 46 * (_res.n_layers + 2)))
+    height = max(340, min(1000, 64 * (_res.n_layers + 2)))
     return alt.layer(*layers).properties(height=height)
 
 
@@ -263,7 +263,7 @@ with main:
         st.session_state.pop("circ_inspect", None)
     labels = [f"{l}.{h}" for l in range(res.n_layers) for h in range(res.n_heads)]
     with t_graph:
-        g1, g2, g3 = st.columns([2, 1, 2])
+        g1, g2 = st.columns([2, 2])
         method = g1.selectbox("Method to inspect", methods_run, key="circ_inspect")
         show_ref = g2.toggle("Reference overlay", value=bool(ref), disabled=not ref, key="circ_ref_overlay")
         chosen = [r.circuit for r in res.runs if r.method == method and r.seed == 0][0]
