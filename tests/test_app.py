@@ -146,7 +146,7 @@ def test_features_search_across_sources(sae_root):
     at = _app("pages/features.py", sae_dir=d)
     at.text_input(key="p:features:search_all").input("#3").run()
     hits = [b for b in at.button if b.key and b.key.startswith("allhit")]
-    assert len(hits) == 1 and hits[0].label.startswith("a_tiny #3: ")  # only a_tiny has statistics
+    assert len(hits) == 1 and hits[0].label.startswith("a\\_tiny #3: ")  # only a_tiny has statistics (the label Markdown-escaped)
     hits[0].click().run()
     assert _feature_title(at).startswith("Feature 3:")
 
