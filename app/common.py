@@ -249,7 +249,7 @@ def sidebar() -> None:
             if info is not None:
                 st.caption(f"{info.arch} · {info.hook} · d_sae {info.d_sae}")
         st.text_input("or an SAELens directory / registry id", key="_sae_other", on_change=_extra_sae,
-                      placeholder="path/to/sae or sae-lens:RELEASE/SAE_ID")
+                      placeholder="a folder, or sae-lens:RELEASE/ID")
         if st.session_state.get("_sae_other_error"):
             st.error(st.session_state["_sae_other_error"], icon=":material/error:")
 

@@ -33,19 +33,24 @@ def fmt_s(s: float | None) -> str:
     return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
 
 
-def start_job(kind: str, params: dict, title: str, header: str) -> jobs.JobInfo:
-    """Start a job (`interp.jobs.start`) and remember it in this session."""
+def start_job(kind: str, params: dict, title: str, header: str, key: str | None = None) -> None:
+    """Start a job (`interp.jobs.start`), store its id under session `key`, and rerun the page: the
+    jobs panel, drawn before the page, shows it from the next run on (and polls while it runs)."""
     j = jobs.start(kind, params, title=title, header=header)
-    st.session_state.setdefault("my_jobs", []).append(j.id)
-    return j
+    if key:
+        st.session_state[key] = j.id
+    st.rerun()
+
+
+GOTO_KEY = "_goto"  # a page to switch to at the next full run (app/main.py): callbacks cannot switch pages themselves
 
 
 def open_result(j: jobs.JobInfo) -> None:
-    """Ask the job's page to show its result, and go there."""
+    """Ask the job's page to show its result, and go there (a button callback)."""
     st.session_state.setdefault(OPEN_KEY, {})[j.kind] = j.id
     page = PAGE_OF.get(j.kind)
     if page:
-        st.switch_page(page)
+        st.session_state[GOTO_KEY] = page
 
 
 def take_opened(kind: str) -> jobs.JobInfo | None:
@@ -103,6 +108,8 @@ def _job_row(j: jobs.JobInfo, live: bool) -> None:
 
 
 def _panel_body() -> None:
+    if st.session_state.get(GOTO_KEY):  # "Open result" was clicked inside this fragment: a full run switches the page
+        st.rerun()
     all_jobs = _all()
     running = [j for j in all_jobs if j.state == "running"]
     st.markdown(f"**Jobs** ({len(running)} running)")

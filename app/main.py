@@ -42,6 +42,9 @@ if (ROOT / "app" / "pages" / "graph.py").exists():  # the attribution-graph page
     PAGES["Experiments"].insert(1, st.Page("pages/graph.py", title="Attribution graph", url_path="graph"))
 
 nav = st.navigation(PAGES)
+_goto = st.session_state.pop("_goto", None)  # set by a callback (open a job's result, open a feature): go there now
+if _goto:
+    st.switch_page(_goto)
 page_css()
 if nav.url_path:
     # every page but Home waits for TransformerLens too, rather than importing it from a second thread

@@ -47,6 +47,15 @@ def text(s) -> str:
     return html.escape(str(s))
 
 
+_MD_SPECIAL = "\\`*_{}[]()<>#+-.!|$~:"
+
+
+def md_text(s) -> str:
+    """`s` for a place Streamlit renders as Markdown (button labels, captions): every Markdown and
+    LaTeX character escaped, so a label from a file shows exactly as written."""
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in str(s))
+
+
 def result_header(line: str) -> None:
     """The one line every result carries (app/state.py `Selection.header`), as plain text."""
     st.html(f'<p class="rhead" data-testid="result-header">{text(line)}</p>')

@@ -5,8 +5,13 @@
 * every page interaction the issue names, each once on a setting not seen before, so nothing of it
   is cached (AppTest, from the widget change to the rerun's end; target < 1 s except runs that show
   a progress bar, which are marked);
-* `interp app` from launch to /_stcore/health and to the Home page drawn in headless Chromium
-  (target < 15 s).
+* `interp app` from launch to /_stcore/health and to the Home page drawn in headless Chromium,
+  divided by the same time for a one-line Streamlit app started the same way in the same run
+  (target <= 1.5);
+* server CPU per interaction (target < 0.3 s, wall time beside it): in AppTest the page runs in this
+  process, so its CPU time is the server's;
+* a circuits job started (a child process, `interp.jobs`), then 10 Features-page interactions while
+  it runs (target: each < 1 s of server CPU; the job's CPU is its own process's).
 
     python benchmarks/app_bench.py [--sae-root saes] [--skip-app]
 
@@ -99,7 +104,7 @@ def interactions(at) -> list[tuple[str, tuple[float, float], bool]]:
     step("Prompt lab: clamp SAE features 3, 17", lambda: at.text_input(key="p:lab:clamp_ids").input("3, 17"))
     step("Prompt lab: attention of another layer", lambda: at.selectbox(key="p:lab:attn_layer").set_value(2))
     _open(at, "reports")
-    step("Reports: another feature range", lambda: at.text_input(key="report_ids").input("100-199"))
+    step("Reports: another feature range", lambda: at.text_input(key="p:reports:ids").input("100-199"))
     _open(at, "circuits")
     heads = [o for o in at.selectbox(key="circ_head").options if o != at.selectbox(key="circ_head").value]
     step("Circuits: pick another head", lambda: at.selectbox(key="circ_head").set_value(heads[0]))
@@ -136,6 +141,62 @@ def app_ready(sae_root: Path) -> tuple[float, float]:
     return t_health, t_page
 
 
+ONE_LINE = 'import streamlit as st\nst.title("hello")\n'
+
+
+def oneline_ready() -> float:
+    """Seconds from launching a one-line Streamlit app, the way `interp app` starts Streamlit (app/serve.py
+    with the same flags), to its title drawn in Chromium: the floor any Streamlit app pays."""
+    import signal
+    import subprocess
+
+    from playwright.sync_api import sync_playwright
+
+    from browser_harness import free_port, launch_chromium, wait_health
+
+    d = Path(tempfile.mkdtemp(prefix="oneline_"))
+    (d / "oneline.py").write_text(ONE_LINE)
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app" / "serve.py"), "run", str(d / "oneline.py"), "--server.headless", "true",
+                             "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+                             "--client.toolbarMode", "minimal"], cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_health(url, proc, timeout=300)
+        with sync_playwright() as p:
+            b = launch_chromium(p)
+            page = b.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(url, wait_until="domcontentloaded")
+            page.wait_for_selector("h1", timeout=300_000)
+            t = time.perf_counter() - t0
+            b.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    return t
+
+
+def during_job(at, n: int = 10) -> tuple[list[tuple[float, float]], str]:
+    """A circuits job (patching on IOI, a child process) started, then `n` Features-page interactions
+    while it runs: (wall, server CPU) seconds each, and the job's state after the last one."""
+    from interp import jobs
+
+    j = jobs.start("circuits", {"model": "embedded", "task": "ioi", "methods": ["patching", "eap"], "seeds": 1, "reference": "none",
+                                "sae": {"which": "legacy"}}, title="bench: circuits during browsing")
+    try:
+        _open(at, "features")
+        out = []
+        for i in range(n):
+            at.number_input(key="_fid_input").set_value(200 + 7 * i)  # a feature not seen yet: nothing cached
+            out.append(_timed(at))
+        state = jobs.get(j.id).state
+    finally:
+        jobs.cancel(j.id)
+    return out, state
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sae-root", default=str(ROOT / "saes"), help="SAEs (with feature statistics) the pages show")
@@ -147,7 +208,9 @@ def main() -> None:
     ready = None
     if not args.skip_app:  # first, while this process holds no model: the app starts as a user starts it
         try:
+            base = oneline_ready()  # the one-line app first, then ours, then the one-line app again (mean of both)
             ready = app_ready(Path(args.sae_root))
+            ready = (*ready, (base + oneline_ready()) / 2)
         except Exception as e:  # noqa: BLE001 - e.g. Chromium's renderer crashing on a machine short of memory
             ready = f"{type(e).__name__}: {str(e).splitlines()[0]}"
         print("app ready:", ready, flush=True)
@@ -158,26 +221,38 @@ def main() -> None:
     warm = warm_renders(at)
     print("warm renders:", warm, flush=True)
     inter = interactions(at)
-    _write(t_cold, warm, inter, ready, load0)
+    job_rows = during_job(at)
+    print("during a job:", job_rows, flush=True)
+    _write(t_cold, warm, inter, ready, load0, job_rows)
 
 
-def _write(t_cold, warm, inter, ready, load0) -> None:
+def _write(t_cold, warm, inter, ready, load0, job_rows=None) -> None:
     import torch
 
     rows = [{"measurement": f"warm {p} page render (median of 5 reruns)", "seconds": s, "CPU seconds": c, "target": "< 0.3 s",
              "met": "yes" if s < 0.3 else "no"} for p, (s, c) in warm.items()]
     rows += [{"measurement": w + (" (shows a progress bar)" if prog else ""), "seconds": s, "CPU seconds": c,
-              "target": "progress bar" if prog else "< 1 s", "met": "yes" if prog or s < 1 else f"no (CPU {'<' if c < 1 else '>='} 1 s)"}
+              "target": "progress bar" if prog else "CPU < 0.3 s", "met": "yes" if prog or c < 0.3 else "no"}
              for w, (s, c), prog in inter]
+    if job_rows:
+        times, state = job_rows
+        rows += [{"measurement": f"Features: type a feature id, #{i + 1} of {len(times)} while a circuits job runs"
+                                 + ("" if state == "running" or i < len(times) - 1 else f" (job {state} by then)"),
+                  "seconds": s, "CPU seconds": c, "target": "CPU < 1 s", "met": "yes" if c < 1 else "no"} for i, (s, c) in enumerate(times)]
     rows.append({"measurement": "cold first run of the app in AppTest (imports, sidebar, Home)", "seconds": t_cold[0], "CPU seconds": t_cold[1],
                  "target": "-", "met": "-"})
     if isinstance(ready, str):
         rows.append({"measurement": "`interp app` launch to the Home page drawn in Chromium", "seconds": "-", "CPU seconds": "-",
                      "target": "< 15 s", "met": f"not measured: {ready}"})
     elif ready:
+        ratio = ready[1] / ready[2]
         rows += [{"measurement": "`interp app` launch to /_stcore/health ok", "seconds": ready[0], "CPU seconds": "-", "target": "-", "met": "-"},
-                 {"measurement": "`interp app` launch to the Home page drawn in Chromium", "seconds": ready[1], "CPU seconds": "-", "target": "< 15 s",
-                  "met": "yes" if ready[1] < 15 else "no"}]
+                 {"measurement": "`interp app` launch to the Home page drawn in Chromium", "seconds": ready[1], "CPU seconds": "-", "target": "-",
+                  "met": "-"},
+                 {"measurement": "a one-line Streamlit app started the same way, to its title drawn (mean of one run before, one after)",
+                  "seconds": ready[2], "CPU seconds": "-", "target": "-", "met": "-"},
+                 {"measurement": "ratio: Home drawn / one-line app drawn", "seconds": ratio, "CPU seconds": "-", "target": "<= 1.5",
+                  "met": "yes" if ratio <= 1.5 else "no"}]
     body = (f"`python benchmarks/app_bench.py` on the embedded model and the shipped SAEs (AppTest; torch threads "
             f"{torch.get_num_threads()}). {load_note(load0)}.\n\n"
             + markdown_table(rows, ["measurement", "seconds", "CPU seconds", "target", "met"])

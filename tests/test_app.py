@@ -127,7 +127,10 @@ def test_features_page_navigation_and_search(sae_root):
     buttons = {b.key: b for b in at.button if b.key and b.key.startswith("tokhit")}
     assert set(buttons) == {f"tokhit{h.feature}" for h in hits}
     for h in hits:  # every hit button carries the label, not only a tooltip
-        assert buttons[f"tokhit{h.feature}"].label.startswith(f"#{h.feature} {stats.labels[h.feature][:20]}")
+        # the label as text: Markdown characters escaped (a label from a file never renders as Markdown or LaTeX)
+        from app.style import md_text
+
+        assert buttons[f"tokhit{h.feature}"].label.startswith(f"#{h.feature} {md_text(stats.labels[h.feature][:20])}")
     at.text_input(key="p:features:token_query").input("zzqq-nope").run()
     assert any("not in the vocabulary" in e.value for e in at.error)
     at.text_input(key="p:features:label_query").input("→").run()
@@ -143,7 +146,7 @@ def test_features_search_across_sources(sae_root):
     at = _app("pages/features.py", sae_dir=d)
     at.text_input(key="p:features:search_all").input("#3").run()
     hits = [b for b in at.button if b.key and b.key.startswith("allhit")]
-    assert len(hits) == 1 and hits[0].label.startswith("a_tiny #3: ")  # only a_tiny has statistics
+    assert len(hits) == 1 and hits[0].label.startswith("a\\_tiny #3: ")  # only a_tiny has statistics (the label Markdown-escaped)
     hits[0].click().run()
     assert _feature_title(at).startswith("Feature 3:")
 

@@ -236,3 +236,51 @@ def test_steering_adds_the_decoder_direction_and_strength_zero_changes_nothing(l
         steer(model, sae, prompt, 10_000, "add", 1.0)
     with pytest.raises(InterpError, match="unknown steering mode"):
         steer(model, sae, prompt, f, "boost", 1.0)
+
+
+@pytest.mark.parametrize("n_layers,n_heads", [(4, 8), (12, 12)])  # the embedded model's 32 heads and GPT-2 small's 144
+def test_circuit_graph_one_row_per_layer_with_input_and_logits(n_layers, n_heads):
+    """Symptom: the graph was a strip of tiny boxes at 32 heads, five unconnected boxes for patching."""
+    import random
+
+    from interp.circuits.run import CircuitResult, MethodRun
+    from interp.circuits.views import graph_frames
+
+    rng = random.Random(0)
+    heads = [[l, h] for l in range(n_layers) for h in range(n_heads)]
+    circ = rng.sample(heads, 12)
+    scores = [[rng.random() for _ in range(n_heads)] for _ in range(n_layers)]
+    edges = [[[[rng.random() - 0.3 for _ in range(n_heads)] for _ in range(n_layers)] for _ in range(n_heads)] for _ in range(n_layers)]
+    runs = [MethodRun("eap", 0, scores, circ, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.9, len(circ), [], edge_scores=edges),
+            MethodRun("patching", 0, scores, circ, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.9, len(circ), [])]
+    res = CircuitResult("random", "ioi", n_layers, n_heads, 1.0, 0.0, True, {"heads": circ[:5]}, runs).summarize()
+    nodes, e = graph_frames(res, "eap", max_edges=40)
+    assert len(nodes) == n_layers * n_heads + 2 and nodes[["x", "y"]].drop_duplicates().shape[0] == len(nodes)
+    heads_df = nodes[nodes.kind == "head"]
+    assert sorted(heads_df.y.unique()) == list(range(n_layers))  # one row per layer
+    assert (heads_df.groupby("y").size() == n_heads).all()
+    assert set(nodes[nodes.kind != "head"].id) == {"input", "logits"}
+    assert nodes.loc[nodes.id == "input", "y"].item() < 0 < n_layers == nodes.loc[nodes.id == "logits", "y"].item()
+    assert heads_df.in_circuit.sum() == 12 and heads_df.in_reference.sum() == 5
+    scored = e[e.scored]
+    assert 0 < len(scored) <= 40 and (scored.y < scored.y2).all()  # edges run upwards, from earlier layers
+    assert scored.width.max() == pytest.approx(5.0) and (scored.width > 0).all()  # width by score
+    ws = scored.sort_values("score").width.tolist()
+    assert ws == sorted(ws)
+    # every circuit head is connected: scored edges, or its input / logits link
+    linked = set(e.source) | set(e.target)
+    assert {f"{l}.{h}" for l, h in circ} <= linked
+    # patching scores no edges: its circuit still hangs between input and logits, not as loose boxes
+    _, pe = graph_frames(res, "patching")
+    assert not pe.scored.any() and len(pe) == 2 * len(circ)
+
+
+def test_strings_from_files_are_text_not_markdown():
+    """A label such as '$x$ *bold* [a](b)' shows as written: escaped for Markdown places and for HTML."""
+    from app.style import md_text, text
+
+    raw = r"$x^2$ *bold* _it_ [a](b) <b>#1</b> `c` a\b"
+    esc = md_text(raw)
+    assert all(("\\" + ch) in esc for ch in "$*_[]()<>#`")
+    assert esc.replace("\\", "") == raw.replace("\\", "")  # nothing but escapes added
+    assert text("<b>x</b> & 'y'") == "&lt;b&gt;x&lt;/b&gt; &amp; &#x27;y&#x27;"

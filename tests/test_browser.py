@@ -56,7 +56,10 @@ def sae_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app_url(sae_root):
-    with running_app({"INTERP_SAE_ROOT": str(sae_root), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}) as (url, _):
+    home = sae_root.parent / "browser_home"  # the jobs' history: never the user's own
+    home.mkdir(exist_ok=True)
+    with running_app({"INTERP_SAE_ROOT": str(sae_root), "INTERP_HOME": str(home), "OMP_NUM_THREADS": "1",
+                      "MKL_NUM_THREADS": "1"}) as (url, _):
         yield url
 
 
@@ -86,8 +89,10 @@ def _open(page, app_url: str, name: str) -> None:
 def _no_errors(page, name: str) -> None:
     text = page.inner_text("body")
     n_exc = page.locator("[data-testid='stException']").count()
-    n_err = page.locator("[data-testid='stAlertContentError']").count()
-    assert not (n_exc or n_err or "Traceback" in text or "Page not found" in text), f"{name}: {n_exc} exceptions, {n_err} errors: {text[:400]!r}"
+    errs = page.locator("[data-testid='stAlertContentError']")
+    n_err = errs.count()
+    assert not (n_exc or n_err or "Traceback" in text or "Page not found" in text), \
+        f"{name}: {n_exc} exceptions, {n_err} errors: {[errs.nth(i).inner_text() for i in range(n_err)]} {text[:300]!r}"
 
 
 def _shot(page, name: str) -> None:

@@ -43,6 +43,11 @@ def test_page_loads_a_result_and_sends_a_head_to_prompt_lab(result_file):
     assert any("ioi on embedded" in s.value for s in at.subheader)
     table = at.dataframe[0].value
     assert list(table["method"]) == ["discrete-sae", "patching"] and table["seeds"].tolist() == [2, 2]
+    # numbers audit: every cell of the methods table is the library's (comparison_frame), no column cut
+    from interp.circuits.views import comparison_frame
+
+    lib = comparison_frame(CircuitResult.load(result_file))
+    assert list(table.columns) == list(lib.columns) and table.astype(str).values.tolist() == lib.astype(str).values.tolist()
     # the layered circuit graph, the head heatmap, the ROC curves (tabs: all drawn)
     assert len(at.get("arrow_vega_lite_chart") + at.get("vega_lite_chart")) >= 3
     at.selectbox(key="circ_head").set_value("1.0").run()

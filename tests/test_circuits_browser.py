@@ -75,7 +75,7 @@ def test_choosing_a_saved_file_loads_that_file(app, page):
     expect(page.get_by_text("ioi on embedded")).to_be_visible(timeout=90_000)
     wait_idle(page)
     assert page.get_by_text("docstring on embedded").count() == 0
-    assert page.locator("[data-testid='stVegaLiteChart']").count() >= 2  # the curves and the heatmap are drawn
+    assert page.locator("[data-testid='stVegaLiteChart']").count() >= 1  # the circuit graph (the other charts are in tabs)
 
 
 def test_heatmap_click_picks_the_head(app, page):
@@ -90,8 +90,10 @@ def test_heatmap_click_picks_the_head(app, page):
     page.get_by_role("button", name="Load").click()
     expect(page.get_by_text("ioi on embedded")).to_be_visible(timeout=90_000)
     wait_idle(page)
-    picker = page.get_by_role("combobox", name="Head (layer.head)")
+    picker = page.get_by_role("combobox", name="Head to ablate in the Prompt lab (layer.head)")
     assert picker.input_value() != "1.0"
+    page.get_by_role("tab", name="Head scores & ROC").click()
+    page.wait_for_timeout(300)
     # click the cell layer 1, head 0: the top-left one (layers run top-down from the highest)
     chart = page.locator(".st-key-circ_heat[data-testid='stVegaLiteChart'], .st-key-circ_heat [data-testid='stVegaLiteChart']").first
     heat = chart.locator("canvas, svg").first  # the plot (the chart's toolbar icons are svg too, outside it)

@@ -73,6 +73,13 @@ def test_unlearning_page_runs_and_links_to_features(sae_root):
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     labels = [m.label for m in at.metric]
     assert {"Forget accuracy", "Adversarial accuracy", "Retain, in-domain", "Retain, cross-domain"} <= set(labels)
+    # numbers audit: what the page shows is the job's report (run_unlearning's own numbers)
+    test = job.result()["report"]["test"]
+    shown = {m.label: m.value for m in at.metric}
+    for label, key in (("Forget accuracy", "forget_acc"), ("Retain, in-domain", "retain_acc"), ("Retain, cross-domain", "corpus_acc")):
+        assert shown[label] == ("n/a" if test[key] != test[key] else f"{100 * test[key]:.1f}%"), label
+    assert shown["KL vs unmodified"] == f"{test['kl']:.4f}"
+    assert any("Unlearning · model embedded · SAEs tiny" in h.proto.body for h in at.get("html"))
     assert "3 features per SAE, strength 2 (set by hand)" in at.subheader[0].value
     assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
     frames = [df.value for df in at.dataframe]

@@ -7,7 +7,7 @@ from pathlib import Path
 import altair as alt
 import streamlit as st
 
-from app.common import cached_chart, page_state, selection, show_error, show_spec
+from app.common import cached_chart, selection, show_error, show_spec
 from app.jobs_panel import start_job, take_opened
 from app.style import PALETTE, SEQUENTIAL, result_header
 from interp import jobs
@@ -44,7 +44,7 @@ controls.caption("Circuit discovery from discretized SAE codes (O'Neill & Bui, 2
            "yardstick, not ground truth.")
 
 from interp.circuits.discrete_sae import preset  # noqa: E402
-from interp.circuits.run import METHODS, CircuitConfig, CircuitResult, run_circuits  # noqa: E402
+from interp.circuits.run import METHODS, CircuitResult  # noqa: E402
 from interp.circuits.views import (circuit_warnings, comparison_frame, curves_frame, graph_frames, results_dir,  # noqa: E402
                                    roc_frame, saved_results, scores_frame)
 
@@ -109,8 +109,7 @@ with controls:
                 jobs.circuit_config(params)  # a bad combination is one line here, before the job starts
                 header = sel.header(f"Circuits: {Path(task).name}", {"methods": ", ".join(methods), "seeds": int(seeds),
                                                                      "reference": ref_mode, "discrete-sae preset": which}, sae=False)
-                j = start_job("circuits", params, title=f"Circuits: {Path(task).name} ({', '.join(methods)})", header=header)
-                st.session_state["circ_job"] = j.id
+                start_job("circuits", params, title=f"Circuits: {Path(task).name} ({', '.join(methods)})", header=header, key="circ_job")
             except InterpError as e:
                 show_error(e)
     else:
@@ -181,11 +180,11 @@ def _curves_chart(rkey: str, kind: str, _res):
 def _heatmap_chart(rkey: str, method: str, _res):
     base = alt.Chart(scores_frame(_res, method)).encode(x=alt.X("head:O", title="head"), y=alt.Y("layer:O", title="layer", sort="descending"))
     pick = alt.selection_point(fields=["layer", "head"], name="pick")
-    heat = base.mark_rect().encode(color=alt.Color("score:Q", scale=alt.Scale(scheme=SEQUENTIAL)),
+    heat = base.mark_rect().encode(color=alt.Color("score:Q", scale=alt.Scale(scheme=SEQUENTIAL), legend=alt.Legend(orient="right")),
                                    tooltip=["layer", "head", alt.Tooltip("score:Q", format=".3f"), "in_circuit", "in_reference"]).add_params(pick)
     outline = base.transform_filter(alt.datum.in_reference).mark_rect(fill=None, stroke=PALETTE[5], strokeWidth=2.5)
     picked = base.transform_filter(pick).mark_rect(fill=None, stroke="#000000", strokeWidth=3)  # the clicked cell
-    return (heat + outline + picked).properties(height=max(260, 30 * _res.n_layers))
+    return (heat + outline + picked).properties(height=max(220, 40 * _res.n_layers))
 
 
 @cached_chart
@@ -231,7 +230,7 @@ def _graph_chart(rkey: str, method: str, show_ref: bool, _res):
     ends = nodes[nodes.kind != "head"]
     layers.append(alt.Chart(ends).mark_square(size=size * 1.4, color=PALETTE[2]).encode(x=x, y=y, tooltip=[alt.Tooltip("label:N", title="node")]))
     layers.append(alt.Chart(ends).mark_text(dy=-14, fontSize=12).encode(x=x, y=y, text="label:N"))
-    height = max(300, min(900, 46 * (_res.n_layers + 2)))
+    height = max(340, min(1000, 64 * (_res.n_layers + 2)))
     return alt.layer(*layers).properties(height=height)
 
 
@@ -264,7 +263,7 @@ with main:
         st.session_state.pop("circ_inspect", None)
     labels = [f"{l}.{h}" for l in range(res.n_layers) for h in range(res.n_heads)]
     with t_graph:
-        g1, g2, g3 = st.columns([2, 1, 2])
+        g1, g2 = st.columns([2, 2])
         method = g1.selectbox("Method to inspect", methods_run, key="circ_inspect")
         show_ref = g2.toggle("Reference overlay", value=bool(ref), disabled=not ref, key="circ_ref_overlay")
         chosen = [r.circuit for r in res.runs if r.method == method and r.seed == 0][0]

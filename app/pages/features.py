@@ -11,7 +11,7 @@ from app.common import (cached_chart, current_model_name, current_sae_dir, guard
                         load_stats_cached, page_state, progress_box, saes_for_model, selection, set_sae, show_error, show_spec,
                         stats_key, stats_or_stop)
 from app.jobs_panel import start_job
-from app.style import PALETTE, result_header, text
+from app.style import PALETTE, md_text, result_header, text
 from interp import features as F
 from interp import jobs
 from interp.errors import InterpError
@@ -84,7 +84,6 @@ if not F.has_stats(stats_dir):
         sel_ = selection()
         start_job("feature-stats", {"model": model_name, "device": sel_.device, "sae_dir": stats_dir, "tokens": int(n_tok)},
                   title=f"Feature statistics: {src.name}", header=sel_.header("Feature statistics", {"tokens": int(n_tok)}, seed=0))
-        st.rerun()
     elif src.kind != "sae" and st.button("Build feature statistics now", type="primary", key="build_stats"):
         with guarded("building statistics"), progress_box(f"Scanning {int(n_tok):,} tokens") as cb:
             model = load_model_cached(model_name)
@@ -134,21 +133,29 @@ def _samples_html(skey: str, fid: int, _fv) -> tuple[str, str]:
 def _density_chart(skey: str, fid: int, _stats, _fv):
     edges, counts = F.density_histogram(_stats)
     dd = pd.DataFrame({"log10 frequency": [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])], "features": counts})
-    base = alt.Chart(dd).mark_bar(color="#8c959f").encode(x=alt.X("log10 frequency:Q", title="log10 firing frequency"), y="features:Q")
+    base = alt.Chart(dd).mark_bar(color="#999999").encode(
+        x=alt.X("log10 frequency:Q", title="log10 firing frequency (fraction of tokens)", axis=alt.Axis(tickCount=6, format=".1f")),
+        y=alt.Y("features:Q", title="features", axis=alt.Axis(tickCount=4)))
     here = F.log10_freq(_fv)
     layers = [base]
     if here is not None:
-        layers.append(alt.Chart(pd.DataFrame({"x": [here], "what": [f"feature {_fv.id}"]})).mark_rule(color="#cf222e", size=2)
+        layers.append(alt.Chart(pd.DataFrame({"x": [here], "what": [f"feature {_fv.id}"]})).mark_rule(color=PALETTE[5], size=2)
                       .encode(x="x:Q", tooltip=["what", alt.Tooltip("x:Q", title="log10 frequency", format=".2f")]))
-    return alt.layer(*layers).properties(height=190, title="This feature (red) among all features of the source")
+    return alt.layer(*layers).properties(height=200)
 
 
 @cached_chart
 def _activation_chart(skey: str, fid: int, _fv):
     e = _fv.hist_edges
-    hd = pd.DataFrame({"log10 activation": [(a + b) / 2 for a, b in zip(e[:-1], e[1:])], "count": _fv.hist_counts})
-    return alt.Chart(hd).mark_bar(color="#fb8500").encode(x=alt.X("log10 activation:Q", bin=alt.Bin(step=e[1] - e[0]), title="log10 activation"),
-                                                          y="count:Q").properties(height=160, title="Activation density (firing tokens)")
+    hd = pd.DataFrame({"lo": e[:-1], "hi": e[1:], "count": _fv.hist_counts})
+    nz = hd[hd["count"] > 0]
+    # the x axis spans the bins that hold firings (one empty bin either side), not the histogram's fixed -4..2 range
+    lo, hi = (float(nz["lo"].min()) - (e[1] - e[0]), float(nz["hi"].max()) + (e[1] - e[0])) if len(nz) else (e[0], e[-1])
+    return alt.Chart(hd[(hd["lo"] >= lo) & (hd["hi"] <= hi)]).mark_bar(color=PALETTE[1]).encode(
+        x=alt.X("lo:Q", title="log10 activation", scale=alt.Scale(domain=[lo, hi], nice=False), axis=alt.Axis(format=".1f")),
+        x2="hi:Q", y=alt.Y("count:Q", title="firing tokens", axis=alt.Axis(tickCount=4)),
+        tooltip=[alt.Tooltip("lo:Q", title="from", format=".2f"), alt.Tooltip("hi:Q", title="to", format=".2f"), "count"],
+    ).properties(height=180)
 
 
 @cached_chart
@@ -156,16 +163,18 @@ def _logit_chart(skey: str, fid: int, _fv):
     lo, hi = _fv.logit_range
     nb = len(_fv.logit_hist)
     ld = pd.DataFrame({"logit effect": [lo + (hi - lo) * (j + 0.5) / nb for j in range(nb)], "tokens": _fv.logit_hist})
-    return (alt.Chart(ld).mark_bar(color="#8250df").encode(x=alt.X("logit effect:Q", bin=alt.Bin(step=(hi - lo) / nb or 1)), y="tokens:Q")
-            .properties(height=140, title="Logit effects over the vocabulary"))
+    return (alt.Chart(ld).mark_bar(color=PALETTE[3]).encode(
+        x=alt.X("logit effect:Q", bin=alt.Bin(step=(hi - lo) / nb or 1), title="logit effect (per unit of activation)",
+                axis=alt.Axis(tickCount=5, format=".2f")),
+        y=alt.Y("tokens:Q", title="vocabulary tokens", axis=alt.Axis(tickCount=3))).properties(height=160))
 
 
 @cached_chart
 def _category_chart(skey: str, fid: int, _fv):
     cf = pd.DataFrame({"category": list(_fv.category_f1), "F1": list(_fv.category_f1.values())})
-    return (alt.Chart(cf).mark_bar().encode(x=alt.X("F1:Q", scale=alt.Scale(domain=[0, 1])),
-                                            y=alt.Y("category:N", sort="-x", axis=alt.Axis(labelOverlap=False)))
-            .properties(height=alt.Step(18), title="Concept-category F1 (embedded corpus)"))
+    return (alt.Chart(cf).mark_bar(color=PALETTE[2]).encode(x=alt.X("F1:Q", title="F1 (0-1)", scale=alt.Scale(domain=[0, 1])),
+                                                            y=alt.Y("category:N", title=None, sort="-x", axis=alt.Axis(labelOverlap=False)))
+            .properties(height=alt.Step(18)))
 
 
 
@@ -241,7 +250,7 @@ if tok_q:
             with st.container(key="token-hits"):
                 cols = st.columns(min(len(hits), 4))
                 for j, h in enumerate(hits):
-                    cols[j % len(cols)].button(f"#{h.feature} {_short(h.label)}", key=f"tokhit{h.feature}", on_click=_go, args=(h.feature,),
+                    cols[j % len(cols)].button(f"#{h.feature} {md_text(_short(h.label))}", key=f"tokhit{h.feature}", on_click=_go, args=(h.feature,),
                                                help=f"{h.label} · mean activation on the token {h.value:.2f} · specificity {h.score:.3g} · "
                                                     f"frequency {h.freq:.2e}", width="stretch")
         elif not dense:
@@ -265,7 +274,7 @@ with st.expander("Search every SAE and neuron layer of this model (label, token,
                 st.caption(f"No match in {len(stores)} sources with statistics.")
             with st.container(key="all-hits"):
                 for j, sh in enumerate(found):
-                    st.button(f"{sh.source} #{sh.hit.feature}: {_short(sh.hit.label, 70)}  ({sh.why}, score {sh.hit.score:.3g})",
+                    st.button(f"{md_text(sh.source)} #{sh.hit.feature}: {md_text(_short(sh.hit.label, 70))}  ({sh.why}, score {sh.hit.score:.3g})",
                               key=f"allhit{j}", on_click=_go, args=(sh.hit.feature, sh.source))
 
 fid = int(st.session_state.get("feature_id", 0))
@@ -327,7 +336,11 @@ with tab_steer:
         strength = s3.number_input("Strength", step=0.5, **ps.widget("steer_strength"))
         ps.default("steer_n", 20)
         n_gen = s3.number_input("Tokens", 1, 200, step=5, **ps.widget("steer_n"))
-        if steer_prompt.strip():
+        steer_key = (stats_dir, fv.id, steer_prompt, steer_mode, float(strength), int(n_gen))
+        # generated on request only: two greedy runs are too costly to repeat on every feature change (st.tabs runs every tab)
+        if st.button("Generate", key="steer_go", type="primary", disabled=not steer_prompt.strip()):
+            ps["steer_for"] = steer_key
+        if ps.get("steer_for") == steer_key:
             with guarded("steering"):
                 out = _steered(model_name, sel.device, src.sae_dir, steer_prompt, fv.id, steer_mode, float(strength), int(n_gen))
                 result_header(sel.header(f"Steering with feature {fv.id}", {"mode": steer_mode, "strength": f"{float(strength):g}",
@@ -360,7 +373,9 @@ with tab_feat:
     st.html(f"<style>{CTX_CSS}</style>")
     left, mid, right = st.columns(3)
     with left:
+        st.markdown("**Firing frequency**: this feature (the line) among all features of the source")
         show_spec(_density_chart(skey, fv.id, stats, fv), width="stretch")
+        st.markdown("**Activation density** over its firing tokens")
         show_spec(_activation_chart(skey, fv.id, fv), width="stretch")
     with mid:
         st.markdown("**Promotes**")
@@ -368,12 +383,14 @@ with tab_feat:
         st.markdown("**Suppresses**")
         st.html(logit_chips_html(fv.neg_logits, "neg") or "<i>-</i>")
         if fv.logit_hist:
+            st.markdown("**Logit effects** over the vocabulary")
             show_spec(_logit_chart(skey, fv.id, fv), width="stretch")
     with right:
         st.markdown("**Most correlated features**")
         for j, r, lab in fv.correlated:
-            st.button(f"#{j}  r={r:+.2f}  {_short(lab)}", key=f"corr{j}", on_click=_go, args=(j,))
+            st.button(f"#{j}  r={r:+.2f}  {md_text(_short(lab))}", key=f"corr{j}", on_click=_go, args=(j,))
         if fv.category_f1:
+            st.markdown("**Concept-category F1** (embedded corpus)")
             show_spec(_category_chart(skey, fv.id, fv), width="stretch")
 
     if src.kind == "moex":

@@ -71,11 +71,12 @@ def _metrics_chart(long: list[dict], order: list[str]):
             shape=alt.Shape("informative:N", title="informative", scale=alt.Scale(domain=["yes", "no (see warning)"], range=["circle", "cross"])),
             tooltip=["SAE", "hook", "metric", alt.Tooltip("value:Q", format=".4g"), "informative"],
         ).properties(width=150, height=alt.Step(22)))
-    return alt.hconcat(*panels, spacing=14).properties(title="SAE metrics, one row per SAE (a cross marks a score that carries no information)")
+    return alt.hconcat(*panels, spacing=14)
 
 
 long = [{"SAE": r["name"], "hook": r["hook"], "metric": k, "value": r[k],
          "informative": "no (see warning)" if any(w.startswith(k) for w in r["uninformative"]) else "yes"}
         for r in table for k in ("L0", "explained_variance", "kl_div_score", "ce_loss_score") if r[k] is not None]
 if long:
+    st.markdown("**SAE metrics**, one row per SAE (a cross marks a score that carries no information)")
     show_spec(_metrics_chart(long, [r["name"] for r in table]))

@@ -96,7 +96,7 @@ def _comparison_chart(rows: list):
         color=alt.Color("metric:N", title="metric", scale=alt.Scale(range=PALETTE[:2])), yOffset="metric:N",
         tooltip=["model", "metric", alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip("std:Q", format=".3f"), "seeds"])
     whisk = alt.Chart(df).mark_rule(color="#333333").encode(x="lo:Q", x2="hi:Q", y=y, yOffset="metric:N")
-    return (bars + whisk).properties(height=alt.Step(16), title="Board-state interpretability (Karvonen et al.)")
+    return (bars + whisk).properties(height=alt.Step(16))
 
 
 @cached_chart
@@ -149,6 +149,7 @@ def comparison_tab():
     # every column whole: text columns sized to their longest cell (no "reconstru..." cut), the table scrolls sideways
     st.dataframe(rows_df, hide_index=True, width="stretch",
                  column_config={c: st.column_config.Column(c, width="medium") for c in rows_df.columns})
+    st.markdown("**Board-state interpretability** (Karvonen et al.): coverage and reconstruction, mean ± std over seeds")
     show_spec(_comparison_chart(res["rows"]), width="stretch")
     st.markdown("**Targets (the paper's direction)**")
     st.dataframe(pd.DataFrame(res["targets"]), hide_index=True, width="stretch")

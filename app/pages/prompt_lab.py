@@ -7,7 +7,7 @@ import streamlit as st
 
 from app.common import (cached_chart, current_device, current_model_name, current_sae_dir, guarded, load_model_cached,
                         load_sae_cached, load_stats_cached, mean_z_cached, page_state, selection, show_error, show_spec)
-from app.style import SEQUENTIAL, result_header
+from app.style import SEQUENTIAL, md_text, result_header, text
 from interp import prompt_lab as P
 from interp.errors import InterpError
 from interp.features import has_stats
@@ -26,8 +26,6 @@ except InterpError as e:
 cfg = model.cfg
 model_name, device = current_model_name(), current_device()
 sel = selection()
-if st.session_state.pop("_goto", None):  # a feature chip's ↗ (a callback cannot switch pages itself)
-    st.switch_page("pages/features.py")
 
 
 # Every model run of this page is cached per setting (model, device, prompt and the run's own
@@ -137,7 +135,7 @@ def _source(m, pick: str, sae_dir: str | None, dev: str):
 
 def _open_feature(f: int) -> None:
     st.session_state["feature_id"] = int(f)
-    st.session_state["_goto"] = "pages/features.py"
+    st.session_state["_goto"] = "pages/features.py"  # app/main.py switches there (a callback cannot)
 
 
 def _labels(pick: str) -> list[str] | None:
@@ -176,7 +174,7 @@ with tab_tok:
             st.caption(f"hook {hook} · {n_feats} features"
                        + ("" if labels else " · no feature statistics for this source, so no labels (build them on the Features page)"))
             lab = f": {labels[int(fid)]}" if labels else ""
-            st.markdown(f"**Feature {int(fid)}{lab}** on your prompt (hover a token for its value; max {max(vals):.3f})")
+            st.html(f"<p><b>Feature {int(fid)}{text(lab)}</b> on your prompt (hover a token for its value; max {max(vals):.3f})</p>")
             if max(vals) <= 0:
                 st.caption(f"Feature {int(fid)} does not fire anywhere on this prompt.")
             st.html(token_values_html(prep.str_tokens, vals))
@@ -189,7 +187,7 @@ with tab_tok:
                     with st.container(key="feature-chips"):
                         chips = st.columns(6)
                         for j, f in enumerate(ids[:24]):
-                            name = f"#{f}" + (f" {labels[f][:22]}" if labels else "")
+                            name = f"#{f}" + (f" {md_text(labels[f][:22])}" if labels else "")
                             cc = chips[j % 6].columns([4, 1], gap="small")
                             cc[0].button(name, key=f"chip{f}", on_click=ps.__setitem__, args=("colour_by", int(f)), width="stretch",
                                          help=labels[f] if labels else None)

@@ -127,10 +127,8 @@ with controls:
                       f" · split by {split_by} · seed {cfg.split_seed}")
             params = {"model": model_name, "device": sel.device, "concepts": list(concepts), "sae_dirs": list(sae_dirs),
                       "config": asdict(cfg), "baselines": list(BASELINES) if compare else []}
-            j = start_job("unlearning", params, title=f"Unlearn {', '.join(concepts)} ({method}"
-                          + (", + baselines" if compare else "") + ")", header=header)
-            st.session_state["unl_job"] = j.id
-            st.session_state.pop("unl_result", None)
+            start_job("unlearning", params, title=f"Unlearn {', '.join(concepts)} ({method}"
+                      + (", + baselines" if compare else "") + ")", header=header, key="unl_job")
         except InterpError as e:
             show_error(e)
 
