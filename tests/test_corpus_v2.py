@@ -143,3 +143,12 @@ def test_resumed_build_keeps_one_learning_curve_equal_to_an_unbroken_one(tmp_pat
     resumed = [json.loads(ln) for ln in (work / "phase1_evals.jsonl").read_text().splitlines()]
     assert [p["step"] for p in resumed] == [10, 20, 30, 40]
     assert resumed[2:] == unbroken[2:]  # same weights after resuming from the checkpoint
+
+
+def test_learning_curve_file_skips_a_line_cut_by_a_crash(tmp_path, caplog):
+    from interp.build import _read_points
+
+    f = tmp_path / "phase1_evals.jsonl"
+    f.write_text('{"step": 10, "seen": {}}\n{"step": 20, "se')
+    assert _read_points(f) == [{"step": 10, "seen": {}}] and "unreadable learning-curve line" in caplog.text
+    assert _read_points(tmp_path / "absent.jsonl") == []
