@@ -13,18 +13,18 @@ Every tensor is made on the model's device, so the card evaluates a CUDA model i
 from __future__ import annotations
 
 import torch
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.data import corpus as C
 from interp.device import device_of
 
 
-def _first_token(model: HookedTransformer, s: str) -> int:
+def _first_token(model: TransformerBridge, s: str) -> int:
     return int(model.to_tokens(s, prepend_bos=False)[0, 0])
 
 
 @torch.no_grad()
-def last_logits(model: HookedTransformer, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+def last_logits(model: TransformerBridge, texts: list[str], batch_size: int = 64) -> torch.Tensor:
     """Logits at the last real token of each text (right padding handled) -> [n, d_vocab]."""
     out = []
     for i in range(0, len(texts), batch_size):
@@ -37,12 +37,12 @@ def last_logits(model: HookedTransformer, texts: list[str], batch_size: int = 64
     return torch.cat(out)
 
 
-def year_token_ids(model: HookedTransformer) -> torch.Tensor:
+def year_token_ids(model: TransformerBridge) -> torch.Tensor:
     """Token ids of "00".."99" (without a leading space), in order."""
     return torch.tensor([_first_token(model, f"{y:02d}") for y in range(100)], device=device_of(model))
 
 
-def _task_metrics(model: HookedTransformer, ioi: list, yrs: list, ds: list) -> dict:
+def _task_metrics(model: TransformerBridge, ioi: list, yrs: list, ds: list) -> dict:
     """IOI accuracy and logit difference, greater-than probability difference and docstring
     accuracy on the given prompt lists (the definitions in the module docstring)."""
     card: dict = {}
@@ -66,7 +66,7 @@ def _task_metrics(model: HookedTransformer, ioi: list, yrs: list, ds: list) -> d
 
 
 @torch.no_grad()
-def template_metrics(model: HookedTransformer, n: int, split: str, seed: int | None = None) -> dict:
+def template_metrics(model: TransformerBridge, n: int, split: str, seed: int | None = None) -> dict:
     """The three task metrics on `n` corpus-v2 prompts per task from the template families of
     `split` ("seen" or "heldout", see `interp.data.corpus_v2`)."""
     from interp.data import corpus_v2 as V
@@ -76,7 +76,7 @@ def template_metrics(model: HookedTransformer, n: int, split: str, seed: int | N
 
 
 @torch.no_grad()
-def evaluate(model: HookedTransformer, n: int = 200, docs: list[str] | None = None, corpus: str = "v1") -> dict:
+def evaluate(model: TransformerBridge, n: int = 200, docs: list[str] | None = None, corpus: str = "v1") -> dict:
     """All model-card numbers on held-out prompts (seed `corpus.HELDOUT_SEED`).
 
     corpus "v1": the v1 templates with held-out names and numbers. corpus "v2": the top-level task

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from interp.circuits import metrics as M
 from interp.circuits.acdc import ACDCConfig, acdc
@@ -184,7 +184,7 @@ def _edge_auc(edge_scores: torch.Tensor | None, ref: ReferenceCircuit | None) ->
     return M.roc_auc(edge_scores[valid], ref.edge_mask[valid])
 
 
-def load_named_model(name: str, device: str | None = None) -> HookedTransformer:
+def load_named_model(name: str, device: str | None = None) -> TransformerBridge:
     """`interp.models.load_model`, plus "embedded-attn" (the attention-only model in
     ``interp/embedded_attn/``) until the model registry knows it."""
     from interp.models import ModelLoadError, load_model
@@ -202,7 +202,7 @@ def load_named_model(name: str, device: str | None = None) -> HookedTransformer:
         return load_model(str(EMBEDDED_ATTN_DIR), **kw)
 
 
-def faithful_cut(model: HookedTransformer, task: CircuitTask, scores: torch.Tensor, keep: float, source) -> torch.Tensor:
+def faithful_cut(model: TransformerBridge, task: CircuitTask, scores: torch.Tensor, keep: float, source) -> torch.Tensor:
     """The smallest top-`scores` prefix of heads whose faithfulness on `task` (the rest ablated from
     `source`) reaches `keep`; all heads when no prefix does. Ties keep the flattened head order."""
     order = scores.flatten().argsort(descending=True, stable=True)
@@ -234,7 +234,7 @@ def circuit_rule(method: str, cfg: CircuitConfig, n_cut: int | None = None) -> s
             f"the rest {cfg.ablation}-ablated (MIB)")
 
 
-def cut_prompts(model: HookedTransformer, task: CircuitTask, cfg: CircuitConfig) -> tuple[CircuitTask, list]:
+def cut_prompts(model: TransformerBridge, task: CircuitTask, cfg: CircuitConfig) -> tuple[CircuitTask, list]:
     """The held-out prompts of the faithful cut (seed `CUT_SEED`, `cfg.n_prompts` pairs) and their
     ablation source; a JSONL task has no held-out set, so its own prompts are used."""
     if task.name in ("ioi", "greater-than", "docstring"):
@@ -258,7 +258,7 @@ def discovery_pairs(method: str, cfg: CircuitConfig) -> int:
     return cfg.sae.n_pairs() if method == "discrete-sae" else cfg.n_prompts
 
 
-def run_method(model: HookedTransformer, task: CircuitTask, method: str, cfg: CircuitConfig, seed: int = 0,
+def run_method(model: TransformerBridge, task: CircuitTask, method: str, cfg: CircuitConfig, seed: int = 0,
                cache: dict | None = None, cut: tuple | None = None):
     """Scores, edge scores (or None) and chosen circuit of one method; timed by the caller.
     `task` holds the method's discovery prompts (`discovery_pairs`); `cache` (caller-owned) keeps
@@ -306,7 +306,7 @@ def best_tpr_tnr_f1(roc: list[tuple[float, float]]) -> float:
     return max(vals) if vals else float("nan")
 
 
-def get_reference(model: HookedTransformer, model_name: str, task_name: str, mode: str = "stored",
+def get_reference(model: TransformerBridge, model_name: str, task_name: str, mode: str = "stored",
                   root: str | Path | None = None, keep: float = 0.9, ablation: str = "resample") -> ReferenceCircuit | None:
     """The reference circuit by `mode`:
 
@@ -335,13 +335,13 @@ def get_reference(model: HookedTransformer, model_name: str, task_name: str, mod
     return ref
 
 
-def eval_prompts(model: HookedTransformer, task: str, n_eval: int) -> tuple[CircuitTask, dict]:
+def eval_prompts(model: TransformerBridge, task: str, n_eval: int) -> tuple[CircuitTask, dict]:
     """The held-out prompts of the faithfulness curves (seed `EVAL_SEED`) and their ablation sources."""
     eval_task = make_task(model, task, n=n_eval, seed=EVAL_SEED)
     return eval_task, {a: ablation_source(model, eval_task, a) for a in ABLATIONS}
 
 
-def add_curves(run: MethodRun, model: HookedTransformer, eval_task: CircuitTask, eval_src: dict, scores: torch.Tensor,
+def add_curves(run: MethodRun, model: TransformerBridge, eval_task: CircuitTask, eval_src: dict, scores: torch.Tensor,
                edges: torch.Tensor | None = None) -> MethodRun:
     """Fill `run`'s CPR / CMD (node: resample and mean ablation; edge: when `edges` is given) and curves."""
     c = F.node_curve(model, eval_task, scores, "resample", eval_src["resample"])
@@ -356,7 +356,7 @@ def add_curves(run: MethodRun, model: HookedTransformer, eval_task: CircuitTask,
 
 
 def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...] = METHODS, cfg: CircuitConfig | None = None,
-                 model: HookedTransformer | None = None, reference: ReferenceCircuit | str | None = "stored",
+                 model: TransformerBridge | None = None, reference: ReferenceCircuit | str | None = "stored",
                  reference_root: str | Path | None = None, progress=None, seeds=None, on_run=None) -> CircuitResult:
     """Run `methods` on `task` for `cfg.seeds` seeds (or the seed indices `seeds`, e.g. those a stopped
     run lacks); score each against the reference (a `ReferenceCircuit`, or a mode for `get_reference`)
