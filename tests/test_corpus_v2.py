@@ -123,6 +123,7 @@ def test_build_default_ends_with_one_target_line(tmp_path, capsys):
     assert last.startswith("targets: MISSES") and "(short by " in last  # a 40-step toy model misses them
 
 
+@pytest.mark.slow
 def test_resumed_build_keeps_one_learning_curve_equal_to_an_unbroken_one(tmp_path):
     """A build stopped after its step-20 checkpoint resumes there: the learning-curve file is cut back to
     step 20 (no duplicate points) and the resumed points equal the unbroken run's."""
