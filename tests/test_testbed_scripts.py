@@ -96,3 +96,21 @@ def test_curve_table_counts_phase2_after_phase1(tmp_path):
     rows = curve.table(tmp_path).splitlines()
     assert rows[2] == "| 300 | 1 | 0.50 / -1.25 | 0.50 / -1.25 | 0.70 | 0.70 | 0.12 | 0.12 |"
     assert rows[3].startswith("| 4300 | 2 |") and len(rows) == 4
+
+
+def test_train_lock_refuses_a_live_holder_and_takes_a_stale_one(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    train = _load("train")
+    lock = tmp_path / "train.lock"
+    assert train.take_lock(lock) and lock.read_text().strip() == str(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lock.write_text(f"{child.pid}\n")
+        assert not train.take_lock(lock)  # a live process holds it
+    finally:
+        child.kill()
+        child.wait()
+    assert train.take_lock(lock) and lock.read_text().strip() == str(os.getpid())  # its process is gone
