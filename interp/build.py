@@ -130,6 +130,18 @@ def same_weights_config(saved: dict | None, cfg) -> bool:
     return all(saved.get(k, defaults[k]) == v for k, v in now.items() if k not in NON_WEIGHT_FIELDS)
 
 
+def _read_points(path: Path) -> list[dict]:
+    """The learning-curve points of a `<tag>_evals.jsonl` file ([] when absent; an unreadable line,
+    e.g. cut by a crash of an earlier version that appended, is skipped)."""
+    out = []
+    for ln in path.read_text().splitlines() if path.exists() else []:
+        try:
+            out.append(json.loads(ln))
+        except json.JSONDecodeError:
+            log.warning("%s: skipping an unreadable learning-curve line", path)
+    return out
+
+
 def _train_phase(model, data: torch.Tensor, *, steps: int, lr: float, warmup: int, cfg: BuildConfig, seed: int,
                  work: Path, tag: str, on_eval=None) -> list:
     """AdamW with linear warm-up and cosine decay to 10% over `steps` batches of `data` rows.
@@ -159,18 +171,16 @@ def _train_phase(model, data: torch.Tensor, *, steps: int, lr: float, warmup: in
             start, curve = meta["step"], meta["curve"]
             log.info("%s: resuming from step %d", tag, start)
     evals_path = work / f"{tag}_evals.jsonl"
-    if on_eval is not None and cfg.eval_every:
-        kept = [ln for ln in (evals_path.read_text().splitlines() if evals_path.exists() and start else [])
-                if json.loads(ln)["step"] <= start]
-        io.atomic_write_bytes(evals_path, "".join(ln + "\n" for ln in kept).encode())
+    points = [q for q in _read_points(evals_path) if q["step"] <= start] if start else []
+    if on_eval is not None and cfg.eval_every:  # cut back to the checkpoint (or emptied for a fresh start)
+        io.atomic_write_bytes(evals_path, "".join(json.dumps(q) + "\n" for q in points).encode())
 
     def eval_point(step: int) -> None:
         model.eval()
-        point = {"step": step, **on_eval(model)}
+        points.append({"step": step, **on_eval(model)})
         model.train()
-        with open(evals_path, "a") as f:
-            f.write(json.dumps(point) + "\n")
-        log.info("%s step %d: %s", tag, step, point)
+        io.atomic_write_bytes(evals_path, "".join(json.dumps(q) + "\n" for q in points).encode())  # small: rewritten whole
+        log.info("%s step %d: %s", tag, step, points[-1])
 
     gen = torch.Generator().manual_seed(seed)
     order = torch.cat([torch.randperm(len(data), generator=gen) for _ in range(steps * cfg.batch_size // len(data) + 1)])
@@ -225,9 +235,7 @@ def learning_curve(cfg, work: Path) -> list[dict]:
     """The learning-curve points both phases wrote in `work` (phase-2 steps counted after phase 1's)."""
     points = []
     for tag, offset in (("phase1", 0), ("phase2", cfg.steps)):
-        path = work / f"{tag}_evals.jsonl"
-        if path.exists():
-            points += [{**(q := json.loads(ln)), "step": q["step"] + offset, "phase": tag} for ln in path.read_text().splitlines() if ln]
+        points += [{**q, "step": q["step"] + offset, "phase": tag} for q in _read_points(work / f"{tag}_evals.jsonl")]
     return points
 
 

@@ -123,6 +123,7 @@ def test_build_default_ends_with_one_target_line(tmp_path, capsys):
     assert last.startswith("targets: MISSES") and "(short by " in last  # a 40-step toy model misses them
 
 
+@pytest.mark.slow
 def test_resumed_build_keeps_one_learning_curve_equal_to_an_unbroken_one(tmp_path):
     """A build stopped after its step-20 checkpoint resumes there: the learning-curve file is cut back to
     step 20 (no duplicate points) and the resumed points equal the unbroken run's."""
@@ -143,3 +144,12 @@ def test_resumed_build_keeps_one_learning_curve_equal_to_an_unbroken_one(tmp_pat
     resumed = [json.loads(ln) for ln in (work / "phase1_evals.jsonl").read_text().splitlines()]
     assert [p["step"] for p in resumed] == [10, 20, 30, 40]
     assert resumed[2:] == unbroken[2:]  # same weights after resuming from the checkpoint
+
+
+def test_learning_curve_file_skips_a_line_cut_by_a_crash(tmp_path, caplog):
+    from interp.build import _read_points
+
+    f = tmp_path / "phase1_evals.jsonl"
+    f.write_text('{"step": 10, "seen": {}}\n{"step": 20, "se')
+    assert _read_points(f) == [{"step": 10, "seen": {}}] and "unreadable learning-curve line" in caplog.text
+    assert _read_points(tmp_path / "absent.jsonl") == []

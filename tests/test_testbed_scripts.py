@@ -85,3 +85,32 @@ def test_card_reference_entry():
     assert card_refs.reference_entry(None) == {"reference": None}
     empty = card_refs.reference_entry(SimpleNamespace(mask=torch.zeros(2, 2, dtype=torch.bool), heads=[]))
     assert empty["layer_only_auc"] is None and empty["layers"] == [] and json.dumps(empty, allow_nan=False)
+
+
+def test_curve_table_counts_phase2_after_phase1(tmp_path):
+    curve = _load("curve")
+    m = {"ioi_accuracy": 0.5, "ioi_logit_diff": -1.25, "greater_than_prob_diff": 0.7, "docstring_accuracy": 0.125}
+    (tmp_path / "phase1_evals.jsonl").write_text(json.dumps({"step": 300, "seen": m, "heldout": m}) + "\n")
+    (tmp_path / "phase2_evals.jsonl").write_text(json.dumps({"step": 100, "seen": m, "heldout": m}) + "\n")
+    (tmp_path / "phase1_ckpt.json").write_text(json.dumps({"config": {"steps": 4200}}))
+    rows = curve.table(tmp_path).splitlines()
+    assert rows[2] == "| 300 | 1 | 0.50 / -1.25 | 0.50 / -1.25 | 0.70 | 0.70 | 0.12 | 0.12 |"
+    assert rows[3].startswith("| 4300 | 2 |") and len(rows) == 4
+
+
+def test_train_lock_refuses_a_live_holder_and_takes_a_stale_one(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    train = _load("train")
+    lock = tmp_path / "train.lock"
+    assert train.take_lock(lock) and lock.read_text().strip() == str(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lock.write_text(f"{child.pid}\n")
+        assert not train.take_lock(lock)  # a live process holds it
+    finally:
+        child.kill()
+        child.wait()
+    assert train.take_lock(lock) and lock.read_text().strip() == str(os.getpid())  # its process is gone

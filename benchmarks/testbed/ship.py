@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         keep = ship(m, o, a.repo, root / "replaced")
         print(f"{m}: shipped {o} -> {a.repo / TARGET_DIRS[m]} (previous kept in {keep}); {card['target_line']}")
     print(f"shipped weights after: {total / 2**20:.1f} MiB of {BUDGET / 2**20:.0f}")
+    if not a.check_only and (a.repo / "benchmarks" / "convert_shipped.py").exists():
+        # the runtime issue's one-time conversion to the bridge's formats; the builds here are TransformerLens-format
+        print("next: python benchmarks/convert_shipped.py " + " ".join(outs) + "  (the shipped format of the model runtime)")
     return 0
 
 

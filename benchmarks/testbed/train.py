@@ -17,6 +17,8 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -37,6 +39,22 @@ def configs(quick: bool) -> dict:
     return {"embedded-attn": AttnBuildConfig.testbed(), "embedded": BuildConfig.testbed()}
 
 
+def take_lock(path: Path) -> bool:
+    """Hold `path` (our pid in it) so two trainings never write the same checkpoints; a lock whose
+    process is gone is taken over. False when a live process holds it."""
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+        if pid != os.getpid():
+            return False
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        pass
+    except PermissionError:  # alive, another user's
+        return False
+    path.write_text(f"{os.getpid()}\n")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--root", default="/work/runs/testbed", help="work and output root (outside the repo)")
@@ -47,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(a.threads)
     root = Path(a.root)
+    root.mkdir(parents=True, exist_ok=True)
+    if not take_lock(root / "train.lock"):
+        print(f"error: another train.py (pid {(root / 'train.lock').read_text().strip()}) is training in {root}", file=sys.stderr)
+        return 2
     cfgs = configs(a.quick)
     for name in a.only or MODELS:
         out = root / "out" / name

@@ -57,6 +57,7 @@ SUMMARY_KEYS = ("cpr", "cmd", "cpr_mean", "cmd_mean", "edge_cpr", "edge_cmd", "n
                 "recall", "f1", "f1_tpr_tnr", "best_f1_tpr_tnr", "faithfulness", "size", "seconds", "peak_mb")
 EVAL_SEED = 30_000  # held-out prompts of the faithfulness curves (no discovery seed or reference draws them)
 CUT_SEED = 40_000  # held-out prompts on which the faithful cut chooses a circuit (no other set draws them)
+CUT_KEY = "faithful-cut prompts"  # where `run_method` keeps them in its caller-owned cache
 REFERENCE_MODES = ("stored", "build", "none")
 
 
@@ -203,8 +204,7 @@ def load_named_model(name: str, device: str | None = None) -> TransformerBridge:
 
 
 def faithful_cut(model: TransformerBridge, task: CircuitTask, scores: torch.Tensor, keep: float, source) -> torch.Tensor:
-    """The smallest top-`scores` prefix of heads whose faithfulness on `task` (the rest ablated from
-    `source`) reaches `keep`; all heads when no prefix does. Ties keep the flattened head order."""
+    """The smallest top-`scores` prefix of heads whose faithfulness reaches `keep` (all heads if none)."""
     order = scores.flatten().argsort(descending=True, stable=True)
     mask = torch.zeros(scores.numel(), dtype=torch.bool)
     full = full_metric(model, task)
@@ -259,11 +259,11 @@ def discovery_pairs(method: str, cfg: CircuitConfig) -> int:
 
 
 def run_method(model: TransformerBridge, task: CircuitTask, method: str, cfg: CircuitConfig, seed: int = 0,
-               cache: dict | None = None, cut: tuple | None = None):
+               cache: dict | None = None):
     """Scores, edge scores (or None) and chosen circuit of one method; timed by the caller.
     `task` holds the method's discovery prompts (`discovery_pairs`); `cache` (caller-owned) keeps
-    discrete-sae's head outputs between seeds; `cut` is `cut_prompts(...)` (built here when None
-    and the rule needs it). The circuit follows `rule_of(method, cfg)`."""
+    discrete-sae's head outputs between seeds, and under CUT_KEY the faithful cut's held-out prompts
+    (`cut_prompts`, built here when absent). The circuit follows `rule_of(method, cfg)`."""
     small = task.subset(slice(0, min(cfg.n_prompts, len(task))))
     rule = rule_of(method, cfg)
     if method == "discrete-sae":
@@ -287,7 +287,10 @@ def run_method(model: TransformerBridge, task: CircuitTask, method: str, cfg: Ci
     else:
         raise InterpError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     if rule == "faithful":
-        cut_task, src = cut if cut is not None else cut_prompts(model, task, cfg)
+        cache = {} if cache is None else cache
+        if CUT_KEY not in cache:  # once per run: every method and seed cuts on the same held-out pairs
+            cache[CUT_KEY] = cut_prompts(model, task, cfg)
+        cut_task, src = cache[CUT_KEY]
         return scores, edges, faithful_cut(model, cut_task, scores, cfg.cut_keep, src)
     return scores, edges, scores > 0
 
@@ -378,7 +381,7 @@ def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...
     first = None
     seeds = list(range(cfg.seeds)) if seeds is None else list(seeds)
     total, done = len(seeds) * len(methods), 0
-    fixed, cache, cut = {}, {}, None
+    fixed, cache = {}, {}
     for seed in seeds:
         for method in methods:
             n = discovery_pairs(method, cfg)
@@ -391,11 +394,9 @@ def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...
             if first is None:
                 first = t
                 separates = check_separates(model, t)
-            if cut is None and rule_of(method, cfg) == "faithful":
-                cut = cut_prompts(model, t, cfg)  # once per run: every method and seed cuts on the same held-out pairs
             torch.manual_seed(seed)
             with M.measure() as meas:
-                scores, edges, chosen = run_method(model, t, method, cfg, seed, cache, cut)
+                scores, edges, chosen = run_method(model, t, method, cfg, seed, cache)
             scores, chosen = scores.detach().cpu().float(), chosen.cpu()
             edges = edges.detach().cpu().float() if edges is not None else None
             small = t.subset(slice(0, min(cfg.n_prompts, len(t))))
@@ -412,7 +413,7 @@ def run_circuits(model_name: str, task: str, methods: list[str] | tuple[str, ...
                 f1_tpr_tnr=tpr_tnr_f1(chosen, ref.mask) if ref is not None else nan,
                 best_f1_tpr_tnr=best_tpr_tnr_f1(roc) if ref is not None else nan,
                 edge_scores=edges.tolist() if edges is not None else None,
-                rule=circuit_rule(method, cfg, len(cut[0]) if cut is not None else None),
+                rule=circuit_rule(method, cfg, len(cache[CUT_KEY][0]) if CUT_KEY in cache else None),
                 warning=whole_model_warning(chosen, method))
             if run.warning:
                 log.warning("%s seed %d: %s", method, seed, run.warning)
