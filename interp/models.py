@@ -598,6 +598,9 @@ def _load_hf_dir(path: Path, cfg: dict, device: torch.device, dtype: torch.dtype
     except (OSError, ValueError, KeyError, RuntimeError, NotImplementedError, AttributeError, TypeError) as e:
         raise ModelLoadError(f"could not load the Hugging Face checkpoint in {path}: {_first_line(e)}") from None
     _load_unembed_bias(model, path, device)
+    # interp prepends BOS for every family (as before the bridge): the bridge's GPT-NeoX adapter turns
+    # it off, which would shift every position of a Pythia model relative to the other families
+    model.cfg.default_prepend_bos = True
     _mark(model, cfg.get("interp") or {})
     return model.eval()
 
