@@ -185,12 +185,13 @@ def load_part(path: Path, repeats: int) -> dict:
 
 
 def table(res: dict) -> str:
-    la0, la1 = res["loadavg"]
+    lp = res.get("loadavg_parts") or {"collect": res["loadavg"], "load": res["loadavg"]}
+    la = "; ".join(f"{k}: {v[0]:.1f} at the start, {v[1]:.1f} at the end" for k, v in lp.items())
     lines = [f"Random-weight models built offline (`{Path(__file__).name}`): GPT-2-small-sized GPT2LMHeadModel "
              "(12 layers, d_model 768, vocab 50257) and a Llama of the same size (4 key/value heads, d_mlp 2048, vocab 32000). "
              f"Collection: {res['rows']} x {res['seq']} tokens, activations at blocks.{HOOK_LAYER}.hook_resid_post, one thread, "
-             f"fastest of {res['repeats']} interleaved runs in one process. 1-minute load average {la0:.1f} on 2 cores at the "
-             f"start, {la1:.1f} at the end (above 1, other work shared the machine: the ratios, not the seconds, are the result).",
+             f"fastest of {res['repeats']} interleaved runs in one process. 1-minute load average on 2 cores ({la}; above 1, "
+             "other work shared the machine: the ratios, not the seconds, are the result).",
              "",
              "| model | forward | tokens/s | interp / this |",
              "|---|---|---:|---:|"]
@@ -240,15 +241,18 @@ def main() -> None:
     if old.exists() and set(a.parts) != {"collect", "load"}:  # a rerun of one part keeps the other's results
         prev = json.loads(old.read_text())
         res.update({k: prev[k] for k in ("collect", "load") if k not in a.parts})
-        res["loadavg_other_part"] = prev["loadavg"]
+        res["loadavg_parts"] = {k: prev.get("loadavg_parts", {}).get(k, prev["loadavg"]) for k in ("collect", "load")
+                                if k not in a.parts}
     paths = {m: build(m, Path(a.work) / m) for m in MODELS}
-    for m, p in paths.items():
-        if "collect" in a.parts:
-            res["collect"][m] = collect_part(p, a.rows, a.seq, a.repeats)
-            print(m, json.dumps(res["collect"][m]), flush=True)
-        if "load" in a.parts:
-            res["load"][m] = load_part(p, a.repeats)
-            print(m, json.dumps(res["load"][m]), flush=True)
+    res.setdefault("loadavg_parts", {})
+    for part in ("collect", "load"):
+        if part not in a.parts:
+            continue
+        start = os.getloadavg()[0]
+        for m, p in paths.items():
+            res[part][m] = collect_part(p, a.rows, a.seq, a.repeats) if part == "collect" else load_part(p, a.repeats)
+            print(m, part, json.dumps(res[part][m]), flush=True)
+        res["loadavg_parts"][part] = [start, os.getloadavg()[0]]
     res["loadavg"].append(os.getloadavg()[0])
     (ROOT / "benchmarks" / "runtime_bench.json").write_text(json.dumps(res, indent=1))
     if res["collect"] and res["load"]:
