@@ -304,10 +304,10 @@ def _finish(proc: subprocess.Popen) -> dict:
 SPEED_KINDS = {
     "saelens": "SAELens LanguageModelSAETrainingRunner (Adam)",
     "sparsify1": "sparsify 1.3.3 Trainer, its defaults (SignSGD + schedule-free)",
-    "ours1_adam": "interp, before-recipe settings (Adam) + fast forward",
-    "ours1": "interp train-sae (new default recipe + fast forward)",
+    "ours1_adam": "interp, before-recipe settings (Adam) + bridge forward",
+    "ours1": "interp train-sae (new default recipe + bridge forward)",
     "sparsify4": "sparsify 1.3.3 Trainer, its defaults",
-    "ours4": "interp train-sae (new default recipe + fast forward)",
+    "ours4": "interp train-sae (new default recipe + bridge forward)",
 }
 
 
@@ -360,9 +360,9 @@ def _speed_table(a, best: dict, rounds: int) -> str:
             "work shared the machine): the ratios, not the seconds, are the result. Quality on "
             f"{HELDOUT_TOKENS} held-out tokens (the bridge's own activations, BOS dropped): FVU = "
             "sum ||x - x_hat||^2 / sum ||x - mean||^2 (random reconstruction by the mean: 1.0), L0, fraction of latents "
-            "that never fire. Our wall time counts everything: the fast forward writing float16 activation shards, "
-            "reading them back, training, saving and a 128-token eval. sparsify trains on the same weights converted to a "
-            "Hugging Face GPT-2 (the embedded checkpoint loaded as a plain `GPT2Model`), hooking `h.L`"
+            "that never fire. Our wall time counts everything: the bridge forward (interp.hooks.Collector) writing float16 activation shards, "
+            "reading them back, training, saving and a 128-token eval. sparsify trains on the same checkpoint (a Hugging "
+            "Face GPT-2) loaded as a plain `GPT2Model`, hooking `h.L`"
             + ("; the 4-SAE rows hook every layer's residual stream." if any(k.endswith("4") for k in best) else
                ". The 4-SAEs-from-one-pass setups were not part of this run (`--kinds`).")
             + "\n\n" + markdown_table(rows))
