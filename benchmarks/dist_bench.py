@@ -85,40 +85,13 @@ def _ours_worker(work: Path, tokens: int, n_hooks: int, out: Path) -> None:
 
 
 def hooked_to_gpt2(model):
-    """The embedded HookedTransformer's weights in a Hugging Face GPT2Model (for sparsify).
-    Uses the SAE helper's converter (`interp.forward.hooked_to_gpt2`) when it is there."""
-    try:
-        from interp.forward import hooked_to_gpt2 as conv
+    """The embedded model as a plain Hugging Face GPT2Model (for sparsify): the embedded model is a
+    Hugging Face GPT-2 checkpoint, loaded again without the bridge."""
+    from transformers import GPT2Model
 
-        hf = conv(model)
-        return getattr(hf, "transformer", hf)
-    except ImportError:
-        pass
-    import torch
-    from transformers import GPT2Config, GPT2Model
+    from interp.models import EMBEDDED_DIR
 
-    c = model.cfg
-    assert c.normalization_type == "LN" and c.positional_embedding_type == "standard", "GPT-2-style models only"
-    hf = GPT2Model(GPT2Config(vocab_size=c.d_vocab, n_positions=c.n_ctx, n_embd=c.d_model, n_layer=c.n_layers, n_head=c.n_heads,
-                              n_inner=c.d_mlp, activation_function={"gelu": "gelu", "gelu_new": "gelu_new"}[c.act_fn],
-                              layer_norm_epsilon=c.eps, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0))
-    sd = model.state_dict()
-    with torch.no_grad():
-        hf.wte.weight.copy_(sd["embed.W_E"])
-        hf.wpe.weight.copy_(sd["pos_embed.W_pos"])
-        for i, blk in enumerate(hf.h):
-            p = f"blocks.{i}."
-            blk.ln_1.weight.copy_(sd[p + "ln1.w"]); blk.ln_1.bias.copy_(sd[p + "ln1.b"])  # noqa: E702
-            blk.ln_2.weight.copy_(sd[p + "ln2.w"]); blk.ln_2.bias.copy_(sd[p + "ln2.b"])  # noqa: E702
-            qkv = [sd[p + f"attn.W_{x}"].permute(1, 0, 2).reshape(c.d_model, -1) for x in "QKV"]
-            blk.attn.c_attn.weight.copy_(torch.cat(qkv, 1))
-            blk.attn.c_attn.bias.copy_(torch.cat([sd[p + f"attn.b_{x}"].reshape(-1) for x in "QKV"]))
-            blk.attn.c_proj.weight.copy_(sd[p + "attn.W_O"].reshape(-1, c.d_model))
-            blk.attn.c_proj.bias.copy_(sd[p + "attn.b_O"])
-            blk.mlp.c_fc.weight.copy_(sd[p + "mlp.W_in"]); blk.mlp.c_fc.bias.copy_(sd[p + "mlp.b_in"])  # noqa: E702
-            blk.mlp.c_proj.weight.copy_(sd[p + "mlp.W_out"]); blk.mlp.c_proj.bias.copy_(sd[p + "mlp.b_out"])  # noqa: E702
-        hf.ln_f.weight.copy_(sd["ln_final.w"]); hf.ln_f.bias.copy_(sd["ln_final.b"])  # noqa: E702
-    return hf.eval()
+    return GPT2Model.from_pretrained(str(EMBEDDED_DIR)).eval()
 
 
 def _rows(model, n_rows: int):

@@ -1,4 +1,4 @@
-"""SAE training, side by side: ours (fast forward -> cached activations -> SAELens trainer) vs
+"""SAE training, side by side: ours (bridge forward -> cached activations -> SAELens trainer) vs
 EleutherAI sparsify (`eai-sparsify`) and SAELens' own `LanguageModelSAETrainingRunner`, on the
 same weights, corpus rows, hook, k, latents, batch and token count. Four parts:
 
@@ -13,8 +13,8 @@ same weights, corpus rows, hook, k, latents, batch and token count. Four parts:
 
 Writes the "sae" section of benchmarks/README.md; each part's table is kept in
 benchmarks/sae_bench.json so a rerun of one part regenerates the whole section.
-sparsify runs on the same weights converted to a Hugging Face GPT-2 (`interp.forward.hooked_to_gpt2`),
-hooking ``h.L`` (= ``blocks.L.hook_resid_post``).
+sparsify runs on the same checkpoint loaded as a plain Hugging Face GPT2Model (the embedded model is
+a Hugging Face GPT-2 checkpoint), hooking ``h.L`` (= ``blocks.L.hook_resid_post``).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _rows(model, n_rows: int) -> list[list[int]]:
 
 
 def _heldout(model, hooks: list[str]) -> dict[str, torch.Tensor]:
-    """Held-out activations (HookedTransformer's own hooks, BOS position dropped)."""
+    """Held-out activations (the bridge's own hooks, BOS position dropped)."""
     from interp.hooks import capture
     from interp.sae.eval import eval_tokens
 
@@ -93,8 +93,17 @@ def _sparsify_quality(sae, x):
 # --- setups -------------------------------------------------------------------------------------
 
 
+def hf_gpt2():
+    """The embedded checkpoint as a plain Hugging Face GPT2Model (float32, eval)."""
+    from transformers import GPT2Model
+
+    from interp.models import EMBEDDED_DIR
+
+    return GPT2Model.from_pretrained(str(EMBEDDED_DIR)).eval()
+
+
 def run_ours(model, hooks: list[str], tokens: int, work: Path, **recipe) -> tuple[float, dict]:
-    """`train_saes` for one SAE per hook: fast forward once -> float16 store -> train each -> save."""
+    """`train_saes` for one SAE per hook: the bridge's forward once -> float16 store -> train each -> save."""
     from interp.sae.config import SAETrainConfig
     from interp.sae.io import load_sae
     from interp.sae.train import train_saes
@@ -114,9 +123,7 @@ def run_sparsify(model, hooks: list[str], tokens: int, work: Path) -> tuple[floa
     from datasets import Dataset
     from sparsify import SaeConfig, TrainConfig, Trainer
 
-    from interp.forward import hooked_to_gpt2
-
-    hf = hooked_to_gpt2(model)
+    hf = hf_gpt2()
     steps = tokens // BATCH
     ds = Dataset.from_dict({"input_ids": _rows(model, steps * SEQS)}).with_format("torch")
     points = [f"h.{h.split('.')[1]}" for h in hooks]
@@ -181,7 +188,7 @@ def speed_child(kind: str, tokens: int, work: str) -> None:
 
 def split_child(reps: int) -> None:
     """(Child process) ms per batch of SEQS x n_ctx tokens for each side's model forward."""
-    from interp.forward import FastCapture, hooked_to_gpt2
+    from interp.hooks import Collector
     from interp.models import load_model
 
     torch.set_num_threads(1)
@@ -189,12 +196,13 @@ def split_child(reps: int) -> None:
     mid = f"blocks.{model.cfg.n_layers // 2}.hook_resid_post"
     stop = model.cfg.n_layers // 2 + 1
     toks = torch.tensor(_rows(model, SEQS))
-    hf = hooked_to_gpt2(model)
-    fast = FastCapture(model, [mid])
+    hf = hf_gpt2()
+    fast = Collector(model, [mid])
     runs = {
-        f"HookedTransformer, stop_at_layer={stop} (interp before; SAELens' runner)": lambda: fast._hooked(toks),
+        f"TransformerBridge run_with_cache, stop_at_layer={stop} (SAELens' runner)":
+            lambda: model.run_with_cache(toks, names_filter=[mid], stop_at_layer=stop),
         f"Hugging Face GPT2Model, all {model.cfg.n_layers} blocks (sparsify)": lambda: hf(input_ids=toks, use_cache=False),
-        f"interp.forward FastCapture (GPT2Model, stops after block {stop - 1}) (interp now)": lambda: fast(toks),
+        f"interp.hooks.Collector (TransformerBridge, stops after block {stop - 1}) (interp now)": lambda: fast(toks),
     }
     best = {k: float("inf") for k in runs}
     with torch.no_grad():
@@ -296,10 +304,10 @@ def _finish(proc: subprocess.Popen) -> dict:
 SPEED_KINDS = {
     "saelens": "SAELens LanguageModelSAETrainingRunner (Adam)",
     "sparsify1": "sparsify 1.3.3 Trainer, its defaults (SignSGD + schedule-free)",
-    "ours1_adam": "interp, before-recipe settings (Adam) + fast forward",
-    "ours1": "interp train-sae (new default recipe + fast forward)",
+    "ours1_adam": "interp, before-recipe settings (Adam) + bridge forward",
+    "ours1": "interp train-sae (new default recipe + bridge forward)",
     "sparsify4": "sparsify 1.3.3 Trainer, its defaults",
-    "ours4": "interp train-sae (new default recipe + fast forward)",
+    "ours4": "interp train-sae (new default recipe + bridge forward)",
 }
 
 
@@ -350,11 +358,11 @@ def _speed_table(a, best: dict, rounds: int) -> str:
             f"{rounds} round(s){', the setups of a round run side by side' if a.parallel else ' of interleaved runs'}. 1-minute load "
             f"average {a.load[0]:.1f} on 2 cores when the part started, {os.getloadavg()[0]:.1f} when it ended (above 1, other "
             "work shared the machine): the ratios, not the seconds, are the result. Quality on "
-            f"{HELDOUT_TOKENS} held-out tokens (HookedTransformer's own activations, BOS dropped): FVU = "
+            f"{HELDOUT_TOKENS} held-out tokens (the bridge's own activations, BOS dropped): FVU = "
             "sum ||x - x_hat||^2 / sum ||x - mean||^2 (random reconstruction by the mean: 1.0), L0, fraction of latents "
-            "that never fire. Our wall time counts everything: the fast forward writing float16 activation shards, "
-            "reading them back, training, saving and a 128-token eval. sparsify trains on the same weights converted to a "
-            "Hugging Face GPT-2 (`interp.forward.hooked_to_gpt2`), hooking `h.L`"
+            "that never fire. Our wall time counts everything: the bridge forward (interp.hooks.Collector) writing float16 activation shards, "
+            "reading them back, training, saving and a 128-token eval. sparsify trains on the same checkpoint (a Hugging "
+            "Face GPT-2) loaded as a plain `GPT2Model`, hooking `h.L`"
             + ("; the 4-SAE rows hook every layer's residual stream." if any(k.endswith("4") for k in best) else
                ". The 4-SAEs-from-one-pass setups were not part of this run (`--kinds`).")
             + "\n\n" + markdown_table(rows))

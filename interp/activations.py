@@ -24,7 +24,6 @@ Guarantees (`collect_activations`):
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import shutil
@@ -42,7 +41,7 @@ from interp import io
 from interp.alloc import tune_malloc
 from interp.data.sources import SourceSpec, TextSource, open_source
 from interp.errors import InterpError
-from interp.hooks import HookSpec, capture, collect, parse_hook, stop_layer
+from interp.hooks import Collector, HookSpec, capture, parse_hook, stop_layer
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +314,7 @@ def _run(model, cfg: CollectConfig, specs: list[HookSpec], src: TextSource, man:
     for _ in range(man.shards_done * cfg.shard_rows):
         next(rows, None)
     dtype = _DTYPES[cfg.dtype]
-    forward = functools.partial(collect, model, specs)  # the bridge's forward, stopped after the deepest hook
+    forward = Collector(model, specs)  # the bridge's forward, stopped after the deepest hook
     device = model.cfg.device
     bar = tqdm(total=rows_needed * seq_len, initial=man.shards_done * cfg.shard_rows * seq_len,
                unit="tok", unit_scale=True, desc="collect activations")
@@ -378,7 +377,7 @@ def _run_rank(model, cfg: CollectConfig, specs: list[HookSpec], src: TextSource,
     from interp import distributed as dist
     seq_len, dtype = man.seq_len, _DTYPES[cfg.dtype]
     rows = src.rows(seq_len)
-    forward = functools.partial(collect, model, specs)
+    forward = Collector(model, specs)
     device = model.cfg.device
     mine = {}
     bar = tqdm(total=rows_needed * seq_len, unit="tok", unit_scale=True, desc="collect activations", disable=not par.is_writer)

@@ -220,29 +220,66 @@ def intervene(model: TransformerBridge, edits: dict[str, Callable] | list[tuple[
         yield model
 
 
-def collect(model: TransformerBridge, specs: list[HookSpec], tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The activations at `specs` for `tokens`, from the bridge's own forward stopped as soon as every
-    spec has fired: ``stop_at_layer`` (`stop_layer`) skips the blocks after the deepest hook, and the
-    last capture raises the bridge's own `StopAtLayerException` (which its forward catches), so
-    nothing after that hook runs, inside the block or after the last block (the bridge's
-    ``stop_at_layer=n_layers`` would still run the final norm and the unembedding). This is the
-    collection path of activations and SAE training; it replaced a hand copy of the weights into a
-    Hugging Face GPT-2 (the bridge runs Hugging Face's modules itself; benchmarks/README.md)."""
-    from transformer_lens.model_bridge.exceptions import StopAtLayerException
+class Collector:
+    """``Collector(model, specs)(tokens) -> {spec: activation}``: the collection forward of activations
+    and SAE training, for a fixed list of hook specs.
 
-    parsed = [parse_hook(model, s) for s in specs]
-    want = {str(s) for s in parsed}
-    with torch.no_grad(), capture(model, parsed) as store:
+    The bridge's own forward (Hugging Face's modules), stopped as soon as every spec has fired:
+    ``stop_at_layer`` (`stop_layer`) skips the blocks after the deepest hook, and the last capture
+    raises the bridge's own `StopAtLayerException` (its forward catches it and returns), so nothing
+    after that hook runs, inside the block or after the last block (the bridge's
+    ``stop_at_layer=n_layers`` would still run the final norm and the unembedding). The hook points
+    are resolved once here and recorded with plain PyTorch forward hooks on them: the bridge's
+    ``hooks()`` context rebuilds its alias table on every entry (``hook_dict``), which cost about
+    12% of a small model's forward. This replaced a hand copy of the weights into a Hugging Face
+    GPT-2 (``interp/forward.py``); speed in benchmarks/README.md ("The model runtime")."""
 
-        def stop_when_done(act, hook):
-            if want <= store.keys():
-                raise StopAtLayerException(act)
+    def __init__(self, model: TransformerBridge, specs: list[str | HookSpec]):
+        self.model = model
+        self.specs = [parse_hook(model, s) for s in specs]
+        hd = model.hook_dict
+        self.sites = []  # (spec, hook point, transform)
+        for s in self.specs:
+            if _result_from_z(model, s.name):
+                W_O = model.blocks[hook_layer(s.name)].attn.W_O
+                self.sites.append((s, hd[s.name[: -len("hook_result")] + "hook_z"],
+                                   lambda z, W_O=W_O: torch.einsum("bphd,hdm->bphm", z, W_O.to(z.dtype))))
+            else:
+                self.sites.append((s, hd[s.name], None))
+        stop = stop_layer(model, self.specs)
+        self.stop = stop if stop is not None and stop < model.cfg.n_layers else None
 
-        with model.hooks(fwd_hooks=[(s.name if not _result_from_z(model, s.name) else s.name[: -len("hook_result")] + "hook_z",
-                                     stop_when_done) for s in parsed]):
-            stop = stop_layer(model, parsed)
-            model(tokens, stop_at_layer=stop if stop is not None and stop < model.cfg.n_layers else None)
-    return dict(store)
+    def __call__(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        from transformer_lens.model_bridge.exceptions import StopAtLayerException
+
+        store: dict[str, torch.Tensor] = {}
+        want = len(self.sites)
+
+        def make(spec: HookSpec, hp, transform):
+            conv = hp.hook_conversion  # the bridge's view of this hook (e.g. hook_z as [.., head, d_head])
+
+            def fn(module, args, out):
+                a = out if conv is None else conv.convert(out)
+                a = a if transform is None else transform(a)
+                store[str(spec)] = spec.select(a).detach()
+                if len(store) == want:
+                    raise StopAtLayerException(out)
+
+            return fn
+
+        handles = [hp.register_forward_hook(make(s, hp, tf)) for s, hp, tf in self.sites]
+        try:
+            with torch.no_grad(), hook_switches(self.model, self.specs):
+                self.model(tokens, stop_at_layer=self.stop)
+        finally:
+            for h in handles:
+                h.remove()
+        return store
+
+
+def collect(model: TransformerBridge, specs: list[str | HookSpec], tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The activations at `specs` for `tokens` through `Collector` (one batch)."""
+    return Collector(model, specs)(tokens)
 
 
 def patch_heads(heads: list[int], source: torch.Tensor | None = None) -> Callable:

@@ -1,14 +1,16 @@
 """The only module that knows how a model is loaded.
 
-`load_model(name, device=None, dtype=None, processing=None, trust_remote_code=False)` returns a
+`load_model(name, device=None, dtype=None, processing=None, trust_remote_code=None)` returns a
 TransformerLens `TransformerBridge` (TransformerLens 3's model class, the one TransformerLens 4
 keeps) for
 
-* a shipped name (`SHIPPED`), loaded from safetensors with no network:
-  ``"embedded"`` (the default, ``interp/embedded/``) is a Hugging Face GPT-2 checkpoint booted with
-  `TransformerBridge.boot_transformers`; ``"embedded-attn"`` (``interp/embedded_attn/``) is
-  attention-only, which no Hugging Face class expresses, so it is TransformerLens' own native model
-  (`TransformerBridge.boot_native`, whose config has ``attn_only``);
+* a shipped name (`SHIPPED`), loaded from safetensors with no network: ``"embedded"`` (the default,
+  ``interp/embedded/``) and ``"embedded-attn"`` (``interp/embedded_attn/``), both Hugging Face GPT-2
+  checkpoints booted with `TransformerBridge.boot_transformers` (converted once by
+  ``benchmarks/convert_shipped.py``). The attention-only one is not TransformerLens' native model
+  (`boot_native`, which has ``attn_only``): the native attention exposes no per-head result and no
+  split q/k/v inputs, which the circuit methods need, and GPT-2's does; its MLP slot is inert
+  (`build_from_config`);
 * a local directory: a Hugging Face checkpoint (``config.json`` with ``architectures``) of any
   architecture the bridge has an adapter for (Llama, Qwen2/3, Gemma-2/3, Mistral, Phi-3, OLMo-2,
   GPT-NeoX, Mixtral, ...), or a directory written by `save_model`;
@@ -577,6 +579,9 @@ def _load_hf_dir(path: Path, cfg: dict, device: torch.device, dtype: torch.dtype
     except (OSError, ValueError, KeyError, RuntimeError, NotImplementedError, AttributeError, TypeError) as e:
         raise ModelLoadError(f"could not load the Hugging Face checkpoint in {path}: {_first_line(e)}") from None
     _load_unembed_bias(model, path, device)
+    # interp prepends BOS for every family (as before the bridge): the bridge's GPT-NeoX adapter turns
+    # it off, which would shift every position of a Pythia model relative to the other families
+    model.cfg.default_prepend_bos = True
     _mark(model, cfg.get("interp") or {})
     return model.eval()
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_models import FAMILIES, hf_logits, make_tiny_hf_model  # noqa: E402
+from tiny_models import FAMILIES, MOE_FAMILIES, hf_logits, make_tiny_hf_model  # noqa: E402
 
 from interp.cli import main  # noqa: E402
 from interp.models import load_model, loading_info  # noqa: E402
@@ -29,10 +29,10 @@ PROMPT = "When Mary and John went to the store, John gave a drink to"
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("families")
-    return {f: make_tiny_hf_model(f, root / f) for f in FAMILIES}
+    return {f: make_tiny_hf_model(f, root / f) for f in FAMILIES + MOE_FAMILIES}
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", FAMILIES + MOE_FAMILIES)
 def test_logits_equal_hugging_face(family, tiny_dirs):
     """Tolerance 1e-4 absolute on logits of size ~0.1 (float32; the observed maximum is ~5e-7)."""
     model = load_model(str(tiny_dirs[family]), device="cpu")
@@ -173,3 +173,25 @@ def test_pipeline_runs_on_every_family(family, tiny_dirs, tmp_path, capsys, monk
         assert json.loads((tmp_path / f"c-{method}.json").read_text())
     if deferred:
         pytest.xfail("; ".join(deferred))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", MOE_FAMILIES)
+def test_mixture_of_experts_families_collect_train_and_compute_features(family, tiny_dirs, tmp_path, capsys, monkeypatch):
+    """Mixtral / Qwen3-MoE: collect, train-sae and features on the MoE block's output (hook_mlp_out)."""
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    mdir = str(tiny_dirs[family])
+    hook = "blocks.1.hook_mlp_out"
+    acts, sae = tmp_path / "acts", tmp_path / "sae"
+    _cli(capsys, "--device", "cpu", "collect", "--model", mdir, "--hooks", hook, "--tokens", 1024,
+         "--context-size", 32, "--out", acts)
+    man = json.loads((acts / "manifest.json").read_text())
+    assert man["complete"] and man["loading"]["family"] == family and man["d"][hook] == 64
+    _cli(capsys, "train-sae", "--model", mdir, "--hook", hook, "--arch", "topk", "--d-sae", 64, "--k", 4,
+         "--tokens", 2048, "--batch-size", 256, "--act-tokens", 1024, "--eval-tokens", 512, "--checkpoint-every", 0,
+         "--acts-dir", tmp_path / "sae_acts", "--out", sae)
+    assert json.loads((sae / "cfg.json").read_text())["d_in"] == 64
+    _cli(capsys, "features", "--sae", sae, "--model", mdir, "--tokens", 512, "--batch-size", 8)
+    stats = json.loads((sae / "feature_stats.json").read_text())
+    assert stats

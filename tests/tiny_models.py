@@ -7,7 +7,7 @@ Each directory is what `save_pretrained` writes for a real checkpoint (config.js
 model.safetensors, generation_config.json) plus a tokenizer that `AutoTokenizer` loads with
 `local_files_only=True`. The tokenizer is the embedded model's byte-level BPE (2,304 ids), so the
 embedded corpus, its names (one token each) and its task prompts work on every tiny model. Like
-the real families, Llama and Gemma-2 tokenizers prepend BOS; GPT-2, GPT-NeoX and Qwen2 do not.
+the real families, the Llama, Gemma, Mistral, Phi-3 and Mixtral tokenizers prepend BOS; GPT-2, GPT-NeoX, Qwen and OLMo-2 do not.
 
 Sizes: 2 layers, d_model 64, 4 heads (2 key/value heads where the family has grouped-query
 attention), n_ctx 128. Weights come from the family's own initialiser under `torch.manual_seed`.
