@@ -33,6 +33,7 @@ PAGES = [
     st.Page("pages/circuits.py", title="Circuits", url_path="circuits"),
     st.Page("pages/unlearning.py", title="Unlearning", url_path="unlearning"),
     st.Page("pages/moex.py", title="MoE-X", url_path="moex"),
+    st.Page("pages/graph.py", title="Feature circuits", url_path="graph"),
 ]
 
 nav = st.navigation(PAGES)
