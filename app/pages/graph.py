@@ -116,13 +116,16 @@ edge_layer = alt.Chart(edges).mark_rule(opacity=0.5).encode(
     color=alt.Color("sign:N", scale=alt.Scale(domain=["positive", "negative"], range=["#1f77b4", "#d62728"])),
     tooltip=["source", "target", alt.Tooltip("weight:Q", format=".4f")])
 node_layer = alt.Chart(nodes).mark_circle(stroke="black").encode(
-    x=alt.X("x:Q", title="token position", axis=alt.Axis(values=list(ticks), labelExpr=f"{json.dumps(ticks)}[datum.value]")),
+    x=alt.X("x:Q", title="token position", axis=alt.Axis(values=list(ticks), labelExpr=f"{json.dumps(ticks)}[datum.value]",
+                                                         labelAngle=-40, labelOverlap=False)),
     y=alt.Y("y:Q", title="layer (0 = embeddings, top = logits)", scale=alt.Scale(domain=[-0.5, graph.n_layers + 1.5])),
-    color=alt.Color("kind:N"), size=alt.Size("influence:Q", scale=alt.Scale(range=[300, 60]), legend=None),
+    color=alt.Color("kind:N", scale=alt.Scale(domain=["token", "feature", "error", "logit"],
+                                             range=["#7f7f7f", "#2ca02c", "#ff7f0e", "#9467bd"])),
+    size=alt.Size("influence:Q", scale=alt.Scale(range=[220, 40]), legend=None),  # cumulative share: low = most influential
     strokeWidth=alt.condition("datum.pinned", alt.value(3), alt.value(0)),
     tooltip=["label", "kind", alt.Tooltip("activation:Q", format=".3f"), alt.Tooltip("influence:Q", format=".3f"), "token"],
 ).add_params(sel)
-event = st.altair_chart((edge_layer + node_layer).properties(height=520), width="stretch", on_select="rerun", key="g_chart")
+event = st.altair_chart((edge_layer + node_layer).resolve_scale(color="independent").properties(height=520), width="stretch", on_select="rerun", key="g_chart")
 
 clicked = None
 try:

@@ -3,7 +3,7 @@ edge tables placed on a (token position, layer) grid, hover cards, supernodes, a
 view of the same prompt.
 
 Layout: x = token position, y = row (0 = token embeddings, 1 + L = layer L's features and error,
-n_layers + 1 = logits); nodes sharing a cell are spread along x by a small offset.
+n_layers + 1 = logits); nodes sharing a cell are spread along x within +-0.35 of their position.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def layout(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.
     """The pruned graph on the grid of the module docstring (at most `max_edges` edges, largest |weight| first)."""
     pr = prune_graph(graph, node_threshold, edge_threshold)
     keep = pr.node_mask.nonzero().flatten().tolist()
-    rows, cell_count = {}, {}
+    rows, cells = {}, {}
     for i in keep:
         kind = graph.node_kind(i)
         if kind == "feature":
@@ -44,11 +44,14 @@ def layout(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.
             layer, pos, y, act = None, i - graph.token_start, 0, None
         else:
             layer, pos, y, act = None, graph.n_pos - 1, graph.n_layers + 1, None
-        k = cell_count.get((pos, y), 0)
-        cell_count[(pos, y)] = k + 1
+        cells.setdefault((pos, y), []).append(i)
         rows[i] = {"id": node_id(graph, i), "index": i, "kind": kind, "label": graph.node_label(i), "layer": layer, "pos": pos,
-                   "x": pos + 0.12 * k, "y": y, "influence": float(pr.cumulative_scores[i]), "activation": act,
+                   "x": float(pos), "y": y, "influence": float(pr.cumulative_scores[i]), "activation": act,
                    "token": graph.token_strs[pos]}
+    for members in cells.values():  # spread the nodes of one (position, layer) cell over [pos - 0.35, pos + 0.35]
+        if len(members) > 1:
+            for k, i in enumerate(members):
+                rows[i]["x"] += 0.7 * k / (len(members) - 1) - 0.35
     dst, src = pr.edge_mask.nonzero(as_tuple=True)
     w = graph.adjacency[dst, src]
     order = torch.argsort(w.abs(), descending=True)[:max_edges].tolist()
