@@ -231,3 +231,17 @@ def test_graph_cli_writes_viewer_json_and_graph_and_intervenes(tmp_path, capsys)
     assert main(["graph-intervene", "--graph", str(tmp_path / "g.graph.safetensors"), "--ablate", "0:0:0"]) == 2
     assert "is not an active node of this graph" in capsys.readouterr().err
     assert out.read_bytes() == before
+
+
+def test_replacement_model_ablation_of_a_last_layer_feature_moves_logits_as_predicted(model, tcs, graph):
+    """In the local replacement model (attention and LayerNorm scales frozen, MLPs = transcoders + frozen
+    errors) a last-layer feature reaches the logits only directly: measured change == predicted == -edge."""
+    from interp.graphs import FeatureEdit, check_intervention
+
+    last = [i for i in range(graph.n_features) if graph.feature_key(i)[0] == graph.n_layers - 1]
+    s = max(last, key=lambda i: graph.adjacency[graph.logit_start, i].abs().item())
+    res = check_intervention(graph, model, tcs, [FeatureEdit(*graph.feature_key(s), 0.0)], freeze="replacement")
+    want = -graph.adjacency[graph.logit_start, s].item()
+    assert abs(want) > 0
+    assert res.predicted[0] == pytest.approx(want, rel=1e-5)
+    assert res.measured[0] == pytest.approx(want, rel=1e-3, abs=1e-5)

@@ -183,7 +183,9 @@ with tab_int:
     picked = st.multiselect("Features", feats, default=feats[:1], format_func=lambda i: labels[i], key="g_int_feats")
     how = st.radio("Set them to", ["0 (ablate)", "a multiple of their activation (steer)"], key="g_int_how", horizontal=True)
     mult = st.number_input("Multiple", value=2.0, key="g_int_mult") if how.startswith("a multiple") else 0.0
-    freeze = st.selectbox("Freeze", ["attention", "none", "direct"], key="g_int_freeze")
+    freeze = st.selectbox("Freeze", ["attention", "replacement", "none", "direct"], key="g_int_freeze",
+                          help="attention: patterns fixed (circuit-tracer's default); replacement: the graph's local replacement model; "
+                               "direct: patterns, LayerNorm scales and MLP outputs fixed (direct effects only)")
     if st.button("Run intervention", key="g_int_run"):
         try:
             from interp.graphs import FeatureEdit, check_intervention
