@@ -245,3 +245,21 @@ def test_replacement_model_ablation_of_a_last_layer_feature_moves_logits_as_pred
     assert abs(want) > 0
     assert res.predicted[0] == pytest.approx(want, rel=1e-5)
     assert res.measured[0] == pytest.approx(want, rel=1e-3, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_edges_equal_direct_effects_on_a_transformer_bridge(tmp_path):
+    """The same code on TransformerLens' TransformerBridge (a tiny random GPT-2 booted from a local
+    directory): only shared hook names and `interp.hooks` are used, so the edges still equal the
+    direct effects in the frozen model."""
+    from tiny_models import make_tiny_hf_model
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from interp.graphs import attribute
+
+    bridge = TransformerBridge.boot_transformers(str(make_tiny_hf_model("gpt2", tmp_path / "gpt2")), device="cpu")
+    bridge.enable_compatibility_mode(disable_warnings=True, no_processing=True)
+    tcs = random_transcoders(bridge, d_sae=32, threshold=1.0)
+    g = attribute(bridge, PROMPT, tcs)
+    assert g.n_features > 20
+    _direct_check(bridge, g, tcs, [0, g.n_features // 2])
