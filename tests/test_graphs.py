@@ -189,6 +189,10 @@ def test_bad_input_is_one_line_before_work(model, tcs, monkeypatch):
     wrong[2] = wrong[1]
     with pytest.raises(InterpError, match="reads blocks.1.ln2.hook_normalized"):
         attribute(model, PROMPT, wrong)
+    narrow = random_transcoders(model)
+    narrow[0].cfg.d_in = 128
+    with pytest.raises(InterpError, match="has d_in=128, d_out=256 but the model's d_model is 256"):
+        attribute(model, PROMPT, narrow)
     monkeypatch.setattr(attr, "available_memory", lambda device: 1000)
     with pytest.raises(InterpError, match=r"needs about .* GiB, more than the 0.0 GiB free"):
         attribute(model, PROMPT, tcs)
