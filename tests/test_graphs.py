@@ -267,3 +267,14 @@ def test_edges_equal_direct_effects_on_a_transformer_bridge(tmp_path):
     g = attribute(bridge, PROMPT, tcs)
     assert g.n_features > 20
     _direct_check(bridge, g, tcs, [0, g.n_features // 2])
+
+
+def test_attribute_leaves_parameters_and_hooks_as_they_were(model, tcs):
+    """The parameters are frozen for the backward passes only; no hook stays behind."""
+    from interp.graphs import attribute
+
+    before = [p.requires_grad for p in model.parameters()]
+    attribute(model, "The capital of France is", tcs)
+    assert [p.requires_grad for p in model.parameters()] == before
+    assert all(p.grad is None for p in model.parameters())
+    assert not any(h.fwd_hooks or h.bwd_hooks for h in model.hook_dict.values())
