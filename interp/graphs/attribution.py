@@ -20,6 +20,8 @@ Deviations from circuit-tracer (names only where the numbers could differ):
 
 * Gradients are read with ``torch.autograd.grad`` on recorded tensors instead of TransformerLens
   backward hooks and a write buffer: the same contractions, and no parameter ``.grad`` is touched.
+  The model is not rebuilt as a replacement model: the freezes are hooks, and the parameters'
+  ``requires_grad`` is switched off only while the graph is built (`parameters_frozen`), then restored.
 * Logit directions are injected at ``ln_final.hook_normalized`` (see `targets`), and the
   transcoders read ``blocks.L.ln2.hook_normalized`` (the MLP input before LayerNorm's affine
   weights) where circuit-tracer reads ``mlp.hook_in`` (after them): on a model whose LayerNorm
