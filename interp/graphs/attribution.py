@@ -45,7 +45,7 @@ import torch
 
 from interp.errors import InterpError
 from interp.graphs.graph import Graph
-from interp.graphs.replacement import linearising_hooks, setup
+from interp.graphs.replacement import StopForward, linearising_hooks, setup
 from interp.graphs.targets import resolve_targets
 
 log = logging.getLogger(__name__)
@@ -86,13 +86,13 @@ def available_memory(device: torch.device) -> int | None:
 def estimate_bytes(model, n_pos: int, n_features: int, n_logits: int, batch: int) -> int:
     """Peak memory of `attribute`, roughly (float32): the edge matrix and the dense adjacency, plus the
     activations the repeated forward keeps for its backward passes (per row and position: the
-    residual stream and its normalised copies, q/k/v/z, the MLP hidden layer, the attention pattern,
-    the logits) and one gradient of every kept tensor."""
+    residual stream and its normalised copies, q/k/v/z, the MLP hidden layer, the attention pattern;
+    the repeated forward stops before the unembedding) and one gradient of every kept tensor."""
     c = model.cfg
     n_nodes = n_features + (c.n_layers + 1) * n_pos + n_logits
     graph = 4 * (n_nodes * n_nodes + (n_features + n_logits) * n_nodes)
     d_mlp = getattr(c, "d_mlp", None) or 4 * c.d_model
-    per_pos = c.n_layers * (12 * c.d_model + 2 * d_mlp + 2 * c.n_heads * n_pos) + c.d_vocab
+    per_pos = c.n_layers * (12 * c.d_model + 2 * d_mlp + 2 * c.n_heads * n_pos)
     return graph + 2 * 4 * batch * n_pos * per_pos
 
 
@@ -257,8 +257,11 @@ def attribute(model, prompt: str | torch.Tensor, transcoders, target: list[str] 
     hooks, rec = linearising_hooks(model, tcs, B, n_pos)
     t_fwd = time.time()
     with parameters_frozen(model):  # until the last backward pass
-        with torch.enable_grad(), intervene(model, hooks):
-            model(tokens[None].expand(B, -1))
+        try:
+            with torch.enable_grad(), intervene(model, hooks):
+                model(tokens[None].expand(B, -1))
+        except StopForward:
+            pass
         fwd_s = time.time() - t_fwd
         edge_matrix, row_to_node, visited, rows_s = _rows(model, S, targets, rec, B, cfg, edge_matrix, row_to_node,
                                                          n_active, n_layers, n_pos, logit_offset, by_layer, device, progress)
