@@ -278,3 +278,17 @@ def test_attribute_leaves_parameters_and_hooks_as_they_were(model, tcs):
     assert [p.requires_grad for p in model.parameters()] == before
     assert all(p.grad is None for p in model.parameters())
     assert not any(h.fwd_hooks or h.bwd_hooks for h in model.hook_dict.values())
+
+
+def test_hover_tokens_are_the_decoder_rows_top_unembedding_tokens(model):
+    """A feature whose decoder row is the (final-norm-weighted) unembedding column of ' cow' promotes ' cow' first."""
+    from interp.graphs.targets import unembed_directions
+    from interp.graphs.view import promoted_tokens, top_tokens
+
+    tcs = random_transcoders(model, d_sae=8)
+    U = unembed_directions(model)
+    cow = model.tokenizer.encode(" cow", add_special_tokens=False)[0]
+    with torch.no_grad():
+        tcs[2].W_dec[3] = 50 * (U[:, cow] - U.mean(-1)) / (U[:, cow] - U.mean(-1)).norm()
+    assert top_tokens(model, tcs, 2, 3, k=3)[0] == " cow"
+    assert promoted_tokens(model, tcs, [(2, 3)], k=3)[0].split(", ")[0] == repr(" cow")

@@ -90,7 +90,8 @@ if graph is None:
     st.stop()
 
 from interp.graphs import graph_scores  # noqa: E402
-from interp.graphs.view import head_contributions, layout, node_card, supernode_edges, top_tokens  # noqa: E402
+from interp.graphs.view import (head_contributions, layout, node_card, promoted_tokens, supernode_edges,  # noqa: E402
+                                top_tokens)
 
 sc = graph_scores(graph)
 st.subheader(f"{graph.prompt!r}")
@@ -107,6 +108,14 @@ st.caption(f"After pruning: {view.n_features_kept} features, {len(view.nodes)} n
 nodes = pd.DataFrame(view.nodes)
 pinned = set(S.get("g_pinned_sel", []))
 nodes["pinned"] = nodes["id"].isin(pinned)
+nodes["promotes"] = ""
+is_feat = nodes["kind"] == "feature"
+if is_feat.any():
+    try:
+        keys = [(int(graph.feature_key(int(i))[0]), int(graph.feature_key(int(i))[2])) for i in nodes.loc[is_feat, "index"]]
+        nodes.loc[is_feat, "promotes"] = promoted_tokens(_model(model_name), _transcoders(tc_dir), keys)
+    except (InterpError, OSError) as e:  # a loaded graph whose model or transcoders are not here: no token line
+        _error(e)
 edges = pd.DataFrame(view.edges) if view.edges else pd.DataFrame(columns=["x", "y", "x2", "y2", "weight", "sign", "source", "target"])
 edges["abs_weight"] = edges["weight"].abs()
 ticks = {i: f"{i}: {t}" for i, t in enumerate(graph.token_strs)}
@@ -123,7 +132,8 @@ node_layer = alt.Chart(nodes).mark_circle(stroke="black").encode(
                                              range=["#7f7f7f", "#2ca02c", "#ff7f0e", "#9467bd"])),
     size=alt.Size("influence:Q", scale=alt.Scale(range=[220, 40]), legend=None),  # cumulative share: low = most influential
     strokeWidth=alt.condition("datum.pinned", alt.value(3), alt.value(0)),
-    tooltip=["label", "kind", alt.Tooltip("activation:Q", format=".3f"), alt.Tooltip("influence:Q", format=".3f"), "token"],
+    tooltip=["label", "kind", alt.Tooltip("activation:Q", format=".3f"), alt.Tooltip("influence:Q", format=".3f"), "token",
+             alt.Tooltip("promotes:N", title="promotes (top tokens)")],
 ).add_params(sel)
 event = st.altair_chart((edge_layer + node_layer).resolve_scale(color="independent").properties(height=520), width="stretch", on_select="rerun", key="g_chart")
 

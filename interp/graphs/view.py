@@ -77,6 +77,20 @@ def top_tokens(model, transcoders, layer: int, feature: int, k: int = 5) -> list
     return [model.tokenizer.decode([int(i)]) for i in torch.topk(logits, k).indices]
 
 
+@torch.no_grad()
+def promoted_tokens(model, transcoders, keys: list[tuple[int, int]], k: int = 3) -> list[str]:
+    """`top_tokens` of many (layer, feature) pairs at once, each as one short string (hover cards)."""
+    from interp.graphs.targets import unembed_directions
+
+    U = unembed_directions(model)
+    out = []
+    for layer, feat in keys:
+        W = transcoders[layer].W_dec
+        ids = torch.topk(W[feat].float() @ U.to(W.device), k).indices
+        out.append(", ".join(repr(model.tokenizer.decode([int(i)])) for i in ids))
+    return out
+
+
 def node_card(graph: Graph, i: int, k: int = 5) -> dict:
     """Hover / click card of node i: label, activation, strongest inputs and outputs (by |edge|)."""
     A = graph.adjacency
