@@ -189,6 +189,10 @@ def test_bad_input_is_one_line_before_work(model, tcs, monkeypatch):
     wrong[2] = wrong[1]
     with pytest.raises(InterpError, match="reads blocks.1.ln2.hook_normalized"):
         attribute(model, PROMPT, wrong)
+    narrow = random_transcoders(model)
+    narrow[0].cfg.d_in = 128
+    with pytest.raises(InterpError, match="has d_in=128, d_out=256 but the model's d_model is 256"):
+        attribute(model, PROMPT, narrow)
     monkeypatch.setattr(attr, "available_memory", lambda device: 1000)
     with pytest.raises(InterpError, match=r"needs about .* GiB, more than the 0.0 GiB free"):
         attribute(model, PROMPT, tcs)
@@ -231,3 +235,60 @@ def test_graph_cli_writes_viewer_json_and_graph_and_intervenes(tmp_path, capsys)
     assert main(["graph-intervene", "--graph", str(tmp_path / "g.graph.safetensors"), "--ablate", "0:0:0"]) == 2
     assert "is not an active node of this graph" in capsys.readouterr().err
     assert out.read_bytes() == before
+
+
+def test_replacement_model_ablation_of_a_last_layer_feature_moves_logits_as_predicted(model, tcs, graph):
+    """In the local replacement model (attention and LayerNorm scales frozen, MLPs = transcoders + frozen
+    errors) a last-layer feature reaches the logits only directly: measured change == predicted == -edge."""
+    from interp.graphs import FeatureEdit, check_intervention
+
+    last = [i for i in range(graph.n_features) if graph.feature_key(i)[0] == graph.n_layers - 1]
+    s = max(last, key=lambda i: graph.adjacency[graph.logit_start, i].abs().item())
+    res = check_intervention(graph, model, tcs, [FeatureEdit(*graph.feature_key(s), 0.0)], freeze="replacement")
+    want = -graph.adjacency[graph.logit_start, s].item()
+    assert abs(want) > 0
+    assert res.predicted[0] == pytest.approx(want, rel=1e-5)
+    assert res.measured[0] == pytest.approx(want, rel=1e-3, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_edges_equal_direct_effects_on_a_transformer_bridge(tmp_path):
+    """The same code on TransformerLens' TransformerBridge (a tiny random GPT-2 booted from a local
+    directory): only shared hook names and `interp.hooks` are used, so the edges still equal the
+    direct effects in the frozen model."""
+    from tiny_models import make_tiny_hf_model
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from interp.graphs import attribute
+
+    bridge = TransformerBridge.boot_transformers(str(make_tiny_hf_model("gpt2", tmp_path / "gpt2")), device="cpu")
+    bridge.enable_compatibility_mode(disable_warnings=True, no_processing=True)
+    tcs = random_transcoders(bridge, d_sae=32, threshold=1.0)
+    g = attribute(bridge, PROMPT, tcs)
+    assert g.n_features > 20
+    _direct_check(bridge, g, tcs, [0, g.n_features // 2])
+
+
+def test_attribute_leaves_parameters_and_hooks_as_they_were(model, tcs):
+    """The parameters are frozen for the backward passes only; no hook stays behind."""
+    from interp.graphs import attribute
+
+    before = [p.requires_grad for p in model.parameters()]
+    attribute(model, "The capital of France is", tcs)
+    assert [p.requires_grad for p in model.parameters()] == before
+    assert all(p.grad is None for p in model.parameters())
+    assert not any(h.fwd_hooks or h.bwd_hooks for h in model.hook_dict.values())
+
+
+def test_hover_tokens_are_the_decoder_rows_top_unembedding_tokens(model):
+    """A feature whose decoder row is the (final-norm-weighted) unembedding column of ' cow' promotes ' cow' first."""
+    from interp.graphs.targets import unembed_directions
+    from interp.graphs.view import promoted_tokens, top_tokens
+
+    tcs = random_transcoders(model, d_sae=8)
+    U = unembed_directions(model)
+    cow = model.tokenizer.encode(" cow", add_special_tokens=False)[0]
+    with torch.no_grad():
+        tcs[2].W_dec[3] = 50 * (U[:, cow] - U.mean(-1)) / (U[:, cow] - U.mean(-1)).norm()
+    assert top_tokens(model, tcs, 2, 3, k=3)[0] == " cow"
+    assert promoted_tokens(model, tcs, [(2, 3)], k=3)[0].split(", ")[0] == repr(" cow")

@@ -191,6 +191,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--transcoders", default="transcoders/embedded")
     p.add_argument("--ablate", action="append", help="LAYER:POS:FEATURE (repeatable)")
     p.add_argument("--steer", action="append", help="LAYER:POS:FEATURE=VALUE (repeatable)")
-    p.add_argument("--freeze", default="attention", choices=["attention", "none", "direct"],
-                   help="attention: patterns fixed to the clean run (circuit-tracer's default); direct: also LayerNorm scales and MLPs")
+    p.add_argument("--freeze", default="attention", choices=["attention", "none", "direct", "replacement"],
+                   help="attention: patterns fixed to the clean run (circuit-tracer's default); replacement: the graph's local replacement model; direct: also LayerNorm scales and MLPs fixed")
     p.set_defaults(func=cmd_graph_intervene)

@@ -20,6 +20,8 @@ Deviations from circuit-tracer (names only where the numbers could differ):
 
 * Gradients are read with ``torch.autograd.grad`` on recorded tensors instead of TransformerLens
   backward hooks and a write buffer: the same contractions, and no parameter ``.grad`` is touched.
+  The model is not rebuilt as a replacement model: the freezes are hooks, and the parameters'
+  ``requires_grad`` is switched off only while the graph is built (`parameters_frozen`), then restored.
 * Logit directions are injected at ``ln_final.hook_normalized`` (see `targets`), and the
   transcoders read ``blocks.L.ln2.hook_normalized`` (the MLP input before LayerNorm's affine
   weights) where circuit-tracer reads ``mlp.hook_in`` (after them): on a model whose LayerNorm
@@ -33,17 +35,17 @@ Deviations from circuit-tracer (names only where the numbers could differ):
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
 from interp.errors import InterpError
 from interp.graphs.graph import Graph
-from interp.graphs.replacement import linearising_hooks, setup
+from interp.graphs.replacement import StopForward, linearising_hooks, setup
 from interp.graphs.targets import resolve_targets
 
 log = logging.getLogger(__name__)
@@ -84,13 +86,13 @@ def available_memory(device: torch.device) -> int | None:
 def estimate_bytes(model, n_pos: int, n_features: int, n_logits: int, batch: int) -> int:
     """Peak memory of `attribute`, roughly (float32): the edge matrix and the dense adjacency, plus the
     activations the repeated forward keeps for its backward passes (per row and position: the
-    residual stream and its normalised copies, q/k/v/z, the MLP hidden layer, the attention pattern,
-    the logits) and one gradient of every kept tensor."""
+    residual stream and its normalised copies, q/k/v/z, the MLP hidden layer, the attention pattern;
+    the repeated forward stops before the unembedding) and one gradient of every kept tensor."""
     c = model.cfg
     n_nodes = n_features + (c.n_layers + 1) * n_pos + n_logits
     graph = 4 * (n_nodes * n_nodes + (n_features + n_logits) * n_nodes)
     d_mlp = getattr(c, "d_mlp", None) or 4 * c.d_model
-    per_pos = c.n_layers * (12 * c.d_model + 2 * d_mlp + 2 * c.n_heads * n_pos) + c.d_vocab
+    per_pos = c.n_layers * (12 * c.d_model + 2 * d_mlp + 2 * c.n_heads * n_pos)
     return graph + 2 * 4 * batch * n_pos * per_pos
 
 
@@ -120,54 +122,11 @@ def compute_partial_influences(edge_matrix: torch.Tensor, logit_p: torch.Tensor,
     raise RuntimeError("partial influences failed to converge")
 
 
-def attribute(model, prompt: str | torch.Tensor, transcoders, target: list[str] | None = None,
-              diff: tuple[str, str] | None = None, config: AttributionConfig | None = None,
-              progress: Callable[[int, int], None] | None = None) -> Graph:
-    """The attribution graph of `prompt` (text, or token ids with BOS) on `model` with one transcoder
-    per MLP layer (`transcoders`: an `interp.transcoders.TranscoderSet` or {layer: transcoder});
-    logit nodes from `target` tokens, a `diff` (a, b) logit difference, or the salient logits."""
-    from interp.hooks import intervene, prompt_tokens
-    from interp.transcoders.io import TranscoderSet, check_set_fits
-
-    cfg = config or AttributionConfig()
-    tset = transcoders if isinstance(transcoders, TranscoderSet) else TranscoderSet(dict(transcoders), {}, None)
-    check_set_fits(tset, model)
-    t_start = time.time()
-    device = next(model.parameters()).device
-    tokens = prompt_tokens(model, prompt)[0] if isinstance(prompt, str) else prompt.to(device).reshape(-1)
-    if len(tokens) > model.cfg.n_ctx:
-        raise InterpError(f"prompt is {len(tokens)} tokens, longer than the model's context of {model.cfg.n_ctx}")
-    if len(tokens) < 2:
-        raise InterpError("the prompt needs at least one token after BOS (position 0 is not attributed)")
-    tcs = {L: tset[L].to(device).float() for L in tset.layers}
-    # targets first: a target that is not one token is refused before the clean run
-    if diff is not None or target:
-        resolve_targets(model, torch.zeros(model.cfg.d_vocab, device=device), target, diff)
-
-    # Phase 0: the clean run
-    S = setup(model, tokens, tcs)
-    targets = resolve_targets(model, S.logits[-1], target, diff, cfg.max_n_logits, cfg.desired_logit_prob)
-    n_layers, n_pos = model.cfg.n_layers, len(tokens)
-    n_active = len(S.active)
+def _rows(model, S, targets, rec, B, cfg, edge_matrix, row_to_node, n_active, n_layers, n_pos, logit_offset, by_layer, device,
+          progress):
+    """Phases 3 and 4: the logit rows, then the feature rows, of the edge matrix (module docstring)."""
     n_logits = len(targets.ids)
-    max_f = min(cfg.max_feature_nodes or n_active, n_active)
-    B = max(1, min(cfg.batch_size, max(n_logits, max_f)))
-    need = check_fits_memory(model, n_pos, max_f, n_logits, B, device)
-    log.info("%d active features, %d logit nodes; about %.2f GiB", n_active, n_logits, need / 2**30)
-
-    logit_offset = n_active + (n_layers + 1) * n_pos
-    total_nodes = logit_offset + n_logits
-    edge_matrix = torch.zeros(max_f + n_logits, total_nodes)
-    row_to_node = torch.zeros(max_f + n_logits, dtype=torch.long)
-    layer_of = S.active[:, 0]
-    by_layer = [(layer_of == L).nonzero(as_tuple=True)[0] for L in range(n_layers)]
-
-    # Phase 1: the repeated forward through the linearised model
-    hooks, rec = linearising_hooks(model, tcs, B, n_pos)
-    t_fwd = time.time()
-    with torch.enable_grad(), intervene(model, hooks):
-        model(tokens[None].expand(B, -1))
-    fwd_s = time.time() - t_fwd
+    max_f = edge_matrix.shape[0] - n_logits
     leaves = [rec.embed[0]] + rec.mlp_grads
 
     def compute_batch(layers: torch.Tensor, positions: torch.Tensor, inject: torch.Tensor) -> torch.Tensor:
@@ -233,7 +192,79 @@ def attribute(model, prompt: str | torch.Tensor, transcoders, target: list[str] 
             done += len(idx)
             if progress is not None:
                 progress(done, total_rows)
-    rows_s = time.time() - t_rows
+    return edge_matrix, row_to_node, visited, time.time() - t_rows
+
+
+@contextlib.contextmanager
+def parameters_frozen(model) -> Iterator[None]:
+    """Parameters with ``requires_grad=False`` inside the block, each restored on exit (circuit-tracer
+    freezes them for good): autograd then keeps no layer inputs for weight gradients, which were
+    most of the memory of the repeated forward."""
+    params = list(model.parameters())
+    before = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, r in zip(params, before):
+            p.requires_grad_(r)
+
+
+def attribute(model, prompt: str | torch.Tensor, transcoders, target: list[str] | None = None,
+              diff: tuple[str, str] | None = None, config: AttributionConfig | None = None,
+              progress: Callable[[int, int], None] | None = None) -> Graph:
+    """The attribution graph of `prompt` (text, or token ids with BOS) on `model` with one transcoder
+    per MLP layer (`transcoders`: an `interp.transcoders.TranscoderSet` or {layer: transcoder});
+    logit nodes from `target` tokens, a `diff` (a, b) logit difference, or the salient logits."""
+    from interp.hooks import intervene, prompt_tokens
+    from interp.transcoders.io import TranscoderSet, check_set_fits
+
+    cfg = config or AttributionConfig()
+    tset = transcoders if isinstance(transcoders, TranscoderSet) else TranscoderSet(dict(transcoders), {}, None)
+    check_set_fits(tset, model)
+    t_start = time.time()
+    device = next(model.parameters()).device
+    tokens = prompt_tokens(model, prompt)[0] if isinstance(prompt, str) else prompt.to(device).reshape(-1)
+    if len(tokens) > model.cfg.n_ctx:
+        raise InterpError(f"prompt is {len(tokens)} tokens, longer than the model's context of {model.cfg.n_ctx}")
+    if len(tokens) < 2:
+        raise InterpError("the prompt needs at least one token after BOS (position 0 is not attributed)")
+    tcs = {L: tset[L].to(device).float() for L in tset.layers}
+    # targets first: a target that is not one token is refused before the clean run
+    if diff is not None or target:
+        resolve_targets(model, torch.zeros(model.cfg.d_vocab, device=device), target, diff)
+
+    # Phase 0: the clean run
+    S = setup(model, tokens, tcs)
+    targets = resolve_targets(model, S.logits[-1], target, diff, cfg.max_n_logits, cfg.desired_logit_prob)
+    n_layers, n_pos = model.cfg.n_layers, len(tokens)
+    n_active = len(S.active)
+    n_logits = len(targets.ids)
+    max_f = min(cfg.max_feature_nodes or n_active, n_active)
+    B = max(1, min(cfg.batch_size, max(n_logits, max_f)))
+    need = check_fits_memory(model, n_pos, max_f, n_logits, B, device)
+    log.info("%d active features, %d logit nodes; about %.2f GiB", n_active, n_logits, need / 2**30)
+
+    logit_offset = n_active + (n_layers + 1) * n_pos
+    total_nodes = logit_offset + n_logits
+    edge_matrix = torch.zeros(max_f + n_logits, total_nodes)
+    row_to_node = torch.zeros(max_f + n_logits, dtype=torch.long)
+    layer_of = S.active[:, 0]
+    by_layer = [(layer_of == L).nonzero(as_tuple=True)[0] for L in range(n_layers)]
+
+    # Phase 1: the repeated forward through the linearised model
+    hooks, rec = linearising_hooks(model, tcs, B, n_pos)
+    t_fwd = time.time()
+    with parameters_frozen(model):  # until the last backward pass
+        try:
+            with torch.enable_grad(), intervene(model, hooks):
+                model(tokens[None].expand(B, -1))
+        except StopForward:
+            pass
+        fwd_s = time.time() - t_fwd
+        edge_matrix, row_to_node, visited, rows_s = _rows(model, S, targets, rec, B, cfg, edge_matrix, row_to_node,
+                                                         n_active, n_layers, n_pos, logit_offset, by_layer, device, progress)
 
     # Phase 5: the adjacency matrix in node order
     selected = torch.where(visited)[0]
@@ -244,7 +275,7 @@ def attribute(model, prompt: str | torch.Tensor, transcoders, target: list[str] 
     adjacency = torch.zeros(n, n)
     adjacency[:max_f] = edge_matrix[:max_f]
     adjacency[-n_logits:] = edge_matrix[max_f:]
-    del rec, hooks, leaves
+    del rec, hooks
 
     tok_strs = [model.tokenizer.decode([int(t)]) for t in tokens.tolist()]
     info = {"max_n_logits": cfg.max_n_logits, "desired_logit_prob": cfg.desired_logit_prob, "batch_size": B,

@@ -11,6 +11,11 @@ Modes (`freeze`):
 * ``"attention"`` (circuit-tracer's default ``freeze_attention``): attention patterns fixed to the
   clean run's; LayerNorm scales, MLPs (through their transcoders' features) and everything else respond;
 * ``"none"``: nothing frozen, the plain model with the edit;
+* ``"replacement"``: the local replacement model the graph describes: attention patterns and every
+  LayerNorm scale fixed to the clean run, every MLP replaced by its transcoder (features recomputed
+  from the intervened input, the edits applied, skip connection live) plus its error fixed to the
+  clean run's; the graph's linear prediction differs from it only where a feature crosses its
+  threshold or TopK set;
 * ``"direct"``: attention patterns, every LayerNorm scale and every MLP output fixed to the clean run
   (circuit-tracer's ``constrained_layers`` over all layers, skip connections recomputed): the model is
   then linear in the edit, and the change of a downstream pre-activation or logit equals the graph's
@@ -33,7 +38,7 @@ import torch
 from interp.errors import InterpError
 from interp.graphs.graph import Graph
 
-FREEZE = ("attention", "none", "direct")
+FREEZE = ("attention", "none", "direct", "replacement")
 
 
 @dataclass(frozen=True)
@@ -62,9 +67,9 @@ def edit_hooks(model, tokens: torch.Tensor, tcs: dict[int, object], edits: list[
         raise InterpError(f"freeze must be one of {', '.join(FREEZE)}, got {freeze!r}")
     n_layers = model.cfg.n_layers
     names = []
-    if freeze in ("attention", "direct"):
+    if freeze in ("attention", "direct", "replacement"):
         names += [f"blocks.{L}.attn.hook_pattern" for L in range(n_layers)]
-    if freeze == "direct":
+    if freeze in ("direct", "replacement"):
         names += [f"blocks.{L}.{h}" for L in range(n_layers) for h in ("ln1.hook_scale", "ln2.hook_scale", "hook_mlp_out",
                                                                         "ln2.hook_normalized")]
         names += ["ln_final.hook_scale"]
@@ -87,6 +92,17 @@ def edit_hooks(model, tokens: torch.Tensor, tcs: dict[int, object], edits: list[
         tc = tcs[L]
         x = xs.pop(L).float()
         out = act
+        if freeze == "replacement":
+            x0 = clean[f"blocks.{L}.ln2.hook_normalized"].float()
+            err = clean[hook.name].float() - tc(x0)  # SAELens' forward: decode(encode(x)) (+ skip)
+            f = tc.encode(x)
+            for e in by_layer.get(L, []):
+                f[:, e.pos, e.feature] = e.value
+            out = tc.decode(f) + err
+            W = getattr(tc, "W_skip", None)
+            if W is not None:
+                out = out + x @ W.T
+            return out.to(act.dtype)
         if freeze == "direct":
             out = clean[hook.name].to(act.dtype).expand_as(act).clone()
             W = getattr(tc, "W_skip", None)

@@ -17,7 +17,8 @@ flow through the linear paths:
 * each MLP's output is replaced by ``skip(x_L) + (mlp_out_L - skip(x_L)).detach() + z_L`` with
   ``skip`` the transcoder's skip connection (zero without one), and ``z_L`` a zero tensor whose
   gradient is the gradient at the MLP output (circuit-tracer's ``hook_out_grad``);
-* the embedding output is a fresh leaf, whose gradient gives the token edges.
+* the embedding output is a fresh leaf, whose gradient gives the token edges;
+* the forward stops once the final normalised residual is recorded (`StopForward`).
 
 Model access goes only through hook names that TransformerLens' HookedTransformer and
 TransformerBridge both expose (``hook_embed``, ``blocks.L.attn.hook_pattern``,
@@ -85,6 +86,11 @@ def setup(model, tokens: torch.Tensor, tcs: dict[int, object]) -> Setup:
                  decoder_vecs=torch.cat(dec), error_vecs=torch.stack(errs), token_vecs=W_E[tokens])
 
 
+class StopForward(Exception):
+    """Raised once ``ln_final.hook_normalized`` is recorded: the unembedding of the repeated forward
+    (batch x positions x vocabulary logits) is never needed (circuit-tracer stops there too)."""
+
+
 @dataclass
 class Linearised:
     """Tensors recorded by the linearised forward: what gradients are read from and injected into."""
@@ -130,5 +136,9 @@ def linearising_hooks(model, tcs: dict[int, object], batch: int, n_pos: int) -> 
                   (f"blocks.{L}.ln2.hook_scale", detach),
                   (f"blocks.{L}.ln2.hook_normalized", lambda a, hook, L=L: keep_input(a, hook, L)),
                   (f"blocks.{L}.hook_mlp_out", lambda a, hook, L=L: mlp_out(a, hook, L))]
-    hooks += [("ln_final.hook_scale", detach), ("ln_final.hook_normalized", lambda a, hook: keep_input(a, hook, n_layers))]
+    def last(act, hook):
+        keep_input(act, hook, n_layers)
+        raise StopForward
+
+    hooks += [("ln_final.hook_scale", detach), ("ln_final.hook_normalized", last)]
     return hooks, rec

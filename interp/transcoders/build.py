@@ -75,7 +75,8 @@ def table(set_dir: str | Path) -> str:
              "(`sae_lens.JumpReLUTranscoder.load_from_disk` loads each directory).", "",
              "FVU = unexplained variance of the MLP output (0 is perfect); CE / KL score = share of the next-token",
              "loss / KL recovered with that MLP replaced by its transcoder, against zero-ablating the MLP (1 is",
-             "perfect, 0 is no better than removing the MLP).", "",
+             "perfect, 0 is no better than removing the MLP; above 1, the replaced model's loss is below the clean model's,",
+             "which happens where zero-ablating the MLP barely moves the loss, so the score's denominator is small).", "",
              "| layer | architecture | d_sae | L0 | FVU | CE score | KL score | alive | train tokens | train s |",
              "|---|---|---|---|---|---|---|---|---|---|", *rows]
     if s is not None:

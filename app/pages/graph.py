@@ -1,0 +1,226 @@
+"""Feature circuits page: build or load the attribution graph of one prompt (transcoder features x token
+positions, circuit-tracer's definitions), prune it with sliders, inspect nodes, pin nodes and group
+them into supernodes, ablate or steer features (measured vs predicted), and read the head-level view
+of the same prompt beside it. Self-contained: it calls only `interp.graphs` / `interp.transcoders`."""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from interp.errors import InterpError  # noqa: E402
+
+S = st.session_state
+
+
+@st.cache_resource(show_spinner=False)
+def _model(name: str):
+    from interp.models import load_model
+
+    return load_model(name)
+
+
+@st.cache_resource(show_spinner=False)
+def _transcoders(path: str):
+    from interp.transcoders.io import load_transcoder_set
+
+    return load_transcoder_set(path)
+
+
+def _error(e: Exception) -> None:
+    st.error(" ".join(str(e).split()) or type(e).__name__)
+
+
+st.title("Feature circuits")
+st.caption("Attribution graphs over transcoder features (circuit-tracer / Anthropic 2025): nodes are active transcoder "
+           "features at (layer, position), MLP error nodes, token embeddings and logits; edges are direct effects in the "
+           "local replacement model (attention patterns and LayerNorm scales frozen). Pruning keeps the nodes holding the "
+           "node threshold of the influence on the logits, then the edges holding the edge threshold.")
+
+left, right = st.columns([1, 1])
+with left:
+    mode = st.radio("Graph", ["Build from a prompt", "Load a graph file"], key="g_mode", horizontal=True)
+with right:
+    model_name = st.text_input("Model", value="embedded", key="g_model")
+    tc_dir = st.text_input("Transcoders (one per MLP layer)", value=str(ROOT / "transcoders" / "embedded"), key="g_tc")
+
+if mode == "Build from a prompt":
+    prompt = st.text_input("Prompt", value="When Mary and John went to the store, John gave a drink to", key="g_prompt")
+    tkind = st.radio("Explain", ["Salient logits", "Given tokens", "Logit difference"], key="g_tkind", horizontal=True)
+    targets, diff = None, None
+    if tkind == "Given tokens":
+        targets = [t for t in st.text_input("Target tokens (comma separated, with their leading spaces)", value=" Mary",
+                                            key="g_targets").split(",") if t]
+    elif tkind == "Logit difference":
+        c1, c2 = st.columns(2)
+        diff = (c1.text_input("Token A", value=" Mary", key="g_diff_a"), c2.text_input("Token B", value=" John", key="g_diff_b"))
+    if st.button("Build graph", key="g_build", type="primary"):
+        try:
+            from interp.graphs import attribute
+
+            with st.spinner("building the graph (one forward, then one backward pass per batch of nodes)"):
+                S["g_graph"] = attribute(_model(model_name), prompt, _transcoders(tc_dir), target=targets, diff=diff)
+            S["g_supernodes"] = {}
+        except (InterpError, OSError, ValueError) as e:
+            _error(e)
+else:
+    path = st.text_input("Graph file (.graph.safetensors written by `interp graph`)", key="g_path")
+    if st.button("Load", key="g_load"):
+        try:
+            from interp.graphs import load_graph
+
+            S["g_graph"] = load_graph(path)
+            S["g_supernodes"] = {}
+        except (InterpError, OSError) as e:
+            _error(e)
+
+graph = S.get("g_graph")
+if graph is None:
+    st.info("Build or load a graph to see it.")
+    st.stop()
+
+from interp.graphs import graph_scores  # noqa: E402
+from interp.graphs.view import (head_contributions, layout, node_card, promoted_tokens, supernode_edges,  # noqa: E402
+                                top_tokens)
+
+sc = graph_scores(graph)
+st.subheader(f"{graph.prompt!r}")
+st.write(f"{graph.n_features} feature nodes, {graph.n_nodes} nodes; logit nodes: "
+         + ", ".join(f"{t!r} ({float(p):.3f})" for t, p in zip(graph.logit_tokens, graph.logit_probabilities))
+         + f". Replacement score {sc.replacement:.3f}, completeness {sc.completeness:.3f}.")
+
+c1, c2 = st.columns(2)
+node_thr = c1.slider("Node threshold (share of influence kept)", 0.1, 1.0, 0.8, 0.01, key="g_node_thr")
+edge_thr = c2.slider("Edge threshold", 0.1, 1.0, 0.98, 0.01, key="g_edge_thr")
+view = layout(graph, node_thr, edge_thr)
+st.caption(f"After pruning: {view.n_features_kept} features, {len(view.nodes)} nodes, {view.n_edges_kept} edges drawn.")
+
+nodes = pd.DataFrame(view.nodes)
+pinned = set(S.get("g_pinned_sel", []))
+nodes["pinned"] = nodes["id"].isin(pinned)
+nodes["promotes"] = ""
+is_feat = nodes["kind"] == "feature"
+if is_feat.any():
+    try:
+        keys = [(int(graph.feature_key(int(i))[0]), int(graph.feature_key(int(i))[2])) for i in nodes.loc[is_feat, "index"]]
+        nodes.loc[is_feat, "promotes"] = promoted_tokens(_model(model_name), _transcoders(tc_dir), keys)
+    except (InterpError, OSError) as e:  # a loaded graph whose model or transcoders are not here: no token line
+        _error(e)
+edges = pd.DataFrame(view.edges) if view.edges else pd.DataFrame(columns=["x", "y", "x2", "y2", "weight", "sign", "source", "target"])
+edges["abs_weight"] = edges["weight"].abs()
+ticks = {i: f"{i}: {t}" for i, t in enumerate(graph.token_strs)}
+sel = alt.selection_point(fields=["id"], name="node", on="click")
+edge_layer = alt.Chart(edges).mark_rule(opacity=0.5).encode(
+    x="x:Q", y="y:Q", x2="x2:Q", y2="y2:Q", strokeWidth=alt.StrokeWidth("abs_weight:Q", scale=alt.Scale(range=[0.5, 5]), legend=None),
+    color=alt.Color("sign:N", scale=alt.Scale(domain=["positive", "negative"], range=["#1f77b4", "#d62728"])),
+    tooltip=["source", "target", alt.Tooltip("weight:Q", format=".4f")])
+node_layer = alt.Chart(nodes).mark_circle(stroke="black").encode(
+    x=alt.X("x:Q", title="token position", axis=alt.Axis(values=list(ticks), labelExpr=f"{json.dumps(ticks)}[datum.value]",
+                                                         labelAngle=-40, labelOverlap=False)),
+    y=alt.Y("y:Q", title="layer (0 = embeddings, top = logits)", scale=alt.Scale(domain=[-0.5, graph.n_layers + 1.5])),
+    color=alt.Color("kind:N", scale=alt.Scale(domain=["token", "feature", "error", "logit"],
+                                             range=["#7f7f7f", "#2ca02c", "#ff7f0e", "#9467bd"])),
+    size=alt.Size("influence:Q", scale=alt.Scale(range=[220, 40]), legend=None),  # cumulative share: low = most influential
+    strokeWidth=alt.condition("datum.pinned", alt.value(3), alt.value(0)),
+    tooltip=["label", "kind", alt.Tooltip("activation:Q", format=".3f"), alt.Tooltip("influence:Q", format=".3f"), "token",
+             alt.Tooltip("promotes:N", title="promotes (top tokens)")],
+).add_params(sel)
+event = st.altair_chart((edge_layer + node_layer).resolve_scale(color="independent").properties(height=520), width="stretch", on_select="rerun", key="g_chart")
+
+clicked = None
+try:
+    pts = (event or {}).get("selection", {}).get("node", [])
+    clicked = pts[0]["id"] if pts else None
+except (AttributeError, KeyError, IndexError, TypeError):
+    clicked = None
+ids = list(nodes["id"])
+labels = dict(zip(nodes["id"], nodes["label"]))
+index_of = dict(zip(nodes["id"], nodes["index"]))
+choice = st.selectbox("Node", ids, index=ids.index(clicked) if clicked in ids else 0, format_func=lambda i: labels[i], key="g_node")
+
+tab_card, tab_pin, tab_int, tab_heads = st.tabs(["Node card", "Pinned nodes and supernodes", "Interventions", "Head-level view"])
+with tab_card:
+    card = node_card(graph, int(index_of[choice]))
+    st.markdown(f"**{html.escape(card['label'])}** ({card['kind']})" + (f", activation {card['activation']:.3f}" if "activation" in card else ""))
+    if card["kind"] == "feature":
+        layer, pos, feat = graph.feature_key(int(index_of[choice]))
+        try:
+            st.write("Promotes: " + ", ".join(repr(t) for t in top_tokens(_model(model_name), _transcoders(tc_dir), layer, feat)))
+        except (InterpError, OSError) as e:
+            _error(e)
+        st.caption(f"Feature {feat} of the layer-{layer} transcoder ({graph.transcoders.get(str(layer), tc_dir)}).")
+    ci, co = st.columns(2)
+    ci.dataframe(pd.DataFrame(card["inputs"], columns=["strongest inputs", "weight"]), hide_index=True)
+    co.dataframe(pd.DataFrame(card["outputs"], columns=["strongest outputs", "weight"]), hide_index=True)
+    if st.button("Pin this node", key="g_pin"):
+        S["g_pinned_sel"] = sorted(pinned | {choice})  # the pinned-nodes widget below is not created yet in this run
+        st.rerun()
+
+with tab_pin:
+    S["g_pinned_sel"] = [p for p in S.get("g_pinned_sel", []) if p in ids]  # pruned away at this threshold: unpinned
+    chosen = st.multiselect("Pinned nodes", ids, format_func=lambda i: labels[i], key="g_pinned_sel")
+    name = st.text_input("Supernode name", key="g_super_name")
+    if st.button("Group the pinned nodes as a supernode", key="g_group"):
+        if not name.strip() or not chosen:
+            st.error("give a name and pin at least one node")
+        else:
+            S.setdefault("g_supernodes", {})[name.strip()] = list(chosen)
+    groups = S.get("g_supernodes", {})
+    if groups:
+        st.dataframe(pd.DataFrame([{"supernode": k, "members": ", ".join(labels.get(m, m) for m in v)} for k, v in groups.items()]),
+                     hide_index=True)
+        st.dataframe(pd.DataFrame(supernode_edges(graph, {k: [int(index_of[m]) for m in v if m in index_of] for k, v in groups.items()})),
+                     hide_index=True)
+    from interp.graphs import to_viewer_json
+
+    viewer = to_viewer_json(graph, slug="graph", node_threshold=node_thr, edge_threshold=edge_thr, pinned=list(chosen),
+                            supernodes=[[k, *v] for k, v in groups.items()])
+    st.download_button("Download the viewer JSON (circuit-tracer / Neuronpedia)", json.dumps(viewer), file_name="graph.json",
+                       key="g_download")
+
+with tab_int:
+    feats = [i for i in ids if nodes.set_index("id").loc[i, "kind"] == "feature"]
+    picked = st.multiselect("Features", feats, default=feats[:1], format_func=lambda i: labels[i], key="g_int_feats")
+    how = st.radio("Set them to", ["0 (ablate)", "a multiple of their activation (steer)"], key="g_int_how", horizontal=True)
+    mult = st.number_input("Multiple", value=2.0, key="g_int_mult") if how.startswith("a multiple") else 0.0
+    freeze = st.selectbox("Freeze", ["attention", "replacement", "none", "direct"], key="g_int_freeze",
+                          help="attention: patterns fixed (circuit-tracer's default); replacement: the graph's local replacement model; "
+                               "direct: patterns, LayerNorm scales and MLP outputs fixed (direct effects only)")
+    if st.button("Run intervention", key="g_int_run"):
+        try:
+            from interp.graphs import FeatureEdit, check_intervention
+
+            edits = []
+            for i in picked:
+                L, p, f = graph.feature_key(int(index_of[i]))
+                a = float(graph.activation_values[graph.selected_features[int(index_of[i])]])
+                edits.append(FeatureEdit(L, p, f, a * mult if mult else 0.0))
+            res = check_intervention(graph, _model(model_name), _transcoders(tc_dir), edits, freeze=freeze)
+            S["g_int_result"] = pd.DataFrame({"logit node": res.labels, "clean": res.clean, "predicted change": res.predicted,
+                                              "measured change": res.measured})
+        except (InterpError, OSError, ValueError) as e:
+            _error(e)
+    if "g_int_result" in S:
+        st.dataframe(S["g_int_result"], hide_index=True)
+
+with tab_heads:
+    try:
+        heads = pd.DataFrame(head_contributions(_model(model_name), graph))
+        st.caption("Each attention head's direct contribution to the first logit node at the last position (z W_O projected "
+                   "on the node's direction; the final LayerNorm scale from the run). The Circuits page ranks the heads of "
+                   "whole tasks.")
+        st.altair_chart(alt.Chart(heads.head(16)).mark_bar().encode(x=alt.X("contribution:Q"), y=alt.Y("head:N", sort="-x"),
+                                                                    tooltip=["head", alt.Tooltip("contribution:Q", format=".4f")]),
+                        width="stretch")
+    except (InterpError, OSError) as e:
+        _error(e)
