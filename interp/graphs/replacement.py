@@ -20,7 +20,7 @@ flow through the linear paths:
 * the embedding output is a fresh leaf, whose gradient gives the token edges;
 * the forward stops once the final normalised residual is recorded (`StopForward`).
 
-Model access goes only through hook names that TransformerLens' HookedTransformer and
+Model access goes only through hook names that TransformerLens' legacy model class and
 TransformerBridge both expose (``hook_embed``, ``blocks.L.attn.hook_pattern``,
 ``blocks.L.ln1/ln2.hook_scale``, ``blocks.L.ln2.hook_normalized``, ``blocks.L.hook_mlp_out``,
 ``ln_final.hook_scale``, ``ln_final.hook_normalized``) and `interp.hooks`; the model is never mutated.
