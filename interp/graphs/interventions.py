@@ -79,8 +79,10 @@ def edit_hooks(model, tokens: torch.Tensor, tcs: dict[int, object], edits: list[
         by_layer.setdefault(e.layer, []).append(e)
     xs: dict[int, torch.Tensor] = {}
 
-    def fixed(act, hook):
-        return clean[hook.name].to(act.dtype).expand_as(act)
+    # values are looked up by the name asked for, never `hook.name`: TransformerBridge calls a hook with
+    # its canonical name (`blocks.L.mlp.hook_out` for the alias `blocks.L.hook_mlp_out`)
+    def fixed(act, hook, name):
+        return clean[name].to(act.dtype).expand_as(act)
 
     def keep_x(act, hook, L):
         xs[L] = act
@@ -94,7 +96,7 @@ def edit_hooks(model, tokens: torch.Tensor, tcs: dict[int, object], edits: list[
         out = act
         if freeze == "replacement":
             x0 = clean[f"blocks.{L}.ln2.hook_normalized"].float()
-            err = clean[hook.name].float() - tc(x0)  # SAELens' forward: decode(encode(x)) (+ skip)
+            err = clean[f"blocks.{L}.hook_mlp_out"].float() - tc(x0)  # SAELens' forward: decode(encode(x)) (+ skip)
             f = tc.encode(x)
             for e in by_layer.get(L, []):
                 f[:, e.pos, e.feature] = e.value
@@ -104,7 +106,7 @@ def edit_hooks(model, tokens: torch.Tensor, tcs: dict[int, object], edits: list[
                 out = out + x @ W.T
             return out.to(act.dtype)
         if freeze == "direct":
-            out = clean[hook.name].to(act.dtype).expand_as(act).clone()
+            out = clean[f"blocks.{L}.hook_mlp_out"].to(act.dtype).expand_as(act).clone()
             W = getattr(tc, "W_skip", None)
             if W is not None:  # the skip path stays live: its change moves with the residual stream
                 out = out + ((x - clean[f"blocks.{L}.ln2.hook_normalized"].float()) @ W.T).to(act.dtype)
@@ -116,7 +118,8 @@ def edit_hooks(model, tokens: torch.Tensor, tcs: dict[int, object], edits: list[
             out = out + (tc.decode(f2) - tc.decode(f)).to(act.dtype)
         return out
 
-    hooks: list[tuple[str, Callable]] = [(n, fixed) for n in names if not n.endswith(("hook_mlp_out", "ln2.hook_normalized"))]
+    hooks: list[tuple[str, Callable]] = [(n, lambda a, hook, n=n: fixed(a, hook, n)) for n in names
+                                         if not n.endswith(("hook_mlp_out", "ln2.hook_normalized"))]
     for L in range(n_layers):
         hooks += [(f"blocks.{L}.ln2.hook_normalized", lambda a, hook, L=L: keep_x(a, hook, L)),
                   (f"blocks.{L}.hook_mlp_out", lambda a, hook, L=L: mlp(a, hook, L))]

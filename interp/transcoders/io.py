@@ -7,8 +7,8 @@ A transcoder directory is what SAELens' `SAE.save_model` writes (``cfg.json`` +
   `JumpReLUSkipTranscoder`; plain ``sae_lens.JumpReLUTranscoder.load_from_disk(dir)`` loads them.
 * ``topk_transcoder`` / ``topk_skip_transcoder``: SAELens 6.54 has no TopK transcoder, so
   `TopKTranscoder` here extends its `Transcoder` with SAELens' own `TopK` activation and is
-  registered through SAELens' registry (`register_sae_class`, as DESIGN.md asks); after
-  ``import interp.transcoders`` SAELens' ``Transcoder.load_from_disk`` / ``SAE.load_from_disk``
+  registered through SAELens' registry (`register_sae_class`); after
+  ``import interp.transcoders.io`` SAELens' ``Transcoder.load_from_disk`` / ``SAE.load_from_disk``
   load them too.
 
 ``cfg.metadata`` records ``hook_name`` (the input hook, ``blocks.L.ln2.hook_normalized``),
