@@ -69,8 +69,9 @@ def _cancel(job_id: str) -> None:
 
 
 def _all() -> list[jobs.JobInfo]:
+    """Running jobs and the newest finished ones (the panel shows HISTORY_SHOWN of them)."""
     try:
-        return jobs.history()
+        return jobs.history(limit=HISTORY_SHOWN)
     except OSError:
         return []
 
@@ -117,7 +118,7 @@ def _panel_body() -> None:
         _job_row(j, True)
     past = [j for j in all_jobs if j.state != "running"][:HISTORY_SHOWN]
     if past:
-        with st.expander(f"History ({len([j for j in all_jobs if j.state != 'running'])})", expanded=not running):
+        with st.expander("History (newest first)", expanded=not running):
             for j in past:
                 _job_row(j, False)
     if not all_jobs:

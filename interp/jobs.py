@@ -228,17 +228,23 @@ def _last_line(p: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def history(root: str | Path | None = None, kind: str | None = None) -> list[JobInfo]:
-    """Every job under `root` (default `jobs_root()`), newest first; unreadable directories are skipped."""
+def history(root: str | Path | None = None, kind: str | None = None, limit: int | None = None) -> list[JobInfo]:
+    """Jobs under `root` (default `jobs_root()`), newest first; unreadable directories are skipped.
+    With `limit`, only the newest `limit` finished ones are read, plus every job still without an end
+    state (a panel polling each second never reads the whole history)."""
     root = Path(root) if root is not None else jobs_root()
-    out = []
+    out, n_done = [], 0
     for d in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True) if root.is_dir() else []:
+        ended = (d / "status.json").exists()
+        if limit is not None and ended and n_done >= limit:
+            continue
         try:
             j = read(d)
         except InterpError:
             continue
         if kind is None or j.kind == kind:
             out.append(j)
+            n_done += j.state != "running"
     return out
 
 
