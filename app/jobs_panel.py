@@ -17,7 +17,8 @@ from app.state import selection
 from interp import jobs
 
 OPEN_KEY = "open_job"  # session key: {kind: job id} of a result to open on its page
-PAGE_OF = {"circuits": "pages/circuits.py", "unlearning": "pages/unlearning.py", "feature-stats": "pages/features.py"}
+PAGE_OF = {"circuits": "pages/circuits.py", "unlearning": "pages/unlearning.py", "feature-stats": "pages/features.py",
+           "sae-training": "pages/home.py"}
 HISTORY_SHOWN = 6
 
 

@@ -342,9 +342,7 @@ def run_child(d: str | Path) -> int:
 
     signal.signal(signal.SIGTERM, _term)
     try:
-        import torch
-
-        torch.set_grad_enabled(False)
+        # grad mode left as the CLI leaves it: the library calls set their own (SAE training and EAP need gradients)
         result = RUNNERS[info["kind"]](info["params"], prog)
         atomic_write_text(d / "result.json", json.dumps(result, default=str))  # NaN kept as NaN (json reads it back)
         prog.write(1.0, "done", force=True)
@@ -430,6 +428,21 @@ def run_feature_stats_job(params: dict, prog: Stages) -> dict:
     return {"sae_dir": params["sae_dir"], "n_features": st.n_features, "n_tokens": st.meta.get("n_tokens")}
 
 
+def run_sae_training_job(params: dict, prog: Stages) -> dict:
+    """params: config (SAETrainConfig fields), out (the new SAE directory), overwrite. `train_saes`
+    reports no progress of its own: the job says which stage it is in (collect, then train)."""
+    from interp.sae.config import SAETrainConfig
+    from interp.sae.train import train_saes
+
+    cfg = SAETrainConfig(**params["config"])
+    prog.write(0.05, f"collecting activations at {cfg.hook} and training ({cfg.tokens:,} tokens)", force=True)
+    results, collect_s = train_saes([cfg], [params["out"]], overwrite=bool(params.get("overwrite")), device=params.get("device"),
+                                    eval_tokens=int(params.get("eval_tokens", 4096)))
+    r = results[0]
+    return {"out_dir": str(r.out_dir), "metrics": {k: v for k, v in r.metrics.items() if isinstance(v, (int, float))},
+            "train_seconds": r.train_seconds, "collect_seconds": collect_s}
+
+
 def run_sleep_job(params: dict, prog: Stages) -> dict:
     """A job that only waits (tests and the benchmark): params seconds, steps; fails if `fail` is set."""
     n = int(params.get("steps", 10))
@@ -445,6 +458,7 @@ RUNNERS: dict[str, Callable[[dict, Stages], dict]] = {
     "circuits": run_circuits_job,
     "unlearning": run_unlearning_job,
     "feature-stats": run_feature_stats_job,
+    "sae-training": run_sae_training_job,
     "sleep": run_sleep_job,
 }
 
