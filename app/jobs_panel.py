@@ -17,7 +17,8 @@ from app.state import selection
 from interp import jobs
 
 OPEN_KEY = "open_job"  # session key: {kind: job id} of a result to open on its page
-PAGE_OF = {"circuits": "pages/circuits.py", "unlearning": "pages/unlearning.py", "feature-stats": "pages/features.py"}
+PAGE_OF = {"circuits": "pages/circuits.py", "unlearning": "pages/unlearning.py", "feature-stats": "pages/features.py",
+           "sae-training": "pages/home.py"}
 HISTORY_SHOWN = 6
 
 
@@ -69,8 +70,9 @@ def _cancel(job_id: str) -> None:
 
 
 def _all() -> list[jobs.JobInfo]:
+    """Running jobs and the newest finished ones (the panel shows HISTORY_SHOWN of them)."""
     try:
-        return jobs.history()
+        return jobs.history(limit=HISTORY_SHOWN)
     except OSError:
         return []
 
@@ -117,7 +119,7 @@ def _panel_body() -> None:
         _job_row(j, True)
     past = [j for j in all_jobs if j.state != "running"][:HISTORY_SHOWN]
     if past:
-        with st.expander(f"History ({len([j for j in all_jobs if j.state != 'running'])})", expanded=not running):
+        with st.expander("History (newest first)", expanded=not running):
             for j in past:
                 _job_row(j, False)
     if not all_jobs:

@@ -228,17 +228,23 @@ def _last_line(p: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def history(root: str | Path | None = None, kind: str | None = None) -> list[JobInfo]:
-    """Every job under `root` (default `jobs_root()`), newest first; unreadable directories are skipped."""
+def history(root: str | Path | None = None, kind: str | None = None, limit: int | None = None) -> list[JobInfo]:
+    """Jobs under `root` (default `jobs_root()`), newest first; unreadable directories are skipped.
+    With `limit`, only the newest `limit` finished ones are read, plus every job still without an end
+    state (a panel polling each second never reads the whole history)."""
     root = Path(root) if root is not None else jobs_root()
-    out = []
+    out, n_done = [], 0
     for d in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True) if root.is_dir() else []:
+        ended = (d / "status.json").exists()
+        if limit is not None and ended and n_done >= limit:
+            continue
         try:
             j = read(d)
         except InterpError:
             continue
         if kind is None or j.kind == kind:
             out.append(j)
+            n_done += j.state != "running"
     return out
 
 
@@ -336,9 +342,7 @@ def run_child(d: str | Path) -> int:
 
     signal.signal(signal.SIGTERM, _term)
     try:
-        import torch
-
-        torch.set_grad_enabled(False)
+        # grad mode left as the CLI leaves it: the library calls set their own (SAE training and EAP need gradients)
         result = RUNNERS[info["kind"]](info["params"], prog)
         atomic_write_text(d / "result.json", json.dumps(result, default=str))  # NaN kept as NaN (json reads it back)
         prog.write(1.0, "done", force=True)
@@ -424,6 +428,21 @@ def run_feature_stats_job(params: dict, prog: Stages) -> dict:
     return {"sae_dir": params["sae_dir"], "n_features": st.n_features, "n_tokens": st.meta.get("n_tokens")}
 
 
+def run_sae_training_job(params: dict, prog: Stages) -> dict:
+    """params: config (SAETrainConfig fields), out (the new SAE directory), overwrite. `train_saes`
+    reports no progress of its own: the job says which stage it is in (collect, then train)."""
+    from interp.sae.config import SAETrainConfig
+    from interp.sae.train import train_saes
+
+    cfg = SAETrainConfig(**params["config"])
+    prog.write(0.05, f"collecting activations at {cfg.hook} and training ({cfg.tokens:,} tokens)", force=True)
+    results, collect_s = train_saes([cfg], [params["out"]], overwrite=bool(params.get("overwrite")), device=params.get("device"),
+                                    eval_tokens=int(params.get("eval_tokens", 4096)))
+    r = results[0]
+    return {"out_dir": str(r.out_dir), "metrics": {k: v for k, v in r.metrics.items() if isinstance(v, (int, float))},
+            "train_seconds": r.train_seconds, "collect_seconds": collect_s}
+
+
 def run_sleep_job(params: dict, prog: Stages) -> dict:
     """A job that only waits (tests and the benchmark): params seconds, steps; fails if `fail` is set."""
     n = int(params.get("steps", 10))
@@ -439,6 +458,7 @@ RUNNERS: dict[str, Callable[[dict, Stages], dict]] = {
     "circuits": run_circuits_job,
     "unlearning": run_unlearning_job,
     "feature-stats": run_feature_stats_job,
+    "sae-training": run_sae_training_job,
     "sleep": run_sleep_job,
 }
 

@@ -368,3 +368,29 @@ def test_sidebar_change_reaches_every_page_and_export_title(sae_root):
         assert probe in H.unescape(_html(at)), page
     at.switch_page("pages/unlearning.py").run()
     assert at.multiselect(key="unl_saes").value == [str(two)]
+
+
+def test_home_trains_an_sae_as_a_job(sae_root):
+    from interp import jobs
+    from interp.sae.config import SAETrainConfig
+
+    at = _app()
+    at.text_input(key="train_name").input("../evil").run()
+    at.button(key="train_go").click().run()
+    assert any("bad SAE name" in e.value for e in at.error)
+    at.text_input(key="train_name").input("a_tiny").run()  # exists under embedded/: refused, nothing replaced
+    at.button(key="train_go").click().run()
+    assert any("already exists" in e.value for e in at.error)
+    at.text_input(key="train_name").input("ui_trained").run()
+    at.number_input(key="train_tokens").set_value(8192).run()
+    at.button(key="train_go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = jobs.get(at.session_state["train_job"])
+    try:
+        assert job.kind == "sae-training" and job.params["out"] == str(sae_root / "embedded" / "ui_trained")
+        cfg = SAETrainConfig(**job.params["config"])
+        assert (cfg.hook, cfg.arch, cfg.d_sae, cfg.k, cfg.tokens) == ("blocks.3.hook_resid_post", "topk", 1024, 32, 8192)
+        assert "SAE training · model embedded" in job.header
+    finally:
+        jobs.cancel(job.id)
+    assert not (sae_root / "embedded" / "ui_trained").exists()

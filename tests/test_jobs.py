@@ -85,3 +85,34 @@ def test_a_job_started_from_a_short_lived_thread_outlives_it(tmp_path):
     time.sleep(0.5)
     assert jobs.get(box[0].id, tmp_path).state == "running"
     assert _wait(tmp_path, box[0].id, lambda x: x.state != "running").state == "done"
+
+
+def test_history_with_a_limit_reads_the_newest_finished_and_every_running_job(tmp_path):
+    for i, state in enumerate(["done", "running", "done", "done"]):  # oldest first
+        d = tmp_path / f"2026010{i}-000000-aaaaa{i}"
+        d.mkdir()
+        (d / "job.json").write_text(json.dumps({"id": d.name, "kind": "sleep", "title": str(i), "params": {}, "created": i}))
+        if state == "done":
+            (d / "status.json").write_text(json.dumps({"state": "done", "finished": i}))
+        else:
+            (d / "pid.json").write_text(json.dumps({"pid": os.getpid()}))  # alive: this test's own process
+    assert [j.title for j in jobs.history(tmp_path)] == ["3", "2", "1", "0"]
+    assert [j.title for j in jobs.history(tmp_path, limit=1)] == ["3", "1"]  # the newest done, and the running one
+
+
+@pytest.mark.slow
+def test_an_sae_training_job_writes_an_sae_that_loads(tmp_path):
+    """The same call as `interp train-sae`, in a job: the SAE lands in its directory and opens with SAELens."""
+    from dataclasses import asdict
+
+    from interp.sae.config import SAETrainConfig
+    from interp.sae.io import load_sae
+
+    cfg = SAETrainConfig(hook="blocks.0.hook_resid_post", d_sae=64, k=4, tokens=4096, batch_size=512)
+    out = tmp_path / "sae"
+    j = jobs.start("sae-training", {"config": asdict(cfg), "out": str(out), "eval_tokens": 1024}, root=tmp_path / "jobs")
+    done = _wait(tmp_path / "jobs", j.id, lambda x: x.state != "running", timeout=600)
+    assert done.state == "done", done.reason
+    res = done.result()
+    assert res["out_dir"] == str(out) and 0 < res["metrics"]["l0"] <= 4.0 + 1e-6
+    assert load_sae(out).cfg.d_sae == 64

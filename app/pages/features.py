@@ -77,7 +77,7 @@ sel_key = f"{src.kind}:{stats_dir}"  # widgets that depend on the source are key
 if not F.has_stats(stats_dir):
     st.warning(f"{src.name} has no feature statistics yet.")
     n_tok = st.number_input("Tokens to scan", min_value=2_000, max_value=2_000_000, value=50_000, step=10_000, key="build_tokens")
-    running = [j for j in jobs.history(kind="feature-stats") if j.state == "running" and j.params.get("sae_dir") == stats_dir]
+    running = [j for j in jobs.history(kind="feature-stats", limit=0) if j.state == "running" and j.params.get("sae_dir") == stats_dir]
     if src.kind == "sae" and running:
         st.info("Building them as a background job: progress and cancel in the sidebar; this page opens them when it ends.")
     elif src.kind == "sae" and st.button("Build feature statistics (background job)", type="primary", key="build_stats"):

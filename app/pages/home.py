@@ -29,6 +29,43 @@ if current_model_name() != "embedded":
     rows.append({"model": current_model_name()})
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
+def _train_form() -> None:
+    """Train a new SAE for the selected model as a background job (interp.sae.train.train_saes)."""
+    from dataclasses import asdict
+
+    from app.common import selection
+    from app.jobs_panel import start_job
+    from interp.sae.config import ARCHS, SAETrainConfig
+
+    sel = selection()
+    with st.expander("Train a new SAE (background job)"):
+        c1, c2, c3, c4, c5 = st.columns([3, 1, 1, 1, 1])
+        hook = c1.text_input("Hook", value="blocks.3.hook_resid_post", key="train_hook",
+                             help="NAME or NAME:HEAD, e.g. blocks.1.attn.hook_z:3")
+        arch = c2.selectbox("Architecture", ARCHS, index=ARCHS.index("topk"), key="train_arch")
+        d_sae = c3.number_input("Latents", 16, 65536, 1024, step=256, key="train_dsae")
+        k = c4.number_input("k (active latents)", 1, 1024, 32, key="train_k", disabled=arch not in ("topk", "batchtopk", "matryoshka"))
+        tokens = c5.number_input("Tokens", 4096, 100_000_000, 200_000, step=50_000, key="train_tokens")
+        name = st.text_input("Name (a new directory under the SAE folder)", value=f"{hook.replace('blocks.', 'L').replace('.hook_', '_')}_{arch}_ui",
+                             key="train_name")
+        if st.button("Train (background job)", key="train_go"):
+            try:
+                if not name or "/" in name or name.startswith("."):
+                    raise InterpError(f"bad SAE name {name!r}: one directory name, no '/'")
+                out = sae_root() / str(sel.model).replace("/", "__") / name
+                if out.exists():
+                    raise InterpError(f"{out} already exists; pick another name")
+                cfg = SAETrainConfig(hook=hook, model=sel.model, arch=arch, d_sae=int(d_sae), tokens=int(tokens),
+                                     k=int(k) if arch in ("topk", "batchtopk", "matryoshka") else None)
+                start_job("sae-training", {"config": asdict(cfg), "out": str(out), "device": sel.device},
+                          title=f"Train SAE {name}", header=sel.header("SAE training", {"hook": hook, "arch": arch, "d_sae": int(d_sae),
+                                                                                        "tokens": int(tokens)}, seed=cfg.seed, sae=False),
+                          key="train_job")
+            except InterpError as e:
+                show_error(e)
+
+
+_train_form()
 st.subheader("SAEs")
 try:
     saes = list_saes_all()
