@@ -68,8 +68,13 @@ if mode == "Build from a prompt":
         try:
             from interp.graphs import attribute
 
-            with st.spinner("building the graph (one forward, then one backward pass per batch of nodes)"):
-                S["g_graph"] = attribute(_model(model_name), prompt, _transcoders(tc_dir), target=targets, diff=diff)
+            bar = st.progress(0.0, text="building the graph: one forward, then one backward pass per batch of nodes")
+
+            def _progress(done: int, total: int) -> None:
+                bar.progress(min(1.0, done / max(1, total)), text=f"rows of the adjacency matrix: {done} of {total}")
+
+            S["g_graph"] = attribute(_model(model_name), prompt, _transcoders(tc_dir), target=targets, diff=diff, progress=_progress)
+            bar.empty()
             S["g_supernodes"] = {}
         except (InterpError, OSError, ValueError) as e:
             _error(e)
