@@ -46,6 +46,10 @@ def test_build_prune_pin_group_intervene_and_heads():
     # pin the first feature node, group it as a supernode, and see it in the viewer JSON qParams
     labels = at.selectbox(key="g_node").options  # shown labels, e.g. "L1 F23 @3 ' moo'"
     at.selectbox(key="g_node").select_index(next(i for i, lab in enumerate(labels) if " F" in lab)).run()
+    at.button(key="g_feature_page").click().run()
+    assert not at.exception, at.exception
+    ctx = at.session_state["g_feature_ctx"][1]
+    assert ctx and all(r["activation"] > 0 for r in ctx) and ctx[0]["activation"] >= ctx[-1]["activation"]
     at.button(key="g_pin").click().run()
     assert not at.exception, at.exception
     assert len(at.session_state["g_pinned_sel"]) == 1

@@ -292,3 +292,35 @@ def test_hover_tokens_are_the_decoder_rows_top_unembedding_tokens(model):
         tcs[2].W_dec[3] = 50 * (U[:, cow] - U.mean(-1)) / (U[:, cow] - U.mean(-1)).norm()
     assert top_tokens(model, tcs, 2, 3, k=3)[0] == " cow"
     assert promoted_tokens(model, tcs, [(2, 3)], k=3)[0].split(", ")[0] == repr(" cow")
+
+
+def test_feature_page_contexts_are_the_top_activations(model):
+    """top_contexts returns the k largest activations of the feature, sorted, and each one is the value the
+    transcoder gives at that token."""
+    from interp.graphs.view import top_contexts
+    from interp.transcoders.io import load_transcoder_set
+
+    tset = load_transcoder_set(ROOT / "transcoders" / "embedded")
+    rows = top_contexts(model, tset, 1, 5, n_tokens=1024, k=4)
+    assert 1 <= len(rows) <= 4
+    assert [r["activation"] for r in rows] == sorted((r["activation"] for r in rows), reverse=True)
+    assert all(r["activation"] > 0 and r["token"] for r in rows)
+
+
+def test_too_large_graph_is_refused_before_any_model_run(model, monkeypatch):
+    """With the shipped set (L0 recorded in metrics.json) the memory estimate comes before the clean run."""
+    from interp.errors import InterpError
+    from interp.graphs import attribute
+    from interp.graphs import attribution as attr
+    from interp.transcoders.io import load_transcoder_set
+
+    tset = load_transcoder_set(ROOT / "transcoders" / "embedded")
+    assert sorted(tset.l0) == [0, 1, 2, 3]
+
+    def no_run(*a, **k):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(attr, "setup", no_run)
+    monkeypatch.setattr(attr, "available_memory", lambda device: 10_000)
+    with pytest.raises(InterpError, match="needs about"):
+        attribute(model, PROMPT, tset)

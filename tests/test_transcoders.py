@@ -118,3 +118,25 @@ def test_shipped_transcoders_load_with_plain_saelens_and_fit_the_embedded_model(
     check_set_fits(load_transcoder_set(root), model)
     table = (ROOT / "transcoders" / "README.md").read_text()
     assert "interp build-transcoders" in table and "| L3 |" in table
+
+
+def test_train_transcoder_cli_trains_two_layers_from_one_pass(tmp_path, capsys, monkeypatch):
+    import sae_lens
+
+    from interp.cli import main
+
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    out = tmp_path / "tc"
+    assert main(["train-transcoder", "--layers", "0,2", "--arch", "topk", "--k", "8", "--skip", "--d-sae", "64", "--tokens", "4096",
+                 "--act-tokens", "4096", "--eval-tokens", "512", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"{out / 'L0'}: topk_skip_transcoder layer 0" in text and f"{out / 'L2'}: topk_skip_transcoder layer 2" in text
+    from interp.transcoders.io import register
+
+    register()
+    for L in (0, 2):
+        tc = sae_lens.SAE.load_from_disk(str(out / f"L{L}"))
+        assert type(tc).__name__ == "TopKSkipTranscoder" and tc.cfg.metadata.hook_name == f"blocks.{L}.ln2.hook_normalized"
+        m = json.loads((out / f"L{L}" / "metrics.json").read_text())
+        assert m["l0"] <= 8 and 0 < m["fvu"] < 2 and m["train_tokens"] == 4096
+    assert not any((tmp_path / "home" / "transcoder-acts").iterdir())  # the activation cache is removed

@@ -68,8 +68,13 @@ if mode == "Build from a prompt":
         try:
             from interp.graphs import attribute
 
-            with st.spinner("building the graph (one forward, then one backward pass per batch of nodes)"):
-                S["g_graph"] = attribute(_model(model_name), prompt, _transcoders(tc_dir), target=targets, diff=diff)
+            bar = st.progress(0.0, text="building the graph: one forward, then one backward pass per batch of nodes")
+
+            def _progress(done: int, total: int) -> None:
+                bar.progress(min(1.0, done / max(1, total)), text=f"rows of the adjacency matrix: {done} of {total}")
+
+            S["g_graph"] = attribute(_model(model_name), prompt, _transcoders(tc_dir), target=targets, diff=diff, progress=_progress)
+            bar.empty()
             S["g_supernodes"] = {}
         except (InterpError, OSError, ValueError) as e:
             _error(e)
@@ -91,7 +96,7 @@ if graph is None:
 
 from interp.graphs import graph_scores  # noqa: E402
 from interp.graphs.view import (head_contributions, layout, node_card, promoted_tokens, supernode_edges,  # noqa: E402
-                                top_tokens)
+                                top_contexts, top_tokens)
 
 sc = graph_scores(graph)
 st.subheader(f"{graph.prompt!r}")
@@ -146,7 +151,12 @@ except (AttributeError, KeyError, IndexError, TypeError):
 ids = list(nodes["id"])
 labels = dict(zip(nodes["id"], nodes["label"]))
 index_of = dict(zip(nodes["id"], nodes["index"]))
-choice = st.selectbox("Node", ids, index=ids.index(clicked) if clicked in ids else 0, format_func=lambda i: labels[i], key="g_node")
+if S.get("g_node") not in ids:  # pruned away at this threshold (or the first graph): start at the first node
+    S["g_node"] = ids[0]
+new_click = clicked in ids and clicked != S.get("g_last_click")
+if new_click:  # a click on the chart picks the node (the picker below is not created yet in this run)
+    S["g_node"] = S["g_last_click"] = clicked
+choice = st.selectbox("Node", ids, format_func=lambda i: labels[i], key="g_node")
 
 tab_card, tab_pin, tab_int, tab_heads = st.tabs(["Node card", "Pinned nodes and supernodes", "Interventions", "Head-level view"])
 with tab_card:
@@ -159,6 +169,14 @@ with tab_card:
         except (InterpError, OSError) as e:
             _error(e)
         st.caption(f"Feature {feat} of the layer-{layer} transcoder ({graph.transcoders.get(str(layer), tc_dir)}).")
+        if st.button("Open this feature's page (top activating contexts on held-out text)", key="g_feature_page") or new_click:
+            try:
+                S["g_feature_ctx"] = (choice, top_contexts(_model(model_name), _transcoders(tc_dir), layer, feat))
+            except (InterpError, OSError) as e:
+                _error(e)
+        page = S.get("g_feature_ctx")
+        if page and page[0] == choice:
+            st.dataframe(pd.DataFrame(page[1], columns=["activation", "context", "token"]), hide_index=True)
     ci, co = st.columns(2)
     ci.dataframe(pd.DataFrame(card["inputs"], columns=["strongest inputs", "weight"]), hide_index=True)
     co.dataframe(pd.DataFrame(card["outputs"], columns=["strongest outputs", "weight"]), hide_index=True)

@@ -29,8 +29,9 @@ Deviations from circuit-tracer (names only where the numbers could differ):
 * The batch size `B` of the repeated forward is min(`batch_size`, number of rows to compute);
   circuit-tracer always expands to `batch_size`.
 * Bad input (a prompt longer than the context, a target that is not one token, transcoders that do
-  not fit the model, a graph too large for memory) is refused in one line before the expensive part;
-  the memory check needs the number of active features, so it runs after the single clean forward.
+  not fit the model, a graph too large for memory) is refused in one line before any model run: the
+  memory estimate uses the transcoders' recorded L0 (metrics.json) times the positions; it is checked
+  again with the real number of active features after the single clean forward.
 """
 
 from __future__ import annotations
@@ -234,6 +235,13 @@ def attribute(model, prompt: str | torch.Tensor, transcoders, target: list[str] 
     # targets first: a target that is not one token is refused before the clean run
     if diff is not None or target:
         resolve_targets(model, torch.zeros(model.cfg.d_vocab, device=device), target, diff)
+
+    # Before any model run: the graph expected from the transcoders' recorded L0 (when known) must fit
+    if len(tset.l0) == len(tcs):
+        expect_f = int(sum(tset.l0.values()) * (len(tokens) - 1))
+        if cfg.max_feature_nodes is not None:
+            expect_f = min(expect_f, cfg.max_feature_nodes)
+        check_fits_memory(model, len(tokens), expect_f, cfg.max_n_logits, max(1, min(cfg.batch_size, expect_f)), device)
 
     # Phase 0: the clean run
     S = setup(model, tokens, tcs)

@@ -151,3 +151,32 @@ def head_contributions(model, graph: Graph, logit: int = 0) -> list[dict]:
         contrib = (out @ u.to(out.device)) / scale
         rows += [{"head": f"{L}.{h}", "layer": L, "contribution": float(c)} for h, c in enumerate(contrib)]
     return sorted(rows, key=lambda r: -abs(r["contribution"]))
+
+
+@torch.no_grad()
+def top_contexts(model, transcoders, layer: int, feature: int, n_tokens: int = 8192, k: int = 8, window: int = 8) -> list[dict]:
+    """A transcoder feature's page: its `k` highest activations on held-out text of the embedded corpus
+    (BOS left out), each with the `window` tokens before it: {activation, context, token}."""
+    from interp.hooks import capture
+    from interp.sae.eval import eval_tokens
+
+    tc = transcoders[layer]
+    toks = eval_tokens(model, n_tokens).to(next(model.parameters()).device)
+    name = f"blocks.{layer}.ln2.hook_normalized"
+    acts = []
+    for i in range(0, len(toks), 16):
+        with capture(model, [name]) as c:
+            model(toks[i : i + 16], stop_at_layer=layer + 1)
+        a = tc.encode(c[name].float())[..., feature]
+        a[:, 0] = 0
+        acts.append(a)
+    A = torch.cat(acts)
+    vals, flat = torch.topk(A.flatten(), min(k, A.numel()))
+    out = []
+    for v, f in zip(vals.tolist(), flat.tolist()):
+        if v <= 0:
+            break
+        r, p = divmod(f, A.shape[1])
+        ctx = toks[r, max(1, p - window) : p].tolist()
+        out.append({"activation": v, "context": model.tokenizer.decode(ctx), "token": model.tokenizer.decode([int(toks[r, p])])})
+    return out

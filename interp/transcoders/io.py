@@ -21,7 +21,7 @@ import functools
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -139,6 +139,7 @@ class TranscoderSet:
     transcoders: dict[int, object]  # layer -> SAELens transcoder
     paths: dict[int, str]  # layer -> directory it was loaded from
     model_name: str | None  # the model the set was trained on (metadata)
+    l0: dict[int, float] = field(default_factory=dict)  # layer -> mean active features per token (metrics.json), if known
 
     def __getitem__(self, layer: int):
         return self.transcoders[layer]
@@ -163,7 +164,7 @@ def find_transcoder_dirs(root: str | Path) -> list[Path]:
 
 def load_transcoder_set(root: str | Path, device: str | torch.device = "cpu") -> TranscoderSet:
     """Every transcoder under `root`, keyed by layer; two for one layer is an error."""
-    tcs, paths, names = {}, {}, set()
+    tcs, paths, names, l0 = {}, {}, set(), {}
     for d in find_transcoder_dirs(root):
         tc = load_transcoder(d, device)
         layer = transcoder_layer(tc)
@@ -171,7 +172,11 @@ def load_transcoder_set(root: str | Path, device: str | torch.device = "cpu") ->
             raise InterpError(f"two transcoders for layer {layer} under {root}: {paths[layer]} and {d}")
         tcs[layer], paths[layer] = tc, str(d)
         names.add(tc.cfg.metadata.get("model_name"))
-    return TranscoderSet(tcs, paths, next(iter(names)) if len(names) == 1 else None)
+        try:
+            l0[layer] = float(json.loads((d / METRICS).read_text())["l0"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return TranscoderSet(tcs, paths, next(iter(names)) if len(names) == 1 else None, l0)
 
 
 def check_set_fits(tset: TranscoderSet, model) -> None:
