@@ -45,7 +45,9 @@ def _direct_check(model, graph, tcs, sources):
         dl = (l1 - l1.mean()) - (l0 - l0.mean())
         want = -A[graph.logit_start:, s]
         got = torch.stack([dl[v] for v in graph.logit_ids])
-        assert torch.allclose(got, want, atol=1e-4 * scale + 1e-6)
+        # two float32 forwards whose logits reach ~13: their difference carries a few ulps of that size
+        # (6e-6 on the bridge's Hugging Face forward), so the floor scales with the logits
+        assert torch.allclose(got, want, atol=1e-4 * scale + 1e-6 * float(l0.abs().max()))
 
 
 def test_feature_edges_equal_direct_effects_in_the_frozen_model(model, tcs, graph):
