@@ -1,7 +1,9 @@
 """Every supported model family, offline, on a tiny random-weight Hugging Face checkpoint
 (`tests/tiny_models.py`): logits equal to Hugging Face's, and the whole pipeline through the CLI
 (collect, train-sae, eval-sae, features, report, circuits on a custom JSONL task, unlearning of a
-concept file) plus a prompt-lab ablation through the Python API.
+concept file) plus a prompt-lab ablation through the Python API, on the ten dense families
+(`tiny_models.FAMILIES`); the mixture-of-experts families (Mixtral, Qwen3-MoE) run collect,
+train-sae and features on ``hook_mlp_out``. Every model runs on TransformerLens' TransformerBridge.
 
 The CLI runs in-process (`interp.cli.main`) so the suite does not pay a Python start-up per
 stage; `tests/test_faults.py` covers the subprocess path. Sizes are tiny: a few thousand tokens,
