@@ -154,9 +154,13 @@ def test_cli_features_and_report(model, tmp_path, capsys):
     out = tmp_path / "r.md"
     assert main(["report", "--sae", str(d), "--features", "0-3", "--format", "md", "--out", str(out)]) == 0
     assert out.read_text().count("## Feature") == 4
+    before = out.read_text()
     assert main(["report", "--sae", str(d), "--features", "0-99", "--format", "md", "--out", str(out)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err  # the output path is checked first
+    assert main(["report", "--sae", str(d), "--features", "0-99", "--format", "md", "--out", str(out), "--overwrite"]) == 2
     assert "out of range" in capsys.readouterr().err
-    assert main(["report", "--sae", str(tmp_path), "--features", "0", "--format", "md", "--out", str(out)]) == 2
+    assert main(["report", "--sae", str(tmp_path), "--features", "0", "--format", "md", "--out", str(tmp_path / "r2.md")]) == 2
+    assert out.read_text() == before and not (tmp_path / "r2.md").exists()
 
 
 # ----------------------------------------------------------------------------- the split package's parts
