@@ -111,3 +111,33 @@ def test_train_form_starts_a_job_with_the_forms_params(tmp_path, monkeypatch):
     finally:
         jobs.cancel(job.id)
     assert jobs.get(job.id).state == "cancelled"
+
+
+def test_a_finished_model_opens_in_the_pages_views(tmp_path, monkeypatch):
+    """A trained model from the job history opens in Routing / Units (the page's own views take a
+    model directory), both from the page's list and from the jobs panel's "Open result"."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
+    j = jobs.start("moex-train", dict(TINY), title="Train chess moex")
+    done = _wait(None, j.id, lambda x: x.state != "running")
+    assert done.state == "done", done.reason
+    model_dir = done.result()["model_dir"]
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "main.py"), default_timeout=240)
+    at.run()
+    at.switch_page("pages/moex.py").run()
+    listed = next(df.value for df in at.dataframe if "model directory" in df.value.columns)
+    assert list(listed["model directory"]) == [model_dir]
+    assert listed["validation loss (nats/char)"].iloc[0] == pytest.approx(done.result()["val_loss"])
+    at.button(key="moex_train_open").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.text_input(key="moex_dir").value == model_dir
+    assert any(c.value.startswith("moex: 1 layers, d_model 32") for c in at.caption)
+    at.radio(key="moex_view").set_value("Routing").run()
+    assert not at.exception and not at.error and not at.info  # a MoE model: the routing charts, no "no router"
+    assert len(at.get("arrow_vega_lite_chart") + at.get("vega_lite_chart")) == 3
+    # the jobs panel's "Open result" (AppTest drops the sidebar after a page switch: its session entry is set here)
+    at.text_input(key="moex_dir").input("").run()
+    at.session_state["open_job"] = {"moex-train": j.id}
+    at.run()
+    assert at.text_input(key="moex_dir").value == model_dir
