@@ -443,6 +443,58 @@ def run_sae_training_job(params: dict, prog: Stages) -> dict:
             "train_seconds": r.train_seconds, "collect_seconds": collect_s}
 
 
+# the MoE-X training job's defaults: small enough for about a minute on one CPU core (TrainConfig's own
+# defaults are hours), on weighted-random games (engine "random": no Stockfish needed)
+MOEX_JOB_DEFAULTS = {"arch": "moex", "steps": 150, "seed": 0, "layers": 2, "d_model": 64, "heads": 4, "n_ctx": 128,
+                     "experts": 4, "topk": 2, "expert_width": 64, "batch_size": 8, "games": 400, "val_games": 32,
+                     "engine": "random", "eval_every": 50}
+
+
+def moex_train_config(params: dict):
+    """The `TrainConfig` of a MoE-X training job: `params` are `interp moex train`'s option names
+    (arch, steps, seed, layers, d_model, heads, n_ctx, experts, topk, expert_width, batch_size, games,
+    val_games, engine, eval_every), missing ones from `MOEX_JOB_DEFAULTS`, built by the CLI's own
+    `train_config_from_args` (so a dense model gets the same active width as on the command line).
+    No checkpoints: a cancelled job leaves nothing behind. One-line InterpError if bad."""
+    import argparse
+
+    from interp.commands.moex import train_config_from_args
+
+    unknown = set(params) - set(MOEX_JOB_DEFAULTS) - {"out", "device"}
+    if unknown:
+        raise InterpError(f"unknown MoE-X training parameter(s): {', '.join(sorted(unknown))}")
+    p = {**MOEX_JOB_DEFAULTS, **{k: v for k, v in params.items() if k not in ("out", "device")}}
+    moe = p["arch"] in ("switch", "moex")
+    args = argparse.Namespace(data="chess", workers=1, upcycle_from=None, act=None, router=None, d_mlp=None, balance=None,
+                              warmup=None, lr=None, nodes=None, store=None, checkpoint_every=0,
+                              **{k: v for k, v in p.items() if moe or k not in ("experts", "topk")})
+    if not moe:  # the CLI gives a dense model d_mlp = k x expert width (equal active MLP params)
+        args.experts = args.topk = None
+    if "eval_every" not in params:  # three learning-curve points whatever the steps
+        args.eval_every = max(int(p["steps"]) // 3, 1)
+    args.warmup = min(100, max(int(p["steps"]) // 10, 1))  # TrainConfig's 100 warmup steps would be most of a short run
+    return train_config_from_args(args)
+
+
+def run_moex_train_job(params: dict, prog: Stages) -> dict:
+    """params: see `moex_train_config`, plus out (a new model directory; default: ``model`` in the job's
+    own directory) and device. Trains with `interp.moex.train.train_chess_model` (what `interp moex
+    train` calls), never over an existing directory. -> model directory, validation loss, legal-move
+    rate, learning curve."""
+    from interp.moex.train import train_chess_model
+
+    cfg = moex_train_config(params)
+    out = Path(params.get("out") or prog.d / "model")
+    prog.write(0.0, f"{cfg.n_games + cfg.n_val_games} {cfg.engine} games (generated once into the game store)...", force=True)
+    res = train_chess_model(cfg, out, resume=False, overwrite=False, device=params.get("device"),
+                            progress=lambda d, t: prog(d, t, f"{cfg.mlp.arch}: step {d}/{t}" + (" (then the final evaluation)" if d == t else "")))
+    last = res.curve[-1] if res.curve else {}
+    return {"model_dir": str(res.out_dir), "arch": cfg.mlp.arch, "val_loss": res.val_loss,
+            "legal_move_rate": last.get("legal_move_rate"), "steps": res.steps, "tokens": res.tokens,
+            "train_seconds": res.train_seconds, "engine": cfg.engine, "n_games": cfg.n_games, "seed": cfg.seed,
+            "curve": [{k: c.get(k) for k in ("step", "val_loss", "legal_move_rate")} for c in res.curve]}
+
+
 def run_sleep_job(params: dict, prog: Stages) -> dict:
     """A job that only waits (tests and the benchmark): params seconds, steps; fails if `fail` is set."""
     n = int(params.get("steps", 10))
@@ -459,6 +511,7 @@ RUNNERS: dict[str, Callable[[dict, Stages], dict]] = {
     "unlearning": run_unlearning_job,
     "feature-stats": run_feature_stats_job,
     "sae-training": run_sae_training_job,
+    "moex-train": run_moex_train_job,
     "sleep": run_sleep_job,
 }
 

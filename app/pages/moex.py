@@ -5,6 +5,9 @@ Everything is computed by `interp.moex` (inspect / evaluate); this page only pic
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -228,6 +231,73 @@ def units_tab(path: str, mlp, layer: int, n_games: int):
                  hide_index=True, width="stretch")
 
 
+TRAIN_ARCHS = ["moex", "switch", "dense-relu", "dense-gelu"]
+
+
+def _open_model(model_dir: str) -> None:
+    """Show a trained model in the views (a button callback: runs before the directory box is drawn)."""
+    st.session_state["moex_dir"] = model_dir
+
+
+def train_form() -> None:
+    """Train a small chess model as a background job (`interp.jobs` "moex-train", i.e. the library call
+    `interp moex train` makes) and open finished ones in the views below."""
+    from app.jobs_panel import start_job, take_opened
+    from app.state import Selection, selection
+    from interp import jobs
+    from interp.errors import InterpError
+    from interp.moex.train import check_train_output
+
+    opened = take_opened("moex-train")  # "Open result" in the jobs panel
+    if opened is not None:
+        try:
+            _open_model(opened.result()["model_dir"])
+        except InterpError as e:
+            show_error(e)
+    d = jobs.MOEX_JOB_DEFAULTS
+    with st.expander("Train a model (background job)", expanded=False):
+        st.caption(f"A small model ({d['layers']} layers, d_model {d['d_model']}, {d['games']} training games) on "
+                   "weighted-random games (`--engine random`: no Stockfish needed; generated once into the game store), "
+                   "about a minute on one CPU core. It is far from the shipped models; use `interp moex train` for those.")
+        c1, c2, c3, c4 = st.columns([2, 1, 1, 3])
+        arch = c1.selectbox("Architecture", TRAIN_ARCHS, key="moex_train_arch")
+        steps = int(c2.number_input("Steps", 1, 100_000, d["steps"], step=50, key="moex_train_steps"))
+        seed = int(c3.number_input("Seed", 0, 2**31 - 1, d["seed"], key="moex_train_seed"))
+        out = c4.text_input("New model directory (optional)", key="moex_train_out",
+                            help="empty: a new directory inside the job's own folder; a path must not exist yet")
+        if st.button("Train (background job)", key="moex_train_go"):
+            try:
+                params = {"arch": arch, "steps": steps, "seed": seed, "device": selection().device}
+                if out.strip():  # absolute: the job's process must not depend on the server's working directory
+                    params["out"] = str(Path(out.strip()).expanduser().resolve())
+                cfg = jobs.moex_train_config(params)  # one line if bad, before the job starts
+                if out.strip():  # never over an existing directory (interp/io.py's output policy)
+                    check_train_output(Path(params["out"]), cfg, resume=False, overwrite=False)
+                header = Selection(f"chess {arch} (new)", None, params["device"]).header(
+                    "MoE-X training", {"steps": steps, "games": f"{cfg.n_games} {cfg.engine}"}, seed=seed, sae=False)
+                start_job("moex-train", params, title=f"Train chess {arch}", header=header, key="moex_train_job")
+            except InterpError as e:
+                show_error(e)
+        done = [j for j in jobs.history(kind="moex-train", limit=20) if j.state == "done"]
+        if done:
+            st.markdown("**Trained models** (finished jobs)")
+            rows = []
+            for j in done:
+                try:
+                    r = j.result()
+                except (InterpError, OSError, ValueError):
+                    continue
+                rows.append({"job": j.title, "finished": time.strftime("%Y-%m-%d %H:%M", time.localtime(j.finished or j.created)),
+                             "validation loss (nats/char)": r.get("val_loss"), "legal-move rate": r.get("legal_move_rate"),
+                             "steps": r.get("steps"), "seed": r.get("seed"), "model directory": r.get("model_dir")})
+            if rows:
+                st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                             column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                            for c in ("validation loss (nats/char)", "legal-move rate")})
+                pick = st.selectbox("Open in the views below", [r["model directory"] for r in rows], key="moex_train_pick")
+                st.button("Open", key="moex_train_open", on_click=_open_model, args=(pick,))
+
+
 try:
     from interp.moex.model import shipped_models
 
@@ -236,6 +306,7 @@ try:
         st.warning("No shipped chess models found (the package is incomplete); train one with `interp moex train` "
                    "and give its directory.")
         st.stop()
+    train_form()
     names = list(models)
     c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
     name = c1.selectbox("Chess model", names, index=names.index("moex") if "moex" in names else 0, key="moex_model")
