@@ -59,6 +59,7 @@ def _caption_counts(at) -> tuple[int, int]:
     return feats, edges
 
 
+@pytest.mark.slow  # about 25 s: the job loads the model in its own process, then two sessions
 def test_build_runs_as_a_job_and_its_graph_opens_here_and_from_the_history(home):
     """The page starts a "graph" job with the model, transcoders, prompt and target in its parameters and
     header; the finished graph (the job's result_graph.safetensors) is what the page shows, and a new
