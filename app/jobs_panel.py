@@ -18,7 +18,7 @@ from interp import jobs
 
 OPEN_KEY = "open_job"  # session key: {kind: job id} of a result to open on its page
 PAGE_OF = {"circuits": "pages/circuits.py", "unlearning": "pages/unlearning.py", "feature-stats": "pages/features.py",
-           "sae-training": "pages/home.py", "moex-train": "pages/moex.py"}
+           "sae-training": "pages/home.py", "moex-train": "pages/moex.py", "graph": "pages/graph.py"}
 HISTORY_SHOWN = 6
 
 

@@ -495,6 +495,28 @@ def run_moex_train_job(params: dict, prog: Stages) -> dict:
             "curve": [{k: c.get(k) for k in ("step", "val_loss", "legal_move_rate")} for c in res.curve]}
 
 
+def run_graph_job(params: dict, prog: Stages) -> dict:
+    """params: model, device, transcoders (a directory with one transcoder per MLP layer), prompt, target
+    (tokens) or diff ([a, b]), config (`AttributionConfig` fields). Builds the attribution graph as
+    `interp graph` does and saves it with `interp.graphs.save_graph` (safetensors) as result_graph.safetensors."""
+    from interp.graphs import AttributionConfig, attribute, graph_scores, save_graph
+    from interp.transcoders.io import check_set_fits, load_transcoder_set
+
+    prog.write(0.0, "loading the model and the transcoders...", force=True)
+    tset = load_transcoder_set(params["transcoders"])
+    model = _model(params)
+    check_set_fits(tset, model)
+    diff = tuple(params["diff"]) if params.get("diff") else None
+    graph = attribute(model, params["prompt"], tset, target=list(params.get("target") or []) or None, diff=diff,
+                      config=AttributionConfig(**params.get("config", {})),
+                      progress=lambda d, t: prog(d, t, f"rows of the adjacency matrix: {d} of {t}"))
+    sc = graph_scores(graph)
+    graph.info.update({"replacement_score": sc.replacement, "completeness_score": sc.completeness})  # as `interp graph` records them
+    save_graph(graph, prog.d / "result_graph.safetensors")  # "result*" files go when a job is cancelled
+    return {"graph": "result_graph.safetensors", "prompt": graph.prompt, "n_features": graph.n_features, "n_nodes": graph.n_nodes,
+            "logit_tokens": graph.logit_tokens, "replacement_score": sc.replacement, "completeness_score": sc.completeness}
+
+
 def run_sleep_job(params: dict, prog: Stages) -> dict:
     """A job that only waits (tests and the benchmark): params seconds, steps; fails if `fail` is set."""
     n = int(params.get("steps", 10))
@@ -512,6 +534,7 @@ RUNNERS: dict[str, Callable[[dict, Stages], dict]] = {
     "feature-stats": run_feature_stats_job,
     "sae-training": run_sae_training_job,
     "moex-train": run_moex_train_job,
+    "graph": run_graph_job,
     "sleep": run_sleep_job,
 }
 

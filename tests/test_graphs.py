@@ -326,3 +326,35 @@ def test_too_large_graph_is_refused_before_any_model_run(model, monkeypatch):
     monkeypatch.setattr(attr, "available_memory", lambda device: 10_000)
     with pytest.raises(InterpError, match="needs about"):
         attribute(model, PROMPT, tset)
+
+
+def test_a_graph_job_saves_the_graph_that_attribute_builds_in_process(tmp_path, model, tcs):
+    """The dashboard's "graph" job (interp.jobs): a real child process on a seeded random transcoder set;
+    the graph it saves (save_graph, safetensors) has the adjacency `attribute` gives in this process."""
+    import time
+
+    from interp import jobs
+    from interp.graphs import attribute, load_graph
+    from interp.transcoders.io import load_transcoder_set, save_transcoder
+
+    for L, tc in tcs.items():
+        save_transcoder(tc, tmp_path / "tcs" / f"L{L}")
+    params = {"model": "embedded", "device": "cpu", "transcoders": str(tmp_path / "tcs"), "prompt": PROMPT,
+              "diff": [" Mary", " John"], "config": {"batch_size": 64}}
+    j = jobs.start("graph", params, title="graph", root=tmp_path / "jobs")
+    t0 = time.time()
+    while jobs.get(j.id, tmp_path / "jobs").state == "running" and time.time() - t0 < 300:
+        time.sleep(0.1)
+    done = jobs.get(j.id, tmp_path / "jobs")
+    assert done.state == "done", (done.state, done.reason)
+    res = done.result()
+    assert res["graph"].startswith("result") and res["logit_tokens"] == ["logit( Mary)-logit( John)"]
+    assert done.progress.fraction == 1.0
+    back = load_graph(Path(done.dir) / res["graph"])
+    want = attribute(model, PROMPT, load_transcoder_set(tmp_path / "tcs"), diff=(" Mary", " John"))
+    assert res["n_features"] == want.n_features > 50 and back.logit_tokens == want.logit_tokens
+    assert torch.equal(back.active_features, want.active_features) and torch.equal(back.selected_features, want.selected_features)
+    assert back.adjacency.shape == want.adjacency.shape
+    assert torch.equal(back.adjacency != 0, want.adjacency != 0)
+    assert torch.allclose(back.adjacency, want.adjacency, rtol=1e-5, atol=1e-6 * float(want.adjacency.abs().max()))
+    assert back.info["replacement_score"] == pytest.approx(res["replacement_score"])

@@ -1,7 +1,9 @@
 """Feature circuits page: build or load the attribution graph of one prompt (transcoder features x token
 positions, circuit-tracer's definitions), prune it with sliders, inspect nodes, pin nodes and group
 them into supernodes, ablate or steer features (measured vs predicted), and read the head-level view
-of the same prompt beside it. Self-contained: it calls only `interp.graphs` / `interp.transcoders`."""
+of the same prompt beside it. Building runs as a background job (`interp.jobs` kind "graph"; progress and
+cancel in the sidebar's jobs panel); the finished graph opens here, also from the jobs history. Besides
+`interp.graphs` / `interp.transcoders` it uses only the dashboard's jobs panel, selection (device) and style."""
 
 from __future__ import annotations
 
@@ -47,6 +49,35 @@ st.caption("Attribution graphs over transcoder features (circuit-tracer / Anthro
            "local replacement model (attention patterns and LayerNorm scales frozen). Pruning keeps the nodes holding the "
            "node threshold of the influence on the logits, then the edges holding the edge threshold.")
 
+from app.jobs_panel import start_job, take_opened  # noqa: E402
+from app.state import selection  # noqa: E402
+from app.style import result_header  # noqa: E402
+from interp import jobs  # noqa: E402
+
+# A finished graph job (opened from the jobs history, or this session's latest one) replaces the shown graph.
+# The shown graph keeps the model and transcoders it was built with (g_src), whatever the boxes say later.
+opened = take_opened("graph")
+if opened is not None:
+    S["g_job"] = opened.id
+    S.pop("g_job_loaded", None)
+job = None
+if S.get("g_job"):
+    try:
+        job = jobs.get(S["g_job"])
+    except InterpError:
+        job = None
+if job is not None and job.state == "done" and S.get("g_job_loaded") != job.id:
+    try:
+        from interp.graphs import load_graph
+
+        S["g_graph"] = load_graph(Path(job.dir) / job.result()["graph"])
+        S["g_src"] = (job.params["model"], job.params["transcoders"])
+        S["g_header"] = job.header
+        S["g_supernodes"] = {}
+        S["g_job_loaded"] = job.id
+    except (InterpError, OSError, KeyError) as e:
+        _error(e)
+
 left, right = st.columns([1, 1])
 with left:
     mode = st.radio("Graph", ["Build from a prompt", "Load a graph file"], key="g_mode", horizontal=True)
@@ -64,18 +95,32 @@ if mode == "Build from a prompt":
     elif tkind == "Logit difference":
         c1, c2 = st.columns(2)
         diff = (c1.text_input("Token A", value=" Mary", key="g_diff_a"), c2.text_input("Token B", value=" John", key="g_diff_b"))
-    if st.button("Build graph", key="g_build", type="primary"):
+    if st.button("Build graph (background job)", key="g_build", type="primary"):
         try:
-            from interp.graphs import attribute
+            import torch
 
-            bar = st.progress(0.0, text="building the graph: one forward, then one backward pass per batch of nodes")
+            from interp.graphs.targets import resolve_targets
+            from interp.hooks import prompt_tokens
+            from interp.transcoders.io import check_set_fits
 
-            def _progress(done: int, total: int) -> None:
-                bar.progress(min(1.0, done / max(1, total)), text=f"rows of the adjacency matrix: {done} of {total}")
-
-            S["g_graph"] = attribute(_model(model_name), prompt, _transcoders(tc_dir), target=targets, diff=diff, progress=_progress)
-            bar.empty()
-            S["g_supernodes"] = {}
+            # bad input is one line here, before the job starts: transcoders that do not fit, a prompt longer
+            # than the context, a target that is not one token
+            m = _model(model_name)
+            check_set_fits(_transcoders(tc_dir), m)
+            n_tok = prompt_tokens(m, prompt).shape[-1]
+            if n_tok > m.cfg.n_ctx:
+                raise InterpError(f"prompt is {n_tok} tokens, longer than the model's context of {m.cfg.n_ctx}")
+            if targets or diff:
+                resolve_targets(m, torch.zeros(m.cfg.d_vocab), targets, diff)
+            target_txt = (f"logit({diff[0]})-logit({diff[1]})" if diff else ", ".join(repr(t) for t in targets) if targets
+                          else "salient logits")
+            sel = selection()  # the device only: the page has its own model and transcoder boxes
+            header = " · ".join(["Attribution graph", f"model {model_name}", f"transcoders {tc_dir}", f"prompt {prompt!r}",
+                                 f"target {target_txt}", f"device {sel.device}"])
+            params = {"model": model_name, "device": sel.device, "transcoders": tc_dir, "prompt": prompt,
+                      "target": list(targets or []), "diff": list(diff) if diff else None}
+            short = prompt if len(prompt) <= 40 else prompt[:39] + "…"
+            start_job("graph", params, title=f"Graph: {short!r} ({target_txt})", header=header, key="g_job")
         except (InterpError, OSError, ValueError) as e:
             _error(e)
 else:
@@ -85,14 +130,28 @@ else:
             from interp.graphs import load_graph
 
             S["g_graph"] = load_graph(path)
+            S["g_src"] = (model_name, tc_dir)
+            S["g_header"] = f"loaded from {path}"
             S["g_supernodes"] = {}
+            S.pop("g_job", None)
         except (InterpError, OSError) as e:
             _error(e)
+
+if job is not None and job.state != "done" and S.get("g_job") == job.id:
+    result_header(job.header)
+    if job.state == "running":
+        st.info(f"Building the graph as a background job ({100 * job.progress.fraction:.0f}%): its progress, time left and "
+                "cancel are in the sidebar; every page stays usable meanwhile. The graph opens here when it ends.")
+    else:
+        st.error(f"The job was {job.state}: {' '.join(job.reason.split())}", icon=":material/error:")
 
 graph = S.get("g_graph")
 if graph is None:
     st.info("Build or load a graph to see it.")
     st.stop()
+model_name, tc_dir = S.get("g_src", (model_name, tc_dir))  # the model and transcoders the shown graph was built with
+if S.get("g_header"):
+    result_header(S["g_header"])
 
 from interp.graphs import graph_scores  # noqa: E402
 from interp.graphs.view import (head_contributions, layout, node_card, promoted_tokens, supernode_edges,  # noqa: E402
