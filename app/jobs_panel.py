@@ -14,6 +14,7 @@ import time
 import streamlit as st
 
 from app.state import selection
+from app.style import md_text
 from interp import jobs
 
 OPEN_KEY = "open_job"  # session key: {kind: job id} of a result to open on its page
@@ -95,16 +96,16 @@ def _rss_mb() -> float | None:
 
 def _job_row(j: jobs.JobInfo, live: bool) -> None:
     with st.container(border=True, key=f"job-{j.id}"):
-        st.markdown(f"**{j.title}**", help=j.header or None)
+        st.markdown(f"**{md_text(j.title)}**", help=md_text(j.header) if j.header else None)  # titles carry prompts: text, never Markdown
         if live:
             p = j.progress
-            st.progress(p.fraction, text=(p.message or "running")[:80])
+            st.progress(p.fraction, text=md_text((p.message or "running")[:80]))
             st.caption(f"{100 * p.fraction:.0f}% · elapsed {fmt_s(p.elapsed_s)} · left {fmt_s(p.eta_s)}")
             st.button("Cancel", key=f"cancel-{j.id}", on_click=_cancel, args=(j.id,), width="stretch")
         else:
             icon = {"done": "✓", "cancelled": "■", "crashed": "✗"}.get(j.state, "?")
             when = time.strftime("%H:%M", time.localtime(j.finished or j.created))
-            st.caption(f"{icon} {j.state} at {when}" + (f": {j.reason}" if j.reason else ""))
+            st.caption(f"{icon} {j.state} at {when}" + (f": {md_text(j.reason)}" if j.reason else ""))
             if j.state == "done" and j.kind in PAGE_OF:
                 st.button("Open result", key=f"open-{j.id}", on_click=open_result, args=(j,), width="stretch")
 

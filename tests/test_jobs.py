@@ -116,3 +116,29 @@ def test_an_sae_training_job_writes_an_sae_that_loads(tmp_path):
     res = done.result()
     assert res["out_dir"] == str(out) and 0 < res["metrics"]["l0"] <= 4.0 + 1e-6
     assert load_sae(out).cfg.d_sae == 64
+
+
+def test_job_titles_from_user_text_show_as_text_not_markdown(tmp_path, monkeypatch):
+    """A graph job's title carries the user's prompt: `*`, `$` and backticks must show as written in
+    the jobs panel, not as emphasis, LaTeX or code (the panel rendered them as Markdown)."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("INTERP_HOME", str(tmp_path))
+    from interp import jobs
+
+    title = "graph · *Mary* paid $5 for `x`"
+    j = jobs.start("sleep", {"seconds": 0.2, "steps": 2}, title=title, header="prompt *x*")
+    for _ in range(300):
+        if jobs.get(j.id).state != "running":
+            break
+        time.sleep(0.1)
+
+    def page():
+        from app.jobs_panel import _panel_body
+
+        _panel_body()
+
+    at = AppTest.from_function(page, default_timeout=60).run()
+    shown = [m.value for m in at.markdown]
+    assert any(r"\*Mary\* paid \$5 for \`x\`" in v for v in shown), shown
+    assert not any("*Mary*" in v.replace(r"\*", "") for v in shown)
