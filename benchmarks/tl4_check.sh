@@ -3,14 +3,14 @@
 # on transformer-lens 4.x, in a venv of its own WITHOUT SAELens (SAELens 6.54 still pins
 # transformer-lens < 4, so the project venv stays on 3.9).
 #
-#   benchmarks/tl4_check.sh [VENV_DIR]      (default /work/venvs/tl4; created if missing)
+#   benchmarks/tl4_check.sh [VENV_DIR]      (default $INTERP_HOME/venvs/tl4; created if missing)
 #
 # Installs torch 2.13 (the CPU wheel), transformer-lens>=4,<5, pytest and interp's other
 # dependencies except sae-lens, transformer-lens, streamlit and altair (read from pyproject.toml),
 # then runs the model-layer tests below with the checkout on PYTHONPATH. Prints the versions and
 # pytest's summary; exits with pytest's status. The result is quoted in README.md ("Use your own model").
 set -euo pipefail
-VENV="${1:-/work/venvs/tl4}"
+VENV="${1:-${INTERP_HOME:-$HOME/.cache/interp}/venvs/tl4}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"

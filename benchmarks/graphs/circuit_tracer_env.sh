@@ -2,9 +2,9 @@
 # Build a SEPARATE virtual environment for the circuit-tracer peer check (benchmarks/graphs/peer.py).
 # circuit-tracer 0.5.0 pins transformers <= 4.57.3, while TransformerLens 3 (the main venv) needs
 # transformers >= 5.9, so it cannot live in the main venv (the same arrangement as auto-circuit).
-#   usage: benchmarks/graphs/circuit_tracer_env.sh [VENV_DIR]   (default /work/venvs/circuit-tracer)
+#   usage: benchmarks/graphs/circuit_tracer_env.sh [VENV_DIR]   (default $INTERP_HOME/venvs/circuit-tracer)
 set -euo pipefail
-VENV="${1:-${CT_VENV:-/work/venvs/circuit-tracer}}"
+VENV="${1:-${CT_VENV:-${INTERP_HOME:-$HOME/.cache/interp}/venvs/circuit-tracer}}"
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null || PY=python3
 if [ ! -x "$VENV/bin/python" ]; then

@@ -7,7 +7,7 @@ transcoders read, ``blocks.L.ln2.hook_normalized``), wraps it as circuit-tracer'
 `TransformerLensReplacementModel` with interp's transcoders copied into circuit-tracer's
 `SingleLayerTranscoder` (JumpReLU), and runs `circuit_tracer.attribute` on the given token ids.
 
-    /work/venvs/circuit-tracer/bin/python benchmarks/graphs/peer.py JOB.json OUT.safetensors
+    $CT_VENV/bin/python benchmarks/graphs/peer.py JOB.json OUT.safetensors
 
 JOB.json: {"model_dir", "transcoders_dir", "tokens": [...], "target": null | {"ids": [...]} | {"diff": [a, b]},
 "batch_size", "max_n_logits", "desired_logit_prob"}. OUT.safetensors: adjacency, active_features,

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PEER_PY = Path(os.environ.get("CT_VENV", "/work/venvs/circuit-tracer")) / "bin" / "python"
+PEER_PY = Path(os.environ.get("CT_VENV") or Path(os.environ.get("INTERP_HOME") or Path.home() / ".cache" / "interp") / "venvs" / "circuit-tracer") / "bin" / "python"
 TC_DIR = ROOT / "transcoders" / "embedded"
 MODEL_DIR = ROOT / "interp" / "embedded"
 

@@ -1,6 +1,6 @@
 """Print a testbed run's learning curve as a markdown table (from its `phase*_evals.jsonl` files).
 
-    python benchmarks/testbed/curve.py /work/runs/testbed/work/embedded-attn
+    python benchmarks/testbed/curve.py $INTERP_HOME/testbed/work/embedded-attn
 
 Steps of phase 2 are counted after phase 1's (`interp.build.learning_curve`); each cell is the
 metric on the seen / held-out template families (IOI as accuracy / logit difference).

@@ -1,7 +1,7 @@
 """Rebuild everything downstream of the embedded models once new weights are shipped (issue 25).
 
-    python benchmarks/testbed/ship.py --root /work/runs/testbed          # first: the new weights into interp/
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/testbed/rebuild.py --log /work/runs/testbed/rebuild
+    python benchmarks/testbed/ship.py --root $INTERP_HOME/testbed          # first: the new weights into interp/
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/testbed/rebuild.py --log $INTERP_HOME/testbed/rebuild
     python benchmarks/testbed/rebuild.py --list                          # the steps and their commands
 
 Steps, in order (each is the repository's own command for that artefact; nothing is re-implemented):
@@ -121,7 +121,7 @@ def before(step: str, repo: Path, quick: bool, log_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repo", type=Path, default=ROOT, help="the checkout to rebuild (default: this one)")
-    p.add_argument("--log", type=Path, default=Path("/work/runs/testbed/rebuild"), help="logs and done markers")
+    p.add_argument("--log", type=Path, default=Path(os.environ.get("INTERP_HOME") or Path.home() / ".cache" / "interp") / "testbed" / "rebuild", help="logs and done markers")
     p.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
     p.add_argument("--quick", action="store_true", help="toy sizes, for a scratch copy of the repository")
     p.add_argument("--list", action="store_true", help="print the steps' commands and stop")

@@ -1,6 +1,6 @@
 """Replace a shipped embedded model by a finished testbed build (issue 25), checked first.
 
-    python benchmarks/testbed/ship.py --root /work/runs/testbed [--models embedded embedded-attn] [--accept-misses]
+    python benchmarks/testbed/ship.py --root $INTERP_HOME/testbed [--models embedded embedded-attn] [--accept-misses]
 
 For each model: the build in ROOT/out/<model> must be the finished testbed recipe (its card's `build`
 equals `BuildConfig.testbed()` / `AttnBuildConfig.testbed()`), and its card must meet every target,
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import time
@@ -83,7 +84,7 @@ def ship(model: str, out: Path, repo: Path, keep_root: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--root", default="/work/runs/testbed")
+    p.add_argument("--root", default=str(Path(os.environ.get("INTERP_HOME") or Path.home() / ".cache" / "interp") / "testbed"))
     p.add_argument("--models", nargs="+", choices=list(TARGET_DIRS), default=list(TARGET_DIRS))
     p.add_argument("--accept-misses", action="store_true", help="ship a model whose card states missed targets")
     p.add_argument("--check-only", action="store_true")

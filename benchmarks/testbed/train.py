@@ -1,6 +1,6 @@
 """Train the corpus-v2 testbed models of issue 25 (`embedded-attn`, then `embedded`), resumably.
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/testbed/train.py --root /work/runs/testbed
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/testbed/train.py --root $INTERP_HOME/testbed
 
 runs both builds in one process on one torch thread: `AttnBuildConfig.testbed()` then
 `BuildConfig.testbed()`. Work (checkpoints every 100 steps, learning-curve points in
@@ -57,7 +57,7 @@ def take_lock(path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--root", default="/work/runs/testbed", help="work and output root (outside the repo)")
+    p.add_argument("--root", default=str(Path(os.environ.get("INTERP_HOME") or Path.home() / ".cache" / "interp") / "testbed"), help="work and output root (outside the repo)")
     p.add_argument("--only", choices=MODELS, action="append", help="train only this model (repeatable)")
     p.add_argument("--quick", action="store_true", help="the tiny configs, for a smoke test")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
