@@ -199,3 +199,17 @@ def test_hook_the_bridge_lacks_gets_close_matches(llama):
     m = load_model(str(llama))
     with pytest.raises(InterpError, match=r"^unknown hook 'blocks\.0\.hook_resid_psot' for this model; closest valid: blocks\.0\.hook_resid_post"):
         parse_hook(m, "blocks.0.hook_resid_psot")
+
+
+def test_shipped_references_are_still_found_after_the_format_conversion():
+    """Regression: the references are found by a key over the weights' fingerprint, which hashed the
+    legacy state dict's names; after the shipped models became Hugging Face checkpoints no stored
+    reference matched, and every circuits run silently fell back to reference-free metrics."""
+    from interp.circuits.run import get_reference
+    from interp.models import load_model
+
+    for name, tasks in (("embedded", ("ioi", "greater-than", "docstring")), ("embedded-attn", ("greater-than",))):
+        model = load_model(name)
+        for task in tasks:
+            ref = get_reference(model, name, task)
+            assert ref is not None and ref.model == name and ref.task == task, (name, task)

@@ -103,12 +103,22 @@ class ReferenceCircuit:
 
 
 def fingerprint(model: TransformerBridge) -> str:
-    """A short hash of the model's weights (detects a reference built for another model)."""
+    """A short hash of the model's weights (detects a reference built for another model).
+
+    It hashes the attention weights and the embedding in TransformerLens' layout (``W_Q/W_K/W_V``
+    [H, d_model, d_head], ``W_O`` [H, d_head, d_model], ``W_E``) under TransformerLens' names, not the
+    checkpoint's own tensors: the same weights stored another way (the shipped models became Hugging
+    Face checkpoints) keep their fingerprint, so references stay found. A model whose attention has no
+    such view is hashed from its state dict."""
     h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        if k.endswith(("W_Q", "W_K", "W_V", "W_O", "W_E")):
-            h.update(k.encode())
-            h.update(v.detach().float().cpu().numpy().tobytes())
+    try:
+        ws = {f"blocks.{i}.attn.{w}": getattr(b.attn, w) for i, b in enumerate(model.blocks) for w in ("W_Q", "W_K", "W_V", "W_O")}
+        ws["embed.W_E"] = model.W_E
+    except (AttributeError, NotImplementedError, RuntimeError):
+        ws = dict(model.state_dict())
+    for k, v in sorted(ws.items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
