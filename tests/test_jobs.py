@@ -10,25 +10,18 @@ from pathlib import Path
 import pytest
 
 from interp import jobs
+from job_helpers import wait_job
 from interp.errors import InterpError
 
 
-def _wait(root, job_id, until, timeout=60.0):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        j = jobs.get(job_id, root)
-        if until(j):
-            return j
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never reached the state asked for: {jobs.get(job_id, root)}")
 
 
 def test_a_job_reports_progress_and_lands_its_result_in_the_history(tmp_path):
     j = jobs.start("sleep", {"seconds": 1.0, "steps": 5}, title="nap", header="model embedded · seed 0", root=tmp_path)
     assert j.state == "running" and j.title == "nap"
-    mid = _wait(tmp_path, j.id, lambda x: x.progress.done > 0)
+    mid = wait_job(tmp_path, j.id, lambda x: x.progress.done > 0)
     assert 0 < mid.progress.fraction <= 1 and mid.progress.elapsed_s > 0
-    done = _wait(tmp_path, j.id, lambda x: x.state != "running")
+    done = wait_job(tmp_path, j.id, lambda x: x.state != "running")
     assert done.state == "done" and done.result() == {"slept": 1.0, "steps": 5}
     assert done.progress.fraction == 1.0 and done.header == "model embedded · seed 0"
     assert [h.id for h in jobs.history(tmp_path)] == [j.id]
@@ -36,7 +29,7 @@ def test_a_job_reports_progress_and_lands_its_result_in_the_history(tmp_path):
 
 def test_cancel_kills_the_process_group_and_leaves_no_result(tmp_path):
     j = jobs.start("sleep", {"seconds": 60.0, "steps": 600}, root=tmp_path)
-    _wait(tmp_path, j.id, lambda x: x.progress.done > 0)
+    wait_job(tmp_path, j.id, lambda x: x.progress.done > 0)
     pid = jobs.get(j.id, tmp_path).pid
     c = jobs.cancel(j.id, tmp_path)
     assert c.state == "cancelled" and c.reason == "cancelled by the user"
@@ -49,7 +42,7 @@ def test_cancel_kills_the_process_group_and_leaves_no_result(tmp_path):
 
 def test_a_crashed_job_says_why_and_survives_a_restart(tmp_path):
     j = jobs.start("sleep", {"seconds": 0.4, "steps": 4, "fail": "the concept file is empty"}, root=tmp_path)
-    c = _wait(tmp_path, j.id, lambda x: x.state != "running")
+    c = wait_job(tmp_path, j.id, lambda x: x.state != "running")
     assert c.state == "crashed" and c.reason == "the concept file is empty"
     assert not (Path(c.dir) / "result.json").exists()
     # a job whose process vanished without a word (server killed, machine rebooted): crashed, with a reason
@@ -84,7 +77,7 @@ def test_a_job_started_from_a_short_lived_thread_outlives_it(tmp_path):
     t.join()
     time.sleep(0.5)
     assert jobs.get(box[0].id, tmp_path).state == "running"
-    assert _wait(tmp_path, box[0].id, lambda x: x.state != "running").state == "done"
+    assert wait_job(tmp_path, box[0].id, lambda x: x.state != "running").state == "done"
 
 
 def test_history_with_a_limit_reads_the_newest_finished_and_every_running_job(tmp_path):
@@ -111,7 +104,7 @@ def test_an_sae_training_job_writes_an_sae_that_loads(tmp_path):
     cfg = SAETrainConfig(hook="blocks.0.hook_resid_post", d_sae=64, k=4, tokens=4096, batch_size=512)
     out = tmp_path / "sae"
     j = jobs.start("sae-training", {"config": asdict(cfg), "out": str(out), "eval_tokens": 1024}, root=tmp_path / "jobs")
-    done = _wait(tmp_path / "jobs", j.id, lambda x: x.state != "running", timeout=600)
+    done = wait_job(tmp_path / "jobs", j.id, lambda x: x.state != "running", timeout=600)
     assert done.state == "done", done.reason
     res = done.result()
     assert res["out_dir"] == str(out) and 0 < res["metrics"]["l0"] <= 4.0 + 1e-6

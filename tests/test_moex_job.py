@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from interp import jobs
+from job_helpers import wait_job
 from interp.errors import InterpError
 
 # a seconds-long model on weighted-random games (no Stockfish)
@@ -16,14 +16,6 @@ TINY = {"arch": "moex", "steps": 6, "seed": 0, "layers": 1, "d_model": 32, "head
         "expert_width": 16, "batch_size": 4, "games": 24, "val_games": 8}
 
 
-def _wait(root, job_id, until, timeout=120.0):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        j = jobs.get(job_id, root)
-        if until(j):
-            return j
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never reached the state asked for: {jobs.get(job_id, root)}")
 
 
 def test_moex_train_job_writes_a_loadable_model_and_its_numbers(tmp_path, monkeypatch):
@@ -31,7 +23,7 @@ def test_moex_train_job_writes_a_loadable_model_and_its_numbers(tmp_path, monkey
 
     monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))  # the game store, for the child too
     j = jobs.start("moex-train", dict(TINY), title="tiny", root=tmp_path / "jobs")
-    done = _wait(tmp_path / "jobs", j.id, lambda x: x.state != "running")
+    done = wait_job(tmp_path / "jobs", j.id, lambda x: x.state != "running", timeout=120.0)
     assert done.state == "done", (done.reason, (Path(done.dir) / "log.txt").read_text()[-2000:])
     r = done.result()
     assert r["model_dir"] == str(Path(done.dir) / "model")  # a new directory inside the job's own folder
@@ -49,7 +41,7 @@ def test_cancelled_moex_job_leaves_no_result_and_no_model(tmp_path, monkeypatch)
     monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
     out = tmp_path / "new-model"
     j = jobs.start("moex-train", {**TINY, "steps": 100_000, "out": str(out)}, root=tmp_path / "jobs")
-    _wait(tmp_path / "jobs", j.id, lambda x: "step" in x.progress.message)  # training has started
+    wait_job(tmp_path / "jobs", j.id, lambda x: "step" in x.progress.message, timeout=120.0)  # training has started
     c = jobs.cancel(j.id, tmp_path / "jobs")
     assert c.state == "cancelled"
     assert not any(p.name.startswith("result") for p in Path(c.dir).iterdir()) and not (Path(c.dir) / "model").exists()
@@ -62,7 +54,7 @@ def test_moex_job_never_trains_over_an_existing_directory(tmp_path, monkeypatch)
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     j = jobs.start("moex-train", {**TINY, "out": str(out)}, root=tmp_path / "jobs")
-    c = _wait(tmp_path / "jobs", j.id, lambda x: x.state != "running")
+    c = wait_job(tmp_path / "jobs", j.id, lambda x: x.state != "running", timeout=120.0)
     assert c.state == "crashed" and "is not a chess model directory" in c.reason and "\n" not in c.reason
     assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "keep me"
 
@@ -120,7 +112,7 @@ def test_a_finished_model_opens_in_the_pages_views(tmp_path, monkeypatch):
 
     monkeypatch.setenv("INTERP_HOME", str(tmp_path / "home"))
     j = jobs.start("moex-train", dict(TINY), title="Train chess moex")
-    done = _wait(None, j.id, lambda x: x.state != "running")
+    done = wait_job(None, j.id, lambda x: x.state != "running", timeout=120.0)
     assert done.state == "done", done.reason
     model_dir = done.result()["model_dir"]
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "main.py"), default_timeout=240)
