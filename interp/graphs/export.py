@@ -29,18 +29,14 @@ def _cantor(x: int, y: int) -> int:
 
 def node_id(graph: Graph, i: int) -> str:
     """circuit-tracer's node_id of node i."""
-    kind = graph.node_kind(i)
+    kind, layer, pos, idx = graph.node_parts(i)
     if kind == "feature":
-        layer, pos, feat = graph.feature_key(i)
-        return f"{layer}_{feat}_{pos}"
+        return f"{layer}_{idx}_{pos}"
     if kind == "error":
-        layer, pos = divmod(i - graph.error_start, graph.n_pos)
         return f"0_{layer}_{pos}"
     if kind == "token":
-        pos = i - graph.token_start
-        return f"E_{int(graph.input_tokens[pos])}_{pos}"
-    k = i - graph.logit_start
-    return f"{graph.n_layers + 1}_{graph.logit_ids[k]}_{graph.n_pos - 1}"
+        return f"E_{idx}_{pos}"
+    return f"{graph.n_layers + 1}_{graph.logit_ids[idx]}_{pos}"
 
 
 def node_record(graph: Graph, i: int, influence: float | None, labels: dict[str, str] | None = None) -> dict:

@@ -83,6 +83,21 @@ class Graph:
         layer, pos, feat = self.active_features[self.selected_features[i]].tolist()
         return int(layer), int(pos), int(feat)
 
+    def node_parts(self, i: int) -> tuple[str, int | None, int, int | None]:
+        """(kind, layer, pos, index) of node i: the feature id of a feature node, the position's token
+        id of a token node, the logit's rank of a logit node (at the last position), None for errors."""
+        kind = self.node_kind(i)
+        if kind == "feature":
+            layer, pos, feat = self.feature_key(i)
+            return kind, layer, pos, feat
+        if kind == "error":
+            layer, pos = divmod(i - self.error_start, self.n_pos)
+            return kind, layer, pos, None
+        if kind == "token":
+            pos = i - self.token_start
+            return kind, None, pos, int(self.input_tokens[pos])
+        return kind, None, self.n_pos - 1, i - self.logit_start
+
     def feature_node(self, layer: int, pos: int, feature: int) -> int:
         """The node index of an active feature; `InterpError` when it is not a node of this graph."""
         want = torch.tensor([layer, pos, feature])
@@ -92,17 +107,14 @@ class Graph:
         return int(hit[0, 0])
 
     def node_label(self, i: int) -> str:
-        kind = self.node_kind(i)
+        kind, layer, pos, idx = self.node_parts(i)
         if kind == "feature":
-            layer, pos, feat = self.feature_key(i)
-            return f"L{layer} F{feat} @{pos} {self.token_strs[pos]!r}"
+            return f"L{layer} F{idx} @{pos} {self.token_strs[pos]!r}"
         if kind == "error":
-            layer, pos = divmod(i - self.error_start, self.n_pos)
             return f"L{layer} error @{pos} {self.token_strs[pos]!r}"
         if kind == "token":
-            pos = i - self.token_start
             return f"token @{pos} {self.token_strs[pos]!r}"
-        return f"logit {self.logit_tokens[i - self.logit_start]!r}"
+        return f"logit {self.logit_tokens[idx]!r}"
 
 
 def save_graph(graph: Graph, path: str | Path) -> Path:
